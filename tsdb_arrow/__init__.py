@@ -1,0 +1,42 @@
+"""tsdb-arrow: an embedded time-series database for metrics on Apache Arrow, queried with Polars.
+
+>>> import tsdb_arrow as ta
+>>> with ta.open("./data") as db:                       # doctest: +SKIP
+...     db.write(frame)
+...     db.select('up{job="node"}').collect()
+"""
+
+from tsdb_arrow.config import StorageConfig
+from tsdb_arrow.database import Database, open
+from tsdb_arrow.errors import (
+    ClosedError,
+    CodecError,
+    ConfigError,
+    CorruptBlockError,
+    InputError,
+    LockedError,
+    SelectorError,
+    SeriesCollisionError,
+    TimeRangeError,
+    TsdbError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # opening a data directory
+    "open",
+    "Database",
+    "StorageConfig",
+    # errors
+    "TsdbError",
+    "ConfigError",
+    "InputError",
+    "SelectorError",
+    "TimeRangeError",
+    "SeriesCollisionError",
+    "CodecError",
+    "CorruptBlockError",
+    "LockedError",
+    "ClosedError",
+]

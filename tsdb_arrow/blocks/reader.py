@@ -1,0 +1,95 @@
+"""Reading a block: its series table, an in-memory index of its chunks, and decoded row groups."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tsdb_arrow.blocks import codecs
+from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.blocks.meta import CHUNKS_FILE, SERIES_FILE, BlockMeta
+from tsdb_arrow.errors import CodecError, CorruptBlockError
+from tsdb_arrow.model import REF
+
+INDEX_COLUMNS = [REF, "min_time", "max_time", "count"]
+
+
+@dataclass(frozen=True)
+class ChunkIndex:
+    """One entry per chunk, in file order: which series, what time span, where in the file."""
+
+    refs: np.ndarray  # uint64
+    min_time: np.ndarray  # int64
+    max_time: np.ndarray  # int64
+    counts: np.ndarray  # int64
+    row_group: np.ndarray  # int32: row group holding the chunk
+    sample_offset: np.ndarray  # int64: first sample of the chunk within its decoded row group
+
+
+class Block:
+    """A block directory opened for reading; payloads are decoded per row group, on demand."""
+
+    def __init__(self, fs: pafs.FileSystem, path: str, meta: BlockMeta) -> None:
+        self.fs = fs
+        self.path = path
+        self.meta = meta
+        self.reads = 0  # row-group payload reads from the file, for stats and tests
+        self._read_lock = threading.Lock()  # a ParquetFile is not safe for concurrent reads
+        try:
+            self._file = pq.ParquetFile(f"{path}/{CHUNKS_FILE}", filesystem=fs)
+            index = self._file.read(columns=INDEX_COLUMNS)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CorruptBlockError(
+                f"cannot read {path}/{CHUNKS_FILE}: {exc}; move the block directory aside"
+            ) from exc
+        counts = index["count"].to_numpy().astype(np.int64)
+        rg_rows = [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
+        row_group = np.repeat(np.arange(len(rg_rows), dtype=np.int32), rg_rows)
+        starts = np.cumsum(counts) - counts
+        rg_first = np.concatenate(([0], np.cumsum(rg_rows)[:-1])).astype(np.int64)
+        rg_base = starts[rg_first[row_group]] if len(counts) else starts
+        self.index = ChunkIndex(
+            refs=index[REF].to_numpy(),
+            min_time=index["min_time"].to_numpy(),
+            max_time=index["max_time"].to_numpy(),
+            counts=counts,
+            row_group=row_group,
+            sample_offset=starts - rg_base,
+        )
+        self._rg_chunks = np.concatenate(([0], np.cumsum(rg_rows))).astype(np.int64)
+
+    @classmethod
+    def open(cls, fs: pafs.FileSystem, path: str) -> Block:
+        return cls(fs, path, BlockMeta.read(fs, path))
+
+    def series(self) -> pa.Table:
+        """The block's series table: ``series_ref`` and one string column per label name."""
+        try:
+            return pq.read_table(f"{self.path}/{SERIES_FILE}", filesystem=self.fs)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CorruptBlockError(f"cannot read {self.path}/{SERIES_FILE}: {exc}") from exc
+
+    def decoded(self, rg: int, column: str, cache: ChunkCache) -> np.ndarray:
+        """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
+        return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
+
+    def _decode(self, rg: int, column: str) -> np.ndarray:
+        codec_col = "ts_codec" if column == "timestamps" else "value_codec"
+        with self._read_lock:
+            table = self._file.read_row_group(rg, columns=[codec_col, column])
+            self.reads += 1
+        lo, hi = self._rg_chunks[rg], self._rg_chunks[rg + 1]
+        counts = self.index.counts[lo:hi]
+        ids = table[codec_col].to_numpy()
+        payloads = table[column]
+        try:
+            if column == "timestamps":
+                return codecs.decode_timestamps(ids, payloads, counts)
+            return codecs.decode_values(ids, payloads, counts)
+        except CodecError as exc:
+            raise CorruptBlockError(f"{self.path}/{CHUNKS_FILE} row group {rg}: {exc}") from exc

@@ -1,0 +1,121 @@
+"""Writing one block directory: series table, chunk table (encoded payloads), meta.json.
+
+The directory is written under a temporary name and renamed into place, so a reader (or a crash)
+never sees half a block.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tsdb_arrow.blocks import codecs
+from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, BlockMeta
+from tsdb_arrow.ingest.cut import Window
+from tsdb_arrow.model import REF
+
+# Samples per Parquet row group of the chunk table: the unit that is decoded and cached at once.
+ROW_GROUP_SAMPLES = 1 << 18
+
+CHUNK_SCHEMA = pa.schema(
+    [
+        (REF, pa.uint64()),
+        ("min_time", pa.int64()),
+        ("max_time", pa.int64()),
+        ("count", pa.int32()),
+        ("ts_codec", pa.uint8()),
+        ("timestamps", pa.large_binary()),
+        ("value_codec", pa.uint8()),
+        ("values", pa.large_binary()),
+    ]
+)
+
+
+@nb.njit(cache=True)
+def chunk_offsets(refs: np.ndarray, chunk_samples: int) -> np.ndarray:
+    """Chunk boundaries: a new chunk at each series change and every ``chunk_samples`` samples."""
+    n = refs.shape[0]
+    out = np.empty(n + 1, dtype=np.int64)
+    k = 0
+    run = 0
+    for i in range(n):
+        if i == 0 or refs[i] != refs[i - 1] or run == chunk_samples:
+            out[k] = i
+            k += 1
+            run = 0
+        run += 1
+    out[k] = n
+    return out[: k + 1]
+
+
+def block_name(seq: int) -> str:
+    return f"b{seq:010d}"
+
+
+def write_block(
+    fs: pafs.FileSystem,
+    blocks_dir: str,
+    seq: int,
+    window: Window,
+    series: pa.Table,
+    chunk_samples: int,
+) -> BlockMeta:
+    """Encode one window's samples and write them as block ``seq`` under ``blocks_dir``."""
+    offsets = chunk_offsets(window.refs, chunk_samples)
+    starts, ends = offsets[:-1], offsets[1:]
+    ts_ids, ts_payloads = codecs.encode_timestamps(window.timestamps, offsets)
+    val_ids, val_payloads = codecs.encode_values(window.values, offsets)
+    chunks = pa.Table.from_arrays(
+        [
+            pa.array(window.refs[starts], pa.uint64()),
+            pa.array(np.minimum.reduceat(window.timestamps, starts)),
+            pa.array(np.maximum.reduceat(window.timestamps, starts)),
+            pa.array((ends - starts).astype(np.int32)),
+            pa.array(ts_ids, pa.uint8()),
+            ts_payloads,
+            pa.array(val_ids, pa.uint8()),
+            val_payloads,
+        ],
+        schema=CHUNK_SCHEMA,
+    )
+    name = block_name(seq)
+    tmp = f"{blocks_dir}/{name}.tmp"
+    final = f"{blocks_dir}/{name}"
+    fs.create_dir(tmp, recursive=True)
+    _write_chunks(fs, f"{tmp}/{CHUNKS_FILE}", chunks, ends)
+    pq.write_table(series, f"{tmp}/{SERIES_FILE}", filesystem=fs, compression="zstd")
+    meta = BlockMeta(
+        id=name,
+        seq=seq,
+        min_time=int(window.timestamps.min()),
+        max_time=int(window.timestamps.max()),
+        num_samples=len(window.refs),
+        num_series=series.num_rows,
+        num_chunks=len(starts),
+        chunk_samples=chunk_samples,
+        codecs=codecs.codec_info(),
+    )
+    with fs.open_output_stream(f"{tmp}/{META_FILE}") as f:
+        f.write(meta.to_json().encode())
+    fs.move(tmp, final)
+    return meta
+
+
+def _write_chunks(fs: pafs.FileSystem, path: str, chunks: pa.Table, ends: np.ndarray) -> None:
+    """Write the chunk table in row groups of about ROW_GROUP_SAMPLES samples each."""
+    cuts = np.searchsorted(ends, np.arange(ROW_GROUP_SAMPLES, ends[-1], ROW_GROUP_SAMPLES))
+    bounds = np.unique(np.concatenate(([0], cuts + 1, [chunks.num_rows])))
+    bounds = bounds[bounds <= chunks.num_rows]
+    with pq.ParquetWriter(
+        path,
+        CHUNK_SCHEMA,
+        filesystem=fs,
+        compression="zstd",
+        use_dictionary=False,
+        write_statistics=[REF, "min_time", "max_time"],
+    ) as writer:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            writer.write_table(chunks.slice(lo, hi - lo), row_group_size=hi - lo)

@@ -1,0 +1,54 @@
+"""Validated configuration for a ``Database``; bad values are refused when constructed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tsdb_arrow.errors import ConfigError
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """How a data directory stores samples.
+
+    Parameters
+    ----------
+    block_duration
+        Time span of one block: milliseconds or a ``datetime.timedelta`` (kept as milliseconds).
+        Block boundaries are aligned to multiples of it since the Unix epoch.
+        The head is flushed by itself once it spans more than this.
+    head_max_bytes
+        The head is flushed by itself once its buffers hold more than this many bytes.
+    cache_bytes
+        Bound of the LRU cache of decoded chunks, in bytes; 0 turns the cache off.
+    chunk_samples
+        Most samples one chunk (one row of the chunk table) holds.
+    buffer_rows
+        Rows of one pooled head buffer.
+    """
+
+    block_duration: int = 2 * HOUR_MS
+    head_max_bytes: int = 256 * 2**20
+    cache_bytes: int = 512 * 2**20
+    chunk_samples: int = 8192
+    buffer_rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        if isinstance(self.block_duration, timedelta):
+            object.__setattr__(self, "block_duration", self.block_duration // timedelta(milliseconds=1))
+        _positive_int("block_duration", self.block_duration, minimum=1000)
+        _positive_int("head_max_bytes", self.head_max_bytes, minimum=2**16)
+        _positive_int("cache_bytes", self.cache_bytes, minimum=0)
+        _positive_int("chunk_samples", self.chunk_samples, minimum=16, maximum=1 << 20)
+        _positive_int("buffer_rows", self.buffer_rows, minimum=1024, maximum=1 << 24)
+
+
+def _positive_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"StorageConfig.{name} must be an int, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(f"StorageConfig.{name} must be {bound}, got {value}")

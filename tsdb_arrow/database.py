@@ -1,0 +1,285 @@
+"""``Database``: an embedded data directory you write samples to and select Polars frames from."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.fs as pafs
+
+from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.blocks.writer import write_block
+from tsdb_arrow.config import StorageConfig
+from tsdb_arrow.errors import ClosedError
+from tsdb_arrow.index import SeriesIndex
+from tsdb_arrow.ingest.convert import normalize
+from tsdb_arrow.ingest.cut import Window, cut, window_starts
+from tsdb_arrow.ingest.head import Head
+from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
+from tsdb_arrow.ingest.series import resolve_series
+from tsdb_arrow.lockfile import DirectoryLock
+from tsdb_arrow.model import REF, is_member
+from tsdb_arrow.query.read import Snapshot
+from tsdb_arrow.query.scan import scan
+from tsdb_arrow.query.selector import parse_selector
+from tsdb_arrow.timeutil import check_range, to_ms
+
+BLOCKS_DIR = "blocks"
+
+
+class Database:
+    """An open data directory. Thread-safe; one process owns a directory at a time.
+
+    Samples are buffered in the head and flushed to Parquet blocks by ``flush()``, by ``close()``,
+    or by themselves when the head spans more than ``config.block_duration`` or holds more than
+    ``config.head_max_bytes``. Until the write-ahead log exists, a crash loses unflushed samples.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None) -> None:
+        self.path = Path(path).absolute()
+        self.config = config or StorageConfig()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lockfile = DirectoryLock(self.path)
+        self._lockfile.acquire()
+        try:
+            self._fs = pafs.LocalFileSystem()
+            self._blocks_dir = str(self.path / BLOCKS_DIR)
+            self._fs.create_dir(self._blocks_dir, recursive=True)
+            self._lock = threading.RLock()
+            self._flush_lock = threading.Lock()
+            self._cache = ChunkCache(self.config.cache_bytes)
+            max_free = max(2, self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows) + 2)
+            self._pool = BufferPool(self.config.buffer_rows, max_free=max_free)
+            self._head = Head(self._pool)
+            self._flushing: list[Head] = []
+            self._index = SeriesIndex()
+            self._blocks: list[Block] = []
+            self._closed = False
+            self._load_blocks()
+        except BaseException:
+            self._lockfile.release()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _load_blocks(self) -> None:
+        infos = self._fs.get_file_info(pafs.FileSelector(self._blocks_dir))
+        for info in sorted(infos, key=lambda i: i.base_name):
+            if info.type != pafs.FileType.Directory:
+                continue
+            if info.base_name.endswith(".tmp"):
+                # A flush that died before its rename: the block never became visible.
+                self._fs.delete_dir(info.path)
+                continue
+            block = Block.open(self._fs, info.path)
+            self._index.add(block.series())
+            self._blocks.append(block)
+        self._blocks.sort(key=lambda b: b.meta.seq)
+
+    def close(self) -> None:
+        """Flush the head and release the directory; further use raises ``ClosedError``."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._closed = True
+            self._lockfile.release()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"the database at {self.path} is closed; open it again with ta.open")
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, data: Any, *, metric: str | None = None) -> int:
+        """Add samples from a long-format frame; returns how many rows were accepted.
+
+        ``data`` is a pyarrow Table/RecordBatch or a Polars/pandas DataFrame with ``timestamp``
+        (int64 ms or datetime), ``value`` (castable to float64), ``__name__`` (or ``metric=``)
+        and one string column per label. A refused batch raises an ``InputError`` (or
+        ``SeriesCollisionError``) and stores nothing.
+        """
+        self._check_open()
+        batch = normalize(data, metric=metric)
+        if batch.num_rows == 0:
+            return 0
+        resolved = resolve_series(batch.labels, batch.num_rows)
+        with self._lock:
+            self._check_open()
+            self._index.add(resolved.series)
+            self._head.append(resolved.row_refs, batch.timestamps, batch.values)
+            due = self._flush_due()
+        if due:
+            self._flush(keep_last_window=due == "span")
+        return batch.num_rows
+
+    def _flush_due(self) -> str | None:
+        head = self._head
+        if head.nbytes > self.config.head_max_bytes:
+            return "size"
+        duration = self.config.block_duration
+        if head.rows and head.max_time - head.min_time > duration:
+            return "span"
+        return None
+
+    def flush(self) -> list[str]:
+        """Write everything in the head to blocks now; returns the new block ids."""
+        self._check_open()
+        return self._flush(keep_last_window=False)
+
+    def _flush(self, *, keep_last_window: bool) -> list[str]:
+        with self._flush_lock:
+            with self._lock:
+                head = self._head
+                if head.rows == 0:
+                    return []
+                self._head = Head(self._pool)
+                self._flushing.append(head)
+            refs, ts, values = head.columns()
+            windows = cut(refs, ts, values, self.config.block_duration)
+            keep: Window | None = None
+            if keep_last_window and windows:
+                keep = windows.pop()
+            written = []
+            for window in windows:
+                with self._lock:
+                    seq = self._next_seq()
+                    frame = self._index.frame
+                    series = frame.filter(pl.Series(is_member(np.unique(window.refs), frame[REF].to_numpy())))
+                series = series.select(REF, *_present_labels(series))
+                meta = write_block(
+                    self._fs, self._blocks_dir, seq, window, series.to_arrow(),
+                    self.config.chunk_samples,
+                )
+                block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
+                with self._lock:
+                    self._blocks.append(block)
+                written.append(meta.id)
+            with self._lock:
+                if keep is not None:
+                    kept = Head(self._pool)
+                    kept.append(keep.refs, keep.timestamps, keep.values)
+                    newer = self._head
+                    kept.buffers.extend(newer.buffers)
+                    kept.rows += newer.rows
+                    if newer.rows:
+                        kept.min_time = min(kept.min_time, newer.min_time)
+                        kept.max_time = max(kept.max_time, newer.max_time)
+                    self._head = kept
+                self._flushing.remove(head)
+                head.release()
+            return written
+
+    def _next_seq(self) -> int:
+        self._seq = max([b.meta.seq for b in self._blocks] + [getattr(self, "_seq", 0)]) + 1
+        return self._seq
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def series(self, selector: str | None = None) -> pl.DataFrame:
+        """Label sets of the series matching ``selector`` (all when None), one row each."""
+        self._check_open()
+        matchers = parse_selector(selector)
+        with self._lock:
+            frame = self._index.select(matchers)
+        return frame.select(REF, *_present_labels(frame))
+
+    def select(
+        self,
+        selector: str | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+    ) -> pl.LazyFrame:
+        """Samples of the matching series in [start, end] as a Polars LazyFrame.
+
+        Columns: ``timestamp`` (Datetime ms UTC), ``value`` (Float64) and one String column per
+        label name present, sorted by series then time. The series are those matching when
+        ``select`` is called; their samples are read when the frame is collected.
+        """
+        self._check_open()
+        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        check_range(lo, hi)
+        series = self.series(selector)
+        return scan(series, lo, hi, self._snapshot, self._cache)
+
+    def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
+        with self._lock:
+            self._check_open()
+            buffers = [(buf, buf.size) for head in [*self._flushing, self._head] for buf in head.buffers]
+            for buf, _ in buffers:
+                self._pool.pin(buf)
+            snap = Snapshot(blocks=tuple(self._blocks), head=tuple(buffers))
+
+        def release() -> None:
+            for buf, _ in buffers:
+                self._pool.unpin(buf)
+
+        return snap, release
+
+    def export(
+        self, selector: str | None, path: str | os.PathLike[str], *, start: Any = None, end: Any = None
+    ) -> int:
+        """Write the selection as plain long-format Parquet (zstd); returns the rows written."""
+        lf = self.select(selector, start=start, end=end)
+        lf.sink_parquet(str(path), compression="zstd")
+        return pl.scan_parquet(str(path)).select(pl.len()).collect().item()
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and sizes: series, samples, blocks, bytes on disk, head, cache and pool."""
+        self._check_open()
+        with self._lock:
+            blocks = list(self._blocks)
+            head_rows = self._head.rows + sum(h.rows for h in self._flushing)
+            n_series = len(self._index)
+        block_samples = sum(b.meta.num_samples for b in blocks)
+        on_disk = _dir_bytes(self._blocks_dir)
+        return {
+            "path": str(self.path),
+            "series": n_series,
+            "samples": block_samples + head_rows,
+            "block_samples": block_samples,
+            "head_samples": head_rows,
+            "blocks": len(blocks),
+            "bytes_on_disk": on_disk,
+            "bytes_per_sample": on_disk / block_samples if block_samples else 0.0,
+            "min_time": min((b.meta.min_time for b in blocks), default=None),
+            "max_time": max((b.meta.max_time for b in blocks), default=None),
+            "cache": self._cache.stats(),
+            "pool": self._pool.stats(),
+            "block_reads": sum(b.reads for b in blocks),
+        }
+
+
+def _present_labels(frame: pl.DataFrame) -> list[str]:
+    """Label columns that at least one row of ``frame`` has."""
+    return [c for c in frame.columns if c != REF and frame[c].null_count() < frame.height]
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def open(path: str | os.PathLike[str], *, config: StorageConfig | None = None) -> Database:  # noqa: A001
+    """Open (creating if needed) the data directory at ``path``."""
+    return Database(path, config)

@@ -1,0 +1,46 @@
+"""The exceptions tsdb-arrow raises: one base class, one subclass per kind of failure.
+
+Every message says what went wrong, where (column, row, file, offset) and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class TsdbError(Exception):
+    """Base class of every error raised by tsdb-arrow."""
+
+
+class ConfigError(TsdbError, ValueError):
+    """A configuration value is out of range or of the wrong type."""
+
+
+class InputError(TsdbError, ValueError):
+    """A batch of samples handed to ``write`` or ``load`` was refused; nothing of it was stored."""
+
+
+class SelectorError(TsdbError, ValueError):
+    """A series selector could not be parsed or uses an unsupported construct."""
+
+
+class TimeRangeError(TsdbError, ValueError):
+    """A start/end time could not be understood, or start lies after end."""
+
+
+class SeriesCollisionError(TsdbError):
+    """Two different label sets hashed to the same 64-bit series ref; the batch was refused."""
+
+
+class CodecError(TsdbError):
+    """A chunk payload could not be encoded or decoded (unknown codec id, truncated bytes)."""
+
+
+class CorruptBlockError(TsdbError):
+    """A block directory on disk is missing files or holds data that does not parse."""
+
+
+class LockedError(TsdbError):
+    """Another process (or an open ``Database``) already owns this data directory."""
+
+
+class ClosedError(TsdbError):
+    """The ``Database`` was used after ``close()``."""

@@ -1,0 +1,66 @@
+"""The series index: every known series' ref and labels, with collision checks on insert."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from tsdb_arrow.errors import SeriesCollisionError
+from tsdb_arrow.model import REF, is_member
+from tsdb_arrow.query.selector import Matcher, filter_series
+
+
+class SeriesIndex:
+    """A Polars frame sorted by ``series_ref`` with one String column per label name."""
+
+    def __init__(self) -> None:
+        self.frame = pl.DataFrame({REF: pl.Series([], dtype=pl.UInt64)})
+        self.refs = np.empty(0, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    @property
+    def label_names(self) -> list[str]:
+        return [c for c in self.frame.columns if c != REF]
+
+    def add(self, series: pa.Table | pl.DataFrame) -> pl.DataFrame:
+        """Insert series not yet known; refuse one whose ref is known with other labels."""
+        new = series if isinstance(series, pl.DataFrame) else pl.from_arrow(series)
+        assert isinstance(new, pl.DataFrame)
+        new = new.with_columns(pl.col(c).cast(pl.String) for c in new.columns if c != REF)
+        known = is_member(self.refs, new[REF].to_numpy())
+        if known.any():
+            self._check_same(new.filter(pl.Series(known)))
+        fresh = new.filter(pl.Series(~known))
+        if fresh.height:
+            frame = pl.concat([self.frame, fresh], how="diagonal_relaxed").sort(REF)
+            labels = sorted(c for c in frame.columns if c != REF)
+            self.frame = frame.select(REF, *labels)
+            self.refs = self.frame[REF].to_numpy()
+        return fresh
+
+    def _check_same(self, seen: pl.DataFrame) -> None:
+        existing = self.frame.join(seen.select(REF), on=REF, how="semi")
+        both = existing.join(seen, on=REF, how="left", suffix="__new")
+        names = set(self.label_names) | {c for c in seen.columns if c != REF}
+        diffs = []
+        for name in names:
+            old = pl.col(name) if name in existing.columns else pl.lit(None, pl.String)
+            new_name = f"{name}__new" if name in existing.columns else name
+            new = pl.col(new_name) if new_name in both.columns else pl.lit(None, pl.String)
+            diffs.append(old.ne_missing(new))
+        bad = both.filter(pl.any_horizontal(diffs)) if diffs else both.clear()
+        if bad.height:
+            ref = bad[REF][0]
+            raise SeriesCollisionError(
+                f"series ref {ref:#018x} already belongs to another label set; the batch was "
+                "refused. Rename a label of the new series (e.g. add a distinguishing label)."
+            )
+
+    def select(self, matchers: Sequence[Matcher]) -> pl.DataFrame:
+        """Series whose labels satisfy every matcher."""
+        return filter_series(self.frame, matchers) if matchers else self.frame

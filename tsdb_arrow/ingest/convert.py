@@ -1,0 +1,179 @@
+"""Turning what users hand to ``write`` into validated columns: timestamps, values, labels.
+
+Accepts pyarrow Tables/RecordBatches, Polars and pandas DataFrames in long format. Everything is
+checked before anything is stored, so a refused batch writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tsdb_arrow.errors import InputError
+from tsdb_arrow.model import METRIC_NAME, TIMESTAMP, VALUE, is_label_name
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """One validated batch: parallel timestamp/value arrays and one large_string per label."""
+
+    timestamps: np.ndarray  # int64 ms since the epoch
+    values: np.ndarray  # float64
+    labels: dict[str, pa.Array]  # label name -> large_string array, "" or null = absent
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.timestamps)
+
+
+def to_arrow(data: Any) -> pa.Table:
+    """Convert a pyarrow, Polars or pandas frame to a pyarrow Table, or say what is accepted."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    module = type(data).__module__.split(".")[0]
+    if module == "polars":
+        import polars as pl
+
+        if isinstance(data, pl.LazyFrame):
+            data = data.collect()
+        if isinstance(data, pl.DataFrame):
+            return data.to_arrow()
+    if module == "pandas" and hasattr(data, "columns"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise InputError(
+        f"write() takes a pyarrow Table or RecordBatch, or a Polars or pandas DataFrame in long "
+        f"format (timestamp, value, __name__, labels...); got {type(data).__name__}"
+    )
+
+
+def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
+    """Validate a long-format frame and split it into timestamps, values and label columns."""
+    table = to_arrow(data)
+    names = table.column_names
+    for required in (TIMESTAMP, VALUE):
+        if required not in names:
+            raise InputError(
+                f"missing column {required!r}: a batch needs 'timestamp', 'value' and label "
+                f"columns; got columns {names}"
+            )
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"duplicate column names {dupes}: give each column a distinct name")
+    n = table.num_rows
+    timestamps = _timestamps(table.column(TIMESTAMP))
+    values = _values(table.column(VALUE))
+
+    label_names = [c for c in names if c not in (TIMESTAMP, VALUE)]
+    labels: dict[str, pa.Array] = {}
+    for name in label_names:
+        if not is_label_name(name):
+            raise InputError(
+                f"invalid label name {name!r}: label names must match [a-zA-Z_][a-zA-Z0-9_]*; "
+                "rename or drop that column"
+            )
+        labels[name] = _label_column(name, table.column(name))
+    if metric is not None:
+        if METRIC_NAME in labels:
+            raise InputError(
+                "the batch has a '__name__' column and write() was given metric=...; use one"
+            )
+        if not isinstance(metric, str) or not metric:
+            raise InputError(f"metric must be a non-empty string, got {metric!r}")
+        labels[METRIC_NAME] = pa.repeat(pa.scalar(metric, pa.large_string()), n)
+    if METRIC_NAME not in labels:
+        raise InputError(
+            "no metric name: add a '__name__' column or call write(frame, metric='name')"
+        )
+    name_col = labels[METRIC_NAME]
+    missing = pc.or_(pc.is_null(name_col), pc.equal(name_col, ""))
+    if n and pc.any(missing).as_py():
+        row = _first_true(missing)
+        raise InputError(f"row {row}: '__name__' is empty; every sample needs a metric name")
+    return SampleBatch(timestamps=timestamps, values=values, labels=labels)
+
+
+def _first_true(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))[0])
+
+
+def _timestamps(col: pa.ChunkedArray) -> np.ndarray:
+    typ = col.type
+    if col.null_count:
+        row = _first_true(pc.is_null(col))
+        raise InputError(f"row {row}: 'timestamp' is null; every sample needs a timestamp")
+    if pa.types.is_timestamp(typ):
+        col = pc.cast(col, pa.timestamp("ms", tz=typ.tz)) if typ.unit != "ms" else col
+        col = col.cast(pa.int64())
+    elif pa.types.is_date(typ):
+        col = col.cast(pa.date64()).cast(pa.int64())
+    elif pa.types.is_integer(typ):
+        if pa.types.is_uint64(typ) and len(col) and pc.max(col).as_py() > 2**63 - 1:
+            raise InputError("'timestamp' holds values above the int64 range; use int64 ms")
+        col = col.cast(pa.int64())
+    else:
+        raise InputError(
+            f"'timestamp' has type {typ}: use int64 milliseconds since the Unix epoch or a "
+            "datetime/timestamp column"
+        )
+    return _to_numpy(col, np.int64)
+
+
+def _values(col: pa.ChunkedArray) -> np.ndarray:
+    typ = col.type
+    if col.null_count:
+        row = _first_true(pc.is_null(col))
+        raise InputError(
+            f"row {row}: 'value' is null; send NaN for a missing value or drop the row"
+        )
+    if pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ):
+        return _to_numpy(col.cast(pa.float64()), np.float64)
+    if pa.types.is_decimal(typ):
+        return _to_numpy(col.cast(pa.float64()), np.float64)
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
+        try:
+            return _to_numpy(col.cast(pa.float64()), np.float64)
+        except pa.ArrowInvalid:
+            flat = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            for row, text in enumerate(flat.to_pylist()):
+                try:
+                    float(text)
+                except ValueError:
+                    raise InputError(
+                        f"row {row}: 'value' {text!r} is not a number; values must be "
+                        "castable to float64"
+                    ) from None
+            raise
+    raise InputError(f"'value' has type {typ}, which cannot be cast to float64")
+
+
+def _to_numpy(col: pa.ChunkedArray, dtype: type) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _label_column(name: str, col: pa.ChunkedArray) -> pa.Array:
+    typ = col.type
+    if pa.types.is_dictionary(typ):
+        col = col.cast(typ.value_type)
+        typ = col.type
+    if pa.types.is_null(typ):
+        col = col.cast(pa.large_string())
+    elif pa.types.is_string(typ) or pa.types.is_string_view(typ):
+        col = col.cast(pa.large_string())
+    elif not pa.types.is_large_string(typ):
+        raise InputError(
+            f"label column {name!r} has type {typ}: label values must be strings; cast the "
+            "column to string or drop it"
+        )
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"label column {name!r} is not valid UTF-8 ({exc}); fix the encoding")
+    return arr

@@ -1,0 +1,50 @@
+"""The head: samples not yet flushed, kept in write order in pooled record-batch buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool, HeadBuffer
+
+
+class Head:
+    """An ordered list of pooled buffers plus the time span and size of what they hold."""
+
+    def __init__(self, pool: BufferPool) -> None:
+        self.pool = pool
+        self.buffers: list[HeadBuffer] = []
+        self.rows = 0
+        self.min_time = np.iinfo(np.int64).max
+        self.max_time = np.iinfo(np.int64).min
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * ROW_BYTES
+
+    def append(self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> None:
+        """Copy samples in at the end, taking buffers from the pool as they fill."""
+        n = len(refs)
+        if n == 0:
+            return
+        done = 0
+        while done < n:
+            if not self.buffers or self.buffers[-1].size == self.buffers[-1].capacity:
+                self.buffers.append(self.pool.acquire())
+            done += self.buffers[-1].append(refs[done:], timestamps[done:], values[done:])
+        self.rows += n
+        self.min_time = min(self.min_time, int(timestamps.min()))
+        self.max_time = max(self.max_time, int(timestamps.max()))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All samples, in write order, as (refs, timestamps, values) copies."""
+        if not self.buffers:
+            return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.float64)
+        parts = [(b.refs[: b.size], b.timestamps[: b.size], b.values[: b.size]) for b in self.buffers]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+    def release(self) -> None:
+        """Hand every buffer back to the pool (reused once no reader pins it)."""
+        for buf in self.buffers:
+            self.pool.release(buf)
+        self.buffers = []
+        self.rows = 0

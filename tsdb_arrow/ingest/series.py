@@ -1,0 +1,176 @@
+"""Resolving label columns to series refs, vectorised: numba kernels over Arrow string buffers.
+
+Rows of one series usually arrive together, so the resolver first finds runs of identical label
+sets (one pass comparing each row with the one before), hashes only the first row of each run,
+and checks that runs sharing a ref really share their labels (a 64-bit collision is refused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tsdb_arrow.errors import SeriesCollisionError
+from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
+
+_EMPTY_BITMAP = np.zeros(0, dtype=np.uint8)
+_PRIME = FNV_PRIME
+_SEP = np.uint64(SEPARATOR)
+
+
+@nb.njit(cache=True, inline="always")
+def _present(valid: np.ndarray, has_valid: bool, offsets: np.ndarray, base: int, i: int) -> bool:
+    if has_valid and not (valid[(base + i) >> 3] >> ((base + i) & 7)) & 1:
+        return False
+    return offsets[base + i + 1] > offsets[base + i]
+
+
+@nb.njit(cache=True)
+def _same(valid, has_valid, offsets, data, base, a, b) -> bool:
+    pa_ = _present(valid, has_valid, offsets, base, a)
+    pb = _present(valid, has_valid, offsets, base, b)
+    if pa_ != pb:
+        return False
+    if not pa_:
+        return True
+    sa, ea = offsets[base + a], offsets[base + a + 1]
+    sb, eb = offsets[base + b], offsets[base + b + 1]
+    if ea - sa != eb - sb:
+        return False
+    if sa == sb:
+        return True
+    for k in range(ea - sa):
+        if data[sa + k] != data[sb + k]:
+            return False
+    return True
+
+
+@nb.njit(cache=True)
+def _mark_changes(valid, has_valid, offsets, data, base, n, changed):
+    """changed[i] |= row i differs from row i-1 in this column (absent and "" are equal)."""
+    prev_s = offsets[base]
+    prev_e = offsets[base + 1]
+    if has_valid and not (valid[base >> 3] >> (base & 7)) & 1:
+        prev_e = prev_s
+    for i in range(1, n):
+        j = base + i
+        s = offsets[j]
+        e = offsets[j + 1]
+        if has_valid and not (valid[j >> 3] >> (j & 7)) & 1:
+            e = s
+        if not changed[i]:
+            length = e - s
+            if length != prev_e - prev_s:
+                changed[i] = True
+            else:
+                for k in range(length):
+                    if data[s + k] != data[prev_s + k]:
+                        changed[i] = True
+                        break
+        prev_s = s
+        prev_e = e
+
+
+@nb.njit(cache=True)
+def _hash_rows(valid, has_valid, offsets, data, base, rows, name, h):
+    """Fold ``name 0xFF value 0xFF`` into h[k] for each present value of row rows[k]."""
+    prime = _PRIME
+    sep = _SEP
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        if not _present(valid, has_valid, offsets, base, i):
+            continue
+        x = h[k]
+        for j in range(name.shape[0]):
+            x = (x ^ np.uint64(name[j])) * prime
+        x = (x ^ sep) * prime
+        for j in range(offsets[base + i], offsets[base + i + 1]):
+            x = (x ^ np.uint64(data[j])) * prime
+        h[k] = (x ^ sep) * prime
+
+
+@nb.njit(cache=True)
+def _rows_equal(valid, has_valid, offsets, data, base, rows_a, rows_b, equal):
+    for k in range(rows_a.shape[0]):
+        if equal[k] and not _same(valid, has_valid, offsets, data, base, rows_a[k], rows_b[k]):
+            equal[k] = False
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(30))
+        h = h * np.uint64(0xBF58476D1CE4E5B9)
+        h = h ^ (h >> np.uint64(27))
+        h = h * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def _buffers(arr: pa.Array) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray, int]:
+    """Zero-copy numpy views of a large_string array's validity, offsets and data buffers."""
+    validity, offsets, data = arr.buffers()
+    n = arr.offset + len(arr)
+    off = np.frombuffer(offsets, dtype=np.int64, count=n + 1)
+    dat = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    if validity is None or arr.null_count == 0:
+        return _EMPTY_BITMAP, False, off, dat, arr.offset
+    return np.frombuffer(validity, dtype=np.uint8), True, off, dat, arr.offset
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Series refs of a batch: one per row, plus the batch's distinct series and their labels."""
+
+    row_refs: np.ndarray  # uint64, one per row
+    series: pa.Table  # REF + one large_string column per label name; one row per distinct ref
+
+
+def resolve_series(labels: dict[str, pa.Array], n_rows: int) -> Resolved:
+    """Compute the ref of every row from its label columns (large_string, ""/null = absent)."""
+    names = sorted(labels)
+    cols = [_buffers(labels[name]) for name in names]
+    changed = np.zeros(n_rows, dtype=np.bool_)
+    if n_rows:
+        changed[0] = True
+    for valid, has_valid, off, dat, base in cols:
+        _mark_changes(valid, has_valid, off, dat, base, n_rows, changed)
+    run_starts = np.flatnonzero(changed)
+
+    h = np.full(len(run_starts), FNV_OFFSET, dtype=np.uint64)
+    for name, (valid, has_valid, off, dat, base) in zip(names, cols):
+        name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
+        _hash_rows(valid, has_valid, off, dat, base, run_starts, name_bytes, h)
+    run_refs = _mix64(h)
+
+    uniq_refs, first_run, run_to_uniq = np.unique(run_refs, return_index=True, return_inverse=True)
+    if len(uniq_refs) < len(run_refs):
+        # Runs that share a ref must share their labels, else two label sets collided.
+        rows_a = run_starts
+        rows_b = run_starts[first_run[run_to_uniq]]
+        equal = np.ones(len(rows_a), dtype=np.bool_)
+        for valid, has_valid, off, dat, base in cols:
+            _rows_equal(valid, has_valid, off, dat, base, rows_a, rows_b, equal)
+        if not equal.all():
+            k = int(np.flatnonzero(~equal)[0])
+            raise SeriesCollisionError(
+                f"rows {int(rows_b[k])} and {int(rows_a[k])} have different label sets but the "
+                f"same series ref {int(run_refs[k]):#018x}; the batch was refused. Rename a "
+                "label of one of these series (e.g. add a distinguishing label)."
+            )
+
+    lengths = np.diff(np.append(run_starts, n_rows))
+    row_refs = np.repeat(run_refs, lengths)
+    rep_rows = pa.array(run_starts[first_run])
+    series_cols = {REF: pa.array(uniq_refs, type=pa.uint64())}
+    for name in names:
+        col = labels[name].take(rep_rows)
+        series_cols[name] = _empty_to_null(col)
+    return Resolved(row_refs=row_refs, series=pa.table(series_cols))
+
+
+def _empty_to_null(col: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
+

@@ -1,0 +1,67 @@
+"""The data model: sample schema, label names, and the stable 64-bit series ref.
+
+A series is its label set (metric name in ``__name__``). Its ref is FNV-1a 64 over the canonical
+byte string ``name 0xFF value 0xFF`` for every label in sorted name order whose value is non-empty,
+finished with the splitmix64 mixer. 0xFF never occurs in UTF-8, so the byte string is unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import pyarrow as pa
+
+METRIC_NAME = "__name__"
+TIMESTAMP = "timestamp"
+VALUE = "value"
+REF = "series_ref"
+
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+SEPARATOR = 0xFF
+
+# Decoded samples as the read path hands them around: one row per sample.
+SAMPLE_SCHEMA = pa.schema(
+    [(REF, pa.uint64()), (TIMESTAMP, pa.int64()), (VALUE, pa.float64())]
+)
+
+
+def is_label_name(name: str) -> bool:
+    """Whether ``name`` is a valid label name (``[a-zA-Z_][a-zA-Z0-9_]*``)."""
+    return LABEL_NAME_RE.match(name) is not None
+
+
+def _mix64(h: int) -> int:
+    mask = (1 << 64) - 1
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & mask
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & mask
+    return h ^ (h >> 31)
+
+
+def series_ref(labels: Mapping[str, str | None]) -> int:
+    """The series ref of one label set, computed in plain Python (the reference definition)."""
+    mask = (1 << 64) - 1
+    h = int(FNV_OFFSET)
+    for name in sorted(labels):
+        value = labels[name]
+        if not value:
+            continue
+        for part in (name.encode(), value.encode()):
+            for byte in part + bytes([SEPARATOR]):
+                h = ((h ^ byte) * int(FNV_PRIME)) & mask
+    return _mix64(h)
+
+
+def is_member(sorted_refs: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """Vectorised membership of ``refs`` in the sorted array ``sorted_refs``."""
+    if len(sorted_refs) == 0:
+        return np.zeros(len(refs), dtype=bool)
+    pos = np.searchsorted(sorted_refs, refs)
+    pos[pos == len(sorted_refs)] = 0
+    return sorted_refs[pos] == refs

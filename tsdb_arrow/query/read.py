@@ -1,0 +1,217 @@
+"""The read path: samples of selected series from blocks and the head, merged and streamed.
+
+Output is sorted by (series ref, timestamp); where blocks or the head overlap, the last write of a
+(series, timestamp) wins. Batches are cut at series boundaries near ``batch_size`` samples, so
+memory stays bounded by the batch plus a bounded memo of decoded row groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import polars as pl
+
+from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.ingest.cut import _keep_last
+from tsdb_arrow.ingest.pool import HeadBuffer
+from tsdb_arrow.model import is_member
+
+T_MIN = np.iinfo(np.int64).min
+T_MAX = np.iinfo(np.int64).max
+# Decoded row groups one query keeps for itself when the shared cache is off or too small.
+QUERY_MEMO_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one query reads: blocks in write order and the pinned head buffers with their sizes."""
+
+    blocks: tuple[Block, ...]
+    head: tuple[tuple[HeadBuffer, int], ...]
+
+
+@dataclass
+class Samples:
+    refs: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
+@nb.njit(cache=True)
+def _gather_ranges(starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
+    out = np.empty(total, dtype=np.int64)
+    k = 0
+    for i in range(starts.shape[0]):
+        s = starts[i]
+        for j in range(counts[i]):
+            out[k] = s + j
+            k += 1
+    return out
+
+
+@nb.njit(cache=True)
+def _overlaps(refs: np.ndarray, min_t: np.ndarray, max_t: np.ndarray) -> bool:
+    """Whether any two consecutive chunks of one series overlap in time (input sorted by min)."""
+    for i in range(1, refs.shape[0]):
+        if refs[i] == refs[i - 1] and min_t[i] <= max_t[i - 1]:
+            return True
+    return False
+
+
+def _head_rows(snapshot: Snapshot, refs: np.ndarray, t_lo: int, t_hi: int, values: bool) -> Samples:
+    """Head samples of the selected series in range, sorted by ref (write order kept)."""
+    if not snapshot.head:
+        return Samples(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0) if values else None)
+    r = np.concatenate([b.refs[:n] for b, n in snapshot.head])
+    t = np.concatenate([b.timestamps[:n] for b, n in snapshot.head])
+    keep = is_member(refs, r) & (t >= t_lo) & (t <= t_hi)
+    r, t = r[keep], t[keep]
+    v = np.concatenate([b.values[:n] for b, n in snapshot.head])[keep] if values else None
+    order = np.argsort(r, kind="stable")
+    return Samples(r[order], t[order], v[order] if v is not None else None)
+
+
+def iter_samples(
+    snapshot: Snapshot,
+    refs: np.ndarray,
+    t_lo: int,
+    t_hi: int,
+    *,
+    values: bool,
+    batch_size: int,
+    cache: ChunkCache,
+) -> Iterator[Samples]:
+    """Yield the selected series' samples in [t_lo, t_hi], sorted by (ref, ts), deduplicated."""
+    refs = np.unique(refs)
+    head = _head_rows(snapshot, refs, t_lo, t_hi, values)
+    # Every selected chunk of every block: (ref, min, max, count, block no, chunk no, seq).
+    parts = []
+    for b, block in enumerate(snapshot.blocks):
+        if block.meta.max_time < t_lo or block.meta.min_time > t_hi:
+            continue
+        ix = block.index
+        sel = np.flatnonzero(is_member(refs, ix.refs) & (ix.max_time >= t_lo) & (ix.min_time <= t_hi))
+        if len(sel):
+            parts.append((b, sel))
+    if parts:
+        c_block = np.concatenate([np.full(len(s), b, np.int64) for b, s in parts])
+        c_chunk = np.concatenate([s for _, s in parts])
+        c_ref = np.concatenate([snapshot.blocks[b].index.refs[s] for b, s in parts])
+        c_min = np.concatenate([snapshot.blocks[b].index.min_time[s] for b, s in parts])
+        c_max = np.concatenate([snapshot.blocks[b].index.max_time[s] for b, s in parts])
+        c_cnt = np.concatenate([snapshot.blocks[b].index.counts[s] for b, s in parts])
+        order = np.lexsort((c_block, c_min, c_ref))
+        c_block, c_chunk, c_ref, c_min, c_max, c_cnt = (
+            a[order] for a in (c_block, c_chunk, c_ref, c_min, c_max, c_cnt)
+        )
+    else:
+        c_block = c_chunk = c_cnt = np.empty(0, np.int64)
+        c_ref = np.empty(0, np.uint64)
+        c_min = c_max = np.empty(0, np.int64)
+    if len(c_ref) == 0 and len(head) == 0:
+        return
+
+    # Cut batches at series boundaries: series (in ref order) with their sample counts.
+    all_refs = np.union1d(np.unique(c_ref), np.unique(head.refs))
+    per_ref = np.zeros(len(all_refs), np.int64)
+    np.add.at(per_ref, np.searchsorted(all_refs, c_ref), c_cnt)
+    np.add.at(per_ref, np.searchsorted(all_refs, head.refs), 1)
+    before = np.cumsum(per_ref) - per_ref
+    batch_of = before // max(batch_size, 1)
+    cut = np.flatnonzero(np.diff(batch_of)) + 1
+    ref_bounds = np.concatenate(([0], cut, [len(all_refs)]))
+
+    memo = cache if cache.capacity_bytes >= QUERY_MEMO_BYTES else ChunkCache(QUERY_MEMO_BYTES)
+    for lo, hi in zip(ref_bounds[:-1], ref_bounds[1:]):
+        first, last = all_refs[lo], all_refs[hi - 1]
+        c_lo, c_hi = np.searchsorted(c_ref, [first, last], side="left")[0], np.searchsorted(
+            c_ref, last, side="right"
+        )
+        h_lo = np.searchsorted(head.refs, first, side="left")
+        h_hi = np.searchsorted(head.refs, last, side="right")
+        batch = _read_batch(
+            snapshot, slice(c_lo, c_hi), (c_block, c_chunk, c_ref, c_min, c_max, c_cnt),
+            head, slice(h_lo, h_hi), values, cache, memo,
+        )
+        keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
+        if not keep.all():
+            batch = Samples(
+                batch.refs[keep], batch.timestamps[keep],
+                batch.values[keep] if batch.values is not None else None,
+            )
+        if len(batch):
+            yield batch
+
+
+def _read_batch(snapshot, cs, chunks, head, hs, values, cache, memo) -> Samples:
+    c_block, c_chunk, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
+    ts_parts, val_parts, ref_parts, seq_parts = [], [], [], []
+    if len(c_ref):
+        # Decode (or fetch) each row group once, then gather the chunks' sample ranges.
+        keys = sorted({(int(b), int(snapshot.blocks[b].index.row_group[c])) for b, c in zip(c_block, c_chunk)})
+        base = {}
+        ts_arrays, val_arrays = [], []
+        offset = 0
+        for b, rg in keys:
+            block = snapshot.blocks[b]
+            ts_arr = _decoded(block, rg, "timestamps", cache, memo)
+            ts_arrays.append(ts_arr)
+            if values:
+                val_arrays.append(_decoded(block, rg, "values", cache, memo))
+            base[(b, rg)] = offset
+            offset += len(ts_arr)
+        rg_base = np.array(
+            [base[(int(b), int(snapshot.blocks[b].index.row_group[c]))] for b, c in zip(c_block, c_chunk)],
+            dtype=np.int64,
+        )
+        starts = rg_base + np.array(
+            [snapshot.blocks[b].index.sample_offset[c] for b, c in zip(c_block, c_chunk)], dtype=np.int64
+        )
+        idx = _gather_ranges(starts, c_cnt, int(c_cnt.sum()))
+        all_ts = ts_arrays[0] if len(ts_arrays) == 1 else np.concatenate(ts_arrays)
+        ts_parts.append(all_ts[idx])
+        ref_parts.append(np.repeat(c_ref, c_cnt))
+        if values:
+            all_val = val_arrays[0] if len(val_arrays) == 1 else np.concatenate(val_arrays)
+            val_parts.append(all_val[idx])
+        seq = np.array([snapshot.blocks[b].meta.seq for b in c_block], dtype=np.int64)
+        seq_parts.append(np.repeat(seq, c_cnt))
+    n_head = hs.stop - hs.start
+    if n_head:
+        ref_parts.append(head.refs[hs])
+        ts_parts.append(head.timestamps[hs])
+        if values:
+            val_parts.append(head.values[hs])
+        seq_parts.append(np.full(n_head, T_MAX, np.int64))
+    refs = np.concatenate(ref_parts) if len(ref_parts) > 1 else ref_parts[0]
+    ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0]
+    vals = (np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0]) if values else None
+    if n_head or _overlaps(c_ref, c_min, c_max):
+        seqs = np.concatenate(seq_parts)
+        order = (
+            pl.DataFrame({"r": refs, "t": ts, "s": seqs})
+            .with_row_index("i")
+            .sort(["r", "t", "s"], maintain_order=True)["i"]
+            .to_numpy()
+        )
+        refs, ts = refs[order], ts[order]
+        vals = vals[order] if vals is not None else None
+        keep = _keep_last(refs, ts)
+        if not keep.all():
+            refs, ts = refs[keep], ts[keep]
+            vals = vals[keep] if vals is not None else None
+    return Samples(refs, ts, vals)
+
+
+def _decoded(block: Block, rg: int, column: str, cache: ChunkCache, memo: ChunkCache) -> np.ndarray:
+    if memo is cache:
+        return block.decoded(rg, column, cache)
+    key = (block.meta.id, rg, column)
+    return memo.get_or_load(key, lambda: block.decoded(rg, column, cache))

@@ -1,0 +1,98 @@
+"""A Polars IO source over a database snapshot: ``db.select`` returns the LazyFrame it builds.
+
+Projections skip decoding (no ``value`` column, no value payloads), predicates prune blocks,
+chunks and series before anything is decoded, and the predicate is then applied exactly to each
+batch, since Polars does not apply it again after an IO source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import polars as pl
+from polars.io.plugins import register_io_source
+
+from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.model import REF, TIMESTAMP, VALUE
+from tsdb_arrow.query.pushdown import analyse
+from tsdb_arrow.query.read import T_MAX, T_MIN, Snapshot, iter_samples
+
+DEFAULT_BATCH = 1 << 18
+TIME_DTYPE = pl.Datetime("ms", "UTC")
+
+
+def schema_for(series: pl.DataFrame) -> dict[str, pl.DataType]:
+    """Output schema: timestamp, value, then every label name that some selected series has."""
+    labels = [c for c in series.columns if c != REF and series[c].null_count() < series.height]
+    return {TIMESTAMP: TIME_DTYPE, VALUE: pl.Float64(), **{c: pl.String() for c in sorted(labels)}}
+
+
+def scan(
+    series: pl.DataFrame,
+    start: int | None,
+    end: int | None,
+    open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
+    cache: ChunkCache,
+) -> pl.LazyFrame:
+    """A LazyFrame of the given series (REF + labels, sorted by ref) in [start, end]."""
+    schema = schema_for(series)
+    labels = [c for c in schema if c not in (TIMESTAMP, VALUE)]
+    series = series.select(REF, *labels)
+
+    def source(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        wanted = list(schema) if with_columns is None else with_columns
+        needed = set(wanted) | (set(predicate.meta.root_names()) if predicate is not None else set())
+        push = analyse(predicate, set(labels))
+        chosen = series
+        for term in push.label_terms:
+            chosen = chosen.filter(term)
+        lo = max(x for x in (start, push.start, T_MIN) if x is not None)
+        hi = min(x for x in (end, push.end, T_MAX) if x is not None)
+        refs = chosen[REF].to_numpy()
+        if n_rows == 0 or len(refs) == 0 or lo > hi:
+            return
+        snapshot, release = open_snapshot()
+        try:
+            remaining = n_rows
+            for batch in iter_samples(
+                snapshot, refs, lo, hi,
+                values=VALUE in needed,
+                batch_size=batch_size or DEFAULT_BATCH,
+                cache=cache,
+            ):
+                frame = _frame(batch, chosen, needed)
+                if predicate is not None:
+                    frame = frame.filter(predicate)
+                frame = frame.select(wanted)
+                if remaining is not None:
+                    frame = frame.head(remaining)
+                    remaining -= frame.height
+                if frame.height:
+                    yield frame
+                if remaining is not None and remaining <= 0:
+                    return
+        finally:
+            release()
+
+    return register_io_source(source, schema=schema, validate_schema=False, is_pure=False,
+                              explain_name="tsdb-arrow")
+
+
+def _frame(batch, series: pl.DataFrame, needed: set[str]) -> pl.DataFrame:
+    cols: dict[str, pl.Series] = {}
+    cols[TIMESTAMP] = pl.Series(TIMESTAMP, batch.timestamps).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    if VALUE in needed:
+        cols[VALUE] = pl.Series(VALUE, batch.values)
+    label_cols = [c for c in series.columns if c != REF and c in needed]
+    frame = pl.DataFrame(cols)
+    if label_cols:
+        series_refs = series[REF].to_numpy()
+        idx = np.searchsorted(series_refs, batch.refs)
+        frame = frame.hstack(series.select(label_cols)[pl.Series(idx, dtype=pl.UInt32)].get_columns())
+    return frame
