@@ -18,7 +18,7 @@ from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.index import SeriesIndex
-from tsdb_arrow.ingest.convert import normalize
+from tsdb_arrow.ingest.convert import check_utf8, normalize
 from tsdb_arrow.ingest.cut import Window, cut, window_starts
 from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
@@ -118,6 +118,7 @@ class Database:
         if batch.num_rows == 0:
             return 0
         resolved = resolve_series(batch.labels, batch.num_rows)
+        check_utf8(resolved.series)
         with self._lock:
             self._check_open()
             self._index.add(resolved.series)

@@ -23,7 +23,7 @@ class SampleBatch:
 
     timestamps: np.ndarray  # int64 ms since the epoch
     values: np.ndarray  # float64
-    labels: dict[str, pa.Array]  # label name -> large_string array, "" or null = absent
+    labels: dict[str, pa.ChunkedArray]  # label name -> large_string, "" or null = absent
 
     @property
     def num_rows(self) -> int:
@@ -70,7 +70,7 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     values = _values(table.column(VALUE))
 
     label_names = [c for c in names if c not in (TIMESTAMP, VALUE)]
-    labels: dict[str, pa.Array] = {}
+    labels: dict[str, pa.ChunkedArray] = {}
     for name in label_names:
         if not is_label_name(name):
             raise InputError(
@@ -85,7 +85,9 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
             )
         if not isinstance(metric, str) or not metric:
             raise InputError(f"metric must be a non-empty string, got {metric!r}")
-        labels[METRIC_NAME] = pa.repeat(pa.scalar(metric, pa.large_string()), n)
+        labels[METRIC_NAME] = _like(
+            pa.repeat(pa.scalar(metric, pa.large_string()), n), table.column(TIMESTAMP)
+        )
     if METRIC_NAME not in labels:
         raise InputError(
             "no metric name: add a '__name__' column or call write(frame, metric='name')"
@@ -157,7 +159,15 @@ def _to_numpy(col: pa.ChunkedArray, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _label_column(name: str, col: pa.ChunkedArray) -> pa.Array:
+def _like(arr: pa.Array, template: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``arr`` split into chunks of the same lengths as ``template``'s (zero-copy slices)."""
+    bounds = np.cumsum([0] + [len(c) for c in template.chunks])
+    return pa.chunked_array(
+        [arr.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])], type=arr.type
+    )
+
+
+def _label_column(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
     typ = col.type
     if pa.types.is_dictionary(typ):
         col = col.cast(typ.value_type)
@@ -171,9 +181,29 @@ def _label_column(name: str, col: pa.ChunkedArray) -> pa.Array:
             f"label column {name!r} has type {typ}: label values must be strings; cast the "
             "column to string or drop it"
         )
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    try:
-        arr.validate(full=True)
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"label column {name!r} is not valid UTF-8 ({exc}); fix the encoding")
-    return arr
+    return col
+
+
+def check_utf8(series: pa.Table) -> None:
+    """Refuse label values that are not valid UTF-8.
+
+    Called on a batch's distinct label sets: every other row repeats one of them byte for byte,
+    so checking these covers the whole batch at a fraction of the cost.
+    """
+    for name in series.column_names:
+        col = series.column(name)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        try:
+            col.validate(full=True)
+        except pa.ArrowInvalid:
+            for value in col.cast(pa.large_binary()).to_pylist():
+                if value is not None:
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise InputError(
+                            f"label column {name!r} holds a value that is not valid UTF-8 "
+                            f"({value[:40]!r}: {exc.reason}); fix the encoding of that column"
+                        ) from None
+            raise

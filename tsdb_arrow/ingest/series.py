@@ -56,8 +56,12 @@ def _mark_changes(valid, has_valid, offsets, data, base, n, changed):
     prev_e = offsets[base + 1]
     if has_valid and not (valid[base >> 3] >> (base & 7)) & 1:
         prev_e = prev_s
-    for i in range(1, n):
+    i = 1
+    while i < n:
         j = base + i
+        if has_valid and prev_e == prev_s and (j & 7) == 0 and i + 8 <= n and valid[j >> 3] == 0:
+            i += 8  # eight absent values after an absent one: nothing changes
+            continue
         s = offsets[j]
         e = offsets[j + 1]
         if has_valid and not (valid[j >> 3] >> (j & 7)) & 1:
@@ -73,6 +77,7 @@ def _mark_changes(valid, has_valid, offsets, data, base, n, changed):
                         break
         prev_s = s
         prev_e = e
+        i += 1
 
 
 @nb.njit(cache=True)
@@ -128,8 +133,61 @@ class Resolved:
     series: pa.Table  # REF + one large_string column per label name; one row per distinct ref
 
 
-def resolve_series(labels: dict[str, pa.Array], n_rows: int) -> Resolved:
-    """Compute the ref of every row from its label columns (large_string, ""/null = absent)."""
+def resolve_series(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Resolved:
+    """Compute the ref of every row from its label columns (large_string, ""/null = absent).
+
+    Columns chunked alike (a Table read from Parquet) are resolved chunk by chunk, zero-copy.
+    """
+    names = sorted(labels)
+    layouts = {tuple(len(c) for c in labels[name].chunks) for name in names}
+    if len(layouts) != 1 or len(next(iter(layouts))) <= 1:
+        flat = {name: _flat(labels[name]) for name in names}
+        resolved = _resolve_flat(flat, n_rows)
+        return Resolved(resolved.row_refs, _nulls_for_empty(resolved.series))
+    parts = [
+        _resolve_flat({name: labels[name].chunk(k) for name in names}, length)
+        for k, length in enumerate(next(iter(layouts)))
+    ]
+    series = pa.concat_tables([p.series for p in parts])
+    refs = series[REF].to_numpy()
+    _, first = np.unique(refs, return_index=True)
+    if len(first) < len(refs):
+        _check_duplicates(series, refs, first)
+        series = series.take(pa.array(first))
+    return Resolved(np.concatenate([p.row_refs for p in parts]), _nulls_for_empty(series))
+
+
+def _flat(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
+def _check_duplicates(series: pa.Table, refs: np.ndarray, first: np.ndarray) -> None:
+    """Rows of ``series`` sharing a ref must hold the same labels, else two label sets collided."""
+    uniq, inverse = np.unique(refs, return_inverse=True)
+    rep = pa.array(first[inverse])
+    names = [c for c in series.column_names if c != REF]
+    cols = {name: _buffers(_flat(series.column(name))) for name in names}
+    rows_a = np.arange(len(refs), dtype=np.int64)
+    rows_b = first[inverse].astype(np.int64)
+    equal = np.ones(len(refs), dtype=np.bool_)
+    for valid, has_valid, off, dat, base in cols.values():
+        _rows_equal(valid, has_valid, off, dat, base, rows_a, rows_b, equal)
+    if not equal.all():
+        k = int(np.flatnonzero(~equal)[0])
+        raise SeriesCollisionError(_collision_message(int(refs[k])))
+    del uniq, rep
+
+
+def _collision_message(ref: int) -> str:
+    return (
+        f"two different label sets have the same series ref {ref:#018x}; the batch was "
+        "refused. Rename a label of one of these series (e.g. add a distinguishing label)."
+    )
+
+
+def _resolve_flat(labels: dict[str, pa.Array], n_rows: int) -> Resolved:
     names = sorted(labels)
     cols = [_buffers(labels[name]) for name in names]
     changed = np.zeros(n_rows, dtype=np.bool_)
@@ -155,22 +213,24 @@ def resolve_series(labels: dict[str, pa.Array], n_rows: int) -> Resolved:
             _rows_equal(valid, has_valid, off, dat, base, rows_a, rows_b, equal)
         if not equal.all():
             k = int(np.flatnonzero(~equal)[0])
-            raise SeriesCollisionError(
-                f"rows {int(rows_b[k])} and {int(rows_a[k])} have different label sets but the "
-                f"same series ref {int(run_refs[k]):#018x}; the batch was refused. Rename a "
-                "label of one of these series (e.g. add a distinguishing label)."
-            )
+            raise SeriesCollisionError(_collision_message(int(run_refs[k])))
 
     lengths = np.diff(np.append(run_starts, n_rows))
     row_refs = np.repeat(run_refs, lengths)
     rep_rows = pa.array(run_starts[first_run])
     series_cols = {REF: pa.array(uniq_refs, type=pa.uint64())}
     for name in names:
-        col = labels[name].take(rep_rows)
-        series_cols[name] = _empty_to_null(col)
+        series_cols[name] = labels[name].take(rep_rows)
     return Resolved(row_refs=row_refs, series=pa.table(series_cols))
 
 
-def _empty_to_null(col: pa.Array) -> pa.Array:
-    return pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
+def _nulls_for_empty(series: pa.Table) -> pa.Table:
+    """The empty string means "label absent": store it as null."""
+    for i, name in enumerate(series.column_names):
+        if name != REF:
+            col = series.column(i)
+            series = series.set_column(
+                i, name, pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
+            )
+    return series
 
