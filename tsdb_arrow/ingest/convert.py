@@ -93,7 +93,7 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
             "no metric name: add a '__name__' column or call write(frame, metric='name')"
         )
     name_col = labels[METRIC_NAME]
-    missing = pc.or_(pc.is_null(name_col), pc.equal(name_col, ""))
+    missing = pc.fill_null(pc.equal(name_col, ""), True)
     if n and pc.any(missing).as_py():
         row = _first_true(missing)
         raise InputError(f"row {row}: '__name__' is empty; every sample needs a metric name")

@@ -1,0 +1,63 @@
+"""Shared fixtures: the shipped slice of real node_exporter metrics and small synthetic frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import tsdb_arrow as ta
+
+DATA = Path(__file__).parent / "data"
+REAL_SLICE = DATA / "real_node_1s_15m.parquet"
+
+
+@pytest.fixture(scope="session")
+def real_table() -> pa.Table:
+    """15 minutes of a real node_exporter scraped every second: 512 series, 460,800 samples."""
+    return pq.read_table(REAL_SLICE)
+
+
+def synthetic(
+    n_series: int = 20, n_samples: int = 100, *, start: int = 1_700_000_000_000, step: int = 15_000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Long-format samples: counters, 2-decimal gauges and constants with ms jitter."""
+    rng = np.random.default_rng(seed)
+    sid = np.repeat(np.arange(n_series), n_samples)
+    ts = start + np.tile(np.arange(n_samples) * step, n_series) + rng.integers(0, 5, sid.size)
+    kind = sid % 3
+    counter = np.cumsum(rng.integers(0, 100, sid.size)).astype(np.float64)
+    gauge = np.round(rng.normal(50, 10, sid.size), 2)
+    value = np.where(kind == 0, counter, np.where(kind == 1, gauge, 7.0))
+    return pl.DataFrame(
+        {
+            "__name__": np.where(kind == 0, "requests_total", np.where(kind == 1, "temp", "up")),
+            "job": np.array(["api", "db"])[sid % 2],
+            "instance": [f"host-{i}" for i in sid],
+            "timestamp": ts,
+            "value": value,
+        }
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    """A fresh database in a temporary directory, closed after the test."""
+    database = ta.open(tmp_path / "db")
+    yield database
+    database.close()
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """A frame in a comparable form: ms timestamps, string labels, sorted rows and columns."""
+    frame = frame.with_columns(
+        pl.col("timestamp").dt.epoch("ms") if frame["timestamp"].dtype != pl.Int64 else pl.col("timestamp")
+    )
+    labels = sorted(c for c in frame.columns if c not in ("timestamp", "value"))
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in labels)
+    return frame.select(*labels, "timestamp", "value").sort([*labels, "timestamp"], nulls_last=True)

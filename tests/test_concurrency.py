@@ -1,0 +1,79 @@
+"""Several threads writing and reading one Database; one owner per data directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import polars as pl
+import pytest
+
+import tsdb_arrow as ta
+
+from .conftest import synthetic
+
+
+def test_concurrent_writers_and_readers_lose_nothing(tmp_path):
+    config = ta.StorageConfig(buffer_rows=1024, head_max_bytes=2**18)
+    errors: list[BaseException] = []
+    with ta.open(tmp_path / "db", config=config) as db:
+
+        def writer(w: int) -> None:
+            try:
+                for i in range(20):
+                    frame = synthetic(5, 50, seed=w * 100 + i).with_columns(
+                        pl.lit(f"w{w}").alias("writer"),
+                        pl.col("timestamp") + i * 10**8,
+                    )
+                    db.write(frame)
+                    if i % 7 == 0:
+                        db.flush()
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        def reader() -> None:
+            try:
+                for _ in range(15):
+                    got = db.select('{writer=~"w.*"}').collect()
+                    # Whatever a reader sees is consistent: no duplicates, sorted per series.
+                    assert got.select(pl.exclude("value")).is_duplicated().sum() == 0
+                    db.stats()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        threads += [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        got = db.select().collect()
+        assert got.height == 4 * 20 * 250
+        assert got.group_by("writer").len().sort("writer")["len"].to_list() == [5000] * 4
+        assert db.stats()["series"] == 4 * 5
+
+
+def test_second_open_of_a_directory_fails_clearly(tmp_path):
+    db = ta.open(tmp_path / "db")
+    with pytest.raises(ta.LockedError, match="already open"):
+        ta.open(tmp_path / "db")
+    db.close()
+    with ta.open(tmp_path / "db") as again:  # reopening after close works
+        assert again.stats()["series"] == 0
+
+
+def test_another_process_cannot_open_an_owned_directory(tmp_path):
+    with ta.open(tmp_path / "db"):
+        code = (
+            "import sys, tsdb_arrow as ta\n"
+            "try:\n    ta.open(sys.argv[1])\nexcept ta.LockedError as e:\n"
+            "    print(e); sys.exit(3)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "db")], capture_output=True, text=True,
+            timeout=120,
+        )
+    assert done.returncode == 3, done.stderr
+    assert "already open" in done.stdout

@@ -1,0 +1,131 @@
+"""When and how the head becomes blocks: aligned windows, last write wins, out-of-order data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+
+import tsdb_arrow as ta
+
+HOUR = 3_600_000
+
+
+def frame(ts, values, name="m", **labels):
+    data = {"timestamp": np.asarray(ts, dtype=np.int64), "value": np.asarray(values, dtype=float),
+            "__name__": [name] * len(ts)}
+    data.update({k: [v] * len(ts) for k, v in labels.items()})
+    return pl.DataFrame(data)
+
+
+def values_of(db, selector="m", **kw):
+    got = db.select(selector, **kw).collect()
+    return list(zip(got["timestamp"].dt.epoch("ms").to_list(), got["value"].to_list()))
+
+
+def block_metas(path):
+    return sorted(
+        (json.loads(p.read_text()) for p in (path / "blocks").glob("*/meta.json")),
+        key=lambda m: m["seq"],
+    )
+
+
+def test_blocks_are_aligned_to_block_duration(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([HOUR, 2 * HOUR - 1, 2 * HOUR, 5 * HOUR + 7], [1, 2, 3, 4]))
+        assert db.flush() and db.stats()["head_samples"] == 0
+    metas = block_metas(tmp_path / "db")
+    # 2 h windows: [0, 2h) holds two samples, [2h, 4h) one, [4h, 6h) one.
+    assert [(m["min_time"], m["max_time"], m["num_samples"]) for m in metas] == [
+        (HOUR, 2 * HOUR - 1, 2), (2 * HOUR, 2 * HOUR, 1), (5 * HOUR + 7, 5 * HOUR + 7, 1)
+    ]
+    assert all(m["format"] == "tsdb-arrow-block" and m["version"] == 1 for m in metas)
+    assert all("timestamp" in m["codecs"] and "value" in m["codecs"] for m in metas)
+
+
+def test_head_flushes_itself_when_it_spans_more_than_a_block(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame(np.arange(0, 2 * HOUR, 60_000), np.arange(120)))
+        assert db.stats()["blocks"] == 0
+        db.write(frame([2 * HOUR + 1000], [999]))
+        stats = db.stats()
+        # The complete window [0, 2h) was written; the newest window stays in the head.
+        assert stats["blocks"] == 1
+        assert stats["head_samples"] == 1
+        assert len(values_of(db)) == 121
+
+
+def test_head_flushes_itself_when_it_exceeds_head_max_bytes(tmp_path):
+    config = ta.StorageConfig(head_max_bytes=2**16, buffer_rows=1024)
+    with ta.open(tmp_path / "db", config=config) as db:
+        n = 2**16 // 24 + 1
+        db.write(frame(np.arange(n), np.arange(n)))
+        stats = db.stats()
+        assert stats["blocks"] == 1 and stats["head_samples"] == 0
+        assert len(values_of(db)) == n
+
+
+def test_duplicates_keep_the_last_write_in_head_and_across_blocks(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([1000, 2000, 1000], [1, 2, 3]))  # same batch: the later row wins
+        assert values_of(db) == [(1000, 3.0), (2000, 2.0)]
+        db.flush()
+        db.write(frame([2000], [20]))  # head over block
+        assert values_of(db) == [(1000, 3.0), (2000, 20.0)]
+        db.flush()  # a second block overlapping the first: the newer block wins
+        assert values_of(db) == [(1000, 3.0), (2000, 20.0)]
+        assert db.stats()["blocks"] == 2
+    with ta.open(tmp_path / "db") as db:
+        assert values_of(db) == [(1000, 3.0), (2000, 20.0)]
+
+
+def test_out_of_order_samples_go_into_a_new_block_and_merge(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame(np.arange(10) * 1000 + 10 * HOUR, np.arange(10)))
+        db.flush()
+        db.write(frame([500, 10 * HOUR + 4500, 10 * HOUR + 3000], [-1, -2, -3]))
+        db.flush()
+        got = values_of(db)
+    assert [t for t, _ in got] == sorted(t for t, _ in got)
+    assert len(got) == 12
+    assert got[0] == (500, -1.0)
+    assert (10 * HOUR + 4500, -2.0) in got and (10 * HOUR + 3000, -3.0) in got
+    assert (10 * HOUR + 3000, 3.0) not in got
+
+
+def test_interrupted_flush_leaves_no_visible_block(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([1, 2], [1, 2]))
+    leftover = tmp_path / "db" / "blocks" / "b0000000009.tmp"
+    leftover.mkdir()
+    (leftover / "chunks.parquet").write_bytes(b"half a file")
+    with ta.open(tmp_path / "db") as db:
+        assert values_of(db) == [(1, 1.0), (2, 2.0)]
+        assert db.stats()["blocks"] == 1
+    assert not leftover.exists()
+
+
+def test_close_flushes_and_reopen_continues_block_numbering(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([1], [1]))
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([2], [2]))
+    assert [m["seq"] for m in block_metas(tmp_path / "db")] == [1, 2]
+
+
+def test_corrupt_block_is_a_clear_error(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([1], [1]))
+    meta = next((tmp_path / "db" / "blocks").glob("*/meta.json"))
+    meta.write_text("{not json")
+    try:
+        ta.open(tmp_path / "db")
+    except ta.CorruptBlockError as exc:
+        assert "meta.json" in str(exc) and "move the block directory aside" in str(exc)
+    else:
+        raise AssertionError("a corrupt meta.json must not open silently")
+    # The lock was released: after moving the block aside the directory opens.
+    meta.parent.rename(tmp_path / "aside")
+    with ta.open(tmp_path / "db") as db:
+        assert db.stats()["blocks"] == 0

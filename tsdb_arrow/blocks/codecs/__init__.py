@@ -1,0 +1,29 @@
+"""Chunk codecs: each chunk's timestamps and values are stored as two binary payloads, each
+encoded by whichever codec is smallest for that chunk; the codec id (uint8) is kept per chunk.
+
+The byte layout of every codec is written up in docs/codecs.md.
+"""
+
+from __future__ import annotations
+
+from tsdb_arrow.blocks.codecs.ids import (
+    CODEC_FORMAT_VERSION,
+    TimestampCodec,
+    ValueCodec,
+    codec_info,
+)
+from tsdb_arrow.blocks.codecs.timestamps import decode_timestamps, encode_timestamps
+from tsdb_arrow.blocks.codecs.values import decode_values, encode_values
+
+__all__ = [
+    # encode / decode many chunks at once
+    "encode_timestamps",
+    "decode_timestamps",
+    "encode_values",
+    "decode_values",
+    # ids stored per chunk and recorded in meta.json
+    "TimestampCodec",
+    "ValueCodec",
+    "CODEC_FORMAT_VERSION",
+    "codec_info",
+]

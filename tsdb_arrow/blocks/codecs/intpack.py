@@ -1,0 +1,341 @@
+"""The integer packer: one int64 sequence as a predictor + frame of reference + gcd + bit-packing.
+
+Used by PACKED timestamps and DECIMAL values. Four predictors (modes), the one giving the
+narrowest fields wins: 0 = the values themselves, 1 = deltas, 2 = delta-of-deltas, 3 = residuals
+from the line ``x0 + i*D``. The residuals (wrapping int64 arithmetic, so every sequence round
+trips) are stored as ``(r - base) / g`` in ``width`` bits: LSB-first bit-packed, or as byte planes
+when a zstd stage follows (bytes of equal significance together compress far better).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tsdb_arrow.blocks.codecs.bitstream import (
+    bit_width,
+    get_varint,
+    pack_lsb,
+    put_varint,
+    unpack_lsb,
+    unzigzag,
+    varint_size,
+    zigzag,
+)
+from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+
+U64 = np.uint64
+I64 = np.int64
+
+N_MODES = 4
+
+
+@njit(cache=True, inline="always")
+def order(mode: np.int64) -> np.int64:
+    """How many leading samples a mode stores in its header instead of as residuals."""
+    if mode == 0:
+        return 0
+    if mode == 2:
+        return 2
+    return 1
+
+
+@njit(cache=True, inline="always")
+def _gcd(a: np.uint64, b: np.uint64) -> np.uint64:
+    while b != U64(0):
+        a, b = b, a % b
+    return a
+
+
+@njit(cache=True, inline="always")
+def _residual(x: np.ndarray, i: np.int64, mode: np.int64, slope: np.int64) -> np.int64:
+    if mode == 0:
+        return x[i]
+    if mode == 1:
+        return x[i] - x[i - 1]
+    if mode == 2:
+        return (x[i] - x[i - 1]) - (x[i - 1] - x[i - 2])
+    return x[i] - x[0] - i * slope
+
+
+@njit(cache=True)
+def analyze(x: np.ndarray, params: np.ndarray) -> np.int64:
+    """Pick the mode giving the smallest bit-packed payload for int64 ``x``.
+
+    Fills ``params`` (int64[5]) with mode, slope D, base, g, width and returns the payload size.
+    """
+    n = x.shape[0]
+    slope = I64(0)
+    if n >= 3:
+        slope = (x[n - 1] - x[0] + (n - 1) // 2) // (n - 1)  # rounded: jitter at the ends
+    mins = np.full(N_MODES, np.iinfo(np.int64).max, dtype=np.int64)
+    maxs = np.full(N_MODES, np.iinfo(np.int64).min, dtype=np.int64)
+    for i in range(n):
+        r0 = x[i]
+        mins[0] = min(mins[0], r0)
+        maxs[0] = max(maxs[0], r0)
+        if i >= 1:
+            d = x[i] - x[i - 1]
+            mins[1] = min(mins[1], d)
+            maxs[1] = max(maxs[1], d)
+            r3 = x[i] - x[0] - i * slope
+            mins[3] = min(mins[3], r3)
+            maxs[3] = max(maxs[3], r3)
+            if i >= 2:
+                dd = d - (x[i - 1] - x[i - 2])
+                mins[2] = min(mins[2], dd)
+                maxs[2] = max(maxs[2], dd)
+    gs = np.zeros(N_MODES, dtype=np.uint64)
+    live = 0
+    for m in range(N_MODES):
+        if maxs[m] > mins[m]:
+            live += 1
+        else:
+            gs[m] = U64(1)
+    if live > 0:
+        for i in range(n):
+            for m in range(N_MODES):
+                if gs[m] != U64(1) and i >= order(m):
+                    gs[m] = _gcd(U64(_residual(x, i, m, slope)) - U64(mins[m]), gs[m])
+            if live == 0:
+                break
+            live = 0
+            for m in range(N_MODES):
+                if gs[m] != U64(1):
+                    live += 1
+    best = I64(-1)
+    for m in range(N_MODES):
+        if (m == 2 or m == 3) and n < 3:
+            continue
+        k = n - order(m)
+        g = gs[m] if gs[m] != U64(0) else U64(1)
+        width = bit_width((U64(maxs[m]) - U64(mins[m])) // g) if k > 0 else I64(0)
+        size = header_size(x, m, slope, mins[m], g, k) + ((k * width + 7) >> 3)
+        if best < 0 or size < best:
+            best = size
+            params[0] = m
+            params[1] = slope
+            params[2] = mins[m]
+            params[3] = I64(g)
+            params[4] = width
+    return best
+
+
+@njit(cache=True)
+def header_size(x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, g: np.uint64,
+                k: np.int64) -> np.int64:
+    """Bytes before the packed fields."""
+    n = x.shape[0]
+    size = I64(1)
+    if mode >= 1:
+        size += varint_size(zigzag(x[0]))
+    if mode == 2 and n >= 2:
+        size += varint_size(zigzag(x[1] - x[0]))
+    if mode == 3:
+        size += varint_size(zigzag(slope))
+    if k > 0:
+        size += varint_size(zigzag(base)) + varint_size(g) + 1
+    return size
+
+
+@njit(cache=True)
+def encode(x: np.ndarray, params: np.ndarray, buf: np.ndarray, pos: np.int64, planar: bool,
+           scratch: np.ndarray) -> np.int64:
+    """Write ``x`` with the ``params`` from :func:`analyze`; return the end position.
+
+    ``scratch`` is a uint64 work array of at least ``len(x)`` elements.
+    """
+    n = x.shape[0]
+    mode = params[0]
+    slope = params[1]
+    base = params[2]
+    g = U64(params[3])
+    width = params[4]
+    buf[pos] = np.uint8(mode)
+    pos += 1
+    if mode >= 1:
+        pos = put_varint(buf, pos, zigzag(x[0]))
+    if mode == 2 and n >= 2:
+        pos = put_varint(buf, pos, zigzag(x[1] - x[0]))
+    if mode == 3:
+        pos = put_varint(buf, pos, zigzag(slope))
+    lo = order(mode)
+    k = n - lo
+    if k <= 0:
+        return pos
+    pos = put_varint(buf, pos, zigzag(base))
+    pos = put_varint(buf, pos, g)
+    buf[pos] = np.uint8(width)
+    pos += 1
+    u = scratch[:k]
+    fields(x, mode, slope, base, g, u)
+    if planar:
+        return _put_planes(u, buf, pos, width)
+    return pack_lsb(u, buf, pos, width)
+
+
+@njit(cache=True)
+def fields(x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, g: np.uint64,
+           u: np.ndarray) -> None:
+    """The stored fields ``(residual - base) / g`` of ``x`` in ``mode`` (one loop per mode)."""
+    n = x.shape[0]
+    ub = U64(base)
+    if mode == 0:
+        for i in range(n):
+            u[i] = U64(x[i]) - ub
+    elif mode == 1:
+        for i in range(1, n):
+            u[i - 1] = U64(x[i] - x[i - 1]) - ub
+    elif mode == 2:
+        for i in range(2, n):
+            u[i - 2] = U64((x[i] - x[i - 1]) - (x[i - 1] - x[i - 2])) - ub
+    else:
+        x0 = x[0]
+        for i in range(1, n):
+            u[i - 1] = U64(x[i] - x0 - i * slope) - ub
+    if g != U64(1):
+        for i in range(u.shape[0]):
+            u[i] //= g
+
+
+@njit(cache=True)
+def planar_estimate(u: np.ndarray, width: np.int64) -> np.int64:
+    """Bytes zstd is expected to need for the byte planes of ``u`` (order-0 entropy per plane
+    plus a table allowance): the zstd stage is only tried where this beats the plain kernels."""
+    k = u.shape[0]
+    if k == 0:
+        return I64(0)
+    hist = np.zeros(256, dtype=np.int64)
+    total = 0.0
+    for p in range((width + 7) >> 3):
+        hist[:] = 0
+        shift = U64(8 * p)
+        for i in range(k):
+            hist[(u[i] >> shift) & U64(0xFF)] += 1
+        used = 0
+        for b in range(256):
+            c = hist[b]
+            if c > 0:
+                used += 1
+                total -= c * np.log2(c / k)
+        if used > 1:
+            total += 8.0 * (used + 8)
+    return I64(total / 8.0) + 12
+
+
+@njit(cache=True)
+def _put_planes(u: np.ndarray, buf: np.ndarray, pos: np.int64, width: np.int64) -> np.int64:
+    k = u.shape[0]
+    for p in range((width + 7) >> 3):
+        shift = U64(8 * p)
+        for i in range(k):
+            buf[pos + i] = np.uint8((u[i] >> shift) & U64(0xFF))
+        pos += k
+    return pos
+
+
+@njit(cache=True)
+def _get_planes(buf: np.ndarray, pos: np.int64, width: np.int64, out: np.ndarray) -> None:
+    k = out.shape[0]
+    for i in range(k):
+        out[i] = U64(0)
+    for p in range((width + 7) >> 3):
+        shift = U64(8 * p)
+        for i in range(k):
+            out[i] |= U64(buf[pos + i]) << shift
+        pos += k
+
+
+@njit(cache=True, inline="always")
+def payload_bytes(k: np.int64, width: np.int64, planar: bool) -> np.int64:
+    """Bytes of ``k`` fields of ``width`` bits in the given layout."""
+    if planar:
+        return k * ((width + 7) >> 3)
+    return (k * width + 7) >> 3
+
+
+@njit(cache=True)
+def decode(buf: np.ndarray, start: np.int64, end: np.int64, out: np.ndarray,
+           planar: bool) -> np.int64:
+    """Fill ``out`` (int64) from ``buf[start:end]``; return a status code."""
+    n = out.shape[0]
+    if end - start < 1:
+        return TRUNCATED
+    mode = I64(buf[start])
+    pos = start + 1
+    if mode >= N_MODES:
+        return CORRUPT
+    first = I64(0)
+    second = I64(0)
+    slope = I64(0)
+    if mode >= 1:
+        u, pos = get_varint(buf, pos, end)
+        if pos < 0:
+            return TRUNCATED
+        first = unzigzag(u)
+    if mode == 2 and n >= 2:
+        u, pos = get_varint(buf, pos, end)
+        if pos < 0:
+            return TRUNCATED
+        second = unzigzag(u)
+    if mode == 3:
+        u, pos = get_varint(buf, pos, end)
+        if pos < 0:
+            return TRUNCATED
+        slope = unzigzag(u)
+    lo = order(mode)
+    k = n - lo
+    if k > 0:
+        u, pos = get_varint(buf, pos, end)
+        if pos < 0:
+            return TRUNCATED
+        base = unzigzag(u)
+        g, pos = get_varint(buf, pos, end)
+        if pos < 0:
+            return TRUNCATED
+        if pos >= end:
+            return TRUNCATED
+        width = I64(buf[pos])
+        pos += 1
+        if width > 64 or g == U64(0):
+            return CORRUPT
+        need = payload_bytes(k, width, planar)
+        if end - pos < need:
+            return TRUNCATED
+        if end - pos > need:
+            return CORRUPT
+        fields = out[lo:].view(np.uint64)
+        if planar:
+            _get_planes(buf, pos, width, fields)
+        else:
+            unpack_lsb(buf, pos, width, fields)
+        for i in range(lo, n):
+            out[i] = I64(U64(base) + g * U64(out[i]))
+    elif pos != end:
+        return CORRUPT
+    _integrate(out, mode, first, second, slope)
+    return OK
+
+
+@njit(cache=True)
+def _integrate(out: np.ndarray, mode: np.int64, first: np.int64, second: np.int64,
+               slope: np.int64) -> None:
+    """Turn residuals (already in ``out[order:]``) back into samples, in place."""
+    n = out.shape[0]
+    if mode == 0:
+        return
+    out[0] = first
+    if mode == 1:
+        for i in range(1, n):
+            out[i] = out[i - 1] + out[i]
+    elif mode == 2:
+        if n < 2:
+            return
+        d = second
+        out[1] = first + d
+        for i in range(2, n):
+            d += out[i]
+            out[i] = out[i - 1] + d
+    else:
+        for i in range(1, n):
+            out[i] = first + i * slope + out[i]

@@ -1,0 +1,205 @@
+"""Timestamp chunks: the per-chunk chooser and the many-chunk encode/decode kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from tsdb_arrow.blocks.codecs import dod, intpack, plain, rle, zstd_stage
+from tsdb_arrow.blocks.codecs.arrow_io import (
+    check_chunks,
+    check_decode_args,
+    iter_binary_chunks,
+    to_large_binary,
+)
+from tsdb_arrow.blocks.codecs.ids import TimestampCodec
+from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
+
+_PLAIN = np.uint8(TimestampCodec.PLAIN)
+_DOD = np.uint8(TimestampCodec.DOD)
+_RLE = np.uint8(TimestampCodec.RLE)
+_PACKED = np.uint8(TimestampCodec.PACKED)
+_PACKED_ZSTD = np.uint8(TimestampCodec.PACKED_ZSTD)
+_NONE = np.int64(1) << np.int64(62)  # size of a codec that is not allowed
+
+
+@njit(cache=True)
+def _choose(ts: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, params: np.ndarray,
+            ids: np.ndarray, sizes: np.ndarray, planar_sizes: np.ndarray, estimates: np.ndarray,
+            scratch: np.ndarray) -> None:
+    """Per chunk: the smallest allowed plain-kernel codec and its size; the PACKED byte-plane
+    size (the zstd stage's input) and the estimated zstd frame size of big chunks."""
+    for c in range(offsets.shape[0] - 1):
+        x = ts[offsets[c] : offsets[c + 1]]
+        n = x.shape[0]
+        best_id = _PLAIN
+        best = plain.size(n) if allowed[_PLAIN] else _NONE
+        if allowed[_RLE]:
+            s = rle.delta_size(x)
+            if s < best:
+                best_id, best = _RLE, s
+        if allowed[_PACKED] or allowed[_PACKED_ZSTD]:
+            p = params[c]
+            s = intpack.analyze(x, p)
+            k = n - intpack.order(p[0])
+            planar_sizes[c] = (s - intpack.payload_bytes(k, p[4], False)
+                               + intpack.payload_bytes(k, p[4], True))
+            if s < best:
+                best_id, best = _PACKED, s
+        if allowed[_DOD] and 8 + (n + 6) // 8 < best:
+            s = dod.size(x)
+            if s < best:
+                best_id, best = _DOD, s
+        ids[c] = best_id
+        sizes[c] = best
+        estimates[c] = _NONE
+        if allowed[_PACKED_ZSTD] and best >= zstd_stage.MIN_INPUT_BYTES:
+            p = params[c]
+            k = n - intpack.order(p[0])
+            u = scratch[: max(k, 0)]
+            intpack.fields(x, p[0], p[1], p[2], np.uint64(p[3]), u)
+            estimates[c] = intpack.planar_estimate(u, p[4])
+
+
+@njit(cache=True)
+def _emit(ts: np.ndarray, offsets: np.ndarray, ids: np.ndarray, params: np.ndarray,
+          out_offsets: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+    """Write the payload of every chunk whose id is a plain-kernel codec at ``out[out_offsets[c]]``."""
+    for c in range(offsets.shape[0] - 1):
+        x = ts[offsets[c] : offsets[c + 1]]
+        pos = out_offsets[c]
+        cid = ids[c]
+        if cid == _RLE:
+            rle.delta_encode(x, out, pos)
+        elif cid == _PACKED:
+            intpack.encode(x, params[c], out, pos, False, scratch)
+        elif cid == _DOD:
+            dod.encode(x, out, pos)
+        elif cid == _PLAIN:
+            plain.encode(x, out, pos)
+
+
+@njit(cache=True)
+def _decode(ids: np.ndarray, offsets: np.ndarray, data: np.ndarray, aux_offsets: np.ndarray,
+            aux_data: np.ndarray, out_offsets: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+    """Decode every chunk; return ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
+    for c in range(ids.shape[0]):
+        o = out[out_offsets[c] : out_offsets[c + 1]]
+        start = np.int64(offsets[c])
+        end = np.int64(offsets[c + 1])
+        cid = ids[c]
+        if cid == _RLE:
+            status = rle.delta_decode(data, start, end, o)
+        elif cid == _PACKED:
+            status = intpack.decode(data, start, end, o, False)
+        elif cid == _PACKED_ZSTD:
+            status = intpack.decode(aux_data, aux_offsets[c], aux_offsets[c + 1], o, True)
+        elif cid == _DOD:
+            status = dod.decode(data, start, end, o)
+        elif cid == _PLAIN:
+            status = plain.decode(data, start, end, o)
+        else:
+            status = UNKNOWN
+        if status != OK:
+            return status, c
+    return OK, -1
+
+
+def encode_timestamps(ts: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, pa.LargeBinaryArray]:
+    """Encode each chunk ``ts[offsets[i]:offsets[i+1]]`` (int64) with its smallest codec.
+
+    Returns ``(codec_ids uint8[n_chunks], payloads)``, one payload per chunk.
+    """
+    return encode_timestamps_as(ts, offsets, None)
+
+
+def encode_timestamps_as(ts: np.ndarray, offsets: np.ndarray,
+                         codec: TimestampCodec | None) -> tuple[np.ndarray, pa.LargeBinaryArray]:
+    """Like :func:`encode_timestamps`, but every chunk with ``codec`` (``None``: the smallest).
+
+    For tests, benchmarks and tools that must write one particular layout.
+    """
+    ts, offsets = check_chunks(ts, offsets, np.int64, "ts")
+    n_chunks = len(offsets) - 1
+    allowed = np.zeros(256, dtype=np.bool_)
+    if codec is None:
+        allowed[[int(c) for c in TimestampCodec]] = True
+    else:
+        allowed[int(TimestampCodec(codec))] = True
+    params = np.zeros((n_chunks, 5), dtype=np.int64)
+    ids = np.zeros(n_chunks, dtype=np.uint8)
+    sizes = np.zeros(n_chunks, dtype=np.int64)
+    planar_sizes = np.zeros(n_chunks, dtype=np.int64)
+    estimates = np.zeros(n_chunks, dtype=np.int64)
+    scratch = np.empty(int(np.diff(offsets).max()) if n_chunks else 0, dtype=np.uint64)
+    _choose(ts, offsets, allowed, params, ids, sizes, planar_sizes, estimates, scratch)
+    if codec == TimestampCodec.PACKED_ZSTD:
+        ids[:] = _PACKED
+        cand = np.arange(n_chunks)
+        sizes[:] = _NONE
+    elif codec is None:
+        cand = np.flatnonzero(estimates < sizes)
+    else:
+        cand = np.zeros(0, dtype=np.int64)
+    frames = _zstd_candidates(ts, offsets, cand, ids, params, sizes, planar_sizes, scratch)
+    out_offsets = np.zeros(n_chunks + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out_offsets[1:])
+    out = np.zeros(int(out_offsets[-1]), dtype=np.uint8)
+    _emit(ts, offsets, ids, params, out_offsets, out, scratch)
+    for c, frame in frames.items():
+        out[out_offsets[c] : out_offsets[c + 1]] = np.frombuffer(frame, dtype=np.uint8)
+    return ids, to_large_binary(out_offsets, out)
+
+
+def _zstd_candidates(ts: np.ndarray, offsets: np.ndarray, cand: np.ndarray, ids: np.ndarray,
+                     params: np.ndarray, sizes: np.ndarray, planar_sizes: np.ndarray,
+                     scratch: np.ndarray) -> dict[int, bytes]:
+    """Offer chunks ``cand`` to PACKED_ZSTD; switch ``ids``/``sizes`` where the frame is smaller."""
+    if len(cand) == 0:
+        return {}
+    sub_offsets = np.zeros(len(cand) + 1, dtype=np.int64)
+    np.cumsum(planar_sizes[cand], out=sub_offsets[1:])
+    sub = np.zeros(int(sub_offsets[-1]), dtype=np.uint8)
+    _emit_planar(ts, offsets, cand, params, sub_offsets, sub, scratch)
+    frames = zstd_stage.compress_each(sub_offsets, sub, sizes[cand])
+    chosen: dict[int, bytes] = {}
+    for j, frame in enumerate(frames):
+        if frame is not None:
+            c = int(cand[j])
+            chosen[c] = frame
+            ids[c] = _PACKED_ZSTD
+            sizes[c] = len(frame)
+    return chosen
+
+
+@njit(cache=True)
+def _emit_planar(ts: np.ndarray, offsets: np.ndarray, cand: np.ndarray, params: np.ndarray,
+                 sub_offsets: np.ndarray, sub: np.ndarray, scratch: np.ndarray) -> None:
+    """Write PACKED byte-plane payloads of the chunks ``cand`` one after another into ``sub``."""
+    for j in range(cand.shape[0]):
+        c = cand[j]
+        intpack.encode(ts[offsets[c] : offsets[c + 1]], params[c], sub, sub_offsets[j], True,
+                       scratch)
+
+
+def decode_timestamps(codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray,
+                      counts: np.ndarray) -> np.ndarray:
+    """Decode the chunks' payloads back to their concatenated int64 timestamps."""
+    codec_ids, counts, out_offsets = check_decode_args(codec_ids, payloads, counts)
+    out = np.empty(int(out_offsets[-1]), dtype=np.int64)
+    first = 0
+    for offsets, data in iter_binary_chunks(payloads):
+        n = len(offsets) - 1
+        ids = codec_ids[first : first + n]
+        part_counts = counts[first : first + n]
+        aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
+            ids == _PACKED_ZSTD, offsets, data, part_counts)
+        if bad >= 0:
+            raise_for_status("timestamp", CORRUPT, first + bad, int(ids[bad]))
+        status, c = _decode(ids, offsets, data, aux_offsets, aux_data,
+                            out_offsets[first : first + n + 1], out)
+        if status != OK:
+            raise_for_status("timestamp", status, first + c, int(ids[c]))
+        first += n
+    return out
