@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args, console) or 0)
     except TsdbError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

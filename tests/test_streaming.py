@@ -1,0 +1,62 @@
+"""Reads stream: memory stays bounded when the selection is far larger than a memory cap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+import tsdb_arrow as ta
+
+N_SERIES = 2000
+N_SAMPLES = 4000  # 8 M samples, one block window
+
+
+def big_frame() -> pl.DataFrame:
+    sid = np.repeat(np.arange(N_SERIES), N_SAMPLES)
+    return pl.DataFrame(
+        {
+            "__name__": "load",
+            "instance": pl.Series(sid).cast(pl.String),
+            "job": "node",
+            "timestamp": 1_800_000_000_000 + np.tile(np.arange(N_SAMPLES) * 1000, N_SERIES),
+            "value": np.tile(np.arange(N_SAMPLES, dtype=np.float64) / 8, N_SERIES),
+        }
+    )
+
+
+@pytest.mark.slow
+def test_sink_parquet_of_a_large_selection_stays_bounded(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        frame = big_frame()
+        db.write(frame)
+        in_memory = frame.estimated_size()
+        del frame
+    cap = 64 * 2**20
+    assert in_memory > 3 * cap  # the selection is several times larger than the cap
+    script = textwrap.dedent(
+        f"""
+        import json, resource, sys
+        import tsdb_arrow as ta
+        db = ta.open({str(tmp_path / "db")!r}, config=ta.StorageConfig(cache_bytes=16 * 2**20))
+        db.select('load{{instance="1"}}').collect()  # warm up: kernels loaded, pools created
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        db.select().sink_parquet({str(tmp_path / "out.parquet")!r})
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        db.close()
+        print(json.dumps({{"before": before, "after": after}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rss = json.loads(done.stdout.strip().splitlines()[-1])
+    growth = rss["after"] - rss["before"]
+    assert growth < cap, f"peak RSS grew by {growth / 2**20:.0f} MiB (cap {cap / 2**20:.0f} MiB)"
+    out = pq.ParquetFile(tmp_path / "out.parquet")
+    assert out.metadata.num_rows == N_SERIES * N_SAMPLES
