@@ -23,7 +23,11 @@ def real_table() -> pa.Table:
 
 
 def synthetic(
-    n_series: int = 20, n_samples: int = 100, *, start: int = 1_700_000_000_000, step: int = 15_000,
+    n_series: int = 20,
+    n_samples: int = 100,
+    *,
+    start: int = 1_700_000_000_000,
+    step: int = 15_000,
     seed: int = 0,
 ) -> pl.DataFrame:
     """Long-format samples: counters, 2-decimal gauges and constants with ms jitter."""
@@ -56,7 +60,9 @@ def db(tmp_path: Path):
 def canonical(frame: pl.DataFrame) -> pl.DataFrame:
     """A frame in a comparable form: ms timestamps, string labels, sorted rows and columns."""
     frame = frame.with_columns(
-        pl.col("timestamp").dt.epoch("ms") if frame["timestamp"].dtype != pl.Int64 else pl.col("timestamp")
+        pl.col("timestamp").dt.epoch("ms")
+        if frame["timestamp"].dtype != pl.Int64
+        else pl.col("timestamp")
     )
     labels = sorted(c for c in frame.columns if c not in ("timestamp", "value"))
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in labels)

@@ -32,23 +32,39 @@ def assert_untouched(db, first):
 BAD = [
     (pl.DataFrame({"value": [1.0], "__name__": ["m"]}), "missing column 'timestamp'"),
     (pl.DataFrame({"timestamp": [1], "__name__": ["m"]}), "missing column 'value'"),
-    (pl.DataFrame({"timestamp": [1, None, 3], "value": [1.0, 2.0, 3.0], "__name__": ["m"] * 3}),
-     "row 1: 'timestamp' is null"),
-    (pl.DataFrame({"timestamp": [1, 2], "value": [1.0, None], "__name__": ["m"] * 2}),
-     "row 1: 'value' is null"),
-    (pl.DataFrame({"timestamp": [1, 2], "value": ["1.5", "abc"], "__name__": ["m"] * 2}),
-     "row 1: 'value' 'abc' is not a number"),
-    (pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "bad-name": ["x"]}),
-     "invalid label name 'bad-name'"),
-    (pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "9lives": ["x"]}),
-     "invalid label name '9lives'"),
-    (pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "n": [3]}),
-     "label column 'n' has type int64"),
-    (pl.DataFrame({"timestamp": [1, 2], "value": [1.0, 2.0], "__name__": ["m", None]}),
-     "row 1: '__name__' is empty"),
+    (
+        pl.DataFrame({"timestamp": [1, None, 3], "value": [1.0, 2.0, 3.0], "__name__": ["m"] * 3}),
+        "row 1: 'timestamp' is null",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1, 2], "value": [1.0, None], "__name__": ["m"] * 2}),
+        "row 1: 'value' is null",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1, 2], "value": ["1.5", "abc"], "__name__": ["m"] * 2}),
+        "row 1: 'value' 'abc' is not a number",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "bad-name": ["x"]}),
+        "invalid label name 'bad-name'",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "9lives": ["x"]}),
+        "invalid label name '9lives'",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "n": [3]}),
+        "label column 'n' has type int64",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1, 2], "value": [1.0, 2.0], "__name__": ["m", None]}),
+        "row 1: '__name__' is empty",
+    ),
     (pl.DataFrame({"timestamp": [1], "value": [1.0]}), "no metric name"),
-    (pl.DataFrame({"timestamp": ["2026-01-01"], "value": [1.0], "__name__": ["m"]}),
-     "'timestamp' has type"),
+    (
+        pl.DataFrame({"timestamp": ["2026-01-01"], "value": [1.0], "__name__": ["m"]}),
+        "'timestamp' has type",
+    ),
     (pl.DataFrame({"timestamp": [1], "value": [[1.0]], "__name__": ["m"]}), "'value' has type"),
     ([{"timestamp": 1, "value": 1.0}], "write() takes a pyarrow Table"),
 ]
@@ -68,7 +84,9 @@ def test_non_utf8_label_is_refused(loaded):
     db, first = loaded
     raw = pa.array([b"ok", b"\xff\xfe"], pa.binary())
     bad = pa.Array.from_buffers(pa.large_string(), 2, raw.cast(pa.large_binary()).buffers())
-    table = pa.table({"timestamp": [1, 2], "value": [1.0, 2.0], "__name__": ["m", "m"], "host": bad})
+    table = pa.table(
+        {"timestamp": [1, 2], "value": [1.0, 2.0], "__name__": ["m", "m"], "host": bad}
+    )
     with pytest.raises(ta.InputError, match="'host' holds a value that is not valid UTF-8"):
         db.write(table)
     assert_untouched(db, first)

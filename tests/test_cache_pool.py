@@ -17,9 +17,9 @@ def test_repeated_query_is_served_from_cache_without_rereading_blocks(tmp_path, 
     with ta.open(tmp_path / "db") as db:
         db.write(real_table)
         db.flush()
-        first = db.select('node_network_receive_bytes_total').collect()
+        first = db.select("node_network_receive_bytes_total").collect()
         after_first = db.stats()
-        again = db.select('node_network_receive_bytes_total').collect()
+        again = db.select("node_network_receive_bytes_total").collect()
         after_again = db.stats()
     assert first.equals(again)
     assert after_first["cache"]["misses"] > 0

@@ -32,8 +32,20 @@ def test_load_info_query_export(tmp_path, capsys):
     assert "900 samples of selector" in out
 
     out_file = tmp_path / "load.parquet"
-    assert main(["export", "node_load1", str(out_file), "--data", str(data),
-                 "--start", "2026-11-24T18:20:00Z"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "node_load1",
+                str(out_file),
+                "--data",
+                str(data),
+                "--start",
+                "2026-11-24T18:20:00Z",
+            ]
+        )
+        == 0
+    )
     assert "exported" in capsys.readouterr().out
     exported = pd.read_parquet(out_file)  # plain Parquet: pandas needs nothing of ours
     assert len(exported) == 410
@@ -56,8 +68,9 @@ def test_export_equals_select(tmp_path, real_table):
 def test_load_several_formats_and_csv_gz(tmp_path, capsys):
     frame = synthetic(4, 30)
     frame.write_parquet(tmp_path / "a.parquet")
-    feather.write_feather(synthetic(4, 30, seed=1).with_columns(job=pl.lit("ipc")).to_arrow(),
-                          tmp_path / "b.arrow")
+    feather.write_feather(
+        synthetic(4, 30, seed=1).with_columns(job=pl.lit("ipc")).to_arrow(), tmp_path / "b.arrow"
+    )
     csv = synthetic(4, 30, seed=2).with_columns(job=pl.lit("csv")).write_csv()
     (tmp_path / "c.csv.gz").write_bytes(gzip.compress(csv.encode()))
     files = [str(tmp_path / n) for n in ("a.parquet", "b.arrow", "c.csv.gz")]
@@ -73,8 +86,19 @@ def test_load_reports_the_bad_batch_and_keeps_what_came_before(tmp_path, capsys)
     good = pa.table({"timestamp": list(range(100)), "value": [1.0] * 100, "__name__": ["m"] * 100})
     bad = pa.table({"timestamp": [100, 101], "value": [1.0, 2.0], "__name__": ["m", None]})
     pq.write_table(pa.concat_tables([good, bad]), tmp_path / "x.parquet")
-    assert main(["load", str(tmp_path / "x.parquet"), "--data", str(tmp_path / "d"),
-                 "--batch-rows", "100"]) == 1
+    assert (
+        main(
+            [
+                "load",
+                str(tmp_path / "x.parquet"),
+                "--data",
+                str(tmp_path / "d"),
+                "--batch-rows",
+                "100",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "x.parquet, rows 100..101" in err and "'__name__' is empty" in err
     assert "100 samples before this batch were stored" in err

@@ -72,7 +72,9 @@ def test_another_process_cannot_open_an_owned_directory(tmp_path):
             "    print(e); sys.exit(3)\n"
         )
         done = subprocess.run(
-            [sys.executable, "-c", code, str(tmp_path / "db")], capture_output=True, text=True,
+            [sys.executable, "-c", code, str(tmp_path / "db")],
+            capture_output=True,
+            text=True,
             timeout=120,
         )
     assert done.returncode == 3, done.stderr

@@ -13,8 +13,11 @@ HOUR = 3_600_000
 
 
 def frame(ts, values, name="m", **labels):
-    data = {"timestamp": np.asarray(ts, dtype=np.int64), "value": np.asarray(values, dtype=float),
-            "__name__": [name] * len(ts)}
+    data = {
+        "timestamp": np.asarray(ts, dtype=np.int64),
+        "value": np.asarray(values, dtype=float),
+        "__name__": [name] * len(ts),
+    }
     data.update({k: [v] * len(ts) for k, v in labels.items()})
     return pl.DataFrame(data)
 
@@ -38,7 +41,9 @@ def test_blocks_are_aligned_to_block_duration(tmp_path):
     metas = block_metas(tmp_path / "db")
     # 2 h windows: [0, 2h) holds two samples, [2h, 4h) one, [4h, 6h) one.
     assert [(m["min_time"], m["max_time"], m["num_samples"]) for m in metas] == [
-        (HOUR, 2 * HOUR - 1, 2), (2 * HOUR, 2 * HOUR, 1), (5 * HOUR + 7, 5 * HOUR + 7, 1)
+        (HOUR, 2 * HOUR - 1, 2),
+        (2 * HOUR, 2 * HOUR, 1),
+        (5 * HOUR + 7, 5 * HOUR + 7, 1),
     ]
     assert all(m["format"] == "tsdb-arrow-block" and m["version"] == 1 for m in metas)
     assert all("timestamp" in m["codecs"] and "value" in m["codecs"] for m in metas)
@@ -129,3 +134,30 @@ def test_corrupt_block_is_a_clear_error(tmp_path):
     meta.parent.rename(tmp_path / "aside")
     with ta.open(tmp_path / "db") as db:
         assert db.stats()["blocks"] == 0
+
+
+def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
+    from tsdb_arrow import database
+
+    real_write_block = database.write_block
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([1000, 2000], [1, 2]))
+        monkeypatch.setattr(database, "write_block", disk_full)
+        try:
+            db.flush()
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the flush should have failed")
+        db.write(frame([2000, 3000], [20, 3]))  # newer samples still win over the retried ones
+        assert values_of(db) == [(1000, 1.0), (2000, 20.0), (3000, 3.0)]
+        assert db.stats()["head_samples"] == 4
+        monkeypatch.setattr(database, "write_block", real_write_block)
+        db.flush()
+        assert db.stats()["blocks"] == 1
+    with ta.open(tmp_path / "db") as db:
+        assert values_of(db) == [(1000, 1.0), (2000, 20.0), (3000, 3.0)]

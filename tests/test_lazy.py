@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from polars.testing import assert_frame_equal
 
 import tsdb_arrow as ta
@@ -49,7 +48,9 @@ FILTERS = {
     "time int literal": lambda: pl.col("timestamp") >= START + 5 * HOUR,
     "time == ": lambda: pl.col("timestamp") == ts(START + 60_000 * 30 + 2),
     "time != ": lambda: pl.col("timestamp") != ts(START),
-    "negated label": lambda: ~(pl.col("job") == "api") & (pl.col("timestamp") > ts(START + 4 * HOUR)),
+    "negated label": lambda: (
+        ~(pl.col("job") == "api") & (pl.col("timestamp") > ts(START + 4 * HOUR))
+    ),
     "null label": lambda: pl.col("instance").is_null(),
 }
 
@@ -71,8 +72,12 @@ def test_projection_matches_eager(store, columns):
 def test_head_matches_eager(store, n):
     db, eager = store
     assert db.select().head(n).collect().equals(eager.head(n))
-    assert db.select().filter(pl.col("value") > 10).head(n).collect().equals(
-        eager.filter(pl.col("value") > 10).head(n)
+    assert (
+        db.select()
+        .filter(pl.col("value") > 10)
+        .head(n)
+        .collect()
+        .equals(eager.filter(pl.col("value") > 10).head(n))
     )
 
 
@@ -85,16 +90,24 @@ def test_streaming_engine_and_group_by(store):
     agg = lf.group_by("instance").agg(pl.len(), pl.col("value").sum()).sort("instance").collect()
     # Sums of floats in another order differ in the last bits; counts are exact.
     assert_frame_equal(
-        agg, want.group_by("instance").agg(pl.len(), pl.col("value").sum()).sort("instance"),
-        check_exact=False, rel_tol=1e-12,
+        agg,
+        want.group_by("instance").agg(pl.len(), pl.col("value").sum()).sort("instance"),
+        check_exact=False,
+        rel_tol=1e-12,
     )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    lo=st.integers(-HOUR, 7 * HOUR), width=st.integers(0, 7 * HOUR),
-    job=st.sampled_from([None, "api", "db"]), vmin=st.one_of(st.none(), st.floats(0, 3000)),
-    cols=st.sets(st.sampled_from(["timestamp", "value", "__name__", "job", "instance"]), min_size=1),
+    lo=st.integers(-HOUR, 7 * HOUR),
+    width=st.integers(0, 7 * HOUR),
+    job=st.sampled_from([None, "api", "db"]),
+    vmin=st.one_of(st.none(), st.floats(0, 3000)),
+    cols=st.sets(
+        st.sampled_from(["timestamp", "value", "__name__", "job", "instance"]), min_size=1
+    ),
     n=st.one_of(st.none(), st.integers(0, 3000)),
 )
 def test_random_queries_match_eager(store, lo, width, job, vmin, cols, n):
@@ -114,9 +127,11 @@ def test_random_queries_match_eager(store, lo, width, job, vmin, cols, n):
 
 def test_select_arguments_and_filters_combine(store):
     db, eager = store
-    got = db.select('{job="api"}', start=START + HOUR, end=START + 2 * HOUR).filter(
-        pl.col("timestamp") > ts(START + HOUR + 1_800_000)
-    ).collect()
+    got = (
+        db.select('{job="api"}', start=START + HOUR, end=START + 2 * HOUR)
+        .filter(pl.col("timestamp") > ts(START + HOUR + 1_800_000))
+        .collect()
+    )
     want = eager.filter(
         (pl.col("job") == "api")
         & pl.col("timestamp").is_between(ts(START + HOUR + 1_800_001), ts(START + 2 * HOUR))
@@ -131,7 +146,9 @@ def test_time_filter_reads_only_the_blocks_it_needs(tmp_path):
         assert db.stats()["blocks"] == 3
         db.select().filter(pl.col("timestamp") >= ts(START + 4 * HOUR)).collect()
         assert db.stats()["block_reads"] == 2  # one block: its timestamps and values
-        db.select().filter(pl.col("timestamp") >= ts(START + 4 * HOUR)).select("timestamp").collect()
+        db.select().filter(pl.col("timestamp") >= ts(START + 4 * HOUR)).select(
+            "timestamp"
+        ).collect()
         assert db.stats()["block_reads"] == 3  # projection: timestamps only, no values decoded
         db.select().filter(pl.col("job") == "nobody").collect()
         assert db.stats()["block_reads"] == 3  # label filter matched no series: nothing read
@@ -139,9 +156,14 @@ def test_time_filter_reads_only_the_blocks_it_needs(tmp_path):
 
 def test_results_are_sorted_by_series_then_time(store):
     _, eager = store
-    ref_change = (
-        eager.select(pl.struct(pl.exclude("timestamp", "value")).rle_id().alias("run"), "timestamp")
+    ref_change = eager.select(
+        pl.struct(pl.exclude("timestamp", "value")).rle_id().alias("run"), "timestamp"
     )
     assert ref_change["run"].n_unique() == 40  # each series is one contiguous run
-    assert ref_change.group_by("run").agg(pl.col("timestamp").is_sorted()).get_column("timestamp").all()
+    assert (
+        ref_change.group_by("run")
+        .agg(pl.col("timestamp").is_sorted())
+        .get_column("timestamp")
+        .all()
+    )
     assert np.all(np.diff(ref_change["run"].to_numpy()) >= 0)

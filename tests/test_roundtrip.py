@@ -45,11 +45,24 @@ def test_select_before_flush_reads_the_head(db):
 
 def test_every_float_bit_pattern_survives(db):
     specials = np.array(
-        [0.0, -0.0, np.inf, -np.inf, 5e-324, -5e-324, 2.2250738585072014e-308, 1 / 3, 3.3e-300,
-         np.finfo(np.float64).max, STALE_NAN],
+        [
+            0.0,
+            -0.0,
+            np.inf,
+            -np.inf,
+            5e-324,
+            -5e-324,
+            2.2250738585072014e-308,
+            1 / 3,
+            3.3e-300,
+            np.finfo(np.float64).max,
+            STALE_NAN,
+        ],
         dtype=np.float64,
     )
-    payload_nans = (np.uint64(0x7FF8000000000000) | np.arange(1, 6, dtype=np.uint64)).view(np.float64)
+    payload_nans = (np.uint64(0x7FF8000000000000) | np.arange(1, 6, dtype=np.uint64)).view(
+        np.float64
+    )
     neg_nan = np.array([0xFFF8000000000001], dtype=np.uint64).view(np.float64)
     values = np.concatenate([specials, payload_nans, neg_nan])
     frame = pl.DataFrame({"timestamp": np.arange(len(values)) * 1000, "value": values})
@@ -84,8 +97,9 @@ def test_datetime_timestamps_and_metric_argument(db):
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     frame = pl.DataFrame(
         {
-            "timestamp": pl.datetime_range(start, start + dt.timedelta(seconds=4), "1s", eager=True,
-                                           time_unit="us"),
+            "timestamp": pl.datetime_range(
+                start, start + dt.timedelta(seconds=4), "1s", eager=True, time_unit="us"
+            ),
             "value": [1, 2, 3, 4, 5],
             "host": ["a"] * 5,
         }
@@ -93,15 +107,25 @@ def test_datetime_timestamps_and_metric_argument(db):
     db.write(frame, metric="load")
     got = db.select('load{host="a"}').collect()
     assert got["timestamp"].dtype == pl.Datetime("ms", "UTC")
-    assert got["timestamp"].to_list() == frame["timestamp"].dt.replace_time_zone(None).dt.cast_time_unit("ms").dt.replace_time_zone("UTC").to_list()
+    assert (
+        got["timestamp"].to_list()
+        == frame["timestamp"]
+        .dt.replace_time_zone(None)
+        .dt.cast_time_unit("ms")
+        .dt.replace_time_zone("UTC")
+        .to_list()
+    )
     assert got["value"].to_list() == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert got.columns == ["timestamp", "value", "__name__", "host"]
 
 
 def test_pandas_naive_datetime_is_utc(db):
     frame = pd.DataFrame(
-        {"timestamp": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:01"]),
-         "value": [1.0, 2.0], "__name__": ["m", "m"]}
+        {
+            "timestamp": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:01"]),
+            "value": [1.0, 2.0],
+            "__name__": ["m", "m"],
+        }
     )
     db.write(frame)
     got = db.select("m").collect()
@@ -121,8 +145,13 @@ def test_output_schema_sorting_and_absent_labels(db):
     db.write(frame)
     got = db.select("m").collect()
     assert got.schema == pl.Schema(
-        {"timestamp": pl.Datetime("ms", "UTC"), "value": pl.Float64, "__name__": pl.String,
-         "a": pl.String, "b": pl.String}
+        {
+            "timestamp": pl.Datetime("ms", "UTC"),
+            "value": pl.Float64,
+            "__name__": pl.String,
+            "a": pl.String,
+            "b": pl.String,
+        }
     )
     # "" and null both mean "label absent": rows 3 and 4 are one series {__name__="m", b="y"}.
     assert db.series("m").height == 2

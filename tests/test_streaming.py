@@ -53,7 +53,9 @@ def test_sink_parquet_of_a_large_selection_stays_bounded(tmp_path):
         print(json.dumps({{"before": before, "after": after}}))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     rss = json.loads(done.stdout.strip().splitlines()[-1])
     growth = rss["after"] - rss["before"]

@@ -38,7 +38,9 @@ class StorageConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.block_duration, timedelta):
-            object.__setattr__(self, "block_duration", self.block_duration // timedelta(milliseconds=1))
+            object.__setattr__(
+                self, "block_duration", self.block_duration // timedelta(milliseconds=1)
+            )
         _positive_int("block_duration", self.block_duration, minimum=1000)
         _positive_int("head_max_bytes", self.head_max_bytes, minimum=2**16)
         _positive_int("cache_bytes", self.cache_bytes, minimum=0)

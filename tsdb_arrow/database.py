@@ -19,7 +19,7 @@ from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.index import SeriesIndex
 from tsdb_arrow.ingest.convert import check_utf8, normalize
-from tsdb_arrow.ingest.cut import Window, cut, window_starts
+from tsdb_arrow.ingest.cut import Window, cut
 from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.ingest.series import resolve_series
@@ -54,7 +54,9 @@ class Database:
             self._lock = threading.RLock()
             self._flush_lock = threading.Lock()
             self._cache = ChunkCache(self.config.cache_bytes)
-            max_free = max(2, self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows) + 2)
+            max_free = max(
+                2, self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows) + 2
+            )
             self._pool = BufferPool(self.config.buffer_rows, max_free=max_free)
             self._head = Head(self._pool)
             self._flushing: list[Head] = []
@@ -81,6 +83,7 @@ class Database:
             self._index.add(block.series())
             self._blocks.append(block)
         self._blocks.sort(key=lambda b: b.meta.seq)
+        self._seq = max((b.meta.seq for b in self._blocks), default=0)
 
     def close(self) -> None:
         """Flush the head and release the directory; further use raises ``ClosedError``."""
@@ -150,44 +153,41 @@ class Database:
                     return []
                 self._head = Head(self._pool)
                 self._flushing.append(head)
-            refs, ts, values = head.columns()
-            windows = cut(refs, ts, values, self.config.block_duration)
             keep: Window | None = None
-            if keep_last_window and windows:
-                keep = windows.pop()
-            written = []
-            for window in windows:
+            try:
+                windows = cut(*head.columns(), self.config.block_duration)
+                if keep_last_window and len(windows) > 1:
+                    keep = windows.pop()  # the newest window is still filling: leave it in the head
+                written = [self._write_window(window) for window in windows]
+            except BaseException:
                 with self._lock:
-                    seq = self._next_seq()
-                    frame = self._index.frame
-                    series = frame.filter(pl.Series(is_member(np.unique(window.refs), frame[REF].to_numpy())))
-                series = series.select(REF, *_present_labels(series))
-                meta = write_block(
-                    self._fs, self._blocks_dir, seq, window, series.to_arrow(),
-                    self.config.chunk_samples,
-                )
-                block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
-                with self._lock:
-                    self._blocks.append(block)
-                written.append(meta.id)
+                    # Nothing is lost: the samples go back in front of newer ones, for a retry.
+                    self._flushing.remove(head)
+                    self._head = head.followed_by(self._head)
+                raise
             with self._lock:
                 if keep is not None:
                     kept = Head(self._pool)
                     kept.append(keep.refs, keep.timestamps, keep.values)
-                    newer = self._head
-                    kept.buffers.extend(newer.buffers)
-                    kept.rows += newer.rows
-                    if newer.rows:
-                        kept.min_time = min(kept.min_time, newer.min_time)
-                        kept.max_time = max(kept.max_time, newer.max_time)
-                    self._head = kept
+                    self._head = kept.followed_by(self._head)
                 self._flushing.remove(head)
                 head.release()
             return written
 
-    def _next_seq(self) -> int:
-        self._seq = max([b.meta.seq for b in self._blocks] + [getattr(self, "_seq", 0)]) + 1
-        return self._seq
+    def _write_window(self, window: Window) -> str:
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            frame = self._index.frame
+        series = frame.filter(pl.Series(is_member(np.unique(window.refs), frame[REF].to_numpy())))
+        series = series.select(REF, *_present_labels(series))
+        meta = write_block(
+            self._fs, self._blocks_dir, seq, window, series.to_arrow(), self.config.chunk_samples
+        )
+        block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
+        with self._lock:
+            self._blocks.append(block)
+        return meta.id
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -221,7 +221,9 @@ class Database:
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
         with self._lock:
             self._check_open()
-            buffers = [(buf, buf.size) for head in [*self._flushing, self._head] for buf in head.buffers]
+            buffers = [
+                (buf, buf.size) for head in [*self._flushing, self._head] for buf in head.buffers
+            ]
             for buf, _ in buffers:
                 self._pool.pin(buf)
             snap = Snapshot(blocks=tuple(self._blocks), head=tuple(buffers))
@@ -233,7 +235,12 @@ class Database:
         return snap, release
 
     def export(
-        self, selector: str | None, path: str | os.PathLike[str], *, start: Any = None, end: Any = None
+        self,
+        selector: str | None,
+        path: str | os.PathLike[str],
+        *,
+        start: Any = None,
+        end: Any = None,
     ) -> int:
         """Write the selection as plain long-format Parquet (zstd); returns the rows written."""
         lf = self.select(selector, start=start, end=end)

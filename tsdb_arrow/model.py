@@ -25,9 +25,7 @@ FNV_PRIME = np.uint64(0x100000001B3)
 SEPARATOR = 0xFF
 
 # Decoded samples as the read path hands them around: one row per sample.
-SAMPLE_SCHEMA = pa.schema(
-    [(REF, pa.uint64()), (TIMESTAMP, pa.int64()), (VALUE, pa.float64())]
-)
+SAMPLE_SCHEMA = pa.schema([(REF, pa.uint64()), (TIMESTAMP, pa.int64()), (VALUE, pa.float64())])
 
 
 def is_label_name(name: str) -> bool:

@@ -47,7 +47,9 @@ class BlockMeta:
                 f"cannot read {path}: {exc}; move the block directory aside to open the rest"
             ) from exc
         if raw.get("format") != FORMAT_NAME:
-            raise CorruptBlockError(f"{path} is not a tsdb-arrow block (format={raw.get('format')!r})")
+            raise CorruptBlockError(
+                f"{path} is not a tsdb-arrow block (format={raw.get('format')!r})"
+            )
         if raw.get("version") != FORMAT_VERSION:
             raise CorruptBlockError(
                 f"{path} has block format version {raw.get('version')}; this tsdb-arrow reads "

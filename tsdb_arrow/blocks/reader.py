@@ -48,7 +48,9 @@ class Block:
                 f"cannot read {path}/{CHUNKS_FILE}: {exc}; move the block directory aside"
             ) from exc
         counts = index["count"].to_numpy().astype(np.int64)
-        rg_rows = [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
+        rg_rows = [
+            self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)
+        ]
         row_group = np.repeat(np.arange(len(rg_rows), dtype=np.int32), rg_rows)
         starts = np.cumsum(counts) - counts
         rg_first = np.concatenate(([0], np.cumsum(rg_rows)[:-1])).astype(np.int64)

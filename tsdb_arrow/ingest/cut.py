@@ -68,7 +68,11 @@ def _run_starts(windows, refs, ts) -> np.ndarray:
 @nb.njit(cache=True)
 def _runs_disjoint(windows, refs, first_ts, last_ts) -> bool:
     for i in range(1, refs.shape[0]):
-        if windows[i] == windows[i - 1] and refs[i] == refs[i - 1] and first_ts[i] <= last_ts[i - 1]:
+        if (
+            windows[i] == windows[i - 1]
+            and refs[i] == refs[i - 1]
+            and first_ts[i] <= last_ts[i - 1]
+        ):
             return False
     return True
 
@@ -107,7 +111,9 @@ def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray 
     )
 
 
-def cut(refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray, duration: int) -> list[Window]:
+def cut(
+    refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray, duration: int
+) -> list[Window]:
     """Split samples given in write order into sorted, deduplicated aligned windows."""
     if len(refs) == 0:
         return []
@@ -115,12 +121,18 @@ def cut(refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray, duration: 
     order = _order(windows, refs, timestamps)
     if order is not None:
         windows, refs, timestamps, values = (
-            windows[order], refs[order], timestamps[order], values[order]
+            windows[order],
+            refs[order],
+            timestamps[order],
+            values[order],
         )
         keep = _keep_last(refs, timestamps)
         if not keep.all():
             windows, refs, timestamps, values = (
-                windows[keep], refs[keep], timestamps[keep], values[keep]
+                windows[keep],
+                refs[keep],
+                timestamps[keep],
+                values[keep],
             )
     bounds = np.flatnonzero(np.diff(windows)) + 1
     starts = np.concatenate(([0], bounds))

@@ -39,8 +39,19 @@ class Head:
         """All samples, in write order, as (refs, timestamps, values) copies."""
         if not self.buffers:
             return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.float64)
-        parts = [(b.refs[: b.size], b.timestamps[: b.size], b.values[: b.size]) for b in self.buffers]
+        parts = [
+            (b.refs[: b.size], b.timestamps[: b.size], b.values[: b.size]) for b in self.buffers
+        ]
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+    def followed_by(self, newer: Head) -> Head:
+        """This head with ``newer``'s buffers appended after its own (write order kept)."""
+        self.buffers.extend(newer.buffers)
+        self.rows += newer.rows
+        if newer.rows:
+            self.min_time = min(self.min_time, newer.min_time)
+            self.max_time = max(self.max_time, newer.max_time)
+        return self
 
     def release(self) -> None:
         """Hand every buffer back to the pool (reused once no reader pins it)."""

@@ -46,8 +46,11 @@ class HeadBuffer:
     def record_batch(self, size: int) -> pa.RecordBatch:
         """A zero-copy record batch over the first ``size`` rows (valid while pinned)."""
         return pa.RecordBatch.from_arrays(
-            [pa.array(self.refs[:size]), pa.array(self.timestamps[:size]),
-             pa.array(self.values[:size])],
+            [
+                pa.array(self.refs[:size]),
+                pa.array(self.timestamps[:size]),
+                pa.array(self.values[:size]),
+            ],
             schema=SAMPLE_SCHEMA,
         )
 

@@ -233,4 +233,3 @@ def _nulls_for_empty(series: pa.Table) -> pa.Table:
                 i, name, pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
             )
     return series
-

@@ -68,7 +68,9 @@ def _overlaps(refs: np.ndarray, min_t: np.ndarray, max_t: np.ndarray) -> bool:
 def _head_rows(snapshot: Snapshot, refs: np.ndarray, t_lo: int, t_hi: int, values: bool) -> Samples:
     """Head samples of the selected series in range, sorted by ref (write order kept)."""
     if not snapshot.head:
-        return Samples(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0) if values else None)
+        return Samples(
+            np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0) if values else None
+        )
     r = np.concatenate([b.refs[:n] for b, n in snapshot.head])
     t = np.concatenate([b.timestamps[:n] for b, n in snapshot.head])
     keep = is_member(refs, r) & (t >= t_lo) & (t <= t_hi)
@@ -97,7 +99,9 @@ def iter_samples(
         if block.meta.max_time < t_lo or block.meta.min_time > t_hi:
             continue
         ix = block.index
-        sel = np.flatnonzero(is_member(refs, ix.refs) & (ix.max_time >= t_lo) & (ix.min_time <= t_hi))
+        sel = np.flatnonzero(
+            is_member(refs, ix.refs) & (ix.max_time >= t_lo) & (ix.min_time <= t_hi)
+        )
         if len(sel):
             parts.append((b, sel))
     if parts:
@@ -131,19 +135,27 @@ def iter_samples(
     memo = cache if cache.capacity_bytes >= QUERY_MEMO_BYTES else ChunkCache(QUERY_MEMO_BYTES)
     for lo, hi in zip(ref_bounds[:-1], ref_bounds[1:]):
         first, last = all_refs[lo], all_refs[hi - 1]
-        c_lo, c_hi = np.searchsorted(c_ref, [first, last], side="left")[0], np.searchsorted(
-            c_ref, last, side="right"
+        c_lo, c_hi = (
+            np.searchsorted(c_ref, [first, last], side="left")[0],
+            np.searchsorted(c_ref, last, side="right"),
         )
         h_lo = np.searchsorted(head.refs, first, side="left")
         h_hi = np.searchsorted(head.refs, last, side="right")
         batch = _read_batch(
-            snapshot, slice(c_lo, c_hi), (c_block, c_chunk, c_ref, c_min, c_max, c_cnt),
-            head, slice(h_lo, h_hi), values, cache, memo,
+            snapshot,
+            slice(c_lo, c_hi),
+            (c_block, c_chunk, c_ref, c_min, c_max, c_cnt),
+            head,
+            slice(h_lo, h_hi),
+            values,
+            cache,
+            memo,
         )
         keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
         if not keep.all():
             batch = Samples(
-                batch.refs[keep], batch.timestamps[keep],
+                batch.refs[keep],
+                batch.timestamps[keep],
                 batch.values[keep] if batch.values is not None else None,
             )
         if len(batch):
@@ -155,7 +167,9 @@ def _read_batch(snapshot, cs, chunks, head, hs, values, cache, memo) -> Samples:
     ts_parts, val_parts, ref_parts, seq_parts = [], [], [], []
     if len(c_ref):
         # Decode (or fetch) each row group once, then gather the chunks' sample ranges.
-        keys = sorted({(int(b), int(snapshot.blocks[b].index.row_group[c])) for b, c in zip(c_block, c_chunk)})
+        keys = sorted(
+            {(int(b), int(snapshot.blocks[b].index.row_group[c])) for b, c in zip(c_block, c_chunk)}
+        )
         base = {}
         ts_arrays, val_arrays = [], []
         offset = 0
@@ -168,11 +182,15 @@ def _read_batch(snapshot, cs, chunks, head, hs, values, cache, memo) -> Samples:
             base[(b, rg)] = offset
             offset += len(ts_arr)
         rg_base = np.array(
-            [base[(int(b), int(snapshot.blocks[b].index.row_group[c]))] for b, c in zip(c_block, c_chunk)],
+            [
+                base[(int(b), int(snapshot.blocks[b].index.row_group[c]))]
+                for b, c in zip(c_block, c_chunk)
+            ],
             dtype=np.int64,
         )
         starts = rg_base + np.array(
-            [snapshot.blocks[b].index.sample_offset[c] for b, c in zip(c_block, c_chunk)], dtype=np.int64
+            [snapshot.blocks[b].index.sample_offset[c] for b, c in zip(c_block, c_chunk)],
+            dtype=np.int64,
         )
         idx = _gather_ranges(starts, c_cnt, int(c_cnt.sum()))
         all_ts = ts_arrays[0] if len(ts_arrays) == 1 else np.concatenate(ts_arrays)

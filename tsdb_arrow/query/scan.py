@@ -16,7 +16,7 @@ from polars.io.plugins import register_io_source
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
 from tsdb_arrow.query.pushdown import analyse
-from tsdb_arrow.query.read import T_MAX, T_MIN, Snapshot, iter_samples
+from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples
 
 DEFAULT_BATCH = 1 << 18
 TIME_DTYPE = pl.Datetime("ms", "UTC")
@@ -47,7 +47,9 @@ def scan(
         batch_size: int | None,
     ) -> Iterator[pl.DataFrame]:
         wanted = list(schema) if with_columns is None else with_columns
-        needed = set(wanted) | (set(predicate.meta.root_names()) if predicate is not None else set())
+        needed = set(wanted) | (
+            set(predicate.meta.root_names()) if predicate is not None else set()
+        )
         push = analyse(predicate, set(labels))
         chosen = series
         for term in push.label_terms:
@@ -61,7 +63,10 @@ def scan(
         try:
             remaining = n_rows
             for batch in iter_samples(
-                snapshot, refs, lo, hi,
+                snapshot,
+                refs,
+                lo,
+                hi,
                 values=VALUE in needed,
                 batch_size=batch_size or DEFAULT_BATCH,
                 cache=cache,
@@ -80,19 +85,36 @@ def scan(
         finally:
             release()
 
-    return register_io_source(source, schema=schema, validate_schema=False, is_pure=False,
-                              explain_name="tsdb-arrow")
+    return register_io_source(
+        source, schema=schema, validate_schema=False, is_pure=False, explain_name="tsdb-arrow"
+    )
 
 
-def _frame(batch, series: pl.DataFrame, needed: set[str]) -> pl.DataFrame:
-    cols: dict[str, pl.Series] = {}
-    cols[TIMESTAMP] = pl.Series(TIMESTAMP, batch.timestamps).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+def _frame(batch: Samples, series: pl.DataFrame, needed: set[str]) -> pl.DataFrame:
+    """A batch of samples as a Polars frame with the label columns the query needs."""
+    n = len(batch)
+    cols = [pl.Series(TIMESTAMP, batch.timestamps).cast(TIME_DTYPE)]
     if VALUE in needed:
-        cols[VALUE] = pl.Series(VALUE, batch.values)
+        cols.append(pl.Series(VALUE, batch.values))
     label_cols = [c for c in series.columns if c != REF and c in needed]
-    frame = pl.DataFrame(cols)
     if label_cols:
-        series_refs = series[REF].to_numpy()
-        idx = np.searchsorted(series_refs, batch.refs)
-        frame = frame.hstack(series.select(label_cols)[pl.Series(idx, dtype=pl.UInt32)].get_columns())
-    return frame
+        # Rows come in runs of one series: gather the batch's series once, then expand only the
+        # columns that vary within the batch (a null or constant column costs nothing per row).
+        run_starts = np.flatnonzero(np.diff(batch.refs, prepend=batch.refs[:1] ^ 1))
+        pos = np.searchsorted(series[REF].to_numpy(), batch.refs[run_starts])
+        local = series.select(label_cols)[pos]
+        row_to_run = None
+        for name in label_cols:
+            col = local[name]
+            if col.null_count() == col.len():
+                cols.append(pl.repeat(None, n, dtype=pl.String, eager=True).alias(name))
+            elif col.null_count() == 0 and col.n_unique() == 1:
+                cols.append(pl.repeat(col[0], n, dtype=pl.String, eager=True).alias(name))
+            else:
+                if row_to_run is None:
+                    lengths = np.diff(np.append(run_starts, n))
+                    row_to_run = pl.Series(
+                        np.repeat(np.arange(len(run_starts)), lengths), dtype=pl.UInt32
+                    )
+                cols.append(col.gather(row_to_run))
+    return pl.DataFrame(cols)

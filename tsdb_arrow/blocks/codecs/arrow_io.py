@@ -10,7 +10,9 @@ import pyarrow as pa
 from tsdb_arrow.errors import CodecError
 
 
-def iter_binary_chunks(payloads: pa.Array | pa.ChunkedArray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_binary_chunks(
+    payloads: pa.Array | pa.ChunkedArray,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(offsets, data)`` numpy views of every Arrow chunk of a binary column.
 
     ``offsets`` has ``len + 1`` entries (int32 for ``binary``, int64 for ``large_binary``),
@@ -29,15 +31,20 @@ def iter_binary_chunks(payloads: pa.Array | pa.ChunkedArray) -> Iterator[tuple[n
             )
         if arr.null_count:
             first_null = int(np.flatnonzero(~np.asarray(arr.is_valid()))[0])
-            raise CodecError(f"chunk payload {first_null} of this array is null; the block is corrupt")
+            raise CodecError(
+                f"chunk payload {first_null} of this array is null; the block is corrupt"
+            )
         buffers = arr.buffers()
         n = len(arr)
         if n == 0:
             continue
         offsets = np.frombuffer(buffers[1], dtype=offset_type, count=arr.offset + n + 1)
         offsets = offsets[arr.offset :]
-        data = (np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None
-                else np.zeros(0, dtype=np.uint8))
+        data = (
+            np.frombuffer(buffers[2], dtype=np.uint8)
+            if buffers[2] is not None
+            else np.zeros(0, dtype=np.uint8)
+        )
         yield offsets, data
 
 
@@ -48,12 +55,16 @@ def to_large_binary(offsets: np.ndarray, data: np.ndarray) -> pa.LargeBinaryArra
     )
 
 
-def check_chunks(samples: np.ndarray, offsets: np.ndarray, dtype: type, what: str) -> tuple[np.ndarray, np.ndarray]:
+def check_chunks(
+    samples: np.ndarray, offsets: np.ndarray, dtype: type, what: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate the encoder input (1-D samples, int64 offsets with non-empty chunks)."""
     samples = np.ascontiguousarray(samples)
     if samples.dtype != dtype or samples.ndim != 1:
-        raise CodecError(f"{what} must be a 1-D {np.dtype(dtype).name} array, got {samples.dtype} "
-                         f"with {samples.ndim} dimensions")
+        raise CodecError(
+            f"{what} must be a 1-D {np.dtype(dtype).name} array, got {samples.dtype} "
+            f"with {samples.ndim} dimensions"
+        )
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(samples):
         raise CodecError(f"offsets must start at 0 and end at len({what}) = {len(samples)}")
@@ -64,14 +75,17 @@ def check_chunks(samples: np.ndarray, offsets: np.ndarray, dtype: type, what: st
     return samples, offsets
 
 
-def check_decode_args(codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray,
-                      counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_decode_args(
+    codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate decoder input; return (codec_ids uint8, counts int64, output offsets int64)."""
     codec_ids = np.ascontiguousarray(codec_ids, dtype=np.uint8)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     if not (len(codec_ids) == len(counts) == len(payloads)):
-        raise CodecError(f"codec_ids ({len(codec_ids)}), payloads ({len(payloads)}) and counts "
-                         f"({len(counts)}) must have one entry per chunk")
+        raise CodecError(
+            f"codec_ids ({len(codec_ids)}), payloads ({len(payloads)}) and counts "
+            f"({len(counts)}) must have one entry per chunk"
+        )
     if len(counts) and counts.min() <= 0:
         bad = int(np.flatnonzero(counts <= 0)[0])
         raise CodecError(f"chunk {bad} has sample count {counts[bad]}; counts must be positive")

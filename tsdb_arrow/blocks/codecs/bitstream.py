@@ -103,8 +103,9 @@ def get_u64(buf: np.ndarray, pos: np.int64) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def write_bits_msb(buf: np.ndarray, start: np.int64, bitpos: np.int64, value: np.uint64,
-                   nbits: np.int64) -> np.int64:
+def write_bits_msb(
+    buf: np.ndarray, start: np.int64, bitpos: np.int64, value: np.uint64, nbits: np.int64
+) -> np.int64:
     """Append the low ``nbits`` of ``value`` MSB-first at bit ``bitpos`` after byte ``start``.
 
     The target bytes must be zero beforehand (the output buffers are allocated zeroed).
@@ -121,8 +122,9 @@ def write_bits_msb(buf: np.ndarray, start: np.int64, bitpos: np.int64, value: np
 
 
 @njit(cache=True, inline="always")
-def read_bits_msb(buf: np.ndarray, start: np.int64, nbytes: np.int64, bitpos: np.int64,
-                  nbits: np.int64) -> tuple[np.uint64, np.int64]:
+def read_bits_msb(
+    buf: np.ndarray, start: np.int64, nbytes: np.int64, bitpos: np.int64, nbits: np.int64
+) -> tuple[np.uint64, np.int64]:
     """Read ``nbits`` MSB-first; new bit position -1 if the stream is too short."""
     if bitpos + nbits > nbytes * 8:
         return U64(0), I64(-1)

@@ -88,16 +88,29 @@ def _exponent(x: np.ndarray, bits: np.ndarray, m: np.ndarray, kind: np.int64) ->
 
 
 @njit(cache=True)
-def encode(scale: np.int64, m: np.ndarray, params: np.ndarray, buf: np.ndarray, pos: np.int64,
-           planar: bool, scratch: np.ndarray) -> np.int64:
+def encode(
+    scale: np.int64,
+    m: np.ndarray,
+    params: np.ndarray,
+    buf: np.ndarray,
+    pos: np.int64,
+    planar: bool,
+    scratch: np.ndarray,
+) -> np.int64:
     """Write the scale byte and the packed integers; return the end position."""
     buf[pos] = np.uint8(scale)
     return intpack.encode(m, params, buf, pos + 1, planar, scratch)
 
 
 @njit(cache=True)
-def decode(buf: np.ndarray, start: np.int64, end: np.int64, out_bits: np.ndarray,
-           out: np.ndarray, planar: bool) -> np.int64:
+def decode(
+    buf: np.ndarray,
+    start: np.int64,
+    end: np.int64,
+    out_bits: np.ndarray,
+    out: np.ndarray,
+    planar: bool,
+) -> np.int64:
     """Fill ``out`` (float64; ``out_bits`` its int64 view) from ``buf[start:end]``."""
     if end - start < 1:
         return TRUNCATED

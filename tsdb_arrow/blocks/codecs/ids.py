@@ -26,6 +26,7 @@ class ValueCodec(IntEnum):
     DECIMAL_ZSTD = 4  #: zstd frame of DECIMAL with byte-plane fields
     PLAIN_ZSTD = 5  #: zstd frame of the byte-transposed float64 bit patterns
 
+
 #: Bumped when a layout of an existing id would change (it must not: add an id instead).
 CODEC_FORMAT_VERSION = 1
 

@@ -122,8 +122,9 @@ def analyze(x: np.ndarray, params: np.ndarray) -> np.int64:
 
 
 @njit(cache=True)
-def header_size(x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, g: np.uint64,
-                k: np.int64) -> np.int64:
+def header_size(
+    x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, g: np.uint64, k: np.int64
+) -> np.int64:
     """Bytes before the packed fields."""
     n = x.shape[0]
     size = I64(1)
@@ -139,8 +140,14 @@ def header_size(x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, 
 
 
 @njit(cache=True)
-def encode(x: np.ndarray, params: np.ndarray, buf: np.ndarray, pos: np.int64, planar: bool,
-           scratch: np.ndarray) -> np.int64:
+def encode(
+    x: np.ndarray,
+    params: np.ndarray,
+    buf: np.ndarray,
+    pos: np.int64,
+    planar: bool,
+    scratch: np.ndarray,
+) -> np.int64:
     """Write ``x`` with the ``params`` from :func:`analyze`; return the end position.
 
     ``scratch`` is a uint64 work array of at least ``len(x)`` elements.
@@ -175,8 +182,9 @@ def encode(x: np.ndarray, params: np.ndarray, buf: np.ndarray, pos: np.int64, pl
 
 
 @njit(cache=True)
-def fields(x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, g: np.uint64,
-           u: np.ndarray) -> None:
+def fields(
+    x: np.ndarray, mode: np.int64, slope: np.int64, base: np.int64, g: np.uint64, u: np.ndarray
+) -> None:
     """The stored fields ``(residual - base) / g`` of ``x`` in ``mode`` (one loop per mode)."""
     n = x.shape[0]
     ub = U64(base)
@@ -255,8 +263,9 @@ def payload_bytes(k: np.int64, width: np.int64, planar: bool) -> np.int64:
 
 
 @njit(cache=True)
-def decode(buf: np.ndarray, start: np.int64, end: np.int64, out: np.ndarray,
-           planar: bool) -> np.int64:
+def decode(
+    buf: np.ndarray, start: np.int64, end: np.int64, out: np.ndarray, planar: bool
+) -> np.int64:
     """Fill ``out`` (int64) from ``buf[start:end]``; return a status code."""
     n = out.shape[0]
     if end - start < 1:
@@ -318,8 +327,9 @@ def decode(buf: np.ndarray, start: np.int64, end: np.int64, out: np.ndarray,
 
 
 @njit(cache=True)
-def _integrate(out: np.ndarray, mode: np.int64, first: np.int64, second: np.int64,
-               slope: np.int64) -> None:
+def _integrate(
+    out: np.ndarray, mode: np.int64, first: np.int64, second: np.int64, slope: np.int64
+) -> None:
     """Turn residuals (already in ``out[order:]``) back into samples, in place."""
     n = out.shape[0]
     if mode == 0:

@@ -25,9 +25,17 @@ _NONE = np.int64(1) << np.int64(62)  # size of a codec that is not allowed
 
 
 @njit(cache=True)
-def _choose(ts: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, params: np.ndarray,
-            ids: np.ndarray, sizes: np.ndarray, planar_sizes: np.ndarray, estimates: np.ndarray,
-            scratch: np.ndarray) -> None:
+def _choose(
+    ts: np.ndarray,
+    offsets: np.ndarray,
+    allowed: np.ndarray,
+    params: np.ndarray,
+    ids: np.ndarray,
+    sizes: np.ndarray,
+    planar_sizes: np.ndarray,
+    estimates: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
     """Per chunk: the smallest allowed plain-kernel codec and its size; the PACKED byte-plane
     size (the zstd stage's input) and the estimated zstd frame size of big chunks."""
     for c in range(offsets.shape[0] - 1):
@@ -43,8 +51,9 @@ def _choose(ts: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, params: np
             p = params[c]
             s = intpack.analyze(x, p)
             k = n - intpack.order(p[0])
-            planar_sizes[c] = (s - intpack.payload_bytes(k, p[4], False)
-                               + intpack.payload_bytes(k, p[4], True))
+            planar_sizes[c] = (
+                s - intpack.payload_bytes(k, p[4], False) + intpack.payload_bytes(k, p[4], True)
+            )
             if s < best:
                 best_id, best = _PACKED, s
         if allowed[_DOD] and 8 + (n + 6) // 8 < best:
@@ -63,9 +72,16 @@ def _choose(ts: np.ndarray, offsets: np.ndarray, allowed: np.ndarray, params: np
 
 
 @njit(cache=True)
-def _emit(ts: np.ndarray, offsets: np.ndarray, ids: np.ndarray, params: np.ndarray,
-          out_offsets: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
-    """Write the payload of every chunk whose id is a plain-kernel codec at ``out[out_offsets[c]]``."""
+def _emit(
+    ts: np.ndarray,
+    offsets: np.ndarray,
+    ids: np.ndarray,
+    params: np.ndarray,
+    out_offsets: np.ndarray,
+    out: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """Write every chunk whose id is a plain-kernel codec at ``out[out_offsets[c]]``."""
     for c in range(offsets.shape[0] - 1):
         x = ts[offsets[c] : offsets[c + 1]]
         pos = out_offsets[c]
@@ -81,8 +97,15 @@ def _emit(ts: np.ndarray, offsets: np.ndarray, ids: np.ndarray, params: np.ndarr
 
 
 @njit(cache=True)
-def _decode(ids: np.ndarray, offsets: np.ndarray, data: np.ndarray, aux_offsets: np.ndarray,
-            aux_data: np.ndarray, out_offsets: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+def _decode(
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    data: np.ndarray,
+    aux_offsets: np.ndarray,
+    aux_data: np.ndarray,
+    out_offsets: np.ndarray,
+    out: np.ndarray,
+) -> tuple[int, int]:
     """Decode every chunk; return ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
     for c in range(ids.shape[0]):
         o = out[out_offsets[c] : out_offsets[c + 1]]
@@ -106,7 +129,9 @@ def _decode(ids: np.ndarray, offsets: np.ndarray, data: np.ndarray, aux_offsets:
     return OK, -1
 
 
-def encode_timestamps(ts: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, pa.LargeBinaryArray]:
+def encode_timestamps(
+    ts: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Encode each chunk ``ts[offsets[i]:offsets[i+1]]`` (int64) with its smallest codec.
 
     Returns ``(codec_ids uint8[n_chunks], payloads)``, one payload per chunk.
@@ -114,8 +139,9 @@ def encode_timestamps(ts: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
     return encode_timestamps_as(ts, offsets, None)
 
 
-def encode_timestamps_as(ts: np.ndarray, offsets: np.ndarray,
-                         codec: TimestampCodec | None) -> tuple[np.ndarray, pa.LargeBinaryArray]:
+def encode_timestamps_as(
+    ts: np.ndarray, offsets: np.ndarray, codec: TimestampCodec | None
+) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Like :func:`encode_timestamps`, but every chunk with ``codec`` (``None``: the smallest).
 
     For tests, benchmarks and tools that must write one particular layout.
@@ -152,9 +178,16 @@ def encode_timestamps_as(ts: np.ndarray, offsets: np.ndarray,
     return ids, to_large_binary(out_offsets, out)
 
 
-def _zstd_candidates(ts: np.ndarray, offsets: np.ndarray, cand: np.ndarray, ids: np.ndarray,
-                     params: np.ndarray, sizes: np.ndarray, planar_sizes: np.ndarray,
-                     scratch: np.ndarray) -> dict[int, bytes]:
+def _zstd_candidates(
+    ts: np.ndarray,
+    offsets: np.ndarray,
+    cand: np.ndarray,
+    ids: np.ndarray,
+    params: np.ndarray,
+    sizes: np.ndarray,
+    planar_sizes: np.ndarray,
+    scratch: np.ndarray,
+) -> dict[int, bytes]:
     """Offer chunks ``cand`` to PACKED_ZSTD; switch ``ids``/``sizes`` where the frame is smaller."""
     if len(cand) == 0:
         return {}
@@ -174,17 +207,26 @@ def _zstd_candidates(ts: np.ndarray, offsets: np.ndarray, cand: np.ndarray, ids:
 
 
 @njit(cache=True)
-def _emit_planar(ts: np.ndarray, offsets: np.ndarray, cand: np.ndarray, params: np.ndarray,
-                 sub_offsets: np.ndarray, sub: np.ndarray, scratch: np.ndarray) -> None:
+def _emit_planar(
+    ts: np.ndarray,
+    offsets: np.ndarray,
+    cand: np.ndarray,
+    params: np.ndarray,
+    sub_offsets: np.ndarray,
+    sub: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
     """Write PACKED byte-plane payloads of the chunks ``cand`` one after another into ``sub``."""
     for j in range(cand.shape[0]):
         c = cand[j]
-        intpack.encode(ts[offsets[c] : offsets[c + 1]], params[c], sub, sub_offsets[j], True,
-                       scratch)
+        intpack.encode(
+            ts[offsets[c] : offsets[c + 1]], params[c], sub, sub_offsets[j], True, scratch
+        )
 
 
-def decode_timestamps(codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray,
-                      counts: np.ndarray) -> np.ndarray:
+def decode_timestamps(
+    codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray, counts: np.ndarray
+) -> np.ndarray:
     """Decode the chunks' payloads back to their concatenated int64 timestamps."""
     codec_ids, counts, out_offsets = check_decode_args(codec_ids, payloads, counts)
     out = np.empty(int(out_offsets[-1]), dtype=np.int64)
@@ -194,11 +236,13 @@ def decode_timestamps(codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArra
         ids = codec_ids[first : first + n]
         part_counts = counts[first : first + n]
         aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-            ids == _PACKED_ZSTD, offsets, data, part_counts)
+            ids == _PACKED_ZSTD, offsets, data, part_counts
+        )
         if bad >= 0:
             raise_for_status("timestamp", CORRUPT, first + bad, int(ids[bad]))
-        status, c = _decode(ids, offsets, data, aux_offsets, aux_data,
-                            out_offsets[first : first + n + 1], out)
+        status, c = _decode(
+            ids, offsets, data, aux_offsets, aux_data, out_offsets[first : first + n + 1], out
+        )
         if status != OK:
             raise_for_status("timestamp", status, first + c, int(ids[c]))
         first += n

@@ -28,10 +28,20 @@ _NONE = np.int64(1) << np.int64(62)  # size of a codec that is not allowed
 
 
 @njit(cache=True)
-def _choose(x: np.ndarray, bits: np.ndarray, offsets: np.ndarray, allowed: np.ndarray,
-            m: np.ndarray, exponents: np.ndarray, params: np.ndarray, ids: np.ndarray,
-            sizes: np.ndarray, zstd_input_sizes: np.ndarray, estimates: np.ndarray,
-            scratch: np.ndarray) -> None:
+def _choose(
+    x: np.ndarray,
+    bits: np.ndarray,
+    offsets: np.ndarray,
+    allowed: np.ndarray,
+    m: np.ndarray,
+    exponents: np.ndarray,
+    params: np.ndarray,
+    ids: np.ndarray,
+    sizes: np.ndarray,
+    zstd_input_sizes: np.ndarray,
+    estimates: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
     """Per chunk: the smallest plain-kernel codec and its size, the decimal exponent (-1 if the
     chunk is not decimal; ``m`` then holds its integers), the size of its zstd-stage input and,
     for big chunks, the estimated zstd frame size."""
@@ -65,8 +75,9 @@ def _choose(x: np.ndarray, bits: np.ndarray, offsets: np.ndarray, allowed: np.nd
         exponents[c] = e
         if e >= 0:
             k = n - intpack.order(p[0])
-            zstd_input_sizes[c] = (s - intpack.payload_bytes(k, p[4], False)
-                                   + intpack.payload_bytes(k, p[4], True))
+            zstd_input_sizes[c] = (
+                s - intpack.payload_bytes(k, p[4], False) + intpack.payload_bytes(k, p[4], True)
+            )
             if allowed[_DECIMAL] and s < best:
                 best_id, best = _DECIMAL, s
         else:
@@ -90,10 +101,18 @@ def _choose(x: np.ndarray, bits: np.ndarray, offsets: np.ndarray, allowed: np.nd
 
 
 @njit(cache=True)
-def _emit(bits: np.ndarray, offsets: np.ndarray, m: np.ndarray, exponents: np.ndarray,
-          params: np.ndarray, ids: np.ndarray, out_offsets: np.ndarray, out: np.ndarray,
-          scratch: np.ndarray) -> None:
-    """Write the payload of every chunk whose id is a plain-kernel codec at ``out[out_offsets[c]]``."""
+def _emit(
+    bits: np.ndarray,
+    offsets: np.ndarray,
+    m: np.ndarray,
+    exponents: np.ndarray,
+    params: np.ndarray,
+    ids: np.ndarray,
+    out_offsets: np.ndarray,
+    out: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """Write every chunk whose id is a plain-kernel codec at ``out[out_offsets[c]]``."""
     for c in range(offsets.shape[0] - 1):
         a = offsets[c]
         b = offsets[c + 1]
@@ -110,9 +129,17 @@ def _emit(bits: np.ndarray, offsets: np.ndarray, m: np.ndarray, exponents: np.nd
 
 
 @njit(cache=True)
-def _emit_zstd_inputs(bits: np.ndarray, offsets: np.ndarray, m: np.ndarray,
-                      exponents: np.ndarray, params: np.ndarray, cand: np.ndarray,
-                      sub_offsets: np.ndarray, sub: np.ndarray, scratch: np.ndarray) -> None:
+def _emit_zstd_inputs(
+    bits: np.ndarray,
+    offsets: np.ndarray,
+    m: np.ndarray,
+    exponents: np.ndarray,
+    params: np.ndarray,
+    cand: np.ndarray,
+    sub_offsets: np.ndarray,
+    sub: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
     """Write the zstd-stage inputs of chunks ``cand`` one after another: DECIMAL with byte planes
     for decimal chunks, the byte-transposed bit patterns for the others."""
     for j in range(cand.shape[0]):
@@ -126,9 +153,16 @@ def _emit_zstd_inputs(bits: np.ndarray, offsets: np.ndarray, m: np.ndarray,
 
 
 @njit(cache=True)
-def _decode(ids: np.ndarray, offsets: np.ndarray, data: np.ndarray, aux_offsets: np.ndarray,
-            aux_data: np.ndarray, out_offsets: np.ndarray, out: np.ndarray,
-            out_bits: np.ndarray) -> tuple[int, int]:
+def _decode(
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    data: np.ndarray,
+    aux_offsets: np.ndarray,
+    aux_data: np.ndarray,
+    out_offsets: np.ndarray,
+    out: np.ndarray,
+    out_bits: np.ndarray,
+) -> tuple[int, int]:
     """Decode every chunk; return ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
     for c in range(ids.shape[0]):
         a = out_offsets[c]
@@ -142,8 +176,9 @@ def _decode(ids: np.ndarray, offsets: np.ndarray, data: np.ndarray, aux_offsets:
         elif cid == _RLE:
             status = rle.value_decode(data, start, end, ob)
         elif cid == _DECIMAL_ZSTD:
-            status = decimal.decode(aux_data, aux_offsets[c], aux_offsets[c + 1], ob, out[a:b],
-                                    True)
+            status = decimal.decode(
+                aux_data, aux_offsets[c], aux_offsets[c + 1], ob, out[a:b], True
+            )
         elif cid == _XOR:
             status = xor.decode(data, start, end, ob)
         elif cid == _PLAIN_ZSTD:
@@ -157,7 +192,9 @@ def _decode(ids: np.ndarray, offsets: np.ndarray, data: np.ndarray, aux_offsets:
     return OK, -1
 
 
-def encode_values(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, pa.LargeBinaryArray]:
+def encode_values(
+    values: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Encode each chunk ``values[offsets[i]:offsets[i+1]]`` (float64) with its smallest codec.
 
     Returns ``(codec_ids uint8[n_chunks], payloads)``, one payload per chunk; every bit pattern
@@ -166,8 +203,9 @@ def encode_values(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
     return encode_values_as(values, offsets, None)
 
 
-def encode_values_as(values: np.ndarray, offsets: np.ndarray,
-                     codec: ValueCodec | None) -> tuple[np.ndarray, pa.LargeBinaryArray]:
+def encode_values_as(
+    values: np.ndarray, offsets: np.ndarray, codec: ValueCodec | None
+) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Like :func:`encode_values`, but every chunk with ``codec`` (``None``: the smallest).
 
     For tests, benchmarks and tools that must write one particular layout; a chunk the codec
@@ -189,8 +227,9 @@ def encode_values_as(values: np.ndarray, offsets: np.ndarray,
     zsizes = np.zeros(n_chunks, dtype=np.int64)
     estimates = np.zeros(n_chunks, dtype=np.int64)
     scratch = np.empty(int(np.diff(offsets).max()) if n_chunks else 0, dtype=np.uint64)
-    _choose(values, bits, offsets, allowed, m, exponents, params, ids, sizes, zsizes, estimates,
-            scratch)
+    _choose(
+        values, bits, offsets, allowed, m, exponents, params, ids, sizes, zsizes, estimates, scratch
+    )
     if codec in _ZSTD_IDS:
         cand = np.arange(n_chunks)
         sizes[:] = _NONE
@@ -202,10 +241,13 @@ def encode_values_as(values: np.ndarray, offsets: np.ndarray,
     if codec == ValueCodec.DECIMAL_ZSTD or codec == ValueCodec.DECIMAL:
         bad = np.flatnonzero(exponents < 0)
         if len(bad):
-            raise CodecError(f"value chunk {int(bad[0])} is not exactly decimal; "
-                             f"{ValueCodec(codec).name} cannot hold it")
-    frames = _zstd_candidates(bits, offsets, cand, m, exponents, params, ids, sizes, zsizes,
-                              scratch)
+            raise CodecError(
+                f"value chunk {int(bad[0])} is not exactly decimal; "
+                f"{ValueCodec(codec).name} cannot hold it"
+            )
+    frames = _zstd_candidates(
+        bits, offsets, cand, m, exponents, params, ids, sizes, zsizes, scratch
+    )
     out_offsets = np.zeros(n_chunks + 1, dtype=np.int64)
     np.cumsum(sizes, out=out_offsets[1:])
     out = np.zeros(int(out_offsets[-1]), dtype=np.uint8)
@@ -215,10 +257,18 @@ def encode_values_as(values: np.ndarray, offsets: np.ndarray,
     return ids, to_large_binary(out_offsets, out)
 
 
-def _zstd_candidates(bits: np.ndarray, offsets: np.ndarray, cand: np.ndarray, m: np.ndarray,
-                     exponents: np.ndarray, params: np.ndarray, ids: np.ndarray,
-                     sizes: np.ndarray, zsizes: np.ndarray,
-                     scratch: np.ndarray) -> dict[int, bytes]:
+def _zstd_candidates(
+    bits: np.ndarray,
+    offsets: np.ndarray,
+    cand: np.ndarray,
+    m: np.ndarray,
+    exponents: np.ndarray,
+    params: np.ndarray,
+    ids: np.ndarray,
+    sizes: np.ndarray,
+    zsizes: np.ndarray,
+    scratch: np.ndarray,
+) -> dict[int, bytes]:
     """Offer chunks ``cand`` to the zstd stage; switch ``ids``/``sizes`` where the frame is
     smaller."""
     if len(cand) == 0:
@@ -238,8 +288,9 @@ def _zstd_candidates(bits: np.ndarray, offsets: np.ndarray, cand: np.ndarray, m:
     return chosen
 
 
-def decode_values(codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray,
-                  counts: np.ndarray) -> np.ndarray:
+def decode_values(
+    codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray, counts: np.ndarray
+) -> np.ndarray:
     """Decode the chunks' payloads back to their concatenated float64 values."""
     codec_ids, counts, out_offsets = check_decode_args(codec_ids, payloads, counts)
     out = np.empty(int(out_offsets[-1]), dtype=np.float64)
@@ -249,11 +300,20 @@ def decode_values(codec_ids: np.ndarray, payloads: pa.Array | pa.ChunkedArray,
         n = len(offsets) - 1
         ids = codec_ids[first : first + n]
         aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-            np.isin(ids, _ZSTD_IDS), offsets, data, counts[first : first + n])
+            np.isin(ids, _ZSTD_IDS), offsets, data, counts[first : first + n]
+        )
         if bad >= 0:
             raise_for_status("value", CORRUPT, first + bad, int(ids[bad]))
-        status, c = _decode(ids, offsets, data, aux_offsets, aux_data,
-                            out_offsets[first : first + n + 1], out, out_bits)
+        status, c = _decode(
+            ids,
+            offsets,
+            data,
+            aux_offsets,
+            aux_data,
+            out_offsets[first : first + n + 1],
+            out,
+            out_bits,
+        )
         if status != OK:
             raise_for_status("value", status, first + c, int(ids[c]))
         first += n

@@ -29,8 +29,9 @@ def compress_each(offsets: np.ndarray, data: np.ndarray, limits: np.ndarray) -> 
     return frames
 
 
-def decompress_selected(selected: np.ndarray, offsets: np.ndarray, data: np.ndarray,
-                        counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def decompress_selected(
+    selected: np.ndarray, offsets: np.ndarray, data: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Decompress the payloads of the chunks flagged in ``selected`` into one side buffer.
 
     Returns ``(aux_offsets int64[n+1], aux_data uint8, bad)`` with empty entries for unflagged
