@@ -114,7 +114,7 @@ def _write_chunks(fs: pafs.FileSystem, path: str, chunks: pa.Table, ends: np.nda
         CHUNK_SCHEMA,
         filesystem=fs,
         compression="zstd",
-        use_dictionary=False,
+        use_dictionary=["timestamps", "values"],  # payloads shared by many series stored once
         write_statistics=[REF, "min_time", "max_time"],
     ) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:]):

@@ -1,7 +1,7 @@
 """Chunk codecs: each chunk's timestamps and values are stored as two binary payloads, each
 encoded by whichever codec is smallest for that chunk; the codec id (uint8) is kept per chunk.
 
-The byte layout of every codec is written up in docs/codecs.md.
+The byte layout of every codec is written up in docs/format.md ("Chunk payload codecs").
 """
 
 from __future__ import annotations
