@@ -103,18 +103,23 @@ def _frame(batch: Samples, series: pl.DataFrame, needed: set[str]) -> pl.DataFra
         run_starts = np.flatnonzero(np.diff(batch.refs, prepend=batch.refs[:1] ^ 1))
         pos = np.searchsorted(series[REF].to_numpy(), batch.refs[run_starts])
         local = series.select(label_cols)[pos]
-        row_to_run = None
+        constant = []
+        varying = []
         for name in label_cols:
             col = local[name]
             if col.null_count() == col.len():
-                cols.append(pl.repeat(None, n, dtype=pl.String, eager=True).alias(name))
+                constant.append(pl.lit(None, pl.String).alias(name))
             elif col.null_count() == 0 and col.n_unique() == 1:
-                cols.append(pl.repeat(col[0], n, dtype=pl.String, eager=True).alias(name))
+                constant.append(pl.lit(col[0], pl.String).alias(name))
             else:
-                if row_to_run is None:
-                    lengths = np.diff(np.append(run_starts, n))
-                    row_to_run = pl.Series(
-                        np.repeat(np.arange(len(run_starts)), lengths), dtype=pl.UInt32
-                    )
-                cols.append(col.gather(row_to_run))
+                varying.append(name)
+        frame = pl.DataFrame(cols)
+        if varying:
+            lengths = np.diff(np.append(run_starts, n))
+            row_to_run = pl.Series(np.repeat(np.arange(len(run_starts)), lengths), dtype=pl.UInt32)
+            # One select, so Polars expands the varying columns in parallel.
+            frame = frame.hstack(local.select(pl.col(varying).gather(row_to_run)).get_columns())
+        if constant:
+            frame = frame.with_columns(constant)
+        return frame.select(*[c.name for c in cols], *label_cols)
     return pl.DataFrame(cols)
