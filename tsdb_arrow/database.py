@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow.fs as pafs
 
@@ -179,7 +178,7 @@ class Database:
             self._seq += 1
             seq = self._seq
             frame = self._index.frame
-        series = frame.filter(pl.Series(is_member(np.unique(window.refs), frame[REF].to_numpy())))
+        series = frame.filter(pl.Series(is_member(window.series_refs(), frame[REF].to_numpy())))
         series = series.select(REF, *_present_labels(series))
         meta = write_block(
             self._fs, self._blocks_dir, seq, window, series.to_arrow(), self.config.chunk_samples

@@ -21,6 +21,12 @@ class Window:
     timestamps: np.ndarray
     values: np.ndarray
 
+    def series_refs(self) -> np.ndarray:
+        """The distinct refs of the window, ascending (samples are sorted by ref)."""
+        if len(self.refs) == 0:
+            return self.refs
+        return self.refs[np.flatnonzero(np.diff(self.refs, prepend=self.refs[:1] ^ 1))]
+
 
 @nb.njit(cache=True)
 def _is_sorted_unique(windows, refs, ts) -> bool:
@@ -86,6 +92,20 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray, total: int) -> np.ndarray:
             out[k] = starts[i] + j
             k += 1
     return out
+
+
+@nb.njit(cache=True)
+def _take3(order, refs, ts, values):
+    n = order.shape[0]
+    r = np.empty(n, dtype=refs.dtype)
+    t = np.empty(n, dtype=ts.dtype)
+    v = np.empty(n, dtype=values.dtype)
+    for i in range(n):
+        j = order[i]
+        r[i] = refs[j]
+        t[i] = ts[j]
+        v[i] = values[j]
+    return r, t, v
 
 
 def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
