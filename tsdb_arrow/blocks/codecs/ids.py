@@ -7,7 +7,7 @@ from enum import IntEnum
 
 
 class TimestampCodec(IntEnum):
-    """How one chunk's int64 timestamps are laid out in its payload (see docs/format.md ("Chunk payload codecs"))."""
+    """How one chunk's int64 timestamps are laid out in its payload (docs/format.md)."""
 
     PLAIN = 0  #: n x int64 little-endian
     DOD = 1  #: Gorilla delta-of-delta bit stream (Prometheus buckets)
@@ -17,7 +17,7 @@ class TimestampCodec(IntEnum):
 
 
 class ValueCodec(IntEnum):
-    """How one chunk's float64 values are laid out in its payload (see docs/format.md ("Chunk payload codecs"))."""
+    """How one chunk's float64 values are laid out in its payload (docs/format.md)."""
 
     PLAIN = 0  #: n x float64 bit patterns little-endian
     XOR = 1  #: Gorilla XOR bit stream (Prometheus chunkenc)
