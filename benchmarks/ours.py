@@ -1,0 +1,125 @@
+"""tsdb-arrow row, through the public API only (``tsdb_arrow.open``), with the cache off.
+
+load = ``db.write(table)`` + ``db.flush()`` wall time; bytes/sample = every file under the data
+directory (walked with ``os.walk``) over the samples; select-all = ``db.select(ALL).collect()``;
+select one = an equality selector on all labels of one series. A small untimed warm-up
+first pays the one-off costs (numba compiling its kernels). Until the API exists the row
+says "not yet importable" rather than showing numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from benchmarks.datasets import DataSet
+from benchmarks.formats import selector
+from benchmarks.measure import Row, best_of, dir_bytes, rate, timed
+
+SYSTEM = "tsdb-arrow"
+ALL_SERIES = '{__name__=~".+"}'
+
+
+def api() -> ModuleType | None:
+    """The ``tsdb_arrow`` module when it is importable and has ``open``, else None."""
+    try:
+        ta = importlib.import_module("tsdb_arrow")
+    except ImportError:
+        return None
+    return ta if hasattr(ta, "open") and hasattr(ta, "StorageConfig") else None
+
+
+def run(data: DataSet, work_dir: Path, repetitions: int) -> Row:
+    """Measure tsdb-arrow on ``data``; any error is recorded in the row, not raised."""
+    row = Row(SYSTEM, data.name, data.samples)
+    ta = api()
+    if ta is None:
+        row.note("tsdb-arrow: not yet importable (no tsdb_arrow.open)")
+        return row
+    try:
+        _measure(ta, row, data, work_dir, repetitions)
+    except Exception as e:  # the API is young: whatever it raises belongs in the table
+        row.fail(e)
+    return row
+
+
+WARMUP_ROWS = 50_000
+
+
+def _load(ta: ModuleType, data_dir: Path, table: pa.Table) -> tuple[float, Any]:
+    """Open a fresh database in ``data_dir``, time write + flush; return (seconds, open db)."""
+    db = ta.open(str(data_dir), config=ta.StorageConfig(cache_bytes=0))
+    try:
+
+        def load() -> None:
+            db.write(table)
+            db.flush()
+
+        seconds, _ = timed(load)
+    except BaseException:
+        db.close()
+        raise
+    return seconds, db
+
+
+def warm_up(ta: ModuleType, data: DataSet, work_dir: Path) -> None:
+    """Write, flush and read a strided sample of the data once, untimed.
+
+    One-off costs (numba compiling its kernels, first imports) then do not count as load or
+    select time; the stride reaches every series, so every kind of chunk is met.
+    """
+    step = max(1, data.samples // WARMUP_ROWS)
+    sample = data.table.take(np.arange(0, data.samples, step))
+    with tempfile.TemporaryDirectory(prefix="ours-warmup-", dir=work_dir) as tmp:
+        _, db = _load(ta, Path(tmp) / "db", sample)
+        with db:
+            db.select(ALL_SERIES).collect()
+
+
+def _selects(db: Any, one: str, repetitions: int) -> tuple[float, int, float, int]:
+    """Best-of times and row counts of select-all and of the one-series select ``one``."""
+    all_s, frame = best_of(repetitions, lambda: db.select(ALL_SERIES).collect())
+    one_s, one_frame = best_of(repetitions, lambda: db.select(one).collect())
+    return all_s, frame.height, one_s, one_frame.height
+
+
+def _measure(ta: ModuleType, row: Row, data: DataSet, work_dir: Path, repetitions: int) -> None:
+    """The measurements proper, filling ``row`` in place.
+
+    Load is the best of ``repetitions`` loads, each into a fresh directory; size and selects
+    are taken on the last one.
+    """
+    one = data.one_series()
+    expected_one = data.series_samples(one)
+    warm_up(ta, data, work_dir)
+    best_load = float("inf")
+    for rep in range(repetitions):
+        with tempfile.TemporaryDirectory(prefix="ours-", dir=work_dir) as tmp:
+            data_dir = Path(tmp) / "db"
+            load_s, db = _load(ta, data_dir, data.table)
+            best_load = min(best_load, load_s)
+            with db:
+                if rep == repetitions - 1:
+                    size = dir_bytes(data_dir)
+                    stats = db.stats()
+                    all_s, all_n, one_s, one_n = _selects(db, selector(one), repetitions)
+    row.load_sps = rate(data.samples, best_load)
+    row.bytes_per_sample = size / data.samples
+    row.select_all_sps = rate(all_n, all_s)
+    row.select_one_ms = one_s * 1000
+    row.note(f"{stats.get('blocks', '?')} blocks, {stats.get('series', '?')} series, cache off")
+    reported = stats.get("bytes_on_disk")
+    if isinstance(reported, int) and abs(reported - size) > 0.01 * size:
+        row.note(f"stats() says {reported} bytes on disk, directory holds {size}")
+    if stats.get("samples") not in (None, data.samples):
+        row.note(f"stats() counts {stats.get('samples')} samples")
+    if all_n != data.samples:
+        row.note(f"select-all returned {all_n} of {data.samples} samples")
+    if one_n != expected_one:
+        row.note(f"select one returned {one_n} of {expected_one} samples")
