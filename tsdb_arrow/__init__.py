@@ -6,7 +6,7 @@
 ...     db.select('up{job="node"}').collect()
 """
 
-from tsdb_arrow.config import StorageConfig
+from tsdb_arrow.config import HistogramConfig, StorageConfig
 from tsdb_arrow.database import Database, open
 from tsdb_arrow.errors import (
     ClosedError,
@@ -17,6 +17,7 @@ from tsdb_arrow.errors import (
     LockedError,
     SelectorError,
     SeriesCollisionError,
+    SketchError,
     TimeRangeError,
     TsdbError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "open",
     "Database",
     "StorageConfig",
+    "HistogramConfig",
     # errors
     "TsdbError",
     "ConfigError",
@@ -35,6 +37,7 @@ __all__ = [
     "SelectorError",
     "TimeRangeError",
     "SeriesCollisionError",
+    "SketchError",
     "CodecError",
     "CorruptBlockError",
     "LockedError",

@@ -54,3 +54,31 @@ def _positive_int(name: str, value: object, *, minimum: int, maximum: int | None
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ConfigError(f"StorageConfig.{name} must be {bound}, got {value}")
+
+
+@dataclass(frozen=True)
+class HistogramConfig:
+    """How quantile sketches are built.
+
+    Parameters
+    ----------
+    relative_accuracy
+        DDSketch's guarantee: every quantile returned is within this relative error of the
+        exact value at the requested rank. Strictly between 0 and 1.
+    """
+
+    relative_accuracy: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_relative_accuracy(self.relative_accuracy)
+
+
+def check_relative_accuracy(value: object) -> float:
+    """``value`` as a float in (0, 1), or a ``ConfigError`` saying what is accepted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"relative_accuracy must be a float in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ConfigError(
+            f"relative_accuracy must lie strictly between 0 and 1 (e.g. 0.01 for 1 %), got {value!r}"
+        )
+    return float(value)

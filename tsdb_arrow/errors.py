@@ -44,3 +44,7 @@ class LockedError(TsdbError):
 
 class ClosedError(TsdbError):
     """The ``Database`` was used after ``close()``."""
+
+
+class SketchError(TsdbError, ValueError):
+    """A sketch or histogram is invalid: negative counts, mismatched bucket arrays, bad bounds."""
