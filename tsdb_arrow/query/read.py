@@ -45,18 +45,6 @@ class Samples:
 
 
 @nb.njit(cache=True)
-def _gather_ranges(starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
-    out = np.empty(total, dtype=np.int64)
-    k = 0
-    for i in range(starts.shape[0]):
-        s = starts[i]
-        for j in range(counts[i]):
-            out[k] = s + j
-            k += 1
-    return out
-
-
-@nb.njit(cache=True)
 def _overlaps(refs: np.ndarray, min_t: np.ndarray, max_t: np.ndarray) -> bool:
     """Whether any two consecutive chunks of one series overlap in time (input sorted by min)."""
     for i in range(1, refs.shape[0]):
@@ -166,40 +154,32 @@ def _read_batch(snapshot, cs, chunks, head, hs, values, cache, memo) -> Samples:
     c_block, c_chunk, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
     ts_parts, val_parts, ref_parts, seq_parts = [], [], [], []
     if len(c_ref):
-        # Decode (or fetch) each row group once, then gather the chunks' sample ranges.
-        keys = sorted(
-            {(int(b), int(snapshot.blocks[b].index.row_group[c])) for b, c in zip(c_block, c_chunk)}
-        )
-        base = {}
-        ts_arrays, val_arrays = [], []
-        offset = 0
-        for b, rg in keys:
+        # Copy each chunk's sample range out of its decoded row group (decoded once per batch).
+        total = int(c_cnt.sum())
+        out_ts = np.empty(total, np.int64)
+        out_val = np.empty(total, np.float64) if values else None
+        decoded: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+        pos = 0
+        for b, c, n in zip(c_block.tolist(), c_chunk.tolist(), c_cnt.tolist()):
             block = snapshot.blocks[b]
-            ts_arr = _decoded(block, rg, "timestamps", cache, memo)
-            ts_arrays.append(ts_arr)
-            if values:
-                val_arrays.append(_decoded(block, rg, "values", cache, memo))
-            base[(b, rg)] = offset
-            offset += len(ts_arr)
-        rg_base = np.array(
-            [
-                base[(int(b), int(snapshot.blocks[b].index.row_group[c]))]
-                for b, c in zip(c_block, c_chunk)
-            ],
-            dtype=np.int64,
-        )
-        starts = rg_base + np.array(
-            [snapshot.blocks[b].index.sample_offset[c] for b, c in zip(c_block, c_chunk)],
-            dtype=np.int64,
-        )
-        idx = _gather_ranges(starts, c_cnt, int(c_cnt.sum()))
-        all_ts = ts_arrays[0] if len(ts_arrays) == 1 else np.concatenate(ts_arrays)
-        ts_parts.append(all_ts[idx])
+            rg = int(block.index.row_group[c])
+            arrays = decoded.get((b, rg))
+            if arrays is None:
+                arrays = (
+                    _decoded(block, rg, "timestamps", cache, memo),
+                    _decoded(block, rg, "values", cache, memo) if values else None,
+                )
+                decoded[(b, rg)] = arrays
+            start = int(block.index.sample_offset[c])
+            out_ts[pos : pos + n] = arrays[0][start : start + n]
+            if out_val is not None:
+                out_val[pos : pos + n] = arrays[1][start : start + n]
+            pos += n
+        ts_parts.append(out_ts)
         ref_parts.append(np.repeat(c_ref, c_cnt))
-        if values:
-            all_val = val_arrays[0] if len(val_arrays) == 1 else np.concatenate(val_arrays)
-            val_parts.append(all_val[idx])
-        seq = np.array([snapshot.blocks[b].meta.seq for b in c_block], dtype=np.int64)
+        if out_val is not None:
+            val_parts.append(out_val)
+        seq = np.array([snapshot.blocks[b].meta.seq for b in c_block.tolist()], dtype=np.int64)
         seq_parts.append(np.repeat(seq, c_cnt))
     n_head = hs.stop - hs.start
     if n_head:
