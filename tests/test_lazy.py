@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import tsdb_arrow as ta
+from tsdb_arrow.query.scan import Scan
 
 from .conftest import synthetic
 
@@ -167,3 +168,12 @@ def test_results_are_sorted_by_series_then_time(store):
         .all()
     )
     assert np.all(np.diff(ref_change["run"].to_numpy()) >= 0)
+
+
+def test_batches_never_exceed_the_requested_size(store):
+    db, _ = store
+    series = db.series('temp{instance="host-1"}')  # one series of 360 samples
+    source = Scan(series, None, None, db._snapshot, db._cache)
+    sizes = [frame.height for frame in source(None, None, None, 100)]
+    assert sizes == [100, 100, 100, 60]
+    assert [f.height for f in source(["value"], pl.col("value") > 0, 150, 100)] == [100, 50]

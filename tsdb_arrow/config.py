@@ -79,6 +79,6 @@ def check_relative_accuracy(value: object) -> float:
         raise ConfigError(f"relative_accuracy must be a float in (0, 1), got {value!r}")
     if not 0.0 < float(value) < 1.0:
         raise ConfigError(
-            f"relative_accuracy must lie strictly between 0 and 1 (e.g. 0.01 for 1 %), got {value!r}"
+            f"relative_accuracy must lie strictly between 0 and 1 (0.01 means 1 %), got {value!r}"
         )
     return float(value)

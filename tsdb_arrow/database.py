@@ -25,7 +25,7 @@ from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.lockfile import DirectoryLock
 from tsdb_arrow.model import REF, is_member
 from tsdb_arrow.query.read import Snapshot
-from tsdb_arrow.query.scan import scan
+from tsdb_arrow.query.scan import Scan
 from tsdb_arrow.query.selector import parse_selector
 from tsdb_arrow.timeutil import check_range, to_ms
 
@@ -215,7 +215,7 @@ class Database:
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         series = self.series(selector)
-        return scan(series, lo, hi, self._snapshot, self._cache)
+        return Scan(series, lo, hi, self._snapshot, self._cache).lazy()
 
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
         with self._lock:

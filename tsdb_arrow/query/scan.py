@@ -8,6 +8,7 @@ batch, since Polars does not apply it again after an IO source.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -28,48 +29,58 @@ def schema_for(series: pl.DataFrame) -> dict[str, pl.DataType]:
     return {TIMESTAMP: TIME_DTYPE, VALUE: pl.Float64(), **{c: pl.String() for c in sorted(labels)}}
 
 
-def scan(
-    series: pl.DataFrame,
-    start: int | None,
-    end: int | None,
-    open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
-    cache: ChunkCache,
-) -> pl.LazyFrame:
-    """A LazyFrame of the given series (REF + labels, sorted by ref) in [start, end]."""
-    schema = schema_for(series)
-    labels = [c for c in schema if c not in (TIMESTAMP, VALUE)]
-    series = series.select(REF, *labels)
+@dataclass(frozen=True)
+class Scan:
+    """The IO source behind ``db.select``: series fixed at select time, samples read on collect."""
 
-    def source(
+    series: pl.DataFrame  # REF + label columns, sorted by ref
+    start: int | None
+    end: int | None
+    open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]]
+    cache: ChunkCache
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        return schema_for(self.series)
+
+    def lazy(self) -> pl.LazyFrame:
+        return register_io_source(
+            self,
+            schema=self.schema,
+            validate_schema=False,
+            is_pure=False,
+            explain_name="tsdb-arrow",
+        )
+
+    def __call__(
+        self,
         with_columns: list[str] | None,
         predicate: pl.Expr | None,
         n_rows: int | None,
         batch_size: int | None,
     ) -> Iterator[pl.DataFrame]:
+        """Yield frames of at most ``batch_size`` rows, ``predicate`` applied exactly."""
+        schema = self.schema
+        labels = [c for c in schema if c not in (TIMESTAMP, VALUE)]
         wanted = list(schema) if with_columns is None else with_columns
         needed = set(wanted) | (
             set(predicate.meta.root_names()) if predicate is not None else set()
         )
         push = analyse(predicate, set(labels))
-        chosen = series
+        chosen = self.series.select(REF, *labels)
         for term in push.label_terms:
             chosen = chosen.filter(term)
-        lo = max(x for x in (start, push.start, T_MIN) if x is not None)
-        hi = min(x for x in (end, push.end, T_MAX) if x is not None)
+        lo = max(x for x in (self.start, push.start, T_MIN) if x is not None)
+        hi = min(x for x in (self.end, push.end, T_MAX) if x is not None)
         refs = chosen[REF].to_numpy()
         if n_rows == 0 or len(refs) == 0 or lo > hi:
             return
-        snapshot, release = open_snapshot()
+        snapshot, release = self.open_snapshot()
         try:
             remaining = n_rows
+            size = batch_size or DEFAULT_BATCH
             for batch in iter_samples(
-                snapshot,
-                refs,
-                lo,
-                hi,
-                values=VALUE in needed,
-                batch_size=batch_size or DEFAULT_BATCH,
-                cache=cache,
+                snapshot, refs, lo, hi, values=VALUE in needed, batch_size=size, cache=self.cache
             ):
                 frame = _frame(batch, chosen, needed)
                 if predicate is not None:
@@ -78,16 +89,13 @@ def scan(
                 if remaining is not None:
                     frame = frame.head(remaining)
                     remaining -= frame.height
-                if frame.height:
-                    yield frame
+                # One series can hold more than a batch: hand it over in batch_size slices.
+                for offset in range(0, frame.height, size):
+                    yield frame.slice(offset, size)
                 if remaining is not None and remaining <= 0:
                     return
         finally:
             release()
-
-    return register_io_source(
-        source, schema=schema, validate_schema=False, is_pure=False, explain_name="tsdb-arrow"
-    )
 
 
 def _frame(batch: Samples, series: pl.DataFrame, needed: set[str]) -> pl.DataFrame:
