@@ -173,7 +173,7 @@ def test_results_are_sorted_by_series_then_time(store):
 def test_batches_never_exceed_the_requested_size(store):
     db, _ = store
     series = db.series('temp{instance="host-1"}')  # one series of 360 samples
-    source = Scan(series, None, None, db._snapshot, db._cache)
+    source = Scan(series, None, None, db._snapshot, db._cache, db._pool_threads)
     sizes = [frame.height for frame in source(None, None, None, 100)]
     assert sizes == [100, 100, 100, 60]
     assert [f.height for f in source(["value"], pl.col("value") > 0, 150, 100)] == [100, 50]

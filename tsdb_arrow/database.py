@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ class Database:
             self._lock = threading.RLock()
             self._flush_lock = threading.Lock()
             self._cache = ChunkCache(self.config.cache_bytes)
+            # Codec kernels release the GIL: row groups and columns encode/decode in parallel.
+            self._pool_threads = ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-arrow"
+            )
             max_free = max(
                 2, self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows) + 2
             )
@@ -93,6 +98,7 @@ class Database:
         finally:
             with self._lock:
                 self._closed = True
+            self._pool_threads.shutdown(wait=True)
             self._lockfile.release()
 
     def __enter__(self) -> Database:
@@ -181,7 +187,13 @@ class Database:
         series = frame.filter(pl.Series(is_member(window.series_refs(), frame[REF].to_numpy())))
         series = series.select(REF, *_present_labels(series))
         meta = write_block(
-            self._fs, self._blocks_dir, seq, window, series.to_arrow(), self.config.chunk_samples
+            self._fs,
+            self._blocks_dir,
+            seq,
+            window,
+            series.to_arrow(),
+            self.config.chunk_samples,
+            pool=self._pool_threads,
         )
         block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
         with self._lock:
@@ -215,7 +227,7 @@ class Database:
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         series = self.series(selector)
-        return Scan(series, lo, hi, self._snapshot, self._cache).lazy()
+        return Scan(series, lo, hi, self._snapshot, self._cache, self._pool_threads).lazy()
 
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
         with self._lock:

@@ -6,6 +6,8 @@ never sees half a block.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import numba as nb
 import numpy as np
 import pyarrow as pa
@@ -62,12 +64,22 @@ def write_block(
     window: Window,
     series: pa.Table,
     chunk_samples: int,
+    *,
+    pool: Executor | None = None,
 ) -> BlockMeta:
-    """Encode one window's samples and write them as block ``seq`` under ``blocks_dir``."""
+    """Encode one window's samples and write them as block ``seq`` under ``blocks_dir``.
+
+    With a ``pool``, timestamps and values are encoded concurrently (the kernels release the GIL).
+    """
     offsets = chunk_offsets(window.refs, chunk_samples)
     starts, ends = offsets[:-1], offsets[1:]
-    ts_ids, ts_payloads = codecs.encode_timestamps(window.timestamps, offsets)
-    val_ids, val_payloads = codecs.encode_values(window.values, offsets)
+    if pool is not None:
+        ts_job = pool.submit(codecs.encode_timestamps, window.timestamps, offsets)
+        val_ids, val_payloads = codecs.encode_values(window.values, offsets)
+        ts_ids, ts_payloads = ts_job.result()
+    else:
+        ts_ids, ts_payloads = codecs.encode_timestamps(window.timestamps, offsets)
+        val_ids, val_payloads = codecs.encode_values(window.values, offsets)
     chunks = pa.Table.from_arrays(
         [
             pa.array(window.refs[starts], pa.uint64()),

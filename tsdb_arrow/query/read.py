@@ -8,6 +8,7 @@ memory stays bounded by the batch plus a bounded memo of decoded row groups.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numba as nb
@@ -77,6 +78,7 @@ def iter_samples(
     values: bool,
     batch_size: int,
     cache: ChunkCache,
+    pool: Executor,
 ) -> Iterator[Samples]:
     """Yield the selected series' samples in [t_lo, t_hi], sorted by (ref, ts), deduplicated."""
     refs = np.unique(refs)
@@ -121,24 +123,27 @@ def iter_samples(
     ref_bounds = np.concatenate(([0], cut, [len(all_refs)]))
 
     memo = cache if cache.capacity_bytes >= QUERY_MEMO_BYTES else ChunkCache(QUERY_MEMO_BYTES)
+    chunks = (c_block, c_chunk, c_ref, c_min, c_max, c_cnt)
+    plans = []
     for lo, hi in zip(ref_bounds[:-1], ref_bounds[1:]):
         first, last = all_refs[lo], all_refs[hi - 1]
-        c_lo, c_hi = (
-            np.searchsorted(c_ref, [first, last], side="left")[0],
-            np.searchsorted(c_ref, last, side="right"),
+        cs = slice(
+            int(np.searchsorted(c_ref, first, side="left")),
+            int(np.searchsorted(c_ref, last, side="right")),
         )
-        h_lo = np.searchsorted(head.refs, first, side="left")
-        h_hi = np.searchsorted(head.refs, last, side="right")
-        batch = _read_batch(
-            snapshot,
-            slice(c_lo, c_hi),
-            (c_block, c_chunk, c_ref, c_min, c_max, c_cnt),
-            head,
-            slice(h_lo, h_hi),
-            values,
-            cache,
-            memo,
+        hs = slice(
+            int(np.searchsorted(head.refs, first, side="left")),
+            int(np.searchsorted(head.refs, last, side="right")),
         )
+        plans.append((cs, hs))
+    # Pipelined: the next batch's row groups decode on the pool while this one is assembled
+    # and consumed.
+    pending = _submit(snapshot, plans[0][0], chunks, values, cache, memo, pool)
+    for i, (cs, hs) in enumerate(plans):
+        jobs = pending
+        if i + 1 < len(plans):
+            pending = _submit(snapshot, plans[i + 1][0], chunks, values, cache, memo, pool)
+        batch = _assemble(snapshot, cs, chunks, head, hs, values, jobs)
         keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
         if not keep.all():
             batch = Samples(
@@ -150,49 +155,59 @@ def iter_samples(
             yield batch
 
 
-def _read_batch(snapshot, cs, chunks, head, hs, values, cache, memo) -> Samples:
+Jobs = dict[tuple[tuple[int, int], str], Future]
+
+
+def _submit(snapshot, cs, chunks, values, cache, memo, pool) -> Jobs:
+    """Start decoding (or fetching) every row group the chunks ``cs`` live in."""
+    c_block, c_chunk = chunks[0][cs], chunks[1][cs]
+    keys = dict.fromkeys(
+        (b, int(snapshot.blocks[b].index.row_group[c]))
+        for b, c in zip(c_block.tolist(), c_chunk.tolist())
+    )
+    columns = ("timestamps", "values") if values else ("timestamps",)
+    return {
+        (key, col): pool.submit(_decoded, snapshot.blocks[key[0]], key[1], col, cache, memo)
+        for key in keys
+        for col in columns
+    }
+
+
+def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
+    """Copy each chunk's samples out of its decoded row group, add the head, merge overlaps."""
     c_block, c_chunk, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
-    ts_parts, val_parts, ref_parts, seq_parts = [], [], [], []
+    ts_parts, val_parts, ref_parts = [], [], []
     if len(c_ref):
-        # Copy each chunk's sample range out of its decoded row group (decoded once per batch).
+        decoded = {job: future.result() for job, future in jobs.items()}
         total = int(c_cnt.sum())
         out_ts = np.empty(total, np.int64)
         out_val = np.empty(total, np.float64) if values else None
-        decoded: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
         pos = 0
         for b, c, n in zip(c_block.tolist(), c_chunk.tolist(), c_cnt.tolist()):
-            block = snapshot.blocks[b]
-            rg = int(block.index.row_group[c])
-            arrays = decoded.get((b, rg))
-            if arrays is None:
-                arrays = (
-                    _decoded(block, rg, "timestamps", cache, memo),
-                    _decoded(block, rg, "values", cache, memo) if values else None,
-                )
-                decoded[(b, rg)] = arrays
-            start = int(block.index.sample_offset[c])
-            out_ts[pos : pos + n] = arrays[0][start : start + n]
+            index = snapshot.blocks[b].index
+            key = (b, int(index.row_group[c]))
+            start = int(index.sample_offset[c])
+            out_ts[pos : pos + n] = decoded[(key, "timestamps")][start : start + n]
             if out_val is not None:
-                out_val[pos : pos + n] = arrays[1][start : start + n]
+                out_val[pos : pos + n] = decoded[(key, "values")][start : start + n]
             pos += n
         ts_parts.append(out_ts)
         ref_parts.append(np.repeat(c_ref, c_cnt))
         if out_val is not None:
             val_parts.append(out_val)
-        seq = np.array([snapshot.blocks[b].meta.seq for b in c_block.tolist()], dtype=np.int64)
-        seq_parts.append(np.repeat(seq, c_cnt))
     n_head = hs.stop - hs.start
     if n_head:
         ref_parts.append(head.refs[hs])
         ts_parts.append(head.timestamps[hs])
         if values:
             val_parts.append(head.values[hs])
-        seq_parts.append(np.full(n_head, T_MAX, np.int64))
     refs = np.concatenate(ref_parts) if len(ref_parts) > 1 else ref_parts[0]
     ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0]
     vals = (np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0]) if values else None
     if n_head or _overlaps(c_ref, c_min, c_max):
-        seqs = np.concatenate(seq_parts)
+        # Later writes win: rank rows by the sequence number of their block (head last).
+        block_seq = np.array([snapshot.blocks[b].meta.seq for b in c_block.tolist()], np.int64)
+        seqs = np.concatenate([np.repeat(block_seq, c_cnt), np.full(n_head, T_MAX, np.int64)])
         order = (
             pl.DataFrame({"r": refs, "t": ts, "s": seqs})
             .with_row_index("i")

@@ -8,6 +8,7 @@ batch, since Polars does not apply it again after an IO source.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ class Scan:
     end: int | None
     open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]]
     cache: ChunkCache
+    pool: Executor  # decodes row groups in parallel
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
@@ -80,7 +82,14 @@ class Scan:
             remaining = n_rows
             size = batch_size or DEFAULT_BATCH
             for batch in iter_samples(
-                snapshot, refs, lo, hi, values=VALUE in needed, batch_size=size, cache=self.cache
+                snapshot,
+                refs,
+                lo,
+                hi,
+                values=VALUE in needed,
+                batch_size=size,
+                cache=self.cache,
+                pool=self.pool,
             ):
                 frame = _frame(batch, chosen, needed)
                 if predicate is not None:

@@ -24,7 +24,7 @@ _PACKED_ZSTD = np.uint8(TimestampCodec.PACKED_ZSTD)
 _NONE = np.int64(1) << np.int64(62)  # size of a codec that is not allowed
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _choose(
     ts: np.ndarray,
     offsets: np.ndarray,
@@ -71,7 +71,7 @@ def _choose(
             estimates[c] = intpack.planar_estimate(u, p[4])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _emit(
     ts: np.ndarray,
     offsets: np.ndarray,
@@ -96,7 +96,7 @@ def _emit(
             plain.encode(x, out, pos)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode(
     ids: np.ndarray,
     offsets: np.ndarray,
@@ -206,7 +206,7 @@ def _zstd_candidates(
     return chosen
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _emit_planar(
     ts: np.ndarray,
     offsets: np.ndarray,

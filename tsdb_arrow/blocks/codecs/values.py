@@ -27,7 +27,7 @@ _ZSTD_IDS = (ValueCodec.DECIMAL_ZSTD, ValueCodec.PLAIN_ZSTD)
 _NONE = np.int64(1) << np.int64(62)  # size of a codec that is not allowed
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _choose(
     x: np.ndarray,
     bits: np.ndarray,
@@ -100,7 +100,7 @@ def _choose(
             estimates[c] = intpack.planar_estimate(xb.view(np.uint64), 64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _emit(
     bits: np.ndarray,
     offsets: np.ndarray,
@@ -128,7 +128,7 @@ def _emit(
             plain.encode(bits[a:b], out, pos)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _emit_zstd_inputs(
     bits: np.ndarray,
     offsets: np.ndarray,
@@ -152,7 +152,7 @@ def _emit_zstd_inputs(
             plain.encode_planes(bits[a:b], sub, sub_offsets[j])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode(
     ids: np.ndarray,
     offsets: np.ndarray,
