@@ -9,22 +9,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.fs as pafs
 
 from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.index import SeriesIndex
 from tsdb_arrow.ingest.convert import check_utf8, normalize
-from tsdb_arrow.ingest.cut import Window, cut
+from tsdb_arrow.ingest.cut import Window, cut, cut_rows
 from tsdb_arrow.ingest.head import Head
+from tsdb_arrow.ingest.histograms import HistogramHead
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.lockfile import DirectoryLock
 from tsdb_arrow.model import REF, is_member
+from tsdb_arrow.query.histograms import HistogramScan
 from tsdb_arrow.query.read import Snapshot
 from tsdb_arrow.query.scan import Scan
 from tsdb_arrow.query.selector import parse_selector
@@ -64,6 +68,8 @@ class Database:
             self._pool = BufferPool(self.config.buffer_rows, max_free=max_free)
             self._head = Head(self._pool)
             self._flushing: list[Head] = []
+            self._hist_head = HistogramHead()
+            self._hist_flushing: list[HistogramHead] = []
             self._index = SeriesIndex()
             self._blocks: list[Block] = []
             self._closed = False
@@ -117,8 +123,9 @@ class Database:
         """Add samples from a long-format frame; returns how many rows were accepted.
 
         ``data`` is a pyarrow Table/RecordBatch or a Polars/pandas DataFrame with ``timestamp``
-        (int64 ms or datetime), ``value`` (castable to float64), ``__name__`` (or ``metric=``)
-        and one string column per label. A refused batch raises an ``InputError`` (or
+        (int64 ms or datetime), ``value`` (castable to float64) or ``histogram`` (an exponential
+        histogram struct, see ``docs/sketches.md``), ``__name__`` (or ``metric=``) and one string
+        column per label. A refused batch raises an ``InputError`` (or
         ``SeriesCollisionError``) and stores nothing.
         """
         self._check_open()
@@ -130,19 +137,23 @@ class Database:
         with self._lock:
             self._check_open()
             self._index.add(resolved.series)
-            self._head.append(resolved.row_refs, batch.timestamps, batch.values)
+            if batch.histograms is not None:
+                self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
+            else:
+                self._head.append(resolved.row_refs, batch.timestamps, batch.values)
             due = self._flush_due()
         if due:
             self._flush(keep_last_window=due == "span")
         return batch.num_rows
 
     def _flush_due(self) -> str | None:
-        head = self._head
-        if head.nbytes > self.config.head_max_bytes:
+        heads = [h for h in (self._head, self._hist_head) if h.rows]
+        if sum(h.nbytes for h in heads) > self.config.head_max_bytes:
             return "size"
-        duration = self.config.block_duration
-        if head.rows and head.max_time - head.min_time > duration:
-            return "span"
+        if heads:
+            span = max(h.max_time for h in heads) - min(h.min_time for h in heads)
+            if span > self.config.block_duration:
+                return "span"
         return None
 
     def flush(self) -> list[str]:
@@ -151,48 +162,67 @@ class Database:
         return self._flush(keep_last_window=False)
 
     def _flush(self, *, keep_last_window: bool) -> list[str]:
+        duration = self.config.block_duration
         with self._flush_lock:
             with self._lock:
-                head = self._head
-                if head.rows == 0:
+                head, hist = self._head, self._hist_head
+                if head.rows == 0 and hist.rows == 0:
                     return []
-                self._head = Head(self._pool)
+                self._head, self._hist_head = Head(self._pool), HistogramHead()
                 self._flushing.append(head)
-            keep: Window | None = None
+                self._hist_flushing.append(hist)
             try:
-                windows = cut(*head.columns(), self.config.block_duration)
-                if keep_last_window and len(windows) > 1:
-                    keep = windows.pop()  # the newest window is still filling: leave it in the head
-                written = [self._write_window(window) for window in windows]
+                floats = {w.start: w for w in cut(*head.columns(), duration)}
+                h_refs, h_ts, h_fields = hist.columns()
+                hists = {
+                    start: HistogramWindow(start, h_refs[idx], h_ts[idx], h_fields.take(idx))
+                    for start, idx in cut_rows(h_refs, h_ts, duration)
+                }
+                starts = sorted(floats.keys() | hists.keys())
+                # With keep_last_window, the newest window is still filling: it stays in the head.
+                keep = starts.pop() if keep_last_window and len(starts) > 1 else None
+                written = [self._write_window(floats.get(t), hists.get(t)) for t in starts]
             except BaseException:
                 with self._lock:
                     # Nothing is lost: the samples go back in front of newer ones, for a retry.
                     self._flushing.remove(head)
+                    self._hist_flushing.remove(hist)
                     self._head = head.followed_by(self._head)
+                    self._hist_head = hist.followed_by(self._hist_head)
                 raise
             with self._lock:
-                if keep is not None:
+                if keep in floats:
                     kept = Head(self._pool)
-                    kept.append(keep.refs, keep.timestamps, keep.values)
+                    kept.append(floats[keep].refs, floats[keep].timestamps, floats[keep].values)
                     self._head = kept.followed_by(self._head)
+                if keep in hists:
+                    kept_h = HistogramHead()
+                    kept_h.append(hists[keep].refs, hists[keep].timestamps, hists[keep].fields)
+                    self._hist_head = kept_h.followed_by(self._hist_head)
                 self._flushing.remove(head)
+                self._hist_flushing.remove(hist)
                 head.release()
             return written
 
-    def _write_window(self, window: Window) -> str:
+    def _write_window(self, window: Window | None, hist: HistogramWindow | None) -> str:
         with self._lock:
             self._seq += 1
             seq = self._seq
             frame = self._index.frame
-        series = frame.filter(pl.Series(is_member(window.series_refs(), frame[REF].to_numpy())))
+        refs = np.union1d(
+            window.series_refs() if window is not None else np.empty(0, np.uint64),
+            np.unique(hist.refs) if hist is not None else np.empty(0, np.uint64),
+        )
+        series = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
         series = series.select(REF, *_present_labels(series))
         meta = write_block(
             self._fs,
             self._blocks_dir,
             seq,
-            window,
             series.to_arrow(),
             self.config.chunk_samples,
+            window=window,
+            histograms=hist,
             pool=self._pool_threads,
         )
         block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
@@ -229,6 +259,20 @@ class Database:
         series = self.series(selector)
         return Scan(series, lo, hi, self._snapshot, self._cache, self._pool_threads).lazy()
 
+    def select_histograms(
+        self, selector: str | None = None, *, start: Any = None, end: Any = None
+    ) -> pl.LazyFrame:
+        """Histogram samples of the matching series in [start, end] as a Polars LazyFrame.
+
+        Columns: ``timestamp`` (Datetime ms UTC), ``histogram`` (a struct with the fields of an
+        OpenTelemetry exponential histogram, see ``docs/sketches.md``) and one String column per
+        label, sorted by series then time. ``ta.sketch`` computes quantiles from it.
+        """
+        self._check_open()
+        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        check_range(lo, hi)
+        return HistogramScan(self.series(selector), lo, hi, self._snapshot).lazy()
+
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
         with self._lock:
             self._check_open()
@@ -237,7 +281,8 @@ class Database:
             ]
             for buf, _ in buffers:
                 self._pool.pin(buf)
-            snap = Snapshot(blocks=tuple(self._blocks), head=tuple(buffers))
+            pieces = [p for h in [*self._hist_flushing, self._hist_head] for p in h.pieces]
+            snap = Snapshot(tuple(self._blocks), tuple(buffers), tuple(pieces))
 
         def release() -> None:
             for buf, _ in buffers:
@@ -266,6 +311,7 @@ class Database:
         with self._lock:
             blocks = list(self._blocks)
             head_rows = self._head.rows + sum(h.rows for h in self._flushing)
+            head_histograms = self._hist_head.rows + sum(h.rows for h in self._hist_flushing)
             n_series = len(self._index)
         block_samples = sum(b.meta.num_samples for b in blocks)
         on_disk = _dir_bytes(self._blocks_dir)
@@ -275,6 +321,7 @@ class Database:
             "samples": block_samples + head_rows,
             "block_samples": block_samples,
             "head_samples": head_rows,
+            "histogram_samples": sum(b.meta.num_histograms for b in blocks) + head_histograms,
             "blocks": len(blocks),
             "bytes_on_disk": on_disk,
             "bytes_per_sample": on_disk / block_samples if block_samples else 0.0,

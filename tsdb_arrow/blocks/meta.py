@@ -30,6 +30,7 @@ class BlockMeta:
     num_chunks: int
     chunk_samples: int
     codecs: dict[str, Any] = field(default_factory=dict)
+    num_histograms: int = 0  # histogram samples in histograms.parquet (absent when 0)
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
 

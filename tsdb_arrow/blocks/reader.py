@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from tsdb_arrow.blocks import codecs
 from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, read_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, SERIES_FILE, BlockMeta
 from tsdb_arrow.errors import CodecError, CorruptBlockError
 from tsdb_arrow.model import REF
@@ -68,6 +69,12 @@ class Block:
     @classmethod
     def open(cls, fs: pafs.FileSystem, path: str) -> Block:
         return cls(fs, path, BlockMeta.read(fs, path))
+
+    def histograms(self, refs: np.ndarray, t_lo: int, t_hi: int) -> pa.Table | None:
+        """This block's histogram samples of ``refs`` in [t_lo, t_hi], or None if it has none."""
+        if self.meta.num_histograms == 0:
+            return None
+        return read_histograms(self.fs, f"{self.path}/{HISTOGRAMS_FILE}", refs, t_lo, t_hi)
 
     def series(self) -> pa.Table:
         """The block's series table: ``series_ref`` and one string column per label name."""

@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tsdb_arrow.blocks import codecs
+from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, write_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, BlockMeta
 from tsdb_arrow.ingest.cut import Window
 from tsdb_arrow.model import REF
@@ -61,16 +62,50 @@ def write_block(
     fs: pafs.FileSystem,
     blocks_dir: str,
     seq: int,
-    window: Window,
     series: pa.Table,
     chunk_samples: int,
     *,
+    window: Window | None,
+    histograms: HistogramWindow | None = None,
     pool: Executor | None = None,
 ) -> BlockMeta:
-    """Encode one window's samples and write them as block ``seq`` under ``blocks_dir``.
+    """Encode one window's float samples (and histogram samples) as block ``seq``.
 
     With a ``pool``, timestamps and values are encoded concurrently (the kernels release the GIL).
     """
+    chunks, ends = _chunk_table(window, chunk_samples, pool)
+    name = block_name(seq)
+    tmp = f"{blocks_dir}/{name}.tmp"
+    final = f"{blocks_dir}/{name}"
+    fs.create_dir(tmp, recursive=True)
+    _write_chunks(fs, f"{tmp}/{CHUNKS_FILE}", chunks, ends)
+    pq.write_table(series, f"{tmp}/{SERIES_FILE}", filesystem=fs, compression="zstd")
+    times = [w.timestamps for w in (window, histograms) if w is not None and len(w.refs)]
+    if histograms is not None and len(histograms.refs):
+        write_histograms(fs, f"{tmp}/{HISTOGRAMS_FILE}", histograms)
+    meta = BlockMeta(
+        id=name,
+        seq=seq,
+        min_time=min(int(t.min()) for t in times),
+        max_time=max(int(t.max()) for t in times),
+        num_samples=len(window.refs) if window is not None else 0,
+        num_series=series.num_rows,
+        num_chunks=chunks.num_rows,
+        chunk_samples=chunk_samples,
+        codecs=codecs.codec_info(),
+        num_histograms=len(histograms.refs) if histograms is not None else 0,
+    )
+    with fs.open_output_stream(f"{tmp}/{META_FILE}") as f:
+        f.write(meta.to_json().encode())
+    fs.move(tmp, final)
+    return meta
+
+
+def _chunk_table(
+    window: Window | None, chunk_samples: int, pool: Executor | None
+) -> tuple[pa.Table, np.ndarray]:
+    if window is None or len(window.refs) == 0:
+        return CHUNK_SCHEMA.empty_table(), np.empty(0, np.int64)
     offsets = chunk_offsets(window.refs, chunk_samples)
     starts, ends = offsets[:-1], offsets[1:]
     if pool is not None:
@@ -93,31 +128,14 @@ def write_block(
         ],
         schema=CHUNK_SCHEMA,
     )
-    name = block_name(seq)
-    tmp = f"{blocks_dir}/{name}.tmp"
-    final = f"{blocks_dir}/{name}"
-    fs.create_dir(tmp, recursive=True)
-    _write_chunks(fs, f"{tmp}/{CHUNKS_FILE}", chunks, ends)
-    pq.write_table(series, f"{tmp}/{SERIES_FILE}", filesystem=fs, compression="zstd")
-    meta = BlockMeta(
-        id=name,
-        seq=seq,
-        min_time=int(window.timestamps.min()),
-        max_time=int(window.timestamps.max()),
-        num_samples=len(window.refs),
-        num_series=series.num_rows,
-        num_chunks=len(starts),
-        chunk_samples=chunk_samples,
-        codecs=codecs.codec_info(),
-    )
-    with fs.open_output_stream(f"{tmp}/{META_FILE}") as f:
-        f.write(meta.to_json().encode())
-    fs.move(tmp, final)
-    return meta
+    return chunks, ends
 
 
 def _write_chunks(fs: pafs.FileSystem, path: str, chunks: pa.Table, ends: np.ndarray) -> None:
     """Write the chunk table in row groups of about ROW_GROUP_SAMPLES samples each."""
+    if chunks.num_rows == 0:
+        pq.write_table(chunks, path, filesystem=fs, compression="zstd")
+        return
     cuts = np.searchsorted(ends, np.arange(ROW_GROUP_SAMPLES, ends[-1], ROW_GROUP_SAMPLES))
     bounds = np.unique(np.concatenate(([0], cuts + 1, [chunks.num_rows])))
     bounds = bounds[bounds <= chunks.num_rows]

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
+from tsdb_arrow.ingest.histograms import HISTOGRAM, normalize_histograms
 from tsdb_arrow.model import METRIC_NAME, TIMESTAMP, VALUE, is_label_name
 
 
@@ -22,8 +23,9 @@ class SampleBatch:
     """One validated batch: parallel timestamp/value arrays and one large_string per label."""
 
     timestamps: np.ndarray  # int64 ms since the epoch
-    values: np.ndarray  # float64
+    values: np.ndarray | None  # float64; None for a batch of histogram samples
     labels: dict[str, pa.ChunkedArray]  # label name -> large_string, "" or null = absent
+    histograms: pa.Table | None = None  # HISTOGRAM_FIELDS columns, one row per sample
 
     @property
     def num_rows(self) -> int:
@@ -56,20 +58,30 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     """Validate a long-format frame and split it into timestamps, values and label columns."""
     table = to_arrow(data)
     names = table.column_names
-    for required in (TIMESTAMP, VALUE):
-        if required not in names:
-            raise InputError(
-                f"missing column {required!r}: a batch needs 'timestamp', 'value' and label "
-                f"columns; got columns {names}"
-            )
+    if TIMESTAMP not in names:
+        raise InputError(
+            f"missing column 'timestamp': a batch needs 'timestamp', 'value' and label "
+            f"columns; got columns {names}"
+        )
+    if VALUE not in names and HISTOGRAM not in names:
+        raise InputError(
+            f"missing column 'value': a batch needs 'timestamp', 'value' (or 'histogram') and "
+            f"label columns; got columns {names}"
+        )
+    if VALUE in names and HISTOGRAM in names:
+        raise InputError(
+            "a batch holds either float samples ('value') or histogram samples ('histogram'), "
+            "not both: write them as two batches"
+        )
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"duplicate column names {dupes}: give each column a distinct name")
     n = table.num_rows
     timestamps = _timestamps(table.column(TIMESTAMP))
-    values = _values(table.column(VALUE))
+    values = _values(table.column(VALUE)) if VALUE in names else None
+    histograms = normalize_histograms(table.column(HISTOGRAM)) if HISTOGRAM in names else None
 
-    label_names = [c for c in names if c not in (TIMESTAMP, VALUE)]
+    label_names = [c for c in names if c not in (TIMESTAMP, VALUE, HISTOGRAM)]
     labels: dict[str, pa.ChunkedArray] = {}
     for name in label_names:
         if not is_label_name(name):
@@ -97,7 +109,7 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     if n and pc.any(missing).as_py():
         row = _first_true(missing)
         raise InputError(f"row {row}: '__name__' is empty; every sample needs a metric name")
-    return SampleBatch(timestamps=timestamps, values=values, labels=labels)
+    return SampleBatch(timestamps, values, labels, histograms)
 
 
 def _first_true(mask: pa.Array | pa.ChunkedArray) -> int:

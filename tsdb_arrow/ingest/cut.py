@@ -161,3 +161,25 @@ def cut(
         Window(int(windows[s]), refs[s:e], timestamps[s:e], values[s:e])
         for s, e in zip(starts, ends)
     ]
+
+
+def cut_rows(
+    refs: np.ndarray, timestamps: np.ndarray, duration: int
+) -> list[tuple[int, np.ndarray]]:
+    """Row indices of each aligned window, sorted by (ref, timestamp), the last write kept.
+
+    The same cut as ``cut``, for samples that are not floats (histograms): the caller takes the
+    rows it needs with the indices.
+    """
+    if len(refs) == 0:
+        return []
+    windows = window_starts(timestamps, duration)
+    order = _order(windows, refs, timestamps)
+    if order is None:
+        order = np.arange(len(refs))
+    order = order[_keep_last(refs[order], timestamps[order])]
+    sorted_windows = windows[order]
+    bounds = np.flatnonzero(np.diff(sorted_windows)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(order)]))
+    return [(int(sorted_windows[s]), order[s:e]) for s, e in zip(starts, ends)]

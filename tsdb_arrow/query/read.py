@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
@@ -33,6 +34,8 @@ class Snapshot:
 
     blocks: tuple[Block, ...]
     head: tuple[tuple[HeadBuffer, int], ...]
+    # Unflushed histogram samples: (refs, timestamps, fields) pieces in write order.
+    histograms: tuple[tuple[np.ndarray, np.ndarray, pa.Table], ...] = ()
 
 
 @dataclass

@@ -1,0 +1,202 @@
+"""Conversions between OpenTelemetry histogram data points and the sketch types.
+
+Two sources are read: the Python SDK's data points (``opentelemetry.sdk.metrics.export``
+``ExponentialHistogramDataPoint`` / ``HistogramDataPoint``, what an in-process reader collects)
+and the OTLP protobuf messages (``opentelemetry.proto.metrics.v1.metrics_pb2``, what arrives over
+gRPC). Exponential histograms convert both ways losslessly; explicit-bucket histograms become
+``FixedBucketHistogram`` (OTel bucket ``j`` covers ``(bounds[j-1], bounds[j]]``, the last one
+``(bounds[-1], +inf)``: Prometheus ``le`` semantics).
+
+Absent statistics: the SDK reports "no min/max" as ``min=+inf, max=-inf`` (its starting values,
+kept when nothing was recorded or ``record_min_max`` is off) and the protobuf leaves the optional
+field unset; both become NaN here, and NaN becomes an unset field on the way back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.sdk.metrics.export import (
+    ExponentialHistogramDataPoint as SdkExponentialPoint,
+)
+from opentelemetry.sdk.metrics.export import HistogramDataPoint as SdkHistogramPoint
+
+from tsdb_arrow.errors import SketchError
+from tsdb_arrow.sketch.exponential import ExponentialHistogram
+
+if TYPE_CHECKING:
+    from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+
+__all__ = ["exponential_from_otel", "exponential_to_proto", "explicit_to_fixed"]
+
+ProtoExponentialPoint = metrics_pb2.ExponentialHistogramDataPoint
+ProtoHistogramPoint = metrics_pb2.HistogramDataPoint
+
+
+def exponential_from_otel(
+    point: SdkExponentialPoint | metrics_pb2.ExponentialHistogramDataPoint,
+) -> ExponentialHistogram:
+    """``ExponentialHistogram`` of an SDK or OTLP protobuf exponential histogram data point.
+
+    Bucket offsets and counts are copied as they are (the SDK pads its arrays with empty buckets;
+    ``.trimmed()`` drops them). Attributes, timestamps, flags and exemplars are not part of the
+    sample and are left to the caller.
+
+    Raises
+    ------
+    SketchError
+        When the point is not a valid histogram (see ``ExponentialHistogram``) or of another type.
+    """
+    if isinstance(point, SdkExponentialPoint):
+        lo, hi = _sdk_min_max(point.min, point.max)
+        return ExponentialHistogram(
+            scale=point.scale,
+            count=point.count,
+            zero_count=point.zero_count,
+            positive_offset=point.positive.offset,
+            positive_counts=_counts(point.positive.bucket_counts),
+            negative_offset=point.negative.offset,
+            negative_counts=_counts(point.negative.bucket_counts),
+            sum=float(point.sum),
+            min=lo,
+            max=hi,
+        )
+    if isinstance(point, ProtoExponentialPoint):
+        return ExponentialHistogram(
+            scale=point.scale,
+            count=point.count,
+            zero_count=point.zero_count,
+            zero_threshold=point.zero_threshold,
+            positive_offset=point.positive.offset,
+            positive_counts=_counts(point.positive.bucket_counts),
+            negative_offset=point.negative.offset,
+            negative_counts=_counts(point.negative.bucket_counts),
+            sum=_optional(point, "sum"),
+            min=_optional(point, "min"),
+            max=_optional(point, "max"),
+        )
+    raise SketchError(
+        f"expected an OpenTelemetry ExponentialHistogramDataPoint (SDK or OTLP protobuf), got "
+        f"{type(point).__name__}"
+    )
+
+
+def exponential_to_proto(
+    hist: ExponentialHistogram,
+    *,
+    start_time_unix_nano: int = 0,
+    time_unix_nano: int = 0,
+) -> metrics_pb2.ExponentialHistogramDataPoint:
+    """OTLP protobuf data point of ``hist``; NaN ``sum``/``min``/``max`` are left unset.
+
+    Timestamps are optional because they belong to the series, not to the sample.
+    """
+    point = ProtoExponentialPoint(
+        start_time_unix_nano=start_time_unix_nano,
+        time_unix_nano=time_unix_nano,
+        count=hist.count,
+        scale=hist.scale,
+        zero_count=hist.zero_count,
+        zero_threshold=hist.zero_threshold,
+    )
+    point.positive.offset = hist.positive_offset
+    point.positive.bucket_counts.extend(hist.positive_counts.tolist())
+    point.negative.offset = hist.negative_offset
+    point.negative.bucket_counts.extend(hist.negative_counts.tolist())
+    for name in ("sum", "min", "max"):
+        value = getattr(hist, name)
+        if not math.isnan(value):
+            setattr(point, name, value)
+    return point
+
+
+def explicit_to_fixed(
+    point: SdkHistogramPoint | metrics_pb2.HistogramDataPoint,
+) -> FixedBucketHistogram:
+    """``FixedBucketHistogram`` of an SDK or OTLP protobuf explicit-bucket data point.
+
+    OTel's ``explicit_bounds`` are upper bounds of ``(lower, upper]`` buckets, plus an implicit
+    last bucket up to +inf, so ``len(bucket_counts) == len(explicit_bounds) + 1``: exactly a
+    Prometheus histogram's ``le`` buckets.
+
+    Raises
+    ------
+    SketchError
+        Counts not one longer than the bounds, NaN or unsorted bounds, negative counts, or a
+        ``count`` that does not equal the sum of the bucket counts; nothing is built then.
+    """
+    from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+
+    if isinstance(point, SdkHistogramPoint):
+        bounds, counts = point.explicit_bounds, point.bucket_counts
+        total, lo, hi = float(point.sum), *_sdk_min_max(point.min, point.max)
+    elif isinstance(point, ProtoHistogramPoint):
+        bounds, counts = point.explicit_bounds, point.bucket_counts
+        total, lo, hi = (_optional(point, name) for name in ("sum", "min", "max"))
+    else:
+        raise SketchError(
+            f"expected an OpenTelemetry HistogramDataPoint (SDK or OTLP protobuf), got "
+            f"{type(point).__name__}"
+        )
+    b = _bounds(bounds)
+    c = _counts(counts)
+    if c.size != b.size + 1:
+        raise SketchError(
+            f"explicit histogram has {b.size} bounds and {c.size} bucket counts; OTel needs "
+            f"exactly one more count than bounds (the last bucket runs to +inf)"
+        )
+    if c.dtype.kind == "i" and np.any(c < 0):
+        raise SketchError(
+            f"explicit histogram bucket_counts[{int(np.flatnonzero(c < 0)[0])}] is negative; "
+            "bucket counts are numbers of recorded values"
+        )
+    c = c.astype(np.uint64)
+    if int(c.astype(object).sum()) != int(point.count):
+        raise SketchError(
+            f"explicit histogram count is {point.count} but its bucket counts add up to "
+            f"{int(c.astype(object).sum())}; pass a consistent data point"
+        )
+    return _fixed(FixedBucketHistogram, b, c, total, lo, hi, int(point.count))
+
+
+def _fixed(
+    cls: Any, bounds: np.ndarray, counts: np.ndarray, total: float, lo: float, hi: float, n: int
+) -> FixedBucketHistogram:
+    return cls(bounds=bounds, counts=counts, sum=total, count=n, min=lo, max=hi)
+
+
+def _sdk_min_max(lo: float, hi: float) -> tuple[float, float]:
+    if lo == math.inf and hi == -math.inf:
+        return math.nan, math.nan
+    return float(lo), float(hi)
+
+
+def _optional(point: Any, name: str) -> float:
+    return float(getattr(point, name)) if point.HasField(name) else math.nan
+
+
+def _counts(values: Any) -> np.ndarray:
+    """Bucket counts as an integer array without losing values above 2**63."""
+    arr = np.asarray(list(values))
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise SketchError(f"bucket counts must be integers, got dtype {arr.dtype}")
+    return arr if arr.size else np.zeros(0, dtype=np.uint64)
+
+
+def _bounds(values: Any) -> np.ndarray:
+    b = np.asarray(list(values), dtype=np.float64)
+    if np.any(np.isnan(b)):
+        raise SketchError(
+            f"explicit histogram bound #{int(np.flatnonzero(np.isnan(b))[0])} is NaN; "
+            "bounds must be numbers"
+        )
+    if b.size > 1 and not np.all(np.diff(b) > 0):
+        i = int(np.flatnonzero(np.diff(b) <= 0)[0])
+        raise SketchError(
+            f"explicit histogram bounds must increase strictly: bound #{i + 1} ({b[i + 1]!r}) "
+            f"is not above bound #{i} ({b[i]!r})"
+        )
+    return b
