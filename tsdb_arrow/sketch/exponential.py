@@ -286,7 +286,7 @@ class ExponentialHistogram:
         values: np.ndarray | Sequence[float],
         *,
         scale: int = MAX_SCALE,
-        max_size: int | None = None,
+        max_size: int | None = 160,
         zero_threshold: float = 0.0,
     ) -> ExponentialHistogram:
         """Histogram of raw values, bucketed as the OTel SDK would (vectorised).
@@ -298,8 +298,9 @@ class ExponentialHistogram:
         scale
             Starting scale (the SDK's ``max_scale``).
         max_size
-            If given, downscale until each side spans fewer than ``max_size`` buckets, as the
-            SDK's aggregation does with the same ``max_size``.
+            Downscale until each side spans at most ``max_size`` buckets, as the SDK's
+            aggregation does with the same ``max_size`` (its default is 160). ``None`` keeps
+            ``scale`` whatever the span, which at fine scales can mean millions of buckets.
         zero_threshold
             Values with ``|v| <= zero_threshold`` are counted in ``zero_count``.
 
@@ -320,9 +321,16 @@ class ExponentialHistogram:
         is_zero = magnitude <= zt
         positive = v[(v > 0) & ~is_zero]
         negative = -v[(v < 0) & ~is_zero]
-        pos = _bucketize(map_to_index(positive, scale))
-        neg = _bucketize(map_to_index(negative, scale))
-        hist = cls(
+        pos_index = map_to_index(positive, scale)
+        neg_index = map_to_index(negative, scale)
+        if max_size is not None:
+            change = _fit_change(
+                scale, [_span(pos_index), _span(neg_index)], _check_max_size(max_size)
+            )
+            scale, pos_index, neg_index = scale - change, pos_index >> change, neg_index >> change
+        pos = _bucketize(pos_index)
+        neg = _bucketize(neg_index)
+        return cls(
             scale=scale,
             count=v.size,
             zero_count=int(np.count_nonzero(is_zero)),
@@ -335,7 +343,6 @@ class ExponentialHistogram:
             min=float(v.min()) if v.size else math.nan,
             max=float(v.max()) if v.size else math.nan,
         )
-        return hist if max_size is None else hist.fit(max_size)
 
     # ---- bucket arithmetic
 
@@ -371,18 +378,16 @@ class ExponentialHistogram:
         non-empty index right until ``high - low < max_size``, on both sides, and take the larger
         shift. The result is trimmed.
         """
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2:
-            raise SketchError(f"max_size must be an int >= 2 (the SDK's minimum), got {max_size!r}")
         h = self.trimmed()
-        change = max(
-            _scale_change(h.positive_offset, h.positive_counts.size, max_size),
-            _scale_change(h.negative_offset, h.negative_counts.size, max_size),
-        )
-        if h.scale - change < MIN_SCALE:
-            raise SketchError(
-                f"a scale-{h.scale} histogram needs scale {h.scale - change} to fit in "
-                f"{max_size} buckets, below the minimum {MIN_SCALE}; use a larger max_size"
-            )
+        spans = [
+            (h.positive_offset, h.positive_offset + h.positive_counts.size - 1)
+            if h.positive_counts.size
+            else None,
+            (h.negative_offset, h.negative_offset + h.negative_counts.size - 1)
+            if h.negative_counts.size
+            else None,
+        ]
+        change = _fit_change(h.scale, spans, _check_max_size(max_size))
         return h.downscale(h.scale - change) if change else h
 
     def merge(
@@ -803,13 +808,32 @@ def _bucketize(indices: np.ndarray) -> tuple[int, np.ndarray]:
     return lo, _readonly(np.bincount(indices - lo).astype(np.uint64))
 
 
-def _scale_change(offset: int, size: int, max_size: int) -> int:
-    """The SDK's ``_get_scale_change`` on a trimmed side."""
-    if size == 0:
-        return 0
-    low, high, change = offset, offset + size - 1, 0
-    while high - low >= max_size:
-        low, high, change = low >> 1, high >> 1, change + 1
+def _check_max_size(max_size: object) -> int:
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2:
+        raise SketchError(f"max_size must be an int >= 2 (the SDK's minimum), got {max_size!r}")
+    return max_size
+
+
+def _span(indices: np.ndarray) -> tuple[int, int] | None:
+    return (int(indices.min()), int(indices.max())) if indices.size else None
+
+
+def _fit_change(scale: int, spans: list[tuple[int, int] | None], max_size: int) -> int:
+    """The SDK's ``_get_scale_change``, over both sides: shift the lowest and highest index right
+    until ``high - low < max_size`` and return the largest number of shifts needed."""
+    change = 0
+    for span in spans:
+        if span is None:
+            continue
+        low, high, side = span[0], span[1], 0
+        while high - low >= max_size:
+            low, high, side = low >> 1, high >> 1, side + 1
+        change = max(change, side)
+    if scale - change < MIN_SCALE:
+        raise SketchError(
+            f"a scale-{scale} histogram needs scale {scale - change} to fit in {max_size} "
+            f"buckets, below the minimum {MIN_SCALE}; use a larger max_size"
+        )
     return change
 
 
