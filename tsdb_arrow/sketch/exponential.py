@@ -53,6 +53,7 @@ from tsdb_arrow.errors import SketchError
 
 if TYPE_CHECKING:
     from tsdb_arrow.sketch.ddsketch import Sketch
+    from tsdb_arrow.sketch.mapping import LogarithmicMapping
 
 __all__ = [
     "MIN_SCALE",
@@ -218,8 +219,8 @@ class ExponentialHistogram:
                 f"ExponentialHistogram.zero_threshold must be a finite float >= 0, got "
                 f"{zero_threshold!r}; use 0.0 when only exact zeros go to zero_count"
             )
-        pos = _check_counts("positive_counts", self.positive_counts)
-        neg = _check_counts("negative_counts", self.negative_counts)
+        pos = _check_counts("ExponentialHistogram.positive_counts", self.positive_counts)
+        neg = _check_counts("ExponentialHistogram.negative_counts", self.negative_counts)
         pos_off = _check_offset("positive", self.positive_offset, pos.size)
         neg_off = _check_offset("negative", self.negative_offset, neg.size)
         total = zero_count + _exact_sum(pos) + _exact_sum(neg)
@@ -545,33 +546,29 @@ class ExponentialHistogram:
 # --------------------------------------------------------------------------- DDSketch
 
 
-def _sketch_mapping_gamma(scale: int) -> float:
-    if scale < _MIN_SKETCH_SCALE:
-        raise SketchError(
-            f"a scale-{scale} exponential histogram has no DDSketch counterpart: its base "
-            f"2**(2**{-scale}) gives a relative accuracy that rounds to 1.0; downscale() is not "
-            f"possible either, merge into a histogram of scale >= {_MIN_SKETCH_SCALE}"
-        )
-    return 2.0 ** math.ldexp(1.0, -scale)
-
-
 def to_sketch(hist: ExponentialHistogram) -> Sketch:
     """Lossless DDSketch of an exponential histogram: key ``k = i + 1`` for bucket ``i``.
 
     The mapping is ``LogarithmicMapping.from_gamma(2 ** (2 ** -scale))`` with offset 0; negative
     buckets become negative-side keys (by magnitude), ``zero_count`` the zero bucket, and
-    ``count``/``sum``/``min``/``max`` are carried over.
+    ``count``/``sum``/``min``/``max`` are carried over. ``zero_threshold`` is not: a DDSketch's
+    zero bucket is fixed by its mapping (``|v| <= mapping.min_possible``).
 
     Raises
     ------
     SketchError
-        For scales below -5, whose base is too large for a DDSketch mapping.
+        For scales below -5, whose base is too large for a DDSketch mapping, and for bucket
+        counts above 2**53, which the sketch's float64 counts would round.
     """
     from tsdb_arrow.sketch.ddsketch import Sketch
-    from tsdb_arrow.sketch.mapping import LogarithmicMapping
 
-    mapping = LogarithmicMapping.from_gamma(_sketch_mapping_gamma(hist.scale))
+    mapping = _sketch_mapping(hist.scale)
     h = hist.trimmed()
+    if h.count > 2**53:
+        raise SketchError(
+            f"this histogram counts {h.count} values; DDSketch counts are float64 and exact "
+            "only up to 2**53, so the conversion would not be lossless"
+        )
     pos_keys, pos_counts = _keys_and_counts(h.positive_offset, h.positive_counts)
     neg_keys, neg_counts = _keys_and_counts(h.negative_offset, h.negative_counts)
     return Sketch(
@@ -591,9 +588,11 @@ def to_sketch(hist: ExponentialHistogram) -> Sketch:
 def from_sketch(sketch: Sketch) -> ExponentialHistogram:
     """The exponential histogram a sketch is exactly equal to, when there is one.
 
-    Requires a logarithmic mapping with offset 0 and ``gamma == 2 ** (2 ** -s)`` for an integer
-    scale ``s`` in -5..20 (compared bit for bit with the float that ``to_sketch`` uses, so
-    ``from_sketch(to_sketch(h)) == h.trimmed()``), and whole-number counts.
+    Requires the mapping ``to_sketch`` uses for some scale ``s`` in -5..20
+    (``LogarithmicMapping.from_gamma(2 ** (2 ** -s))``, offset 0: for ``s >= 0`` that is
+    ``gamma == 2 ** (2 ** -s)`` bit for bit) and whole-number counts; then
+    ``from_sketch(to_sketch(h)) == h.trimmed()`` up to ``zero_threshold`` (always 0 here) and
+    an empty histogram's NaN ``sum`` (an empty sketch's sum is 0).
 
     Raises
     ------
@@ -602,37 +601,52 @@ def from_sketch(sketch: Sketch) -> ExponentialHistogram:
         integer; use the sketch directly (or ``ddsketch``) in that case.
     """
     mapping = sketch.mapping
-    gamma = float(mapping.gamma)
-    offset = float(getattr(mapping, "offset", getattr(mapping, "_offset", 0.0)))
-    scale = _scale_of_gamma(gamma)
-    if scale is None or offset != 0.0:
+    scale = _scale_of_mapping(mapping)
+    if scale is None:
         raise SketchError(
-            f"this sketch (gamma={gamma!r}, offset={offset!r}) is not an exponential histogram: "
-            "from_sketch needs offset 0 and gamma == 2**(2**-s) for an integer scale s in "
-            f"{_MIN_SKETCH_SCALE}..{MAX_SCALE}; keep it as a DDSketch"
+            f"this sketch (gamma={mapping.gamma!r}, offset={mapping.offset!r}) is not an "
+            "exponential histogram: from_sketch needs offset 0 and gamma == 2**(2**-s) for an "
+            f"integer scale s in {_MIN_SKETCH_SCALE}..{MAX_SCALE}; keep it as a DDSketch"
         )
     pos = _buckets_from_keys("positive", sketch.positive_keys, sketch.positive_counts)
     neg = _buckets_from_keys("negative", sketch.negative_keys, sketch.negative_counts)
-    zero_count = _whole("zero_count", np.asarray([sketch.zero_count], dtype=np.float64))[0]
+    zero_count = int(_whole("zero_count", np.asarray([sketch.zero_count], dtype=np.float64))[0])
+    count = zero_count + _exact_sum(pos[1]) + _exact_sum(neg[1])
+    lo, hi = float(sketch.min), float(sketch.max)
+    if count == 0:  # an empty sketch holds the merge identities +inf / -inf
+        lo = hi = math.nan
     return ExponentialHistogram(
         scale=scale,
-        count=int(zero_count) + _exact_sum(pos[1]) + _exact_sum(neg[1]),
-        zero_count=int(zero_count),
+        count=count,
+        zero_count=zero_count,
         positive_offset=pos[0],
         positive_counts=pos[1],
         negative_offset=neg[0],
         negative_counts=neg[1],
         sum=float(sketch.sum),
-        min=float(sketch.min),
-        max=float(sketch.max),
+        min=lo,
+        max=hi,
     )
 
 
-def _scale_of_gamma(gamma: float) -> int | None:
-    if not (math.isfinite(gamma) and gamma > 1.0):
+def _sketch_mapping(scale: int) -> LogarithmicMapping:
+    from tsdb_arrow.sketch.mapping import LogarithmicMapping
+
+    if scale < _MIN_SKETCH_SCALE:
+        raise SketchError(
+            f"a scale-{scale} exponential histogram has no DDSketch counterpart: its base "
+            f"2**(2**{-scale}) gives a relative accuracy that rounds to 1.0; merge it into a "
+            f"histogram of scale >= {_MIN_SKETCH_SCALE} first"
+        )
+    return LogarithmicMapping.from_gamma(2.0 ** math.ldexp(1.0, -scale))
+
+
+def _scale_of_mapping(mapping: LogarithmicMapping) -> int | None:
+    gamma = float(mapping.gamma)
+    if not (math.isfinite(gamma) and gamma > 1.0) or mapping.offset != 0.0:
         return None
     guess = -round(math.log2(math.log2(gamma)))
-    if _MIN_SKETCH_SCALE <= guess <= MAX_SCALE and _sketch_mapping_gamma(guess) == gamma:
+    if _MIN_SKETCH_SCALE <= guess <= MAX_SCALE and _sketch_mapping(guess).gamma == gamma:
         return guess
     return None
 
@@ -709,42 +723,43 @@ def _check_offset(side: str, offset: object, size: int) -> int:
 
 
 def _check_counts(name: str, counts: object) -> np.ndarray:
+    """``counts`` as a read-only uint64 copy, or a ``SketchError`` naming ``name``.
+
+    Accepts integer arrays and sequences of Python ints (as protobuf repeated fields give
+    them; a list mixing small ints with ints >= 2**63 is read exactly, not through float64).
+    """
     try:
         arr = np.asarray(counts)
+        if arr.dtype.kind in "fO" and not isinstance(counts, np.ndarray):
+            arr = np.array(list(counts), dtype=object)  # type: ignore[call-overload]
     except (TypeError, ValueError, OverflowError) as exc:
-        raise SketchError(f"ExponentialHistogram.{name} is not an array of counts: {exc}") from exc
+        raise SketchError(f"{name} is not an array of counts: {exc}") from exc
     if arr.ndim != 1:
-        raise SketchError(
-            f"ExponentialHistogram.{name} must be one-dimensional, got shape {arr.shape}"
-        )
+        raise SketchError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         return _EMPTY
     if arr.dtype.kind == "O":
-        try:
-            arr = np.asarray([int(c) for c in arr.tolist()], dtype=object)
-        except (TypeError, ValueError) as exc:
-            raise SketchError(f"ExponentialHistogram.{name} holds a non-integer: {exc}") from exc
-        if any(c < 0 or c > _UINT64_MAX for c in arr.tolist()):
+        items = arr.tolist()
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in items):
             raise SketchError(
-                f"ExponentialHistogram.{name} has a count outside 0..2**64-1; counts are "
-                "non-negative 64-bit integers"
+                f"{name} must hold integers; pass whole counts rather than floats or booleans"
             )
-        return _readonly(arr.astype(np.uint64))
-    if arr.dtype.kind == "u":
-        return _readonly(arr.astype(np.uint64, copy=True))
-    if arr.dtype.kind == "i":
-        negative = np.flatnonzero(arr < 0)
-        if negative.size:
-            i = int(negative[0])
-            raise SketchError(
-                f"ExponentialHistogram.{name}[{i}] is {int(arr[i])}: bucket counts cannot be "
-                "negative; pass the counts of values recorded in each bucket"
-            )
-        return _readonly(arr.astype(np.uint64))
-    raise SketchError(
-        f"ExponentialHistogram.{name} must hold integers, got dtype {arr.dtype}; "
-        "pass whole counts (uint64) rather than floats or booleans"
-    )
+        arr = np.array([int(c) for c in items], dtype=object)
+    if arr.dtype.kind not in "iuO":
+        raise SketchError(
+            f"{name} must hold integers, got dtype {arr.dtype}; pass whole counts (uint64) "
+            "rather than floats or booleans"
+        )
+    negative = np.flatnonzero(arr < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise SketchError(
+            f"{name}[{i}] is {int(arr[i])}: bucket counts cannot be negative; pass the "
+            "number of values recorded in each bucket"
+        )
+    if arr.dtype.kind == "O" and any(c > _UINT64_MAX for c in arr.tolist()):
+        raise SketchError(f"{name} has a count above 2**64-1; counts are 64-bit")
+    return _readonly(arr.astype(np.uint64))  # astype copies: the caller's array stays theirs
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:

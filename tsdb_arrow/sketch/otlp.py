@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import HistogramDataPoint as SdkHistogramPoint
 
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
+from tsdb_arrow.sketch.exponential import ExponentialHistogram, _check_counts, _exact_sum
 
 if TYPE_CHECKING:
     from tsdb_arrow.sketch.histogram import FixedBucketHistogram
@@ -57,9 +57,9 @@ def exponential_from_otel(
             count=point.count,
             zero_count=point.zero_count,
             positive_offset=point.positive.offset,
-            positive_counts=_counts(point.positive.bucket_counts),
+            positive_counts=list(point.positive.bucket_counts),
             negative_offset=point.negative.offset,
-            negative_counts=_counts(point.negative.bucket_counts),
+            negative_counts=list(point.negative.bucket_counts),
             sum=float(point.sum),
             min=lo,
             max=hi,
@@ -71,9 +71,9 @@ def exponential_from_otel(
             zero_count=point.zero_count,
             zero_threshold=point.zero_threshold,
             positive_offset=point.positive.offset,
-            positive_counts=_counts(point.positive.bucket_counts),
+            positive_counts=list(point.positive.bucket_counts),
             negative_offset=point.negative.offset,
-            negative_counts=_counts(point.negative.bucket_counts),
+            negative_counts=list(point.negative.bucket_counts),
             sum=_optional(point, "sum"),
             min=_optional(point, "min"),
             max=_optional(point, "max"),
@@ -120,52 +120,51 @@ def explicit_to_fixed(
 
     OTel's ``explicit_bounds`` are upper bounds of ``(lower, upper]`` buckets, plus an implicit
     last bucket up to +inf, so ``len(bucket_counts) == len(explicit_bounds) + 1``: exactly a
-    Prometheus histogram's ``le`` buckets.
+    Prometheus histogram's ``le`` buckets, and bounds and counts carry over one to one. A last
+    bound of +inf (allowed by OTLP) adds an always-empty bucket; it is folded into the implicit
+    +Inf bucket. ``FixedBucketHistogram`` keeps no min/max, so the point's are not carried.
 
     Raises
     ------
     SketchError
-        Counts not one longer than the bounds, NaN or unsorted bounds, negative counts, or a
-        ``count`` that does not equal the sum of the bucket counts; nothing is built then.
+        Counts not one longer than the bounds, NaN, infinite (other than a last +inf) or
+        unsorted bounds, negative counts, a ``count`` that does not equal the sum of the bucket
+        counts, or more than 2**53 values (the histogram's float64 counts would round them);
+        nothing is built then.
     """
     from tsdb_arrow.sketch.histogram import FixedBucketHistogram
 
     if isinstance(point, SdkHistogramPoint):
-        bounds, counts = point.explicit_bounds, point.bucket_counts
-        total, lo, hi = float(point.sum), *_sdk_min_max(point.min, point.max)
+        total = float(point.sum)
     elif isinstance(point, ProtoHistogramPoint):
-        bounds, counts = point.explicit_bounds, point.bucket_counts
-        total, lo, hi = (_optional(point, name) for name in ("sum", "min", "max"))
+        total = _optional(point, "sum")
     else:
         raise SketchError(
             f"expected an OpenTelemetry HistogramDataPoint (SDK or OTLP protobuf), got "
             f"{type(point).__name__}"
         )
-    b = _bounds(bounds)
-    c = _counts(counts)
-    if c.size != b.size + 1:
+    bounds = _bounds(point.explicit_bounds)
+    counts = _check_counts("explicit histogram bucket_counts", list(point.bucket_counts))
+    if counts.size != bounds.size + 1:
         raise SketchError(
-            f"explicit histogram has {b.size} bounds and {c.size} bucket counts; OTel needs "
-            f"exactly one more count than bounds (the last bucket runs to +inf)"
+            f"explicit histogram has {bounds.size} bounds and {counts.size} bucket counts; OTel "
+            "needs exactly one more count than bounds (the last bucket runs to +inf)"
         )
-    if c.dtype.kind == "i" and np.any(c < 0):
-        raise SketchError(
-            f"explicit histogram bucket_counts[{int(np.flatnonzero(c < 0)[0])}] is negative; "
-            "bucket counts are numbers of recorded values"
-        )
-    c = c.astype(np.uint64)
-    if int(c.astype(object).sum()) != int(point.count):
+    total_count = _exact_sum(counts)
+    if total_count != int(point.count):
         raise SketchError(
             f"explicit histogram count is {point.count} but its bucket counts add up to "
-            f"{int(c.astype(object).sum())}; pass a consistent data point"
+            f"{total_count}; pass a consistent data point"
         )
-    return _fixed(FixedBucketHistogram, b, c, total, lo, hi, int(point.count))
-
-
-def _fixed(
-    cls: Any, bounds: np.ndarray, counts: np.ndarray, total: float, lo: float, hi: float, n: int
-) -> FixedBucketHistogram:
-    return cls(bounds=bounds, counts=counts, sum=total, count=n, min=lo, max=hi)
+    if total_count > 2**53:
+        raise SketchError(
+            f"explicit histogram counts {total_count} values; FixedBucketHistogram counts are "
+            "float64 and exact only up to 2**53"
+        )
+    if bounds.size and bounds[-1] == math.inf:
+        bounds = bounds[:-1]
+        counts = np.concatenate([counts[:-2], [counts[-2] + counts[-1]]])
+    return FixedBucketHistogram(bounds, counts.astype(np.float64), total, float(total_count))
 
 
 def _sdk_min_max(lo: float, hi: float) -> tuple[float, float]:
@@ -176,14 +175,6 @@ def _sdk_min_max(lo: float, hi: float) -> tuple[float, float]:
 
 def _optional(point: Any, name: str) -> float:
     return float(getattr(point, name)) if point.HasField(name) else math.nan
-
-
-def _counts(values: Any) -> np.ndarray:
-    """Bucket counts as an integer array without losing values above 2**63."""
-    arr = np.asarray(list(values))
-    if arr.dtype.kind not in "iu" and arr.size:
-        raise SketchError(f"bucket counts must be integers, got dtype {arr.dtype}")
-    return arr if arr.size else np.zeros(0, dtype=np.uint64)
 
 
 def _bounds(values: Any) -> np.ndarray:
