@@ -62,8 +62,22 @@ BAD = [
     ),
     (pl.DataFrame({"timestamp": [1], "value": [1.0]}), "no metric name"),
     (
-        pl.DataFrame({"timestamp": ["2026-01-01"], "value": [1.0], "__name__": ["m"]}),
-        "'timestamp' has type",
+        pl.DataFrame(
+            {
+                "timestamp": ["2026-01-01T00:00:00Z", "yesterday"],
+                "value": [1.0, 2.0],
+                "__name__": ["m", "m"],
+            }
+        ),
+        "row 1: 'timestamp' 'yesterday' is not an RFC 3339 time",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1.5], "value": [1.0], "__name__": ["m"]}),
+        "'timestamp' has type double",
+    ),
+    (
+        pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["m"], "series_ref": ["x"]}),
+        "'series_ref' is reserved",
     ),
     (pl.DataFrame({"timestamp": [1], "value": [[1.0]], "__name__": ["m"]}), "'value' has type"),
     ([{"timestamp": 1, "value": 1.0}], "write() takes a pyarrow Table"),

@@ -205,3 +205,19 @@ def test_selector_operators(db):
     assert db.series('{instance=~"host-"}').height == 0  # regexes are fully anchored
     with pytest.raises(ta.SelectorError):
         db.series("rate(up[5m])")
+
+
+def test_rfc3339_text_timestamps(db):
+    frame = pl.DataFrame(
+        {
+            "timestamp": [
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T01:00:00.250+01:00",
+                "2026-01-01T00:00:01",
+            ],
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
+    db.write(frame, metric="m")
+    got = db.select("m").collect()["timestamp"].dt.epoch("ms").to_list()
+    assert got == [1767225600000, 1767225600250, 1767225601000]

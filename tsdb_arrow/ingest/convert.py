@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.ingest.histograms import HISTOGRAM, normalize_histograms
-from tsdb_arrow.model import METRIC_NAME, TIMESTAMP, VALUE, is_label_name
+from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_label_name
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,12 @@ def to_arrow(data: Any) -> pa.Table:
         if isinstance(data, pl.DataFrame):
             return data.to_arrow()
     if module == "pandas" and hasattr(data, "columns"):
-        return pa.Table.from_pandas(data, preserve_index=False)
+        table = pa.Table.from_pandas(data, preserve_index=False)
+        if VALUE in data.columns and data[VALUE].dtype.kind == "f":
+            # from_pandas reads NaN as null; a NaN value is a sample, its bits kept.
+            raw = pa.array(data[VALUE].to_numpy(dtype=np.float64), pa.float64())
+            table = table.set_column(table.column_names.index(VALUE), VALUE, raw)
+        return table
     raise InputError(
         f"write() takes a pyarrow Table or RecordBatch, or a Polars or pandas DataFrame in long "
         f"format (timestamp, value, __name__, labels...); got {type(data).__name__}"
@@ -84,6 +89,10 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     label_names = [c for c in names if c not in (TIMESTAMP, VALUE, HISTOGRAM)]
     labels: dict[str, pa.ChunkedArray] = {}
     for name in label_names:
+        if name == REF:
+            raise InputError(
+                f"{REF!r} is reserved for tsdb-arrow's series ids; rename that label column"
+            )
         if not is_label_name(name):
             raise InputError(
                 f"invalid label name {name!r}: label names must match [a-zA-Z_][a-zA-Z0-9_]*; "
@@ -116,26 +125,63 @@ def _first_true(mask: pa.Array | pa.ChunkedArray) -> int:
     return int(np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))[0])
 
 
+_PER_MS = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}
+
+
 def _timestamps(col: pa.ChunkedArray) -> np.ndarray:
     typ = col.type
     if col.null_count:
         row = _first_true(pc.is_null(col))
         raise InputError(f"row {row}: 'timestamp' is null; every sample needs a timestamp")
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
+        col = _parse_times(col)
+        typ = col.type
     if pa.types.is_timestamp(typ):
-        col = pc.cast(col, pa.timestamp("ms", tz=typ.tz)) if typ.unit != "ms" else col
-        col = col.cast(pa.int64())
-    elif pa.types.is_date(typ):
-        col = col.cast(pa.date64()).cast(pa.int64())
-    elif pa.types.is_integer(typ):
+        raw = _to_numpy(col.cast(pa.int64()), np.int64)
+        per_ms = _PER_MS[typ.unit]
+        if per_ms is None:
+            return raw * 1000
+        # Finer than a millisecond: floor, so -0.5 ms is -1 ms (as timeutil.to_ms does).
+        return raw if per_ms == 1 else np.floor_divide(raw, per_ms)
+    if pa.types.is_date(typ):
+        return _to_numpy(col.cast(pa.date64()).cast(pa.int64()), np.int64)
+    if pa.types.is_integer(typ):
         if pa.types.is_uint64(typ) and len(col) and pc.max(col).as_py() > 2**63 - 1:
             raise InputError("'timestamp' holds values above the int64 range; use int64 ms")
-        col = col.cast(pa.int64())
-    else:
-        raise InputError(
-            f"'timestamp' has type {typ}: use int64 milliseconds since the Unix epoch or a "
-            "datetime/timestamp column"
-        )
-    return _to_numpy(col, np.int64)
+        return _to_numpy(col.cast(pa.int64()), np.int64)
+    raise InputError(
+        f"'timestamp' has type {typ}: use int64 milliseconds since the Unix epoch, a datetime "
+        "column, or RFC 3339 text"
+    )
+
+
+def _parse_times(col: pa.ChunkedArray) -> pa.Array:
+    """RFC 3339 / ISO 8601 text as UTC nanoseconds: with a 'Z' or an offset, or none for UTC."""
+    flat = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    zoned = pc.match_substring_regex(flat, r"(Z|z|[+-]\d\d:?\d\d)$")
+    out = np.empty(len(flat), dtype=np.int64)
+    for mask, target in (
+        (zoned, pa.timestamp("ns", tz="UTC")),
+        (pc.invert(zoned), pa.timestamp("ns")),
+    ):
+        part = flat.filter(mask)
+        if len(part) == 0:
+            continue
+        try:
+            parsed = part.cast(target)
+        except pa.ArrowInvalid:
+            rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+            for row, text in zip(rows, part.to_pylist()):
+                try:
+                    pa.array([text]).cast(target)
+                except pa.ArrowInvalid:
+                    raise InputError(
+                        f"row {row}: 'timestamp' {text!r} is not an RFC 3339 time (e.g. "
+                        "2026-11-25T12:00:00Z or 2026-11-25T13:00:00.250+01:00) nor a number"
+                    ) from None
+            raise
+        out[mask.to_numpy(zero_copy_only=False)] = parsed.cast(pa.int64()).to_numpy()
+    return pa.array(out, pa.timestamp("ns", tz="UTC"))
 
 
 def _values(col: pa.ChunkedArray) -> np.ndarray:
@@ -156,11 +202,11 @@ def _values(col: pa.ChunkedArray) -> np.ndarray:
             flat = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
             for row, text in enumerate(flat.to_pylist()):
                 try:
-                    float(text)
-                except ValueError:
+                    pa.array([text]).cast(pa.float64())
+                except pa.ArrowInvalid:
                     raise InputError(
                         f"row {row}: 'value' {text!r} is not a number; values must be "
-                        "castable to float64"
+                        "castable to float64 (digits, '.', 'e', 'nan', 'inf'; no spaces)"
                     ) from None
             raise
     raise InputError(f"'value' has type {typ}, which cannot be cast to float64")
