@@ -161,3 +161,25 @@ def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
         assert db.stats()["blocks"] == 1
     with ta.open(tmp_path / "db") as db:
         assert values_of(db) == [(1000, 1.0), (2000, 20.0), (3000, 3.0)]
+
+
+def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch):
+    from tsdb_arrow import database
+
+    real_write_block = database.write_block
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with ta.open(tmp_path / "db") as db:
+        monkeypatch.setattr(database, "write_block", disk_full)
+        try:
+            db.write(frame([0, 3 * HOUR], [1, 2]))  # spans more than a block: flushes itself
+        except ta.FlushError as exc:
+            assert exc.accepted == 2 and "call flush()" in str(exc)
+        else:
+            raise AssertionError("the automatic flush should have failed")
+        assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
+        monkeypatch.setattr(database, "write_block", real_write_block)
+    with ta.open(tmp_path / "db") as db:
+        assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]

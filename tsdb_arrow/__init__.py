@@ -13,6 +13,7 @@ from tsdb_arrow.errors import (
     CodecError,
     ConfigError,
     CorruptBlockError,
+    FlushError,
     InputError,
     LockedError,
     SelectorError,
@@ -42,4 +43,5 @@ __all__ = [
     "CorruptBlockError",
     "LockedError",
     "ClosedError",
+    "FlushError",
 ]

@@ -18,7 +18,7 @@ from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig
-from tsdb_arrow.errors import ClosedError
+from tsdb_arrow.errors import ClosedError, FlushError
 from tsdb_arrow.index import SeriesIndex
 from tsdb_arrow.ingest.convert import check_utf8, normalize
 from tsdb_arrow.ingest.cut import Window, cut, cut_rows
@@ -73,6 +73,7 @@ class Database:
             self._index = SeriesIndex()
             self._blocks: list[Block] = []
             self._closed = False
+            self._closing = False
             self._load_blocks()
         except BaseException:
             self._lockfile.release()
@@ -96,16 +97,26 @@ class Database:
         self._seq = max((b.meta.seq for b in self._blocks), default=0)
 
     def close(self) -> None:
-        """Flush the head and release the directory; further use raises ``ClosedError``."""
-        if self._closed:
-            return
+        """Flush the head and release the directory; further use raises ``ClosedError``.
+
+        Writes are refused from the moment ``close`` starts. If the final flush fails, the
+        database stays open with every sample still in the head: fix the cause (e.g. free disk
+        space) and call ``close()`` again.
+        """
+        with self._lock:
+            if self._closed or self._closing:
+                return
+            self._closing = True
         try:
             self.flush()
-        finally:
+        except BaseException:
             with self._lock:
-                self._closed = True
-            self._pool_threads.shutdown(wait=True)
-            self._lockfile.release()
+                self._closing = False
+            raise
+        with self._lock:
+            self._closed = True
+        self._pool_threads.shutdown(wait=True)
+        self._lockfile.release()
 
     def __enter__(self) -> Database:
         return self
@@ -116,6 +127,12 @@ class Database:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"the database at {self.path} is closed; open it again with ta.open")
+
+    def _check_writable(self) -> None:
+        if self._closed or self._closing:
+            raise ClosedError(
+                f"the database at {self.path} is closed or closing; open it again with ta.open"
+            )
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -128,14 +145,14 @@ class Database:
         column per label. A refused batch raises an ``InputError`` (or
         ``SeriesCollisionError``) and stores nothing.
         """
-        self._check_open()
+        self._check_writable()
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return 0
         resolved = resolve_series(batch.labels, batch.num_rows)
         check_utf8(resolved.series)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._index.add(resolved.series)
             if batch.histograms is not None:
                 self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
@@ -143,7 +160,14 @@ class Database:
                 self._head.append(resolved.row_refs, batch.timestamps, batch.values)
             due = self._flush_due()
         if due:
-            self._flush(keep_last_window=due == "span")
+            try:
+                self._flush(keep_last_window=due == "span")
+            except Exception as exc:
+                raise FlushError(
+                    f"the {batch.num_rows} samples were accepted and are kept in the head, but "
+                    f"the automatic flush failed ({exc}); fix the cause and call flush()",
+                    accepted=batch.num_rows,
+                ) from exc
         return batch.num_rows
 
     def _flush_due(self) -> str | None:
@@ -171,6 +195,10 @@ class Database:
                 self._head, self._hist_head = Head(self._pool), HistogramHead()
                 self._flushing.append(head)
                 self._hist_flushing.append(hist)
+            floats: dict[int, Window] = {}
+            hists: dict[int, HistogramWindow] = {}
+            done: set[int] = set()
+            written: list[str] = []
             try:
                 floats = {w.start: w for w in cut(*head.columns(), duration)}
                 h_refs, h_ts, h_fields = hist.columns()
@@ -181,14 +209,22 @@ class Database:
                 starts = sorted(floats.keys() | hists.keys())
                 # With keep_last_window, the newest window is still filling: it stays in the head.
                 keep = starts.pop() if keep_last_window and len(starts) > 1 else None
-                written = [self._write_window(floats.get(t), hists.get(t)) for t in starts]
+                for start in starts:
+                    written.append(self._write_window(floats.get(start), hists.get(start)))
+                    done.add(start)
             except BaseException:
                 with self._lock:
-                    # Nothing is lost: the samples go back in front of newer ones, for a retry.
+                    # Nothing is lost and nothing doubled: what did not reach a block goes back
+                    # in front of newer samples, for a retry.
                     self._flushing.remove(head)
                     self._hist_flushing.remove(hist)
-                    self._head = head.followed_by(self._head)
-                    self._hist_head = hist.followed_by(self._hist_head)
+                    if floats or hists:
+                        self._head = self._rest(floats, done).followed_by(self._head)
+                        self._hist_head = _rest_histograms(hists, done).followed_by(self._hist_head)
+                        head.release()
+                    else:
+                        self._head = head.followed_by(self._head)
+                        self._hist_head = hist.followed_by(self._hist_head)
                 raise
             with self._lock:
                 if keep in floats:
@@ -203,6 +239,12 @@ class Database:
                 self._hist_flushing.remove(hist)
                 head.release()
             return written
+
+    def _rest(self, floats: dict[int, Window], done: set[int]) -> Head:
+        rest = Head(self._pool)
+        for start in sorted(floats.keys() - done):
+            rest.append(floats[start].refs, floats[start].timestamps, floats[start].values)
+        return rest
 
     def _write_window(self, window: Window | None, hist: HistogramWindow | None) -> str:
         with self._lock:
@@ -331,6 +373,13 @@ class Database:
             "pool": self._pool.stats(),
             "block_reads": sum(b.reads for b in blocks),
         }
+
+
+def _rest_histograms(hists: dict[int, HistogramWindow], done: set[int]) -> HistogramHead:
+    rest = HistogramHead()
+    for start in sorted(hists.keys() - done):
+        rest.append(hists[start].refs, hists[start].timestamps, hists[start].fields)
+    return rest
 
 
 def _present_labels(frame: pl.DataFrame) -> list[str]:

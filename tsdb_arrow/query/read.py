@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.ingest.cut import _keep_last
 from tsdb_arrow.ingest.pool import HeadBuffer
 from tsdb_arrow.model import is_member
@@ -169,11 +170,16 @@ def _submit(snapshot, cs, chunks, values, cache, memo, pool) -> Jobs:
         for b, c in zip(c_block.tolist(), c_chunk.tolist())
     )
     columns = ("timestamps", "values") if values else ("timestamps",)
-    return {
-        (key, col): pool.submit(_decoded, snapshot.blocks[key[0]], key[1], col, cache, memo)
-        for key in keys
-        for col in columns
-    }
+    try:
+        return {
+            (key, col): pool.submit(_decoded, snapshot.blocks[key[0]], key[1], col, cache, memo)
+            for key in keys
+            for col in columns
+        }
+    except RuntimeError as exc:  # the pool was shut down: the database closed mid-read
+        raise ClosedError(
+            "the database was closed while this query was reading; open it again and re-run"
+        ) from exc
 
 
 def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
