@@ -177,3 +177,34 @@ def test_batches_never_exceed_the_requested_size(store):
     sizes = [frame.height for frame in source(None, None, None, 100)]
     assert sizes == [100, 100, 100, 60]
     assert [f.height for f in source(["value"], pl.col("value") > 0, 150, 100)] == [100, 50]
+
+
+@pytest.mark.parametrize("batch_size", [7, 50, 333, 10_000])
+def test_small_batches_split_series_yet_merge_exactly(tmp_path, batch_size):
+    config = ta.StorageConfig(chunk_samples=16, cache_bytes=0)
+    expected: dict[tuple[str, int], float] = {}
+
+    def put(db, name, ts, values):
+        db.write(pl.DataFrame({"timestamp": ts, "value": values, "__name__": [name] * len(ts)}))
+        expected.update({(name, int(t)): float(v) for t, v in zip(ts, values)})
+
+    with ta.open(tmp_path / "db", config=config) as db:
+        put(db, "a", np.arange(1000) * 10, np.arange(1000) * 1.0)
+        put(db, "b", np.arange(300) * 10, np.arange(300) * -1.0)
+        db.flush()
+        put(db, "a", np.arange(200, 260) * 10, np.full(60, 0.5))  # overlaps the first block
+        db.flush()
+        put(db, "b", np.arange(290, 310) * 10, np.full(20, 9.0))  # head rows over a block
+        put(db, "c", np.arange(40) * 10, np.full(40, 3.0))  # a series only in the head
+        source = Scan(db.series(), None, None, db._snapshot, db._cache, db._pool_threads)
+        frames = list(source(None, None, None, batch_size))
+    assert all(f.height <= batch_size for f in frames)
+    got = pl.concat(frames)
+    pairs = list(zip(got["__name__"].to_list(), got["timestamp"].dt.epoch("ms").to_list()))
+    assert len(pairs) == len(set(pairs)) == len(expected)
+    assert dict(zip(pairs, got["value"].to_list())) == expected
+    for name in "abc":  # each series contiguous and in time order
+        ts = got.filter(pl.col("__name__") == name)["timestamp"]
+        assert ts.is_sorted()
+    runs = got.select(pl.col("__name__").rle_id())["__name__"]
+    assert runs.n_unique() == 3

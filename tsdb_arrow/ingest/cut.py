@@ -54,8 +54,14 @@ def _keep_last(refs, ts) -> np.ndarray:
 
 
 def window_starts(timestamps: np.ndarray, duration: int) -> np.ndarray:
-    """The aligned start of each sample's block window (floor division, also for negatives)."""
-    return (timestamps // duration) * duration
+    """The aligned start of each sample's block window (floor division, also for negatives).
+
+    A window whose start lies below the int64 range (timestamps within one block of INT64_MIN)
+    starts at INT64_MIN.
+    """
+    with np.errstate(over="ignore"):
+        starts = timestamps - np.mod(timestamps, duration)
+    return np.where(starts > timestamps, np.iinfo(np.int64).min, starts)
 
 
 @nb.njit(cache=True)

@@ -116,30 +116,9 @@ def iter_samples(
     if len(c_ref) == 0 and len(head) == 0:
         return
 
-    # Cut batches at series boundaries: series (in ref order) with their sample counts.
-    all_refs = np.union1d(np.unique(c_ref), np.unique(head.refs))
-    per_ref = np.zeros(len(all_refs), np.int64)
-    np.add.at(per_ref, np.searchsorted(all_refs, c_ref), c_cnt)
-    np.add.at(per_ref, np.searchsorted(all_refs, head.refs), 1)
-    before = np.cumsum(per_ref) - per_ref
-    batch_of = before // max(batch_size, 1)
-    cut = np.flatnonzero(np.diff(batch_of)) + 1
-    ref_bounds = np.concatenate(([0], cut, [len(all_refs)]))
-
     memo = cache if cache.capacity_bytes >= QUERY_MEMO_BYTES else ChunkCache(QUERY_MEMO_BYTES)
     chunks = (c_block, c_chunk, c_ref, c_min, c_max, c_cnt)
-    plans = []
-    for lo, hi in zip(ref_bounds[:-1], ref_bounds[1:]):
-        first, last = all_refs[lo], all_refs[hi - 1]
-        cs = slice(
-            int(np.searchsorted(c_ref, first, side="left")),
-            int(np.searchsorted(c_ref, last, side="right")),
-        )
-        hs = slice(
-            int(np.searchsorted(head.refs, first, side="left")),
-            int(np.searchsorted(head.refs, last, side="right")),
-        )
-        plans.append((cs, hs))
+    plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
     # Pipelined: the next batch's row groups decode on the pool while this one is assembled
     # and consumed.
     pending = _submit(snapshot, plans[0][0], chunks, values, cache, memo, pool)
@@ -160,6 +139,82 @@ def iter_samples(
 
 
 Jobs = dict[tuple[tuple[int, int], str], Future]
+
+
+def _plan_batches(
+    c_ref: np.ndarray,
+    c_min: np.ndarray,
+    c_max: np.ndarray,
+    c_cnt: np.ndarray,
+    head_refs: np.ndarray,
+    batch_size: int,
+) -> list[tuple[slice, slice]]:
+    """Cut the selection into batches of about ``batch_size`` samples: (chunk, head) slices.
+
+    Units are chunks (sorted by ref, then time) and, per series with unflushed samples, its head
+    rows. A batch may end inside a series when the series has no head rows and the chunks on
+    either side of the cut do not overlap in time, so even one huge series streams.
+    """
+    h_refs, h_start, h_cnt = np.unique(head_refs, return_index=True, return_counts=True)
+    n_c = len(c_ref)
+    u_ref = np.concatenate([c_ref, h_refs])
+    u_head = np.concatenate([np.zeros(n_c, np.bool_), np.ones(len(h_refs), np.bool_)])
+    order = np.lexsort((u_head, u_ref))  # stable: chunks keep their (ref, time) order
+    u_ref, u_head = u_ref[order], u_head[order]
+    u_cnt = np.concatenate([c_cnt, h_cnt]).astype(np.int64)[order]
+    u_min = np.concatenate([c_min, np.zeros(len(h_refs), np.int64)])[order]
+    u_max = np.concatenate([c_max, np.zeros(len(h_refs), np.int64)])[order]
+    cuts = _cuts(u_ref, u_head, u_cnt, u_min, u_max, max(batch_size, 1))
+    bounds = np.concatenate(([0], cuts, [len(u_ref)]))
+    plans = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        idx = order[lo:hi]
+        chunk_idx = idx[idx < n_c]
+        head_idx = idx[idx >= n_c] - n_c
+        cs = (
+            slice(int(chunk_idx.min()), int(chunk_idx.max()) + 1) if len(chunk_idx) else slice(0, 0)
+        )
+        if len(head_idx):
+            first, last = int(head_idx.min()), int(head_idx.max())
+            hs = slice(int(h_start[first]), int(h_start[last] + h_cnt[last]))
+        else:
+            hs = slice(0, 0)
+        plans.append((cs, hs))
+    return plans
+
+
+@nb.njit(cache=True)
+def _cuts(refs, is_head, counts, min_t, max_t, batch_size) -> np.ndarray:
+    """Unit positions where a new batch starts (greedy, about ``batch_size`` samples each)."""
+    n = refs.shape[0]
+    # A series with head rows is never split: its head rows merge with all of its chunks.
+    splittable = np.ones(n, dtype=np.bool_)
+    i = 0
+    while i < n:
+        j = i
+        any_head = False
+        while j < n and refs[j] == refs[i]:
+            any_head = any_head or is_head[j]
+            j += 1
+        if any_head:
+            splittable[i:j] = False
+        i = j
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    acc = 0
+    reach = np.iinfo(np.int64).min  # latest timestamp so far in the current series
+    for u in range(n):
+        same = u > 0 and refs[u] == refs[u - 1]
+        if not same:
+            reach = np.iinfo(np.int64).min
+        if u > 0 and acc >= batch_size and (not same or (splittable[u] and min_t[u] > reach)):
+            out[k] = u
+            k += 1
+            acc = 0
+        acc += counts[u]
+        if not is_head[u] and max_t[u] > reach:
+            reach = max_t[u]
+    return out[:k]
 
 
 def _submit(snapshot, cs, chunks, values, cache, memo, pool) -> Jobs:
