@@ -110,7 +110,9 @@ def test_cli_errors_exit_1_with_a_message(tmp_path, capsys):
     assert main(["load", str(tmp_path / "missing.parquet"), "--data", str(tmp_path / "d")]) == 1
     assert "no such file" in capsys.readouterr().err
     assert main(["info", "--data", str(tmp_path / "nothing")]) == 1
-    assert "not a data directory" in capsys.readouterr().err
+    assert "not a tsdb-arrow data directory" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+    ta.open(tmp_path / "d").close()
     assert main(["query", "up{", "--data", str(tmp_path / "d")]) == 1
     assert "expected a label name" in capsys.readouterr().err
     assert main(["query", "up", "--data", str(tmp_path / "d"), "--start", "yesterday"]) == 1

@@ -79,3 +79,9 @@ def test_another_process_cannot_open_an_owned_directory(tmp_path):
         )
     assert done.returncode == 3, done.stderr
     assert "already open" in done.stdout
+
+
+def test_a_file_is_not_a_data_directory(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ta.DataDirectoryError, match="cannot use .* as a data directory"):
+        ta.open(tmp_path / "file")

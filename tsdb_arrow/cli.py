@@ -21,7 +21,10 @@ from tsdb_arrow.timeutil import format_ms, to_ms
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tsdb-arrow`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors: argparse printed why; 2 as is the convention
+        return int(exc.code or 0)
     console = Console(stderr=False, highlight=False)
     try:
         return int(args.run(args, console) or 0)
@@ -40,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _data_arg(load)
     load.add_argument("--metric", help="metric name for files without a __name__ column")
-    load.add_argument("--batch-rows", type=int, default=1_000_000, help="rows per write")
+    load.add_argument("--batch-rows", type=_positive, default=1_000_000, help="rows per write")
     load.set_defaults(run=_load)
 
     info = sub.add_parser("info", help="print what a data directory stores")
@@ -60,6 +63,26 @@ def _parser() -> argparse.ArgumentParser:
     _range_args(export)
     export.set_defaults(run=_export)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _existing(path: Path) -> Path:
+    """A data directory that must exist already (reading commands never create one)."""
+    if not (path / "blocks").is_dir():
+        raise ta.TsdbError(
+            f"{path} is not a tsdb-arrow data directory (no blocks/ in it); check --data, or "
+            "load some samples first"
+        )
+    return path
 
 
 def _data_arg(parser: argparse.ArgumentParser) -> None:
@@ -121,9 +144,7 @@ def _load(args: argparse.Namespace, console: Console) -> int:
 
 
 def _info(args: argparse.Namespace, console: Console) -> int:
-    if not args.data.is_dir():
-        raise ta.TsdbError(f"{args.data} is not a data directory; load some samples first")
-    with ta.open(args.data) as db:
+    with ta.open(_existing(args.data)) as db:
         _print_stats(db.stats(), console)
     return 0
 
@@ -150,7 +171,7 @@ def _print_stats(stats: dict, console: Console) -> None:
 
 def _query(args: argparse.Namespace, console: Console) -> int:
     start, end = _times(args)
-    with ta.open(args.data) as db:
+    with ta.open(_existing(args.data)) as db:
         started = time.perf_counter()
         frame = db.select(args.selector, start=start, end=end).collect()
         elapsed = time.perf_counter() - started
@@ -168,7 +189,7 @@ def _export(args: argparse.Namespace, console: Console) -> int:
         raise ta.TsdbError("export takes at most a SELECTOR and an OUT path")
     selector, out = (None, args.args[0]) if len(args.args) == 1 else args.args
     start, end = _times(args)
-    with ta.open(args.data) as db:
+    with ta.open(_existing(args.data)) as db:
         rows = db.export(selector, out, start=start, end=end)
     console.print(f"exported {rows:,} samples to {out}")
     return 0

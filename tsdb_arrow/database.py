@@ -18,7 +18,7 @@ from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig
-from tsdb_arrow.errors import ClosedError, FlushError
+from tsdb_arrow.errors import ClosedError, DataDirectoryError, FlushError
 from tsdb_arrow.index import SeriesIndex
 from tsdb_arrow.ingest.convert import check_utf8, normalize
 from tsdb_arrow.ingest.cut import Window, cut, cut_rows
@@ -48,7 +48,13 @@ class Database:
     def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None) -> None:
         self.path = Path(path).absolute()
         self.config = config or StorageConfig()
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirectoryError(
+                f"cannot use {self.path} as a data directory ({exc.strerror}); give the path of "
+                "a directory, new or made by tsdb-arrow"
+            ) from exc
         self._lockfile = DirectoryLock(self.path)
         self._lockfile.acquire()
         try:
@@ -348,7 +354,11 @@ class Database:
     # -- stats -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counts and sizes: series, samples, blocks, bytes on disk, head, cache and pool."""
+        """Counts and sizes: series, samples, blocks, bytes on disk, head, cache and pool.
+
+        ``samples`` counts stored samples: a sample later overwritten (same series and
+        timestamp) counts until the blocks holding both are merged; ``select`` returns it once.
+        """
         self._check_open()
         with self._lock:
             blocks = list(self._blocks)

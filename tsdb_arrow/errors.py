@@ -38,6 +38,10 @@ class CorruptBlockError(TsdbError):
     """A block directory on disk is missing files or holds data that does not parse."""
 
 
+class DataDirectoryError(TsdbError):
+    """The path given to ``open`` cannot be used as a data directory (a file, no permission)."""
+
+
 class LockedError(TsdbError):
     """Another process (or an open ``Database``) already owns this data directory."""
 
