@@ -6,6 +6,7 @@
 ...     db.select('up{job="node"}').collect()
 """
 
+from tsdb_arrow import sketch
 from tsdb_arrow.config import HistogramConfig, StorageConfig
 from tsdb_arrow.database import Database, open
 from tsdb_arrow.errors import (
@@ -32,6 +33,8 @@ __all__ = [
     "Database",
     "StorageConfig",
     "HistogramConfig",
+    # quantile sketches: ta.sketch.quantiles(...), ta.sketch.histogram_quantiles(...)
+    "sketch",
     # errors
     "TsdbError",
     "ConfigError",
