@@ -1,0 +1,38 @@
+"""The notebooks run top to bottom against the current code, so they never rot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_executes_and_keeps_its_saved_outputs(path):
+    saved = nbformat.read(path, as_version=4)
+    outputs = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "saved without its plots"
+    fresh = nbformat.read(path, as_version=4)
+    NotebookClient(
+        fresh,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()  # raises CellExecutionError on any failing cell (its asserts included)
+    errors = [
+        o
+        for c in fresh.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
+    assert not errors
+
+
+def test_there_is_a_quantiles_notebook():
+    assert any(p.name == "quantiles.ipynb" for p in NOTEBOOKS)
