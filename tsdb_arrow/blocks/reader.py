@@ -87,7 +87,28 @@ class Block:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
         return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
 
-    def _decode(self, rg: int, column: str) -> np.ndarray:
+    def chunk_count(self, rg: int) -> int:
+        return int(self._rg_chunks[rg + 1] - self._rg_chunks[rg])
+
+    def decode_chunks(self, rg: int, column: str, chunks: np.ndarray) -> np.ndarray:
+        """Decode only the given chunks (block-wide indices) of a row group, uncached.
+
+        The result is laid out like the whole row group's samples (``index.sample_offset``
+        holds), but only the given chunks' ranges are filled.
+        """
+        lo = self._rg_chunks[rg]
+        total = int(self.index.counts[lo : self._rg_chunks[rg + 1]].sum())
+        local = np.asarray(chunks, dtype=np.int64) - lo
+        part = self._decode(rg, column, local)
+        out = np.empty(total, dtype=part.dtype)
+        pos = 0
+        for c in chunks.tolist():
+            start, n = int(self.index.sample_offset[c]), int(self.index.counts[c])
+            out[start : start + n] = part[pos : pos + n]
+            pos += n
+        return out
+
+    def _decode(self, rg: int, column: str, local: np.ndarray | None = None) -> np.ndarray:
         codec_col = "ts_codec" if column == "timestamps" else "value_codec"
         with self._read_lock:
             table = self._file.read_row_group(rg, columns=[codec_col, column])
@@ -96,6 +117,9 @@ class Block:
         counts = self.index.counts[lo:hi]
         ids = table[codec_col].to_numpy()
         payloads = table[column]
+        if local is not None:  # only some chunks
+            counts, ids = counts[local], ids[local]
+            payloads = payloads.take(pa.array(local))
         try:
             if column == "timestamps":
                 return codecs.decode_timestamps(ids, payloads, counts)

@@ -218,19 +218,29 @@ def _cuts(refs, is_head, counts, min_t, max_t, batch_size) -> np.ndarray:
 
 
 def _submit(snapshot, cs, chunks, values, cache, memo, pool) -> Jobs:
-    """Start decoding (or fetching) every row group the chunks ``cs`` live in."""
+    """Start decoding (or fetching) every row group the chunks ``cs`` live in.
+
+    With the shared cache off, a row group of which the batch needs less than half the chunks
+    is decoded for those chunks only (a selective query pays for what it reads); otherwise the
+    whole row group is decoded and kept in the cache or the query's memo.
+    """
     c_block, c_chunk = chunks[0][cs], chunks[1][cs]
-    keys = dict.fromkeys(
-        (b, int(snapshot.blocks[b].index.row_group[c]))
-        for b, c in zip(c_block.tolist(), c_chunk.tolist())
-    )
+    wanted: dict[tuple[int, int], list[int]] = {}
+    for b, c in zip(c_block.tolist(), c_chunk.tolist()):
+        wanted.setdefault((b, int(snapshot.blocks[b].index.row_group[c])), []).append(c)
     columns = ("timestamps", "values") if values else ("timestamps",)
+    jobs: Jobs = {}
     try:
-        return {
-            (key, col): pool.submit(_decoded, snapshot.blocks[key[0]], key[1], col, cache, memo)
-            for key in keys
-            for col in columns
-        }
+        for (b, rg), needed in wanted.items():
+            block = snapshot.blocks[b]
+            few = cache.capacity_bytes == 0 and 2 * len(needed) < block.chunk_count(rg)
+            for col in columns:
+                if few:
+                    job = pool.submit(block.decode_chunks, rg, col, np.array(needed, np.int64))
+                else:
+                    job = pool.submit(_decoded, block, rg, col, cache, memo)
+                jobs[((b, rg), col)] = job
+        return jobs
     except RuntimeError as exc:  # the pool was shut down: the database closed mid-read
         raise ClosedError(
             "the database was closed while this query was reading; open it again and re-run"
