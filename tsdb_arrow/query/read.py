@@ -44,6 +44,8 @@ class Samples:
     refs: np.ndarray
     timestamps: np.ndarray
     values: np.ndarray | None
+    # Runs of one series, when known without a scan: (ref of each run, its length).
+    runs: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -119,6 +121,7 @@ def iter_samples(
     memo = cache if cache.capacity_bytes >= QUERY_MEMO_BYTES else ChunkCache(QUERY_MEMO_BYTES)
     chunks = (c_block, c_chunk, c_ref, c_min, c_max, c_cnt)
     plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
+    inside = (c_min >= t_lo) & (c_max <= t_hi)
     # Pipelined: the next batch's row groups decode on the pool while this one is assembled
     # and consumed.
     pending = _submit(snapshot, plans[0][0], chunks, values, cache, memo, pool)
@@ -127,8 +130,11 @@ def iter_samples(
         if i + 1 < len(plans):
             pending = _submit(snapshot, plans[i + 1][0], chunks, values, cache, memo, pool)
         batch = _assemble(snapshot, cs, chunks, head, hs, values, jobs)
-        keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
-        if not keep.all():
+        if inside[cs].all():  # every chunk lies in the range; head rows were filtered already
+            keep = None
+        else:
+            keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
+        if keep is not None and not keep.all():
             batch = Samples(
                 batch.refs[keep],
                 batch.timestamps[keep],
@@ -254,17 +260,21 @@ def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
     if len(c_ref):
         decoded = {job: future.result() for job, future in jobs.items()}
         total = int(c_cnt.sum())
+        dst = np.cumsum(c_cnt) - c_cnt
         out_ts = np.empty(total, np.int64)
         out_val = np.empty(total, np.float64) if values else None
-        pos = 0
-        for b, c, n in zip(c_block.tolist(), c_chunk.tolist(), c_cnt.tolist()):
+        # One kernel call per row group: copy its chunks' ranges to their output positions.
+        for b in np.unique(c_block).tolist():
+            in_block = np.flatnonzero(c_block == b)
             index = snapshot.blocks[b].index
-            key = (b, int(index.row_group[c]))
-            start = int(index.sample_offset[c])
-            out_ts[pos : pos + n] = decoded[(key, "timestamps")][start : start + n]
-            if out_val is not None:
-                out_val[pos : pos + n] = decoded[(key, "values")][start : start + n]
-            pos += n
+            rgs = index.row_group[c_chunk[in_block]]
+            for rg in np.unique(rgs).tolist():
+                pick = in_block[rgs == rg]
+                src = index.sample_offset[c_chunk[pick]]
+                _copy_ranges(decoded[((b, rg), "timestamps")], src, dst[pick], c_cnt[pick], out_ts)
+                if out_val is not None:
+                    vals_rg = decoded[((b, rg), "values")]
+                    _copy_ranges(vals_rg, src, dst[pick], c_cnt[pick], out_val)
         ts_parts.append(out_ts)
         ref_parts.append(np.repeat(c_ref, c_cnt))
         if out_val is not None:
@@ -294,7 +304,22 @@ def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
         if not keep.all():
             refs, ts = refs[keep], ts[keep]
             vals = vals[keep] if vals is not None else None
-    return Samples(refs, ts, vals)
+        return Samples(refs, ts, vals)
+    if len(c_ref) == 0:
+        return Samples(refs, ts, vals)
+    # No merge: the chunks' refs and counts already describe the runs of one series.
+    starts = np.flatnonzero(np.diff(c_ref, prepend=c_ref[:1] ^ 1))
+    run_lengths = np.add.reduceat(c_cnt, starts)
+    return Samples(refs, ts, vals, (c_ref[starts], run_lengths))
+
+
+@nb.njit(cache=True, nogil=True)
+def _copy_ranges(src, src_starts, dst_starts, counts, out):
+    for i in range(src_starts.shape[0]):
+        s = src_starts[i]
+        d = dst_starts[i]
+        for j in range(counts[i]):
+            out[d + j] = src[s + j]
 
 
 def _decoded(block: Block, rg: int, column: str, cache: ChunkCache, memo: ChunkCache) -> np.ndarray:

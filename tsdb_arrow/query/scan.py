@@ -117,8 +117,12 @@ def _frame(batch: Samples, series: pl.DataFrame, needed: set[str]) -> pl.DataFra
     if label_cols:
         # Rows come in runs of one series: gather the batch's series once, then expand only the
         # columns that vary within the batch (a null or constant column costs nothing per row).
-        run_starts = np.flatnonzero(np.diff(batch.refs, prepend=batch.refs[:1] ^ 1))
-        pos = np.searchsorted(series[REF].to_numpy(), batch.refs[run_starts])
+        if batch.runs is not None:
+            run_refs, lengths = batch.runs
+        else:
+            run_starts = np.flatnonzero(np.diff(batch.refs, prepend=batch.refs[:1] ^ 1))
+            run_refs, lengths = batch.refs[run_starts], np.diff(np.append(run_starts, n))
+        pos = np.searchsorted(series[REF].to_numpy(), run_refs)
         local = series.select(label_cols)[pos]
         constant = []
         varying = []
@@ -132,8 +136,7 @@ def _frame(batch: Samples, series: pl.DataFrame, needed: set[str]) -> pl.DataFra
                 varying.append(name)
         frame = pl.DataFrame(cols)
         if varying:
-            lengths = np.diff(np.append(run_starts, n))
-            row_to_run = pl.Series(np.repeat(np.arange(len(run_starts)), lengths), dtype=pl.UInt32)
+            row_to_run = pl.Series(np.repeat(np.arange(len(run_refs)), lengths), dtype=pl.UInt32)
             # One select, so Polars expands the varying columns in parallel.
             frame = frame.hstack(local.select(pl.col(varying).gather(row_to_run)).get_columns())
         if constant:
