@@ -25,7 +25,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import HistogramDataPoint as SdkHistogramPoint
 
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.exponential import ExponentialHistogram, _check_counts, _exact_sum
+from tsdb_arrow.sketch.counts import check_counts, exact_sum
+from tsdb_arrow.sketch.exponential import ExponentialHistogram
 
 if TYPE_CHECKING:
     from tsdb_arrow.sketch.histogram import FixedBucketHistogram
@@ -144,13 +145,13 @@ def explicit_to_fixed(
             f"{type(point).__name__}"
         )
     bounds = _bounds(point.explicit_bounds)
-    counts = _check_counts("explicit histogram bucket_counts", list(point.bucket_counts))
+    counts = check_counts("explicit histogram bucket_counts", list(point.bucket_counts))
     if counts.size != bounds.size + 1:
         raise SketchError(
             f"explicit histogram has {bounds.size} bounds and {counts.size} bucket counts; OTel "
             "needs exactly one more count than bounds (the last bucket runs to +inf)"
         )
-    total_count = _exact_sum(counts)
+    total_count = exact_sum(counts)
     if total_count != int(point.count):
         raise SketchError(
             f"explicit histogram count is {point.count} but its bucket counts add up to "

@@ -19,11 +19,8 @@ import pyarrow as pa
 from tsdb_arrow.errors import ConfigError, SketchError
 from tsdb_arrow.ingest.histograms import HISTOGRAM, HISTOGRAM_TYPE
 from tsdb_arrow.sketch.aggregate import DEFAULT_QUANTILES, merge_sketches, quantiles_from_sketches
-from tsdb_arrow.sketch.exponential import (
-    _MIN_SKETCH_SCALE,
-    ExponentialHistogram,
-    _sketch_mapping,
-)
+from tsdb_arrow.sketch.exponential import ExponentialHistogram
+from tsdb_arrow.sketch.exponential_sketch import MIN_SKETCH_SCALE, sketch_mapping
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -68,12 +65,12 @@ def histogram_buckets(
     target = base.select(pl.col("_scale").min()).collect().item()
     if target is None:
         target = 0
-    if target < _MIN_SKETCH_SCALE:
+    if target < MIN_SKETCH_SCALE:
         raise SketchError(
             f"histograms of scale {target} have no DDSketch counterpart; the coarsest scale "
-            f"quantiles can use is {_MIN_SKETCH_SCALE}"
+            f"quantiles can use is {MIN_SKETCH_SCALE}"
         )
-    mapping = _sketch_mapping(int(target))
+    mapping = sketch_mapping(int(target))
     # 2 ** (scale - target): floor division by it is OpenTelemetry's ``index >> shift``.
     step = pl.lit(2, pl.Int64).pow(pl.col("_scale") - target)
 
