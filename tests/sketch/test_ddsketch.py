@@ -282,3 +282,15 @@ def test_weighted_package_sketch_quantiles(pairs: list[tuple[float, float]], alp
         lowest = np.sort([v for v, _ in pairs])[0]
         assert ours.quantile(0.7) == ours.quantile(0.0)
         assert abs(ours.quantile(0.0) - lowest) <= alpha * abs(lowest) * (1 + 1e-9) + 1e-300
+
+
+def test_keys_beyond_2_to_62_are_refused_not_corrupted():
+    from tsdb_arrow.errors import SketchError
+    from tsdb_arrow.sketch import LogarithmicMapping, Sketch
+
+    mapping = LogarithmicMapping(0.01)
+    for key in (2**62, -(2**62) - 1, 2**63 - 1):
+        with pytest.raises(SketchError, match="out of range"):
+            Sketch(
+                mapping, 0.0, np.array([key]), np.array([1.0]), np.array([], np.int64), np.array([])
+            )

@@ -345,6 +345,13 @@ def _check_buckets(side: str, keys: object, counts: object) -> tuple[np.ndarray,
         raise SketchError(f"{side}_keys do not fit in int64")
     k = k.astype(np.int64)
     c = c.astype(np.float64)
+    # Real mappings give keys of a few thousand at most; the bytes codec zigzags keys and
+    # would wrap beyond +-2**62, so such keys are refused rather than silently corrupted.
+    huge = np.flatnonzero(np.abs(k.astype(np.float64)) >= 2.0**62)
+    if huge.size:
+        raise SketchError(
+            f"{side}_keys[{huge[0]}] = {k[huge[0]]} is out of range: keys must lie within +-2**62"
+        )
     bad = np.flatnonzero(~(np.isfinite(c) & (c >= 0)))
     if bad.size:
         raise SketchError(
