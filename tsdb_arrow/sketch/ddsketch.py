@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from tsdb_arrow.config import HistogramConfig
 from tsdb_arrow.errors import SketchError
 from tsdb_arrow.sketch import ddsketch_interop
 from tsdb_arrow.sketch.ddsketch_bytes import (
@@ -64,7 +65,7 @@ __all__ = [
     "FLAG_INTEGER_COUNTS",
 ]
 
-DEFAULT_RELATIVE_ACCURACY = 0.01
+DEFAULT_RELATIVE_ACCURACY = HistogramConfig().relative_accuracy  # 0.01
 
 
 @dataclass(frozen=True, eq=False)
