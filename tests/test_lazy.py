@@ -208,3 +208,18 @@ def test_small_batches_split_series_yet_merge_exactly(tmp_path, batch_size):
         assert ts.is_sorted()
     runs = got.select(pl.col("__name__").rle_id())["__name__"]
     assert runs.n_unique() == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda lf: lf.select("job"),
+        lambda lf: lf.filter(pl.col("job") == "api").select("job"),
+        lambda lf: lf.filter(pl.col("instance") == "host-3").select("job", "__name__"),
+        lambda lf: lf.select(pl.len()),
+    ],
+)
+def test_label_only_projections_keep_every_row(store, query):
+    # Within a batch a label can be constant; its column must still have the batch's height.
+    db, eager = store
+    assert query(db.select()).collect().equals(query(eager.lazy()).collect())

@@ -2,7 +2,7 @@
 
 Output is sorted by (series ref, timestamp); where blocks or the head overlap, the last write of a
 (series, timestamp) wins. Batches are cut at series boundaries near ``batch_size`` samples, so
-memory stays bounded by the batch plus a bounded memo of decoded row groups.
+memory stays bounded by the batch plus the decoded row groups of this batch and the next.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from tsdb_arrow.model import is_member
 
 T_MIN = np.iinfo(np.int64).min
 T_MAX = np.iinfo(np.int64).max
-# Decoded row groups one query keeps for itself when the shared cache is off or too small.
-QUERY_MEMO_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -118,18 +116,18 @@ def iter_samples(
     if len(c_ref) == 0 and len(head) == 0:
         return
 
-    memo = cache if cache.capacity_bytes >= QUERY_MEMO_BYTES else ChunkCache(QUERY_MEMO_BYTES)
     chunks = (c_block, c_chunk, c_ref, c_min, c_max, c_cnt)
     plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
     inside = (c_min >= t_lo) & (c_max <= t_hi)
+    decoder = _Decoder(snapshot, chunks, plans, values, cache, pool)
     # Pipelined: the next batch's row groups decode on the pool while this one is assembled
-    # and consumed.
-    pending = _submit(snapshot, plans[0][0], chunks, values, cache, memo, pool)
+    # and consumed. Each row group is decoded once per query and dropped after its last batch.
+    decoder.submit(0)
     for i, (cs, hs) in enumerate(plans):
-        jobs = pending
         if i + 1 < len(plans):
-            pending = _submit(snapshot, plans[i + 1][0], chunks, values, cache, memo, pool)
-        batch = _assemble(snapshot, cs, chunks, head, hs, values, jobs)
+            decoder.submit(i + 1)
+        batch = _assemble(snapshot, cs, chunks, head, hs, values, decoder.jobs(i))
+        decoder.release(i)
         if inside[cs].all():  # every chunk lies in the range; head rows were filtered already
             keep = None
         else:
@@ -223,34 +221,69 @@ def _cuts(refs, is_head, counts, min_t, max_t, batch_size) -> np.ndarray:
     return out[:k]
 
 
-def _submit(snapshot, cs, chunks, values, cache, memo, pool) -> Jobs:
-    """Start decoding (or fetching) every row group the chunks ``cs`` live in.
+class _Decoder:
+    """Decodes (or fetches) each row group the query needs once, a batch ahead of its use.
 
-    With the shared cache off, a row group of which the batch needs less than half the chunks
-    is decoded for those chunks only (a selective query pays for what it reads); otherwise the
-    whole row group is decoded and kept in the cache or the query's memo.
+    With the shared cache off, a row group of which the whole query needs less than half the
+    chunks is decoded for those chunks only (a selective query pays for what it reads);
+    otherwise the whole row group is decoded (and kept in the shared cache if it is on). A
+    decoded row group is held only from the batch that first needs it to the last one.
     """
-    c_block, c_chunk = chunks[0][cs], chunks[1][cs]
-    wanted: dict[tuple[int, int], list[int]] = {}
-    for b, c in zip(c_block.tolist(), c_chunk.tolist()):
-        wanted.setdefault((b, int(snapshot.blocks[b].index.row_group[c])), []).append(c)
-    columns = ("timestamps", "values") if values else ("timestamps",)
-    jobs: Jobs = {}
-    try:
-        for (b, rg), needed in wanted.items():
-            block = snapshot.blocks[b]
-            few = cache.capacity_bytes == 0 and 2 * len(needed) < block.chunk_count(rg)
-            for col in columns:
-                if few:
-                    job = pool.submit(block.decode_chunks, rg, col, np.array(needed, np.int64))
-                else:
-                    job = pool.submit(_decoded, block, rg, col, cache, memo)
-                jobs[((b, rg), col)] = job
-        return jobs
-    except RuntimeError as exc:  # the pool was shut down: the database closed mid-read
-        raise ClosedError(
-            "the database was closed while this query was reading; open it again and re-run"
-        ) from exc
+
+    def __init__(self, snapshot, chunks, plans, values, cache, pool) -> None:
+        self.snapshot, self.cache, self.pool = snapshot, cache, pool
+        self.columns = ("timestamps", "values") if values else ("timestamps",)
+        c_block, c_chunk = chunks[0], chunks[1]
+        c_rg = np.empty(len(c_block), np.int64)
+        for b in np.unique(c_block).tolist():
+            at = c_block == b
+            c_rg[at] = snapshot.blocks[b].index.row_group[c_chunk[at]]
+        key = c_block * (1 << 32) + c_rg
+        self.batch_keys: list[list[tuple[int, int]]] = []
+        self.last: dict[tuple[int, int], int] = {}
+        for i, (cs, _) in enumerate(plans):
+            keys = [(int(k >> 32), int(k & 0xFFFFFFFF)) for k in np.unique(key[cs]).tolist()]
+            self.batch_keys.append(keys)
+            for k in keys:
+                self.last[k] = i
+        # Chunks the whole query needs per row group, for the selective decode.
+        self.few: dict[tuple[int, int], np.ndarray] = {}
+        if cache.capacity_bytes == 0 and len(key):
+            order = np.argsort(key, kind="stable")
+            uniq, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+            for k, s, n in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
+                b, rg = k >> 32, k & 0xFFFFFFFF
+                if 2 * n < snapshot.blocks[b].chunk_count(rg):
+                    self.few[(b, rg)] = np.sort(c_chunk[order[s : s + n]])
+        self.futures: dict[tuple[tuple[int, int], str], Future] = {}
+
+    def submit(self, i: int) -> None:
+        try:
+            for k in self.batch_keys[i]:
+                for col in self.columns:
+                    if (k, col) in self.futures:
+                        continue
+                    block = self.snapshot.blocks[k[0]]
+                    needed = self.few.get(k)
+                    if needed is not None:
+                        job = self.pool.submit(block.decode_chunks, k[1], col, needed)
+                    else:
+                        job = self.pool.submit(block.decoded, k[1], col, self.cache)
+                    self.futures[(k, col)] = job
+        except RuntimeError as exc:  # the pool was shut down: the database closed mid-read
+            raise ClosedError(
+                "the database was closed while this query was reading; open it again and re-run"
+            ) from exc
+
+    def jobs(self, i: int) -> Jobs:
+        keys = self.batch_keys[i]
+        return {(k, col): self.futures[(k, col)] for k in keys for col in self.columns}
+
+    def release(self, i: int) -> None:
+        for k in self.batch_keys[i]:
+            if self.last[k] == i:
+                for col in self.columns:
+                    self.futures.pop((k, col), None)
 
 
 def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
@@ -320,10 +353,3 @@ def _copy_ranges(src, src_starts, dst_starts, counts, out):
         d = dst_starts[i]
         for j in range(counts[i]):
             out[d + j] = src[s + j]
-
-
-def _decoded(block: Block, rg: int, column: str, cache: ChunkCache, memo: ChunkCache) -> np.ndarray:
-    if memo is cache:
-        return block.decoded(rg, column, cache)
-    key = (block.meta.id, rg, column)
-    return memo.get_or_load(key, lambda: block.decoded(rg, column, cache))

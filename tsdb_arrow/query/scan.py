@@ -81,6 +81,9 @@ class Scan:
         try:
             remaining = n_rows
             size = batch_size or DEFAULT_BATCH
+            # Without a predicate, frames are built with exactly the wanted columns, in order.
+            columns = wanted if predicate is None else [c for c in schema if c in needed]
+            layout = _Layout(chosen, columns)
             for batch in iter_samples(
                 snapshot,
                 refs,
@@ -91,55 +94,83 @@ class Scan:
                 cache=self.cache,
                 pool=self.pool,
             ):
-                frame = _frame(batch, chosen, needed)
+                frame = layout.frame(batch)
                 if predicate is not None:
-                    frame = frame.filter(predicate)
-                frame = frame.select(wanted)
+                    frame = frame.filter(predicate).select(wanted)
                 if remaining is not None:
                     frame = frame.head(remaining)
                     remaining -= frame.height
                 # One series can hold more than a batch: hand it over in batch_size slices.
-                for offset in range(0, frame.height, size):
-                    yield frame.slice(offset, size)
+                if frame.height <= size:
+                    yield frame
+                else:
+                    for offset in range(0, frame.height, size):
+                        yield frame.slice(offset, size)
                 if remaining is not None and remaining <= 0:
                     return
         finally:
             release()
 
 
-def _frame(batch: Samples, series: pl.DataFrame, needed: set[str]) -> pl.DataFrame:
-    """A batch of samples as a Polars frame with the label columns the query needs."""
-    n = len(batch)
-    cols = [pl.Series(TIMESTAMP, batch.timestamps).cast(TIME_DTYPE)]
-    if VALUE in needed:
-        cols.append(pl.Series(VALUE, batch.values))
-    label_cols = [c for c in series.columns if c != REF and c in needed]
-    if label_cols:
-        # Rows come in runs of one series: gather the batch's series once, then expand only the
-        # columns that vary within the batch (a null or constant column costs nothing per row).
+class _Layout:
+    """Builds a batch's frame: the given columns in order, labels expanded from the series.
+
+    Rows come in runs of one series: a label column that is constant within a batch (often
+    null) is broadcast as a literal, which costs nothing per row; only the columns that vary
+    within the batch are gathered row by row.
+    """
+
+    def __init__(self, series: pl.DataFrame, columns: list[str]) -> None:
+        self.columns = columns
+        self.labels = series.select([c for c in columns if c not in (TIMESTAMP, VALUE)])
+        self.refs = series[REF].to_numpy()
+        if self.labels.width:
+            # Per series and label, a code equal between series exactly when the values are
+            # (null is 0), so one numpy pass finds the columns constant within a batch.
+            self.codes = (
+                self.labels.select(pl.all().rank("dense").fill_null(0)).to_numpy().astype(np.int64)
+            )
+        self._lits: dict[tuple[int, int], pl.Expr] = {}  # (label no, code) -> its literal
+
+    def frame(self, batch: Samples) -> pl.DataFrame:
+        n = len(batch)
+        base = []
+        if TIMESTAMP in self.columns or VALUE not in self.columns:  # some column sets the height
+            base.append(pl.Series(TIMESTAMP, batch.timestamps).cast(TIME_DTYPE))
+        if VALUE in self.columns:
+            base.append(pl.Series(VALUE, batch.values))
+        if not self.labels.width:
+            frame = pl.DataFrame(base)
+            return frame if frame.columns == self.columns else frame.select(self.columns)
         if batch.runs is not None:
             run_refs, lengths = batch.runs
         else:
             run_starts = np.flatnonzero(np.diff(batch.refs, prepend=batch.refs[:1] ^ 1))
             run_refs, lengths = batch.refs[run_starts], np.diff(np.append(run_starts, n))
-        pos = np.searchsorted(series[REF].to_numpy(), run_refs)
-        local = series.select(label_cols)[pos]
-        constant = []
+        pos = np.searchsorted(self.refs, run_refs)
+        codes = self.codes[pos]
+        constant = (codes == codes[:1]).all(axis=0).tolist()
+        first = int(pos[0]) if n else 0
+        exprs = {c.name: pl.col(c.name) for c in base}
         varying = []
-        for name in label_cols:
-            col = local[name]
-            if col.null_count() == col.len():
-                constant.append(pl.lit(None, pl.String).alias(name))
-            elif col.null_count() == 0 and col.n_unique() == 1:
-                constant.append(pl.lit(col[0], pl.String).alias(name))
+        for j, (name, const) in enumerate(zip(self.labels.columns, constant)):
+            if const:
+                code = int(self.codes[first, j]) if n else 0
+                lit = self._lits.get((j, code))
+                if lit is None:
+                    value = self.labels.get_column(name)[first] if n else None
+                    lit = self._lits[(j, code)] = pl.lit(value, pl.String).alias(name)
+                exprs[name] = lit
             else:
-                varying.append(name)
-        frame = pl.DataFrame(cols)
+                varying.append(self.labels.get_column(name))
+                exprs[name] = pl.col(name)
         if varying:
-            row_to_run = pl.Series(np.repeat(np.arange(len(run_refs)), lengths), dtype=pl.UInt32)
-            # One select, so Polars expands the varying columns in parallel.
-            frame = frame.hstack(local.select(pl.col(varying).gather(row_to_run)).get_columns())
-        if constant:
-            frame = frame.with_columns(constant)
-        return frame.select(*[c.name for c in cols], *label_cols)
-    return pl.DataFrame(cols)
+            rows = pl.Series(np.repeat(pos.astype(np.uint32), lengths))
+            base += pl.DataFrame(varying)[rows].get_columns()
+        frame = pl.DataFrame(base)
+        selected = [exprs[c] for c in self.columns]
+        if any(c in frame.columns for c in self.columns):
+            # One select: the wanted order, constants broadcast to the batch's height.
+            return frame.select(selected)
+        # Only literals: a select would give one row, with_columns broadcasts them.
+        return frame.with_columns(selected).select(self.columns)
