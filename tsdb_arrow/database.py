@@ -20,7 +20,7 @@ from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.errors import ClosedError, DataDirectoryError, FlushError
 from tsdb_arrow.index import SeriesIndex
-from tsdb_arrow.ingest.convert import check_utf8, normalize
+from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
 from tsdb_arrow.ingest.cut import Window, cut, cut_rows
 from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.histograms import HistogramHead
@@ -157,6 +157,7 @@ class Database:
             return 0
         resolved = resolve_series(batch.labels, batch.num_rows)
         check_utf8(resolved.series)
+        check_metric_names(resolved.series, resolved.row_refs)
         with self._lock:
             self._check_writable()
             self._index.add(resolved.series)

@@ -83,3 +83,49 @@ def test_label_order_and_chunking_do_not_matter(chunks):
     reordered = dict(reversed(list(labels_of(rows, chunks).items())))
     second = resolve_series(reordered, 5)
     assert first.row_refs.tolist() == second.row_refs.tolist()
+
+
+long_values = st.one_of(st.none(), st.just(""), st.text(max_size=30))
+long_rows = st.lists(
+    st.fixed_dictionaries({n: long_values for n in NAMES}), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=long_rows, repeat=st.integers(1, 3), offset=st.integers(0, 3))
+def test_string_view_columns_give_the_same_refs(rows, repeat, offset):
+    # Polars hands over string_view arrays: inline (<= 12 bytes) and buffer-backed values,
+    # sliced arrays and several data buffers must all resolve exactly as large_string does.
+    rows = [r for r in rows for _ in range(repeat)]
+    views = {}
+    for name in NAMES:
+        values = [None] * offset + [r[name] for r in rows]
+        halves = [values[: len(values) // 2], values[len(values) // 2 :]]
+        combined = pa.concat_arrays([pa.array(h, pa.string_view()) for h in halves])
+        views[name] = pa.chunked_array([combined.slice(offset)])
+    got = resolve_series(views, len(rows))
+    assert got.row_refs.tolist() == [series_ref(r) for r in rows]
+    assert got.series.equals(resolve_series(labels_of(rows), len(rows)).series)
+
+
+def test_polars_frames_resolve_through_string_views(db):
+    import polars as pl
+
+    frame = pl.DataFrame(
+        {
+            "timestamp": [1, 2, 3, 4],
+            "value": [1.0, 2.0, 3.0, 4.0],
+            "__name__": ["a_rather_long_metric_name"] * 2 + ["m"] * 2,
+            "path": ["/a/very/long/path/beyond/twelve"] * 2 + [None, None],
+        }
+    )
+    db.write(frame)
+    refs = sorted(db.series()["series_ref"].to_list())
+    assert refs == sorted(
+        [
+            series_ref(
+                {"__name__": "a_rather_long_metric_name", "path": "/a/very/long/path/beyond/twelve"}
+            ),
+            series_ref({"__name__": "m"}),
+        ]
+    )

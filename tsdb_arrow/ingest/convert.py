@@ -45,7 +45,10 @@ def to_arrow(data: Any) -> pa.Table:
         if isinstance(data, pl.LazyFrame):
             data = data.collect()
         if isinstance(data, pl.DataFrame):
-            return data.to_arrow()
+            # Newest layout: String columns stay zero-copy string_view arrays, which the
+            # series resolver reads directly (the large_string conversion would cost more
+            # than the whole resolve).
+            return data.to_arrow(compat_level=pl.CompatLevel.newest())
     if module == "pandas" and hasattr(data, "columns"):
         table = pa.Table.from_pandas(data, preserve_index=False)
         if VALUE in data.columns and data[VALUE].dtype.kind == "f":
@@ -113,11 +116,6 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
         raise InputError(
             "no metric name: add a '__name__' column or call write(frame, metric='name')"
         )
-    name_col = labels[METRIC_NAME]
-    missing = pc.fill_null(pc.equal(name_col, ""), True)
-    if n and pc.any(missing).as_py():
-        row = _first_true(missing)
-        raise InputError(f"row {row}: '__name__' is empty; every sample needs a metric name")
     return SampleBatch(timestamps, values, labels, histograms)
 
 
@@ -134,7 +132,7 @@ def _timestamps(col: pa.ChunkedArray) -> np.ndarray:
         row = _first_true(pc.is_null(col))
         raise InputError(f"row {row}: 'timestamp' is null; every sample needs a timestamp")
     if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
-        col = _parse_times(col)
+        col = _parse_times(col.cast(pa.large_string()))
         typ = col.type
     if pa.types.is_timestamp(typ):
         raw = _to_numpy(col.cast(pa.int64()), np.int64)
@@ -196,6 +194,7 @@ def _values(col: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_decimal(typ):
         return _to_numpy(col.cast(pa.float64()), np.float64)
     if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
+        col = col.cast(pa.large_string())
         try:
             return _to_numpy(col.cast(pa.float64()), np.float64)
         except pa.ArrowInvalid:
@@ -232,14 +231,27 @@ def _label_column(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
         typ = col.type
     if pa.types.is_null(typ):
         col = col.cast(pa.large_string())
-    elif pa.types.is_string(typ) or pa.types.is_string_view(typ):
+    elif pa.types.is_string(typ):
         col = col.cast(pa.large_string())
-    elif not pa.types.is_large_string(typ):
+    elif not (pa.types.is_large_string(typ) or pa.types.is_string_view(typ)):
         raise InputError(
             f"label column {name!r} has type {typ}: label values must be strings; cast the "
             "column to string or drop it"
         )
     return col
+
+
+def check_metric_names(series: pa.Table, row_refs: np.ndarray) -> None:
+    """Refuse a batch in which some row has no metric name, naming the first such row.
+
+    Checked on the batch's distinct label sets (every row repeats one of them).
+    """
+    names = series.column(METRIC_NAME)
+    missing = pc.fill_null(pc.equal(names, ""), True).to_numpy(zero_copy_only=False)
+    if missing.any():
+        bad = series.column(REF).to_numpy()[missing]
+        row = int(np.flatnonzero(np.isin(row_refs, bad))[0])
+        raise InputError(f"row {row}: '__name__' is empty; every sample needs a metric name")
 
 
 def check_utf8(series: pa.Table) -> None:

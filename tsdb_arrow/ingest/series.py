@@ -189,39 +189,162 @@ def _collision_message(ref: int) -> str:
 
 def _resolve_flat(labels: dict[str, pa.Array], n_rows: int) -> Resolved:
     names = sorted(labels)
-    cols = [_buffers(labels[name]) for name in names]
     changed = np.zeros(n_rows, dtype=np.bool_)
     if n_rows:
         changed[0] = True
-    for valid, has_valid, off, dat, base in cols:
-        _mark_changes(valid, has_valid, off, dat, base, n_rows, changed)
+    for name in names:
+        _mark(labels[name], n_rows, changed)
     run_starts = np.flatnonzero(changed)
 
+    # From here on only the first row of each run matters: a small large_string table.
+    runs = {name: _take_large(labels[name], run_starts) for name in names}
+    cols = [_buffers(runs[name]) for name in names]
+    local = np.arange(len(run_starts), dtype=np.int64)
     h = np.full(len(run_starts), FNV_OFFSET, dtype=np.uint64)
     for name, (valid, has_valid, off, dat, base) in zip(names, cols):
         name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
-        _hash_rows(valid, has_valid, off, dat, base, run_starts, name_bytes, h)
+        _hash_rows(valid, has_valid, off, dat, base, local, name_bytes, h)
     run_refs = _mix64(h)
 
     uniq_refs, first_run, run_to_uniq = np.unique(run_refs, return_index=True, return_inverse=True)
     if len(uniq_refs) < len(run_refs):
         # Runs that share a ref must share their labels, else two label sets collided.
-        rows_a = run_starts
-        rows_b = run_starts[first_run[run_to_uniq]]
-        equal = np.ones(len(rows_a), dtype=np.bool_)
+        rows_b = first_run[run_to_uniq].astype(np.int64)
+        equal = np.ones(len(local), dtype=np.bool_)
         for valid, has_valid, off, dat, base in cols:
-            _rows_equal(valid, has_valid, off, dat, base, rows_a, rows_b, equal)
+            _rows_equal(valid, has_valid, off, dat, base, local, rows_b, equal)
         if not equal.all():
             k = int(np.flatnonzero(~equal)[0])
             raise SeriesCollisionError(_collision_message(int(run_refs[k])))
 
     lengths = np.diff(np.append(run_starts, n_rows))
     row_refs = np.repeat(run_refs, lengths)
-    rep_rows = pa.array(run_starts[first_run])
+    first = pa.array(first_run)
     series_cols = {REF: pa.array(uniq_refs, type=pa.uint64())}
     for name in names:
-        series_cols[name] = labels[name].take(rep_rows)
+        series_cols[name] = runs[name].take(first)
     return Resolved(row_refs=row_refs, series=pa.table(series_cols))
+
+
+def _take_large(arr: pa.Array, rows: np.ndarray) -> pa.Array:
+    """The given rows of a string column as a large_string array."""
+    if not pa.types.is_string_view(arr.type):
+        taken = arr.take(pa.array(rows))
+        return taken if pa.types.is_large_string(taken.type) else taken.cast(pa.large_string())
+    valid, has_valid, raw, flat, starts = _view_buffers(arr)
+    offsets, data, present = _take_views(valid, has_valid, raw, flat, starts, arr.offset, rows)
+    validity = None if present.all() else pa.array(present, pa.bool_()).buffers()[1]
+    return pa.LargeStringArray.from_buffers(
+        len(rows), pa.py_buffer(offsets), pa.py_buffer(data), validity
+    )
+
+
+def _view_buffers(arr: pa.Array):
+    validity, views = arr.buffers()[:2]
+    data = [np.frombuffer(b, dtype=np.uint8) for b in arr.buffers()[2:] if b is not None]
+    starts = np.cumsum([0] + [len(d) for d in data]).astype(np.int64)
+    flat = np.concatenate(data) if data else np.zeros(0, np.uint8)
+    has_valid = validity is not None and arr.null_count > 0
+    valid = np.frombuffer(validity, dtype=np.uint8) if has_valid else _EMPTY_BITMAP
+    raw = np.frombuffer(views, dtype=np.uint8, count=16 * (arr.offset + len(arr)))
+    return valid, has_valid, raw, flat, starts
+
+
+@nb.njit(cache=True)
+def _take_views(valid, has_valid, raw, data, starts, base, rows):
+    n = rows.shape[0]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    present = np.ones(n, dtype=np.bool_)
+    for k in range(n):
+        j = base + rows[k]
+        if has_valid and not (valid[j >> 3] >> (j & 7)) & 1:
+            present[k] = False
+        offsets[k + 1] = offsets[k] + _view_len(valid, has_valid, raw, j)
+    out = np.empty(offsets[n], dtype=np.uint8)
+    for k in range(n):
+        j = base + rows[k]
+        length = offsets[k + 1] - offsets[k]
+        a = j * 16
+        if length <= 12:
+            src = raw
+            p = a + 4
+        else:
+            src = data
+            p = starts[_int32_at(raw, a + 8)] + _int32_at(raw, a + 12)
+        for i in range(length):
+            out[offsets[k] + i] = src[p + i]
+    return offsets, out, present
+
+
+def _mark(arr: pa.Array, n_rows: int, changed: np.ndarray) -> None:
+    """OR into ``changed`` where this label column differs from the row before."""
+    if pa.types.is_string_view(arr.type):
+        valid, has_valid, raw, flat, starts = _view_buffers(arr)
+        _mark_changes_views(valid, has_valid, raw, flat, starts, arr.offset, n_rows, changed)
+        return
+    _mark_changes(*_buffers(arr), n_rows, changed)
+
+
+@nb.njit(cache=True, inline="always")
+def _view_len(valid, has_valid, raw, j):
+    if has_valid and not (valid[j >> 3] >> (j & 7)) & 1:
+        return 0
+    v = j * 16
+    return (
+        np.int64(raw[v])
+        | (np.int64(raw[v + 1]) << 8)
+        | (np.int64(raw[v + 2]) << 16)
+        | (np.int64(raw[v + 3]) << 24)
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def _int32_at(raw, p):
+    x = np.int64(raw[p]) | (np.int64(raw[p + 1]) << 8) | (np.int64(raw[p + 2]) << 16)
+    return x | (np.int64(raw[p + 3]) << 24)
+
+
+@nb.njit(cache=True)
+def _mark_changes_views(valid, has_valid, raw, data, starts, base, n, changed):
+    """_mark_changes for a string_view column (16-byte views, variadic data buffers)."""
+    words = raw.view(np.int32)  # per view: length, then inline bytes or prefix/buffer/offset
+    for i in range(1, n):
+        if changed[i]:
+            continue
+        j = base + i
+        a = 4 * j
+        b = a - 4
+        la = words[a]
+        lb = words[b]
+        if has_valid:
+            if not (valid[j >> 3] >> (j & 7)) & 1:
+                la = 0
+            if not (valid[(j - 1) >> 3] >> ((j - 1) & 7)) & 1:
+                lb = 0
+        if la != lb:
+            changed[i] = True
+            continue
+        if la == 0:
+            continue
+        if words[a + 1] == words[b + 1] and words[a + 2] == words[b + 2] and (
+            words[a + 3] == words[b + 3]
+        ):
+            continue  # the same 16 bytes: the same string
+        if la <= 12:  # inline bytes differ (or only their padding: compare exactly)
+            for k in range(la):
+                if raw[16 * j + 4 + k] != raw[16 * j - 12 + k]:
+                    changed[i] = True
+                    break
+            continue
+        if words[a + 1] != words[b + 1]:  # different 4-byte prefixes
+            changed[i] = True
+            continue
+        pa_ = starts[words[a + 2]] + words[a + 3]
+        pb = starts[words[b + 2]] + words[b + 3]
+        for k in range(la):
+            if data[pa_ + k] != data[pb + k]:
+                changed[i] = True
+                break
 
 
 def _nulls_for_empty(series: pa.Table) -> pa.Table:
