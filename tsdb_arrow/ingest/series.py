@@ -326,8 +326,10 @@ def _mark_changes_views(valid, has_valid, raw, data, starts, base, n, changed):
             continue
         if la == 0:
             continue
-        if words[a + 1] == words[b + 1] and words[a + 2] == words[b + 2] and (
-            words[a + 3] == words[b + 3]
+        if (
+            words[a + 1] == words[b + 1]
+            and words[a + 2] == words[b + 2]
+            and (words[a + 3] == words[b + 3])
         ):
             continue  # the same 16 bytes: the same string
         if la <= 12:  # inline bytes differ (or only their padding: compare exactly)

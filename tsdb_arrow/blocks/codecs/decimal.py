@@ -26,6 +26,7 @@ NEG_POW10 = np.array([float(f"1e-{k}") for k in range(MAX_EXPONENT + 1)], dtype=
 N_KINDS = 3
 _LIMIT = 9.2e18  # |m| must fit int64
 _NEG_ZERO = np.int64(-0x8000000000000000)
+_PROBE = 16  # values checked one by one before a whole-chunk pass
 
 
 @njit(cache=True, inline="always")
@@ -65,26 +66,68 @@ def to_decimal(x: np.ndarray, bits: np.ndarray, m: np.ndarray) -> np.int64:
 
 @njit(cache=True)
 def _exponent(x: np.ndarray, bits: np.ndarray, m: np.ndarray, kind: np.int64) -> np.int64:
-    """Smallest common exponent for one formula; -1 if none, -2 if no formula can work."""
+    """Smallest common exponent for one formula; -1 if none, -2 if no formula can work.
+
+    The search: start at ``e = 0``; at the first value (in order) that does not fit, raise ``e``
+    to the next exponent at which that value fits and check all values again. Each check is a
+    branch-free pass over the whole chunk (it vectorizes); only when it fails is the first
+    failing value looked up, so the result is that of scanning value by value.
+    """
     n = x.shape[0]
     e = 0
-    i = 0
-    while i < n:
-        v = x[i]
-        if bits[i] == _NEG_ZERO or v != v or not abs(v) < _LIMIT:
+    while True:
+        # a short sequential probe first: most bumps are due to the first values
+        i = _first_misfit(x, bits, e, kind, 0, min(n, _PROBE))
+        if i == n and n > _PROBE:
+            if _all_fit(x, bits, m, e, kind):
+                return e
+            i = _first_misfit(x, bits, e, kind, _PROBE, n)
+        if i == n:
+            if n <= _PROBE:
+                _all_fit(x, bits, m, e, kind)  # writes m
+            return e
+        if i < 0:
             return -2
-        if _fits(v, e, kind):
-            m[i] = np.int64(np.rint(v * POW10[e]))
-            i += 1
-            continue
+        v = x[i]
         while True:
             e += 1
             if e > MAX_EXPONENT:
                 return -1
             if _fits(v, e, kind):
                 break
-        i = 0  # the earlier values must be redone at the larger exponent
-    return e
+
+
+@njit(cache=True)
+def _first_misfit(
+    x: np.ndarray, bits: np.ndarray, e: np.int64, kind: np.int64, lo: np.int64, hi: np.int64
+) -> np.int64:
+    """Index of the first value in ``[lo, hi)`` not fitting ``(e, kind)``, ``-1`` if that value
+    can fit no scale (NaN, infinite, -0.0, too big), ``x.shape[0]`` if all fit."""
+    for i in range(lo, hi):
+        v = x[i]
+        if bits[i] == _NEG_ZERO or v != v or not abs(v) < _LIMIT:
+            return -1
+        if not _fits(v, e, kind):
+            return i
+    return x.shape[0]
+
+
+@njit(cache=True)
+def _all_fit(x: np.ndarray, bits: np.ndarray, m: np.ndarray, e: np.int64, kind: np.int64) -> bool:
+    """Whether every value is finite, not -0.0 and fits ``(e, kind)``; writes ``m`` (meaningful
+    only when all fit)."""
+    if kind == 2 and e < 3:
+        return False
+    p = POW10[e]
+    ok = True
+    for i in range(x.shape[0]):
+        v = x[i]
+        s = v * p
+        good = bits[i] != _NEG_ZERO and abs(v) < _LIMIT and abs(s) < _LIMIT
+        r = np.rint(s) if good else 0.0
+        m[i] = np.int64(r)
+        ok &= good & (rebuild(r, e, kind) == v)
+    return ok
 
 
 @njit(cache=True)

@@ -24,6 +24,13 @@ from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
 @njit(cache=True)
 def delta_size(x: np.ndarray) -> np.int64:
     """Payload bytes of :func:`delta_encode` for int64 ``x``."""
+    return delta_size_capped(x, np.int64(np.iinfo(np.int64).max))
+
+
+@njit(cache=True)
+def delta_size_capped(x: np.ndarray, cap: np.int64) -> np.int64:
+    """:func:`delta_size`, but once the size exceeds ``cap`` a value above ``cap`` is returned
+    without scanning the rest (sizes only grow, so the exact size is above ``cap`` too)."""
     n = x.shape[0]
     size = np.int64(8)
     i = 1
@@ -33,6 +40,8 @@ def delta_size(x: np.ndarray) -> np.int64:
         while j < n and x[j] - x[j - 1] == d:
             j += 1
         size += varint_size(zigzag(d)) + varint_size(np.uint64(j - i))
+        if size > cap:
+            return size
         i = j
     return size
 

@@ -43,10 +43,9 @@ def _choose(
         n = x.shape[0]
         best_id = _PLAIN
         best = plain.size(n) if allowed[_PLAIN] else _NONE
-        if allowed[_RLE]:
-            s = rle.delta_size(x)
-            if s < best:
-                best_id, best = _RLE, s
+        # PACKED is sized before RLE so that the RLE scan can stop once it is beaten; on a tie
+        # RLE still wins, as when it was sized first (the smallest, earliest-listed codec wins).
+        packed = _NONE
         if allowed[_PACKED] or allowed[_PACKED_ZSTD]:
             p = params[c]
             s = intpack.analyze(x, p)
@@ -54,8 +53,13 @@ def _choose(
             planar_sizes[c] = (
                 s - intpack.payload_bytes(k, p[4], False) + intpack.payload_bytes(k, p[4], True)
             )
+            packed = s
+        if allowed[_RLE]:
+            s = rle.delta_size_capped(x, min(best, packed))
             if s < best:
-                best_id, best = _PACKED, s
+                best_id, best = _RLE, s
+        if packed < best:
+            best_id, best = _PACKED, packed
         if allowed[_DOD] and 8 + (n + 6) // 8 < best:
             s = dod.size(x)
             if s < best:
@@ -68,7 +72,7 @@ def _choose(
             k = n - intpack.order(p[0])
             u = scratch[: max(k, 0)]
             intpack.fields(x, p[0], p[1], p[2], np.uint64(p[3]), u)
-            estimates[c] = intpack.planar_estimate(u, p[4])
+            estimates[c] = intpack.planar_estimate_below(u, p[4], best)
 
 
 @njit(cache=True, nogil=True)

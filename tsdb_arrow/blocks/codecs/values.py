@@ -82,7 +82,7 @@ def _choose(
                 best_id, best = _DECIMAL, s
         else:
             zstd_input_sizes[c] = 8 * n
-        if allowed[_XOR] and 8 + (n + 6) // 8 < best:
+        if allowed[_XOR] and 8 + (n + 6) // 8 < best and xor.size_lower_bound(xb) < best:
             s = xor.size(xb)
             if s < best:
                 best_id, best = _XOR, s
@@ -95,9 +95,9 @@ def _choose(
             k = n - intpack.order(p[0])
             u = scratch[: max(k, 0)]
             intpack.fields(mc, p[0], p[1], p[2], np.uint64(p[3]), u)
-            estimates[c] = intpack.planar_estimate(u, p[4])
+            estimates[c] = intpack.planar_estimate_below(u, p[4], best)
         elif e < 0 and allowed[_PLAIN_ZSTD]:
-            estimates[c] = intpack.planar_estimate(xb.view(np.uint64), 64)
+            estimates[c] = intpack.planar_estimate_below(xb.view(np.uint64), 64, best)
 
 
 @njit(cache=True, nogil=True)
