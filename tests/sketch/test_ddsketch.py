@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.sketch.strategies import accuracies, narrow_value_lists, quantile_lists, value_lists
@@ -269,6 +269,8 @@ def test_bad_quantile(q: float) -> None:
     ),
     alpha=accuracies,
 )
+# A compiled pow once gave 1162.5420678424719 where the package's math.pow gives ...472.
+@example(pairs=[(950.0, 1.0)], alpha=0.2246275329255959)
 def test_weighted_package_sketch_quantiles(pairs: list[tuple[float, float]], alpha: float) -> None:
     """Fractional counts (weighted adds) read from the package give its quantiles (for a total
     weight of at least 1; below, the package's rank is negative and we clamp it to 0)."""

@@ -140,9 +140,13 @@ class LogarithmicMapping:
     def values(self, keys: np.ndarray) -> np.ndarray:
         """The float64 representative values of an array of keys (``ddsketch``'s ``value``)."""
         keys = np.ascontiguousarray(keys, dtype=np.int64).ravel()
-        out = np.empty(keys.size, dtype=np.float64)
-        _values_kernel(keys, self.offset, self.multiplier, 2.0 / (1 + self.gamma), out)
-        return out
+        # CPython's math.pow (the platform libm), as the package computes it: a compiled pow
+        # can differ in the last bit. Only the distinct keys a query reads are computed here.
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        scale = 2.0 / (1 + self.gamma)
+        offset, multiplier = self.offset, self.multiplier
+        values = [math.pow(2.0, (k - offset) / multiplier) * scale for k in uniq.tolist()]
+        return np.array(values, dtype=np.float64)[inverse]
 
 
 def _gamma_of(alpha: float) -> float:
@@ -177,12 +181,3 @@ def _keys_kernel(
             return i
         out[i] = fast_key(v, logs[i], multiplier, offset)
     return -1
-
-
-@nb.njit(cache=True)
-def _values_kernel(
-    keys: np.ndarray, offset: float, multiplier: float, scale: float, out: np.ndarray
-) -> None:
-    """``math.pow(2.0, (key - offset) / multiplier) * scale`` with libm's ``pow``."""
-    for i in range(keys.size):
-        out[i] = math.pow(2.0, (keys[i] - offset) / multiplier) * scale
