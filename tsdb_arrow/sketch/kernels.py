@@ -171,6 +171,7 @@ def sketch_kernel(
     ds = size if with_stats else 0
     dsum, dmin, dmax = np.zeros(ds), np.full(ds, np.inf), np.full(ds, -np.inf)
     big = 9223372036854775807
+    bad = -1  # index of the first infinite value: refused by the caller
     wp = 0
     wn = 0
     for g in range(groups):
@@ -184,29 +185,8 @@ def sketch_kernel(
                 if v != v:
                     continue
                 if v == np.inf or v == -np.inf:
-                    return (
-                        i,
-                        po,
-                        pk,
-                        pc,
-                        no,
-                        nk,
-                        nc,
-                        zero,
-                        count,
-                        gsum,
-                        gmin,
-                        gmax,
-                        psum,
-                        pmin,
-                        pmax,
-                        nsum,
-                        nmin,
-                        nmax,
-                        zsum,
-                        zmin,
-                        zmax,
-                    )
+                    bad = i
+                    break
                 if v > min_possible:
                     key = fast_key(v, logs[i], multiplier, offset)
                     signs[t] = 1
@@ -232,6 +212,10 @@ def sketch_kernel(
                     gmin[g] = min(gmin[g], v)
                     gmax[g] = max(gmax[g], v)
                 t += 1
+            if bad >= 0:
+                break
+        if bad >= 0:
+            break
         count[g] = t
         wp = _emit(
             keys,
@@ -280,7 +264,7 @@ def sketch_kernel(
         po[g + 1] = wp
         no[g + 1] = wn
     return (
-        -1,
+        bad,
         po,
         pk,
         pc,
