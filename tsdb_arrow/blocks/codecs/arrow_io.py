@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from enum import IntEnum
 
 import numpy as np
 import pyarrow as pa
@@ -92,3 +93,29 @@ def check_decode_args(
     out_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=out_offsets[1:])
     return codec_ids, counts, out_offsets
+
+
+def allowed_ids(codecs: type[IntEnum], codec: IntEnum | None) -> np.ndarray:
+    """A 256-entry mask of the ids the chooser may pick: all of ``codecs``, or just ``codec``."""
+    allowed = np.zeros(256, dtype=np.bool_)
+    if codec is None:
+        allowed[[int(c) for c in codecs]] = True
+    else:
+        allowed[int(codecs(codec))] = True
+    return allowed
+
+
+def assemble(
+    sizes: np.ndarray,
+    frames: dict[int, bytes],
+    emit: Callable[[np.ndarray, np.ndarray], None],
+) -> pa.LargeBinaryArray:
+    """One payload per chunk: ``emit(offsets, out)`` writes the non-zstd payloads in place,
+    then the zstd frames are copied into their slots."""
+    out_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out_offsets[1:])
+    out = np.zeros(int(out_offsets[-1]), dtype=np.uint8)
+    emit(out_offsets, out)
+    for c, frame in frames.items():
+        out[out_offsets[c] : out_offsets[c + 1]] = np.frombuffer(frame, dtype=np.uint8)
+    return to_large_binary(out_offsets, out)

@@ -8,10 +8,11 @@ from numba import njit
 
 from tsdb_arrow.blocks.codecs import dod, intpack, plain, rle, zstd_stage
 from tsdb_arrow.blocks.codecs.arrow_io import (
+    allowed_ids,
+    assemble,
     check_chunks,
     check_decode_args,
     iter_binary_chunks,
-    to_large_binary,
 )
 from tsdb_arrow.blocks.codecs.ids import TimestampCodec
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
@@ -152,11 +153,7 @@ def encode_timestamps_as(
     """
     ts, offsets = check_chunks(ts, offsets, np.int64, "ts")
     n_chunks = len(offsets) - 1
-    allowed = np.zeros(256, dtype=np.bool_)
-    if codec is None:
-        allowed[[int(c) for c in TimestampCodec]] = True
-    else:
-        allowed[int(TimestampCodec(codec))] = True
+    allowed = allowed_ids(TimestampCodec, codec)
     params = np.zeros((n_chunks, 5), dtype=np.int64)
     ids = np.zeros(n_chunks, dtype=np.uint8)
     sizes = np.zeros(n_chunks, dtype=np.int64)
@@ -173,13 +170,11 @@ def encode_timestamps_as(
     else:
         cand = np.zeros(0, dtype=np.int64)
     frames = _zstd_candidates(ts, offsets, cand, ids, params, sizes, planar_sizes, scratch)
-    out_offsets = np.zeros(n_chunks + 1, dtype=np.int64)
-    np.cumsum(sizes, out=out_offsets[1:])
-    out = np.zeros(int(out_offsets[-1]), dtype=np.uint8)
-    _emit(ts, offsets, ids, params, out_offsets, out, scratch)
-    for c, frame in frames.items():
-        out[out_offsets[c] : out_offsets[c + 1]] = np.frombuffer(frame, dtype=np.uint8)
-    return ids, to_large_binary(out_offsets, out)
+    return ids, assemble(
+        sizes,
+        frames,
+        lambda out_offsets, out: _emit(ts, offsets, ids, params, out_offsets, out, scratch),
+    )
 
 
 def _zstd_candidates(
@@ -199,15 +194,8 @@ def _zstd_candidates(
     np.cumsum(planar_sizes[cand], out=sub_offsets[1:])
     sub = np.zeros(int(sub_offsets[-1]), dtype=np.uint8)
     _emit_planar(ts, offsets, cand, params, sub_offsets, sub, scratch)
-    frames = zstd_stage.compress_each(sub_offsets, sub, sizes[cand])
-    chosen: dict[int, bytes] = {}
-    for j, frame in enumerate(frames):
-        if frame is not None:
-            c = int(cand[j])
-            chosen[c] = frame
-            ids[c] = _PACKED_ZSTD
-            sizes[c] = len(frame)
-    return chosen
+    zstd_ids = np.full(len(cand), _PACKED_ZSTD, dtype=np.uint8)
+    return zstd_stage.offer(sub_offsets, sub, cand, zstd_ids, ids, sizes)
 
 
 @njit(cache=True, nogil=True)

@@ -8,10 +8,11 @@ from numba import njit
 
 from tsdb_arrow.blocks.codecs import decimal, intpack, plain, rle, xor, zstd_stage
 from tsdb_arrow.blocks.codecs.arrow_io import (
+    allowed_ids,
+    assemble,
     check_chunks,
     check_decode_args,
     iter_binary_chunks,
-    to_large_binary,
 )
 from tsdb_arrow.blocks.codecs.ids import ValueCodec
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
@@ -214,11 +215,7 @@ def encode_values_as(
     values, offsets = check_chunks(values, offsets, np.float64, "values")
     bits = values.view(np.int64)
     n_chunks = len(offsets) - 1
-    allowed = np.zeros(256, dtype=np.bool_)
-    if codec is None:
-        allowed[[int(c) for c in ValueCodec]] = True
-    else:
-        allowed[int(ValueCodec(codec))] = True
+    allowed = allowed_ids(ValueCodec, codec)
     m = np.empty(len(values), dtype=np.int64)
     exponents = np.zeros(n_chunks, dtype=np.int64)
     params = np.zeros((n_chunks, 5), dtype=np.int64)
@@ -248,13 +245,13 @@ def encode_values_as(
     frames = _zstd_candidates(
         bits, offsets, cand, m, exponents, params, ids, sizes, zsizes, scratch
     )
-    out_offsets = np.zeros(n_chunks + 1, dtype=np.int64)
-    np.cumsum(sizes, out=out_offsets[1:])
-    out = np.zeros(int(out_offsets[-1]), dtype=np.uint8)
-    _emit(bits, offsets, m, exponents, params, ids, out_offsets, out, scratch)
-    for c, frame in frames.items():
-        out[out_offsets[c] : out_offsets[c + 1]] = np.frombuffer(frame, dtype=np.uint8)
-    return ids, to_large_binary(out_offsets, out)
+    return ids, assemble(
+        sizes,
+        frames,
+        lambda out_offsets, out: _emit(
+            bits, offsets, m, exponents, params, ids, out_offsets, out, scratch
+        ),
+    )
 
 
 def _zstd_candidates(
@@ -277,15 +274,8 @@ def _zstd_candidates(
     np.cumsum(zsizes[cand], out=sub_offsets[1:])
     sub = np.zeros(int(sub_offsets[-1]), dtype=np.uint8)
     _emit_zstd_inputs(bits, offsets, m, exponents, params, cand, sub_offsets, sub, scratch)
-    frames = zstd_stage.compress_each(sub_offsets, sub, sizes[cand])
-    chosen: dict[int, bytes] = {}
-    for j, frame in enumerate(frames):
-        if frame is not None:
-            c = int(cand[j])
-            chosen[c] = frame
-            ids[c] = _DECIMAL_ZSTD if exponents[c] >= 0 else _PLAIN_ZSTD
-            sizes[c] = len(frame)
-    return chosen
+    zstd_ids = np.where(exponents[cand] >= 0, _DECIMAL_ZSTD, _PLAIN_ZSTD).astype(np.uint8)
+    return zstd_stage.offer(sub_offsets, sub, cand, zstd_ids, ids, sizes)
 
 
 def decode_values(

@@ -80,3 +80,23 @@ def decompress_selected(
     np.cumsum(sizes, out=aux_offsets[1:])
     aux_data = np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else np.zeros(0, np.uint8)
     return aux_offsets, aux_data, -1
+
+
+def offer(
+    sub_offsets: np.ndarray,
+    sub: np.ndarray,
+    cand: np.ndarray,
+    zstd_ids: np.ndarray,
+    ids: np.ndarray,
+    sizes: np.ndarray,
+) -> dict[int, bytes]:
+    """Compress the candidates' stage inputs; where a frame beats ``sizes``, switch the chunk
+    to its zstd codec (``zstd_ids``, one per candidate) and return the frame by chunk index."""
+    chosen: dict[int, bytes] = {}
+    for j, frame in enumerate(compress_each(sub_offsets, sub, sizes[cand])):
+        if frame is not None:
+            c = int(cand[j])
+            chosen[c] = frame
+            ids[c] = zstd_ids[j]
+            sizes[c] = len(frame)
+    return chosen
