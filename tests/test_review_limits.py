@@ -34,7 +34,7 @@ def test_review_one_long_series_streams_in_bounded_memory(tmp_path):
     n = 2_000_000
     config = ta.StorageConfig(block_duration=10**12, cache_bytes=0)
     with ta.open(tmp_path / "db", config=config) as db:
-        ts = np.arange(n, dtype=np.int64) * 1000
+        ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 1000
         db.write(pl.DataFrame({"timestamp": ts, "value": np.arange(n) / 7, "__name__": "big"}))
         db.flush()
         source = Scan(db.series(), None, None, db._snapshot, db._cache, db._pool_threads)

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsdb_arrow.errors import TimeRangeError
-from tsdb_arrow.timeutil import check_range, format_ms, parse_duration, to_ms
+from tsdb_arrow.timeutil import SECONDS_LIKE_MS, check_range, format_ms, parse_duration, to_ms
 
 UTC = dt.timezone.utc
 NOON = 1_795_608_000_000  # 2026-11-25T12:00:00Z
@@ -291,7 +291,12 @@ def test_every_form_of_one_moment_agrees(moment: dt.datetime) -> None:
     assert to_ms(pd.Timestamp(moment)) == expected
     assert to_ms(np.datetime64(pd.Timestamp(moment).tz_convert(None), "us")) == expected
     assert to_ms(pa.scalar(moment, pa.timestamp("us", "UTC"))) == expected
-    assert to_ms(str(expected)) == expected
+    if SECONDS_LIKE_MS[0] <= expected < SECONDS_LIKE_MS[1]:
+        # 1970-01-02 .. 1973-03-03 as integer ms looks like epoch seconds: refused.
+        with pytest.raises(TimeRangeError, match="multiply by 1000"):
+            to_ms(str(expected))
+    else:
+        assert to_ms(str(expected)) == expected
     assert to_ms(format_ms(expected)) == expected
 
 

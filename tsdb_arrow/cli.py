@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -14,13 +16,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 import tsdb_arrow as ta
+from tsdb_arrow.datadir import MARKER_FILE, is_data_directory
 from tsdb_arrow.errors import TsdbError
 from tsdb_arrow.ingest.files import open_sample_file
+from tsdb_arrow.query.export import EXPORT_FORMATS, export_format
 from tsdb_arrow.timeutil import format_ms, to_ms
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tsdb-arrow`` console script; returns the exit status."""
+    argv = _attach_time_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # usage errors: argparse printed why; 2 as is the convention
@@ -33,34 +38,115 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_TIME_OPTIONS = ("--start", "--end")
+
+
+def _attach_time_values(argv: list[str]) -> list[str]:
+    """``--start -1h`` as ``--start=-1h``: argparse reads a value starting with '-' as an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return out + argv[i:]
+        if (
+            arg in _TIME_OPTIONS
+            and i + 1 < len(argv)
+            and argv[i + 1].startswith("-")
+            and not argv[i + 1].startswith("--")
+        ):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+_LOAD_EXAMPLES = """\
+examples:
+  tsdb-arrow load samples.parquet --data ./data
+  tsdb-arrow load day1.csv day2.csv.gz --data ./data
+  tsdb-arrow load cpu.arrow --data ./data --metric node_cpu_seconds_total
+
+A file is long format: timestamp (int ms since the epoch or RFC 3339), value, __name__ (or
+--metric) and one column per label."""
+
+_INFO_EXAMPLES = """\
+examples:
+  tsdb-arrow info --data ./data"""
+
+_QUERY_EXAMPLES = """\
+examples:
+  tsdb-arrow query node_load1 --data ./data
+  tsdb-arrow query 'node_cpu_seconds_total{mode!="idle", cpu=~"0|1"}' --data ./data --limit 20
+  tsdb-arrow query up --data ./data --start -15m
+  tsdb-arrow query up --data ./data --start 2026-11-24T18:00:00Z --end 2026-11-24T18:05:00Z
+
+Without SELECTOR every series is printed."""
+
+_EXPORT_EXAMPLES = """\
+examples:
+  tsdb-arrow export node_load1 load.parquet --data ./data
+  tsdb-arrow export 'node_cpu_seconds_total{mode="user"}' cpu.csv --data ./data --start -1h
+  tsdb-arrow export all.arrow --data ./data
+  tsdb-arrow export up samples.out --data ./data --format parquet
+
+The format follows OUT's extension (.parquet .pq, .arrow .feather .ipc, .csv) or --format.
+Without SELECTOR every series is exported; OUT is then the only argument."""
+
+_SELECTOR_HELP = "a Prometheus series selector, e.g. 'up{job=\"node\"}' (default: every series)"
+_TIME_HELP = "RFC 3339 time, ms since the epoch, or relative to now: now-1h, -15m, now"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsdb-arrow", description="An embedded time-series database for metrics."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ta.__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    load = sub.add_parser("load", help="load long-format Parquet, Arrow IPC or CSV files")
+    def command(name: str, help: str, examples: str) -> argparse.ArgumentParser:  # noqa: A002
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            epilog=examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    load = command("load", "load long-format Parquet, Arrow IPC or CSV files", _LOAD_EXAMPLES)
     load.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _data_arg(load)
     load.add_argument("--metric", help="metric name for files without a __name__ column")
     load.add_argument("--batch-rows", type=_positive, default=1_000_000, help="rows per write")
     load.set_defaults(run=_load)
 
-    info = sub.add_parser("info", help="print what a data directory stores")
+    info = command("info", "print what a data directory stores", _INFO_EXAMPLES)
     _data_arg(info)
     info.set_defaults(run=_info)
 
-    query = sub.add_parser("query", help="print the samples of a series selector")
-    query.add_argument("selector", nargs="?", default=None)
+    query = command("query", "print the samples of a series selector", _QUERY_EXAMPLES)
+    query.add_argument("selector", nargs="?", default=None, metavar="SELECTOR", help=_SELECTOR_HELP)
     _data_arg(query)
     _range_args(query)
     query.add_argument("--limit", type=int, default=10, help="rows to print (default 10)")
     query.set_defaults(run=_query)
 
-    export = sub.add_parser("export", help="write a selection as plain long-format Parquet")
-    export.add_argument("args", nargs="+", metavar="[SELECTOR] OUT")
+    export = command(
+        "export", "write a selection as a long-format Parquet, Arrow or CSV file", _EXPORT_EXAMPLES
+    )
+    export.add_argument(
+        "selector", nargs="?", default=None, metavar="SELECTOR", help=_SELECTOR_HELP
+    )
+    export.add_argument("out", metavar="OUT", help="the file to write")
     _data_arg(export)
     _range_args(export)
+    export.add_argument(
+        "--format",
+        choices=sorted(set(EXPORT_FORMATS.values())),
+        help="the output format, when OUT's extension does not say it",
+    )
     export.set_defaults(run=_export)
     return parser
 
@@ -77,10 +163,10 @@ def _positive(text: str) -> int:
 
 def _existing(path: Path) -> Path:
     """A data directory that must exist already (reading commands never create one)."""
-    if not (path / "blocks").is_dir():
-        raise ta.TsdbError(
-            f"{path} is not a tsdb-arrow data directory (no blocks/ in it); check --data, or "
-            "load some samples first"
+    if not is_data_directory(path):
+        raise ta.DataDirectoryError(
+            f"{path} is not a tsdb-arrow data directory (no {MARKER_FILE} in it); check "
+            "--data, or load some samples first"
         )
     return path
 
@@ -90,8 +176,8 @@ def _data_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _range_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", help="RFC 3339 time, ms since the epoch, or now-1h")
-    parser.add_argument("--end", help="RFC 3339 time, ms since the epoch, or now")
+    parser.add_argument("--start", metavar="TIME", help=f"first time (inclusive): {_TIME_HELP}")
+    parser.add_argument("--end", metavar="TIME", help=f"last time (inclusive): {_TIME_HELP}")
 
 
 def _times(args: argparse.Namespace) -> tuple[int | None, int | None]:
@@ -192,13 +278,20 @@ def _query(args: argparse.Namespace, console: Console) -> int:
 
 
 def _export(args: argparse.Namespace, console: Console) -> int:
-    if len(args.args) > 2:
-        raise ta.TsdbError("export takes at most a SELECTOR and an OUT path")
-    selector, out = (None, args.args[0]) if len(args.args) == 1 else args.args
+    if args.selector is None and os.path.splitext(args.out)[1].lower() not in EXPORT_FORMATS:
+        # One argument: it is OUT. Without an extension it is most likely a selector.
+        raise ta.ExportError(
+            f"export was given one argument, {args.out!r}, and takes it as the output file, "
+            f"but it has none of the extensions {', '.join(EXPORT_FORMATS)}. To export a "
+            f"selector, add the output file after it: tsdb-arrow export {shlex.quote(args.out)} "
+            "out.parquet --data DIR; to export every series, name the output file with one of "
+            "those extensions"
+        )
+    kind = export_format(args.out, args.format)
     start, end = _times(args)
     with ta.open(_existing(args.data)) as db:
-        rows = db.export(selector, out, start=start, end=end)
-    console.print(f"exported {rows:,} samples to {out}")
+        rows = db.export(args.selector, args.out, start=start, end=end, format=kind)
+    console.print(f"exported {rows:,} samples to {args.out} ({kind})")
     return 0
 
 

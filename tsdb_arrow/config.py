@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from tsdb_arrow.errors import ConfigError
@@ -20,6 +21,10 @@ class StorageConfig:
         Time span of one block: milliseconds or a ``datetime.timedelta`` (kept as milliseconds).
         Block boundaries are aligned to multiples of it since the Unix epoch.
         The head is flushed by itself once it spans more than this.
+        Every window that holds a sample becomes its own block directory (about 3 KB of
+        files even for one sample), so for sparse data choose a window that holds many
+        samples per series: daily samples want ``timedelta(days=365)`` rather than the 2 h
+        default, which would make one directory per sample.
     head_max_bytes
         The head is flushed by itself once its buffers hold more than this many bytes.
     cache_bytes
@@ -46,6 +51,31 @@ class StorageConfig:
         _positive_int("cache_bytes", self.cache_bytes, minimum=0)
         _positive_int("chunk_samples", self.chunk_samples, minimum=16, maximum=1 << 20)
         _positive_int("buffer_rows", self.buffer_rows, minimum=1024, maximum=1 << 24)
+
+
+def storage_config(value: StorageConfig | Mapping[str, object] | None) -> StorageConfig:
+    """``value`` as a ``StorageConfig``: as is, built from a dict of its fields, or the default.
+
+    Raises
+    ------
+    ConfigError
+        When a dict names a field ``StorageConfig`` does not have, or ``value`` is of another
+        type.
+    """
+    if value is None:
+        return StorageConfig()
+    if isinstance(value, StorageConfig):
+        return value
+    if isinstance(value, Mapping):
+        known = [f.name for f in fields(StorageConfig)]
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise ConfigError(f"unknown StorageConfig field(s) {unknown}; the fields are {known}")
+        return StorageConfig(**value)  # type: ignore[arg-type]
+    raise ConfigError(
+        "config must be a ta.StorageConfig or a dict of its fields (e.g. "
+        f"{{'cache_bytes': 0}}), got {type(value).__name__}"
+    )
 
 
 def _positive_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow.fs as pafs
 
+from tsdb_arrow import datadir
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.writer import write_block
-from tsdb_arrow.config import StorageConfig
+from tsdb_arrow.config import StorageConfig, storage_config
+from tsdb_arrow.datadir import BLOCKS_DIR, data_path
 from tsdb_arrow.errors import ClosedError, DataDirectoryError, FlushError
 from tsdb_arrow.index import SeriesIndex
 from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
@@ -26,15 +27,14 @@ from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.histograms import HistogramHead
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.ingest.series import resolve_series
-from tsdb_arrow.lockfile import DirectoryLock
+from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import REF, is_member
+from tsdb_arrow.query.export import export_format, sink
 from tsdb_arrow.query.histograms import HistogramScan
 from tsdb_arrow.query.read import Snapshot
 from tsdb_arrow.query.scan import Scan
-from tsdb_arrow.query.selector import parse_selector
+from tsdb_arrow.query.selector import query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
-
-BLOCKS_DIR = "blocks"
 
 
 class Database:
@@ -45,19 +45,25 @@ class Database:
     ``config.head_max_bytes``. Until the write-ahead log exists, a crash loses unflushed samples.
     """
 
-    def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None) -> None:
-        self.path = Path(path).absolute()
-        self.config = config or StorageConfig()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataDirectoryError(
-                f"cannot use {self.path} as a data directory ({exc.strerror}); give the path of "
-                "a directory, new or made by tsdb-arrow"
-            ) from exc
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: StorageConfig | Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = storage_config(config)
+        self.path = data_path(path)
+        new = datadir.prepare(self.path)
         self._lockfile = DirectoryLock(self.path)
-        self._lockfile.acquire()
         try:
+            self._lockfile.acquire()
+        except PermissionError as exc:
+            raise DataDirectoryError(
+                f"cannot lock {self.path} ({exc.strerror} on {LOCK_FILE}): a data directory must "
+                "be writable; fix its permissions or give another directory"
+            ) from exc
+        try:
+            if new:
+                datadir.write_marker(self.path)
             self._fs = pafs.LocalFileSystem()
             self._blocks_dir = str(self.path / BLOCKS_DIR)
             self._fs.create_dir(self._blocks_dir, recursive=True)
@@ -284,7 +290,7 @@ class Database:
     def series(self, selector: str | None = None) -> pl.DataFrame:
         """Label sets of the series matching ``selector`` (all when None), one row each."""
         self._check_open()
-        matchers = parse_selector(selector)
+        matchers = query_matchers(selector)
         with self._lock:
             frame = self._index.select(matchers)
         return frame.select(REF, *_present_labels(frame))
@@ -346,11 +352,20 @@ class Database:
         *,
         start: Any = None,
         end: Any = None,
+        format: str | None = None,  # noqa: A002
     ) -> int:
-        """Write the selection as plain long-format Parquet (zstd); returns the rows written."""
+        """Write the selection as a plain long-format file; returns the rows written.
+
+        The format follows ``path``'s extension (``.parquet``/``.pq``: Parquet with zstd;
+        ``.arrow``/``.feather``/``.ipc``: Arrow IPC; ``.csv``: CSV with RFC 3339 times) or is
+        given as ``format`` (``"parquet"``, ``"ipc"`` or ``"csv"``); otherwise an
+        ``ExportError`` is raised before anything is written.
+        """
+        kind = export_format(path, format)
         lf = self.select(selector, start=start, end=end)
-        lf.sink_parquet(str(path), compression="zstd")
-        return pl.scan_parquet(str(path)).select(pl.len()).collect().item()
+        sink(lf, path, kind)
+        scan = {"parquet": pl.scan_parquet, "ipc": pl.scan_ipc, "csv": pl.scan_csv}[kind]
+        return scan(str(path)).select(pl.len()).collect().item()
 
     # -- stats -------------------------------------------------------------------------------
 
@@ -406,6 +421,14 @@ def _dir_bytes(path: str) -> int:
     return total
 
 
-def open(path: str | os.PathLike[str], *, config: StorageConfig | None = None) -> Database:  # noqa: A001
-    """Open (creating if needed) the data directory at ``path``."""
+def open(  # noqa: A001
+    path: str | os.PathLike[str], *, config: StorageConfig | Mapping[str, Any] | None = None
+) -> Database:
+    """Open the data directory at ``path``, creating it in a new or empty directory.
+
+    ``path`` must be new, empty, or a directory made by tsdb-arrow (it holds
+    ``tsdb-arrow.json``); anything else raises ``DataDirectoryError`` naming the path, as do
+    missing permissions. ``config`` is a ``StorageConfig`` or a dict of its fields
+    (``{"cache_bytes": 0}``); an unknown field raises ``ConfigError``.
+    """
     return Database(path, config)

@@ -26,6 +26,10 @@ class TimeRangeError(TsdbError, ValueError):
     """A start/end time could not be understood, or start lies after end."""
 
 
+class ExportError(TsdbError, ValueError):
+    """An export was refused: its output format is unknown or contradicts the file name."""
+
+
 class SeriesCollisionError(TsdbError):
     """Two different label sets hashed to the same 64-bit series ref; the batch was refused."""
 

@@ -16,7 +16,16 @@ import numpy as np
 
 from tsdb_arrow.errors import TimeRangeError
 
-__all__ = ["DURATION_UNITS_MS", "check_range", "format_ms", "parse_duration", "to_ms"]
+__all__ = [
+    "DURATION_UNITS_MS",
+    "SECONDS_LIKE_MS",
+    "check_range",
+    "first_seconds_like",
+    "format_ms",
+    "parse_duration",
+    "seconds_like_reason",
+    "to_ms",
+]
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -31,6 +40,11 @@ DURATION_UNITS_MS = {
     "s": 1_000,
     "ms": 1,
 }
+
+#: Integer milliseconds in [lo, hi) are refused as ambiguous: they are 1970-01-02 to 1973-03-03
+#: as milliseconds, but what epoch seconds of 1973 to 5138 look like (``time.time()`` gives
+#: 1.8e9 in 2027). Smaller integers (test data, "ms since start") and typed datetimes pass.
+SECONDS_LIKE_MS = (10**8, 10**11)
 
 ACCEPTED_FORMS = (
     "None (no bound), int milliseconds since the Unix epoch, an integral float, "
@@ -79,7 +93,9 @@ def to_ms(value: object, *, name: str = "time", now: int | None = None) -> int |
     Parameters
     ----------
     value
-        ``None`` (an open bound, returned as ``None``); an ``int`` of milliseconds (as is);
+        ``None`` (an open bound, returned as ``None``); an ``int`` of milliseconds (as is,
+        except that integers in ``SECONDS_LIKE_MS``, 1e8 to 1e11, are refused as probably
+        epoch seconds: pass a datetime for a time in 1970-1973);
         a ``float`` only when integral (milliseconds: a fractional one is almost always a
         ``time.time()`` in seconds, so it is refused rather than guessed at); a
         ``datetime.datetime`` (naive means UTC, aware is converted); a ``datetime.date``
@@ -125,7 +141,7 @@ def _convert(value: object, now: int | None) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise _Refused("a bool is not a time")
     if isinstance(value, numbers.Integral):
-        return int(value)
+        return _integer_ms(int(value))
     if isinstance(value, numbers.Real):
         number = float(value)
         if not math.isfinite(number):
@@ -135,7 +151,7 @@ def _convert(value: object, now: int | None) -> int:
                 "a float must be a whole number of milliseconds (seconds from time.time() "
                 "must be multiplied by 1000 and rounded)"
             )
-        return int(number)
+        return _integer_ms(int(number))
     if isinstance(value, str):
         return _parse_string(value, now)
     if isinstance(value, np.datetime64):
@@ -150,6 +166,36 @@ def _convert(value: object, now: int | None) -> int:
     if type(value).__module__.startswith("pyarrow"):
         return _from_arrow(value)
     raise _Refused(f"unsupported type {type(value).__module__}.{type(value).__qualname__}")
+
+
+def _integer_ms(ms: int) -> int:
+    if (reason := seconds_like_reason(ms)) is not None:
+        raise _Refused(reason)
+    return ms
+
+
+def seconds_like_reason(ms: int) -> str | None:
+    """Why the integer ``ms`` is refused as probably seconds, or None when it is accepted."""
+    lo, hi = SECONDS_LIKE_MS
+    if not lo <= ms < hi:
+        return None
+    return (
+        f"it looks like seconds since the epoch ({format_ms(ms * 1000)}), while integers are "
+        f"read as milliseconds ({format_ms(ms)}): multiply by 1000. Integers from {lo:,} "
+        f"to {hi:,} are refused as ambiguous; for a time in 1970-1973 pass a datetime or "
+        "an RFC 3339 string"
+    )
+
+
+def first_seconds_like(ms: np.ndarray) -> int | None:
+    """Index of the first integer in ``ms`` that :func:`seconds_like_reason` refuses, or None."""
+    lo, hi = SECONDS_LIKE_MS
+    # One unsigned comparison: lo <= x < hi exactly when (x - lo) mod 2**64 < hi - lo.
+    with np.errstate(over="ignore"):
+        hits = (ms - np.int64(lo)).view(np.uint64) < np.uint64(hi - lo)
+    if not hits.any():
+        return None
+    return int(np.argmax(hits))
 
 
 def _from_datetime(value: dt.datetime) -> int:
@@ -198,7 +244,7 @@ def _parse_string(text: str, now: int | None) -> int:
     if not stripped:
         raise _Refused("the string is empty")
     if _INTEGER.fullmatch(stripped):
-        return int(stripped)
+        return _integer_ms(int(stripped))
     if match := _RFC3339.fullmatch(stripped):
         return _from_rfc3339(match)
     if (match := _RELATIVE.fullmatch(stripped)) and (match[1] or match[2]):

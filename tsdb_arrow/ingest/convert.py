@@ -16,6 +16,10 @@ import pyarrow.compute as pc
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.ingest.histograms import HISTOGRAM, normalize_histograms
 from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_label_name
+from tsdb_arrow.timeutil import first_seconds_like, seconds_like_reason
+
+#: Prometheus' metric name syntax, anchored.
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ def to_arrow(data: Any) -> pa.Table:
             # than the whole resolve).
             return data.to_arrow(compat_level=pl.CompatLevel.newest())
     if module == "pandas" and hasattr(data, "columns"):
+        _check_pandas_index(data)
         table = pa.Table.from_pandas(data, preserve_index=False)
         if VALUE in data.columns and data[VALUE].dtype.kind == "f":
             # from_pandas reads NaN as null; a NaN value is a sample, its bits kept.
@@ -60,6 +65,21 @@ def to_arrow(data: Any) -> pa.Table:
         f"write() takes a pyarrow Table or RecordBatch, or a Polars or pandas DataFrame in long "
         f"format (timestamp, value, __name__, labels...); got {type(data).__name__}"
     )
+
+
+def _check_pandas_index(frame: Any) -> None:
+    """Point at ``reset_index`` when a pandas frame keeps its times in the index."""
+    import pandas as pd
+
+    index = frame.index
+    if TIMESTAMP in frame.columns:
+        return
+    if isinstance(index, pd.DatetimeIndex) or index.name == TIMESTAMP:
+        raise InputError(
+            f"missing column 'timestamp': this pandas frame holds its times in its index "
+            f"({type(index).__name__} named {index.name!r}), which write() does not read; "
+            "call frame.reset_index(names='timestamp') first"
+        )
 
 
 def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
@@ -74,7 +94,9 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     if VALUE not in names and HISTOGRAM not in names:
         raise InputError(
             f"missing column 'value': a batch needs 'timestamp', 'value' (or 'histogram') and "
-            f"label columns; got columns {names}"
+            f"label columns; got columns {names}. A wide frame (one column per metric) "
+            "becomes long with frame.unpivot(index='timestamp', variable_name='__name__', "
+            "value_name='value') in Polars"
         )
     if VALUE in names and HISTOGRAM in names:
         raise InputError(
@@ -85,6 +107,9 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"duplicate column names {dupes}: give each column a distinct name")
     n = table.num_rows
+    if n == 0:
+        # Nothing to store; an empty frame's columns often have no type (Polars' Null).
+        return SampleBatch(np.empty(0, np.int64), np.empty(0, np.float64), {})
     timestamps = _timestamps(table.column(TIMESTAMP))
     values = _values(table.column(VALUE)) if VALUE in names else None
     histograms = normalize_histograms(table.column(HISTOGRAM)) if HISTOGRAM in names else None
@@ -146,7 +171,11 @@ def _timestamps(col: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_integer(typ):
         if pa.types.is_uint64(typ) and len(col) and pc.max(col).as_py() > 2**63 - 1:
             raise InputError("'timestamp' holds values above the int64 range; use int64 ms")
-        return _to_numpy(col.cast(pa.int64()), np.int64)
+        ms = _to_numpy(col.cast(pa.int64()), np.int64)
+        if (row := first_seconds_like(ms)) is not None:
+            reason = seconds_like_reason(int(ms[row]))
+            raise InputError(f"row {row}: 'timestamp' {ms[row]}: {reason}")
+        return ms
     raise InputError(
         f"'timestamp' has type {typ}: use int64 milliseconds since the Unix epoch, a datetime "
         "column, or RFC 3339 text"
@@ -242,16 +271,32 @@ def _label_column(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def check_metric_names(series: pa.Table, row_refs: np.ndarray) -> None:
-    """Refuse a batch in which some row has no metric name, naming the first such row.
+    """Refuse a batch in which some row has no metric name or an invalid one, naming the row.
 
-    Checked on the batch's distinct label sets (every row repeats one of them).
+    Metric names match ``[a-zA-Z_:][a-zA-Z0-9_:]*`` as in Prometheus, so that a selector can
+    name every stored metric. Checked on the batch's distinct label sets (every row repeats
+    one of them).
     """
     names = series.column(METRIC_NAME)
     missing = pc.fill_null(pc.equal(names, ""), True).to_numpy(zero_copy_only=False)
     if missing.any():
-        bad = series.column(REF).to_numpy()[missing]
-        row = int(np.flatnonzero(np.isin(row_refs, bad))[0])
+        row = _first_row(series, row_refs, missing)
         raise InputError(f"row {row}: '__name__' is empty; every sample needs a metric name")
+    valid = pc.match_substring_regex(names, METRIC_NAME_PATTERN)
+    invalid = np.asarray(pc.invert(valid).to_numpy(zero_copy_only=False), dtype=bool)
+    if invalid.any():
+        row = _first_row(series, row_refs, invalid)
+        name = names.filter(pa.array(invalid))[0].as_py()
+        raise InputError(
+            f"row {row}: metric name {name!r} is invalid: metric names must match "
+            "[a-zA-Z_:][a-zA-Z0-9_:]* (letters, digits, '_' and ':', not starting with a "
+            "digit); replace the other characters, e.g. with '_'"
+        )
+
+
+def _first_row(series: pa.Table, row_refs: np.ndarray, bad_series: np.ndarray) -> int:
+    bad = series.column(REF).to_numpy()[bad_series]
+    return int(np.flatnonzero(np.isin(row_refs, bad))[0])
 
 
 def check_utf8(series: pa.Table) -> None:

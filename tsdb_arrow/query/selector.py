@@ -9,6 +9,7 @@ with ``.`` matching newlines.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,14 @@ import polars as pl
 
 from tsdb_arrow.errors import SelectorError
 
-__all__ = ["OPS", "Matcher", "filter_series", "matchers_expr", "parse_selector"]
+__all__ = [
+    "OPS",
+    "Matcher",
+    "filter_series",
+    "matchers_expr",
+    "parse_selector",
+    "query_matchers",
+]
 
 METRIC_NAME_LABEL = "__name__"
 OPS = ("=", "!=", "=~", "!~")
@@ -48,11 +56,15 @@ def anchored_regex(pattern: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _regex_error(pattern: str) -> str | None:
-    """Why ``pattern`` is not a valid Rust (Polars) regex, or None when it is.
+    """Why ``pattern`` is not a valid regex for Prometheus and Polars, or None when it is.
 
-    The bare pattern is compiled as well as the anchored one, so that ``a)|(b`` cannot
-    escape the anchoring group.
+    Prometheus takes RE2 syntax (Go's regexp), Polars Rust's regex crate: a pattern must
+    compile in both. Rust accepts stacked repetitions (``a++``, ``a**``) that RE2 refuses, so
+    those are refused here first. The bare pattern is compiled as well as the anchored one,
+    so that ``a)|(b`` cannot escape the anchoring group.
     """
+    if (stacked := _stacked_repetition(pattern)) is not None:
+        return f"invalid nested repetition operator {stacked!r} (RE2 syntax, as in Prometheus)"
     for candidate in (pattern, anchored_regex(pattern)):
         try:
             pl.select(pl.lit("").str.contains(candidate))
@@ -61,6 +73,54 @@ def _regex_error(pattern: str) -> str | None:
             reason = next((line for line in lines if line.startswith("error:")), lines[0])
             return reason.removeprefix("error:").strip()
     return None
+
+
+_REPEAT_COUNT = re.compile(r"\{\d+(?:,\d*)?\}")
+
+
+def _stacked_repetition(pattern: str) -> str | None:
+    """The first repetition operator applied to a repetition (``++``, ``*{2}``), or None.
+
+    Go's regexp (RE2) refuses these; a lazy ``?`` after an operator is part of it.
+    """
+    i, n = 0, len(pattern)
+    last_start = -1  # where the previous token began, when it was a repetition operator
+    while i < n:
+        ch = pattern[i]
+        start = i
+        if ch == "\\":
+            i += 2
+        elif ch == "[":
+            i = _class_end(pattern, i)
+        elif ch in "*+?" or (ch == "{" and (count := _REPEAT_COUNT.match(pattern, i))):
+            i = i + 1 if ch != "{" else count.end()
+            if i < n and pattern[i] == "?":
+                i += 1
+            if last_start >= 0:
+                return pattern[last_start:i]
+            last_start = start
+            continue
+        else:
+            i += 1
+        last_start = -1
+    return None
+
+
+def _class_end(pattern: str, i: int) -> int:
+    """Index just past the character class opening at ``pattern[i]`` (``[``)."""
+    i += 1
+    if i < len(pattern) and pattern[i] == "^":
+        i += 1
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    while i < len(pattern) and pattern[i] != "]":
+        if pattern[i] == "\\":
+            i += 2
+        elif pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) >= 0:
+            i = close + 2
+        else:
+            i += 1
+    return i + 1
 
 
 def _quote(value: str) -> str:
@@ -278,7 +338,9 @@ def parse_selector(text: str | None) -> tuple[Matcher, ...]:
     text
         ``name``, ``name{l="v", ...}`` or ``{l="v", ...}`` with operators ``=``, ``!=``, ``=~``
         and ``!~``; strings in double or single quotes (Go escapes) or backticks (raw).
-        ``None``, ``""`` and ``"{}"`` select every series.
+        ``None``, ``""`` and ``"{}"`` parse to no matcher. This is the syntax only: the
+        database's entry points use :func:`query_matchers`, which also applies Prometheus'
+        rule that a selector needs a matcher not matching the empty string.
 
     Returns
     -------
@@ -302,6 +364,36 @@ def parse_selector(text: str | None) -> tuple[Matcher, ...]:
     if not isinstance(text, str):
         raise SelectorError(f"a selector must be a str or None, not {type(text).__name__}")
     return _Parser(text).parse()
+
+
+def query_matchers(text: str | None) -> tuple[Matcher, ...]:
+    """The matchers of a selector given to ``db.select`` or ``db.series``.
+
+    ``None`` selects every series. A string is parsed by :func:`parse_selector` and must, as
+    in Prometheus, hold at least one matcher that does not match the empty string (a metric
+    name, ``job="x"``, ``job=~".+"``): ``""``, ``"{}"`` and ``'{job=~".*"}'`` are refused
+    with a ``SelectorError`` rather than read as "everything".
+    """
+    if text is None:
+        return ()
+    matchers = parse_selector(text)
+    if not any(not _matches_empty(m) for m in matchers):
+        raise SelectorError(
+            f"the selector {text!r} has no matcher that requires a non-empty value (Prometheus "
+            "refuses such a selector: it can match every series): name a metric "
+            '(up, {__name__=~"node_.*"}) or a label value ({job="node"}); to select every '
+            "series pass None (omit the selector)"
+        )
+    return matchers
+
+
+def _matches_empty(m: Matcher) -> bool:
+    if m.op == "=":
+        return m.value == ""
+    if m.op == "!=":
+        return m.value != ""
+    hit = pl.select(pl.lit("").str.contains(anchored_regex(m.value))).item()
+    return bool(hit) if m.op == "=~" else not hit
 
 
 def matchers_expr(matchers: Sequence[Matcher], columns: Collection[str]) -> pl.Expr:
