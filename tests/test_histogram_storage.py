@@ -68,7 +68,7 @@ def test_histograms_round_trip_exactly_through_blocks(tmp_path_factory, hists):
     path = tmp_path_factory.mktemp("h") / "db"
     ts = (np.arange(len(hists)) * 600_000).tolist()  # spans several block windows
     with ta.open(path) as db:
-        assert db.write(batch(hists, ts)) == len(hists)
+        assert db.write(batch(hists, ts)).rows == len(hists)
         in_head = db.select_histograms().collect()["histogram"].to_list()
     with ta.open(path) as db:
         got = db.select_histograms().collect()

@@ -8,7 +8,7 @@
 
 from tsdb_arrow import sketch
 from tsdb_arrow.config import HistogramConfig, StorageConfig
-from tsdb_arrow.database import Database, open
+from tsdb_arrow.database import Database, WriteResult, open
 from tsdb_arrow.errors import (
     ClosedError,
     CodecError,
@@ -32,6 +32,7 @@ __all__ = [
     # opening a data directory
     "open",
     "Database",
+    "WriteResult",
     "StorageConfig",
     "HistogramConfig",
     # quantile sketches: ta.sketch.quantiles(...), ta.sketch.histogram_quantiles(...)

@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,35 @@ from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import REF, is_member
 from tsdb_arrow.query.export import export_format, sink
 from tsdb_arrow.query.histograms import HistogramScan
+from tsdb_arrow.query.overlap import distinct_block_samples, overlapping_groups, replaced_rows
 from tsdb_arrow.query.read import Snapshot
 from tsdb_arrow.query.scan import Scan
 from tsdb_arrow.query.selector import query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one ``write`` stored.
+
+    Attributes
+    ----------
+    rows
+        Rows of the batch; all of them were accepted (a refused batch raises instead).
+    replaced
+        Rows whose series and timestamp had been written before, earlier in the same batch
+        or by an earlier write (flushed or not): each replaced that sample (the last write
+        wins), so it added nothing to ``stats()["samples"]``. For histogram samples only
+        repeats within the batch are counted.
+    """
+
+    rows: int
+    replaced: int
+
+    @property
+    def added(self) -> int:
+        """Samples that did not exist before: ``rows - replaced``."""
+        return self.rows - self.replaced
 
 
 class Database:
@@ -84,6 +110,8 @@ class Database:
             self._hist_flushing: list[HistogramHead] = []
             self._index = SeriesIndex()
             self._blocks: list[Block] = []
+            # Distinct samples of a group of overlapping blocks, by their ids (see stats()).
+            self._distinct_counts: dict[tuple[str, ...], int] = {}
             self._closed = False
             self._closing = False
             self._load_blocks()
@@ -148,28 +176,54 @@ class Database:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self, data: Any, *, metric: str | None = None) -> int:
-        """Add samples from a long-format frame; returns how many rows were accepted.
+    def write(self, data: Any, *, metric: str | None = None) -> WriteResult:
+        """Add samples from a long-format frame; returns how many rows were stored and replaced.
 
         ``data`` is a pyarrow Table/RecordBatch or a Polars/pandas DataFrame with ``timestamp``
         (int64 ms or datetime), ``value`` (castable to float64) or ``histogram`` (an exponential
         histogram struct, see ``docs/sketches.md``), ``__name__`` (or ``metric=``) and one string
         column per label. A refused batch raises an ``InputError`` (or
-        ``SeriesCollisionError``) and stores nothing.
+        ``SeriesCollisionError``) and stores nothing. A row whose series and timestamp were
+        written before (earlier in the batch, or by an earlier write) replaces that sample:
+        ``WriteResult.replaced`` counts those rows, ``WriteResult.added`` the samples that are
+        new.
         """
         self._check_writable()
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
-            return 0
+            return WriteResult(rows=0, replaced=0)
         resolved = resolve_series(batch.labels, batch.num_rows)
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
+        series = resolved.series.column(REF).to_numpy()
         with self._lock:
             self._check_writable()
-            self._index.add(resolved.series)
+            fresh = self._index.add(resolved.series)
             if batch.histograms is not None:
+                # Histogram samples: rows repeating a pair of the batch (stored ones not read).
+                replaced = replaced_rows(
+                    resolved.row_refs,
+                    batch.timestamps,
+                    series,
+                    np.empty(0, np.uint64),
+                    None,
+                    self._snapshot,
+                    self._cache,
+                    self._pool_threads,
+                )
                 self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
             else:
+                known = np.setdiff1d(resolved.series.column(REF).to_numpy(), fresh[REF].to_numpy())
+                replaced = replaced_rows(
+                    resolved.row_refs,
+                    batch.timestamps,
+                    series,
+                    known,
+                    self._stored_max(),
+                    self._snapshot,
+                    self._cache,
+                    self._pool_threads,
+                )
                 self._head.append(resolved.row_refs, batch.timestamps, batch.values)
             due = self._flush_due()
         if due:
@@ -181,7 +235,14 @@ class Database:
                     f"the automatic flush failed ({exc}); fix the cause and call flush()",
                     accepted=batch.num_rows,
                 ) from exc
-        return batch.num_rows
+        return WriteResult(rows=batch.num_rows, replaced=replaced)
+
+    def _stored_max(self) -> int | None:
+        """Newest timestamp of a float sample in the blocks and the head (caller holds the lock)."""
+        heads = [h for h in (self._head, *self._flushing) if h.rows]
+        times = [b.meta.max_time for b in self._blocks if b.meta.num_samples]
+        times += [h.max_time for h in heads]
+        return max(times, default=None)
 
     def _flush_due(self) -> str | None:
         heads = [h for h in (self._head, self._hist_head) if h.rows]
@@ -372,8 +433,11 @@ class Database:
     def stats(self) -> dict[str, Any]:
         """Counts and sizes: series, samples, blocks, bytes on disk, head, cache and pool.
 
-        ``samples`` counts stored samples: a sample later overwritten (same series and
-        timestamp) counts until the blocks holding both are merged; ``select`` returns it once.
+        ``block_samples`` counts distinct (series, timestamp) pairs in the blocks, exactly the
+        rows a select-all returns after ``flush()``: a sample written twice counts once.
+        ``head_samples`` counts rows written since the last flush as they came (a repeat is
+        resolved at the flush); ``samples`` is their sum. ``histogram_samples`` counts stored
+        histogram rows.
         """
         self._check_open()
         with self._lock:
@@ -381,7 +445,7 @@ class Database:
             head_rows = self._head.rows + sum(h.rows for h in self._flushing)
             head_histograms = self._hist_head.rows + sum(h.rows for h in self._hist_flushing)
             n_series = len(self._index)
-        block_samples = sum(b.meta.num_samples for b in blocks)
+        block_samples = self._distinct_block_samples(blocks)
         on_disk = _dir_bytes(self._blocks_dir)
         return {
             "path": str(self.path),
@@ -399,6 +463,23 @@ class Database:
             "pool": self._pool.stats(),
             "block_reads": sum(b.reads for b in blocks),
         }
+
+    def _distinct_block_samples(self, blocks: list[Block]) -> int:
+        """Distinct float samples of ``blocks``; overlapping groups are read once and memoized."""
+        total = 0
+        counts: dict[tuple[str, ...], int] = {}
+        for group in overlapping_groups(blocks):
+            if len(group) == 1:
+                total += group[0].meta.num_samples
+                continue
+            key = tuple(b.meta.id for b in group)
+            count = self._distinct_counts.get(key)
+            if count is None:
+                count = distinct_block_samples(group, self._pool_threads)
+            counts[key] = count
+            total += count
+        self._distinct_counts = counts
+        return total
 
 
 def _rest_histograms(hists: dict[int, HistogramWindow], done: set[int]) -> HistogramHead:
