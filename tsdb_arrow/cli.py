@@ -189,7 +189,7 @@ def _load(args: argparse.Namespace, console: Console) -> int:
     files = [open_sample_file(path) for path in args.files]
     total = sum(f.total_rows or 0 for f in files) or None
     started = time.perf_counter()
-    loaded = 0
+    loaded = replaced = 0
     with ta.open(args.data) as db:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -208,7 +208,7 @@ def _load(args: argparse.Namespace, console: Console) -> int:
                 row = 0
                 for batch in sample_file.batches(args.batch_rows):
                     try:
-                        db.write(batch, metric=args.metric)
+                        result = db.write(batch, metric=args.metric)
                     except TsdbError as exc:
                         raise type(exc)(
                             f"{sample_file.path}, rows {row}..{row + batch.num_rows - 1}: {exc} "
@@ -216,6 +216,7 @@ def _load(args: argparse.Namespace, console: Console) -> int:
                         ) from exc
                     row += batch.num_rows
                     loaded += batch.num_rows
+                    replaced += result.replaced
                     rate = loaded / max(time.perf_counter() - started, 1e-9)
                     progress.update(task, completed=loaded, rate=f"{rate / 1e6:.2f} M samples/s")
         db.flush()
@@ -224,6 +225,11 @@ def _load(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"loaded {loaded:,} samples from {len(files)} file(s) in {elapsed:.2f} s "
         f"({loaded / max(elapsed, 1e-9) / 1e6:.2f} M samples/s)"
+        + (
+            f"; {replaced:,} of them replaced samples with the same series and timestamp"
+            if replaced
+            else ""
+        )
     )
     _print_stats(stats, console)
     return 0

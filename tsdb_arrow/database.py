@@ -29,13 +29,13 @@ from tsdb_arrow.ingest.histograms import HistogramHead
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
-from tsdb_arrow.model import REF, is_member
+from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member
 from tsdb_arrow.query.export import export_format, sink
 from tsdb_arrow.query.histograms import HistogramScan
 from tsdb_arrow.query.overlap import distinct_block_samples, overlapping_groups, replaced_rows
 from tsdb_arrow.query.read import Snapshot
-from tsdb_arrow.query.scan import Scan
-from tsdb_arrow.query.selector import query_matchers
+from tsdb_arrow.query.scan import TIME_DTYPE, Scan
+from tsdb_arrow.query.selector import matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
 
 
@@ -82,7 +82,7 @@ class Database:
         self._lockfile = DirectoryLock(self.path)
         try:
             self._lockfile.acquire()
-        except PermissionError as exc:
+        except OSError as exc:  # no permission, a read-only file system, LOCK not a file
             raise DataDirectoryError(
                 f"cannot lock {self.path} ({exc.strerror} on {LOCK_FILE}): a data directory must "
                 "be writable; fix its permissions or give another directory"
@@ -366,13 +366,29 @@ class Database:
         """Samples of the matching series in [start, end] as a Polars LazyFrame.
 
         Columns: ``timestamp`` (Datetime ms UTC), ``value`` (Float64) and one String column per
-        label name present, sorted by series then time. The series are those matching when
-        ``select`` is called; their samples are read when the frame is collected.
+        label name that a matching series has, sorted by name; rows sorted by series then
+        time. When no series matches, the frame is empty with the label columns the selector
+        requires (``__name__`` and every label it needs non-empty), so that code written for
+        a found metric runs on a missing one. ``selector=None`` selects every series.
+
+        The series are those matching when ``select`` is called; their samples are read when
+        the frame is collected, from the open database: collect (or ``sink_*``) before
+        ``close()`` or the end of the ``with`` block, after which collecting raises
+        ``ClosedError``.
         """
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
+        matchers = query_matchers(selector)
         series = self.series(selector)
+        if series.height == 0:
+            required = {METRIC_NAME} | {m.name for m in matchers if not matches_empty(m)}
+            schema = {
+                TIMESTAMP: TIME_DTYPE,
+                VALUE: pl.Float64(),
+                **{name: pl.String() for name in sorted(required)},
+            }
+            return pl.LazyFrame(schema=schema)
         return Scan(series, lo, hi, self._snapshot, self._cache, self._pool_threads).lazy()
 
     def select_histograms(
@@ -391,7 +407,12 @@ class Database:
 
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
         with self._lock:
-            self._check_open()
+            if self._closed:
+                raise ClosedError(
+                    f"the database at {self.path} is closed: a frame from select() reads when "
+                    "it is collected, so collect it (or sink it) before close() or the end of "
+                    "the with block, or open the directory again with ta.open"
+                )
             buffers = [
                 (buf, buf.size) for head in [*self._flushing, self._head] for buf in head.buffers
             ]

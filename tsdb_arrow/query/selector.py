@@ -22,6 +22,7 @@ __all__ = [
     "Matcher",
     "filter_series",
     "matchers_expr",
+    "matches_empty",
     "parse_selector",
     "query_matchers",
 ]
@@ -377,7 +378,7 @@ def query_matchers(text: str | None) -> tuple[Matcher, ...]:
     if text is None:
         return ()
     matchers = parse_selector(text)
-    if not any(not _matches_empty(m) for m in matchers):
+    if not any(not matches_empty(m) for m in matchers):
         raise SelectorError(
             f"the selector {text!r} has no matcher that requires a non-empty value (Prometheus "
             "refuses such a selector: it can match every series): name a metric "
@@ -387,7 +388,8 @@ def query_matchers(text: str | None) -> tuple[Matcher, ...]:
     return matchers
 
 
-def _matches_empty(m: Matcher) -> bool:
+def matches_empty(m: Matcher) -> bool:
+    """Whether ``m`` accepts the empty string, i.e. a series without the label."""
     if m.op == "=":
         return m.value == ""
     if m.op == "!=":
