@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
+import pytest
 
 import tsdb_arrow as ta
 from tsdb_arrow.cli import main
@@ -117,3 +119,137 @@ def test_cli_errors_exit_1_with_a_message(tmp_path, capsys):
     assert "expected a label name" in capsys.readouterr().err
     assert main(["query", "up", "--data", str(tmp_path / "d"), "--start", "yesterday"]) == 1
     assert "--start" in capsys.readouterr().err
+
+
+# -- first use (issue 7.8) -------------------------------------------------------------------
+
+
+def _loaded(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["load", str(REAL_SLICE), "--data", str(data)]) == 0
+    capsys.readouterr()
+    return data
+
+
+def test_export_refuses_a_lone_selector_and_names_the_fix(tmp_path, capsys):
+    data = _loaded(tmp_path, capsys)
+    assert main(["export", "node_cpu_seconds_total", "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "export was given one argument, 'node_cpu_seconds_total', and takes it as the output file"
+        in err
+    )
+    assert "tsdb-arrow export node_cpu_seconds_total out.parquet --data DIR" in err
+    assert main(["export", 'up{job="node"}', "--data", str(data)]) == 1
+    assert "tsdb-arrow export 'up{job=\"node\"}' out.parquet" in capsys.readouterr().err
+    assert not (tmp_path / "node_cpu_seconds_total").exists()
+
+
+def test_export_format_follows_the_extension(tmp_path, capsys):
+    data = _loaded(tmp_path, capsys)
+    want = None
+    for name, read in (
+        ("x.parquet", pl.read_parquet),
+        ("x.arrow", pl.read_ipc),
+        ("x.feather", pl.read_ipc),
+        ("x.csv", pl.read_csv),
+    ):
+        out = tmp_path / name
+        assert main(["export", "node_load1", str(out), "--data", str(data)]) == 0
+        assert f"exported 900 samples to {out}" in capsys.readouterr().out
+        got = read(out)
+        if name.endswith(".csv"):
+            assert got["timestamp"][0] == "2026-11-24T18:11:50.397Z"  # RFC 3339, UTC
+            got = got.with_columns(
+                pl.col("timestamp").str.to_datetime(time_unit="ms", time_zone="UTC")
+            )
+        want = got if want is None else want
+        assert canonical(got).equals(canonical(want))
+    assert pq.ParquetFile(tmp_path / "x.parquet").metadata.num_rows == 900
+    # CSV goes back in through load.
+    assert main(["load", str(tmp_path / "x.csv"), "--data", str(tmp_path / "again")]) == 0
+    with ta.open(tmp_path / "again") as db:
+        assert canonical(db.select("node_load1").collect()).equals(canonical(want))
+
+
+def test_export_unknown_extension_and_explicit_format(tmp_path, capsys):
+    data = _loaded(tmp_path, capsys)
+    assert main(["export", "up", str(tmp_path / "up.out"), "--data", str(data)]) == 1
+    assert "cannot tell which format to write" in capsys.readouterr().err
+    assert not (tmp_path / "up.out").exists()
+    out = tmp_path / "up.out"
+    assert main(["export", "up", str(out), "--data", str(data), "--format", "parquet"]) == 0
+    assert pq.ParquetFile(out).metadata.num_rows == 900
+    assert (
+        main(["export", "up", str(tmp_path / "u.csv"), "--data", str(data), "--format", "ipc"]) == 1
+    )
+    assert (
+        "ends in '.csv', which is csv, but the format asked for is ipc" in capsys.readouterr().err
+    )
+    assert main(["export", "a", "b.parquet", "c.parquet", "--data", str(data)]) == 2
+    assert "unrecognized arguments: c.parquet" in capsys.readouterr().err
+
+
+def test_export_api_refuses_an_unknown_extension(db):
+    with pytest.raises(ta.ExportError, match="name it with one of the extensions .parquet"):
+        db.export(None, "samples.txt")
+
+
+def test_relative_start_with_a_leading_dash(tmp_path, capsys):
+    data = _loaded(tmp_path, capsys)
+    # The shipped data lies in the past: relative to now, nothing is that recent.
+    assert main(["query", "node_load1", "--data", str(data), "--start", "-1h"]) == 0
+    assert "0 samples of selector node_load1" in capsys.readouterr().out
+    assert main(["query", "node_load1", "--data", str(data), "--start", "-100y"]) == 0
+    assert "900 samples of selector node_load1" in capsys.readouterr().out
+    assert main(["query", "node_load1", "--data", str(data), "--end", "-1x"]) == 1
+    assert "--end='-1x' is not a time" in capsys.readouterr().err
+
+
+def test_version_and_examples(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tsdb-arrow {ta.__version__}\n"
+    for command, example in (
+        ("load", "tsdb-arrow load samples.parquet --data ./data"),
+        ("info", "tsdb-arrow info --data ./data"),
+        ("query", "tsdb-arrow query up --data ./data --start -15m"),
+        ("export", "tsdb-arrow export node_load1 load.parquet --data ./data"),
+    ):
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "examples:\n" in out and example in out
+    assert main(["export", "--help"]) == 0
+    assert "[SELECTOR] OUT\n" in capsys.readouterr().out
+
+
+def test_loading_a_file_twice_counts_its_samples_once(tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    pl.DataFrame(
+        {
+            "timestamp": 1_795_543_910_000 + pl.int_range(100, eager=True),
+            "value": 1.0,
+            "__name__": "m",
+        }
+    ).write_csv(csv)
+    data = tmp_path / "d"
+    assert main(["load", str(csv), "--data", str(data)]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert main(["load", str(csv), "--data", str(data)]) == 0
+    assert "100 of them replaced samples with the same series and timestamp" in (
+        capsys.readouterr().out
+    )
+    assert main(["info", "--data", str(data)]) == 0
+    assert re.search(r"│ samples +│ +100 │", capsys.readouterr().out)
+    with ta.open(data) as db:
+        assert db.stats()["samples"] == 100 == db.select(None).collect().height
+
+
+def test_reading_commands_refuse_a_foreign_directory(tmp_path, capsys):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "notes.txt").write_text("x")
+    assert main(["info", "--data", str(tmp_path / "p")]) == 1
+    assert (
+        "is not a tsdb-arrow data directory (no tsdb-arrow.json in it)" in capsys.readouterr().err
+    )
+    assert main(["load", str(REAL_SLICE), "--data", str(tmp_path / "p")]) == 1
+    assert "is not empty (notes.txt)" in capsys.readouterr().err

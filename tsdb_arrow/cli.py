@@ -229,7 +229,8 @@ def _load(args: argparse.Namespace, console: Console) -> int:
             f"; {replaced:,} of them replaced samples with the same series and timestamp"
             if replaced
             else ""
-        )
+        ),
+        soft_wrap=True,
     )
     _print_stats(stats, console)
     return 0
@@ -297,7 +298,7 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     start, end = _times(args)
     with ta.open(_existing(args.data)) as db:
         rows = db.export(args.selector, args.out, start=start, end=end, format=kind)
-    console.print(f"exported {rows:,} samples to {args.out} ({kind})")
+    console.print(f"exported {rows:,} samples to {args.out} ({kind})", soft_wrap=True)
     return 0
 
 
