@@ -169,7 +169,8 @@ def test_nothing_matching_is_an_empty_frame_not_an_error(db):
     db.write(synthetic(2, 3))
     got = db.select('nope{job="x"}').collect()
     assert got.height == 0
-    assert got.columns == ["timestamp", "value"]
+    # The labels the selector requires, as a found series would have them.
+    assert got.columns == ["timestamp", "value", "__name__", "job"]
     empty = db.select("temp", start=0, end=1).collect()
     assert empty.height == 0
     assert "job" in empty.columns

@@ -7,10 +7,12 @@ one column per label, as ``tsdb-arrow load`` and ``db.write`` read them back.
 from __future__ import annotations
 
 import os
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from tsdb_arrow.errors import ExportError
+
+if TYPE_CHECKING:  # the CLI's parser reads EXPORT_FORMATS without importing Polars
+    import polars as pl
 
 __all__ = ["EXPORT_FORMATS", "export_format", "sink"]
 
