@@ -186,7 +186,8 @@ class Database:
         ``SeriesCollisionError``) and stores nothing. A row whose series and timestamp were
         written before (earlier in the batch, or by an earlier write) replaces that sample:
         ``WriteResult.replaced`` counts those rows, ``WriteResult.added`` the samples that are
-        new.
+        new. Appending newer samples costs one pass over the batch to count; a batch that
+        reaches back into stored times also reads its series' stored timestamps there.
         """
         self._check_writable()
         batch = normalize(data, metric=metric)
