@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tsdb_arrow as ta
 from tsdb_arrow.datadir import MARKER_FILE
@@ -328,3 +330,40 @@ def test_sparse_data_with_a_long_block_duration(tmp_path):
         db.flush()
         assert db.stats()["blocks"] <= 2  # the default 2 h would make 365
         assert db.select("m").collect().height == 365
+
+
+_rows = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 40), st.booleans()),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_rows, min_size=1, max_size=6))
+def test_replaced_and_samples_match_a_reference(tmp_path_factory, batches):
+    """Random writes (repeats within and across batches, flushes between): exact counts."""
+    seen: dict[tuple[str, int], float] = {}
+    config = ta.StorageConfig(block_duration=10_000)  # 10 s windows: many overlapping blocks
+    with ta.open(tmp_path_factory.mktemp("db") / "db", config=config) as db:
+        for i, rows in enumerate(batches):
+            names = [name for name, _, _ in rows]
+            ts = [T0 + 1000 * t for _, t, _ in rows]
+            values = [float(i * 100 + j) for j in range(len(rows))]
+            expected = 0
+            for name, t, value in zip(names, ts, values):
+                expected += (name, t) in seen
+                seen[(name, t)] = value
+            assert db.write(_frame(ts, values, names)) == ta.WriteResult(len(rows), expected)
+            if rows[0][2]:
+                db.flush()
+        db.flush()
+        got = db.select(None).collect()
+        assert db.stats()["samples"] == len(seen) == got.height
+        stored = {
+            (n, t): v
+            for n, t, v in zip(got["__name__"], got["timestamp"].dt.epoch("ms"), got["value"])
+        }
+        assert stored == seen
