@@ -365,3 +365,18 @@ def test_filter_series_agrees_with_reference(table: pl.DataFrame, matchers: list
         if all(reference_matches(row, m) for m in matchers)
     ]
     assert filter_series(table, matchers)["ref"].to_list() == expected
+
+
+@pytest.mark.parametrize(
+    "pattern", ["a++", "a**", "a*+", "a+?*", "x?+", "a{2}*", "a{2,3}{4}", "(a)*+", r"\d++"]
+)
+def test_stacked_repetitions_are_refused_as_re2_does(pattern: str) -> None:
+    with pytest.raises(SelectorError, match="invalid nested repetition operator"):
+        parse_selector(f"{{a=~`{pattern}`}}")
+
+
+@pytest.mark.parametrize(
+    "pattern", ["a*?", "a+?", "(a+)+", "[+*]+", r"a\++", "[]+]*", "a{2,}?", "[[:alpha:]]+"]
+)
+def test_repetitions_re2_accepts(pattern: str) -> None:
+    assert parse_selector(f"{{a=~`{pattern}`}}") == (M("a", "=~", pattern),)
