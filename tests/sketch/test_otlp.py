@@ -14,8 +14,8 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 
 from tests.sketch.test_exponential import STALE_NAN, mixed_values, sdk_record
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
-from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.fixed.histogram import FixedBucketHistogram
 from tsdb_arrow.sketch.otlp import (
     explicit_to_fixed,
     exponential_from_otel,

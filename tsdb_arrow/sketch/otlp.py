@@ -26,10 +26,10 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint as SdkHistogramP
 
 from tsdb_arrow.errors import SketchError
 from tsdb_arrow.sketch.counts import check_counts, exact_sum
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
 
 if TYPE_CHECKING:
-    from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+    from tsdb_arrow.sketch.fixed.histogram import FixedBucketHistogram
 
 __all__ = ["exponential_from_otel", "exponential_to_proto", "explicit_to_fixed"]
 
@@ -133,7 +133,7 @@ def explicit_to_fixed(
         counts, or more than 2**53 values (the histogram's float64 counts would round them);
         nothing is built then.
     """
-    from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+    from tsdb_arrow.sketch.fixed.histogram import FixedBucketHistogram
 
     if isinstance(point, SdkHistogramPoint):
         total = float(point.sum)

@@ -18,9 +18,13 @@ import pyarrow as pa
 
 from tsdb_arrow.errors import ConfigError, SketchError
 from tsdb_arrow.ingest.histograms import HISTOGRAM, HISTOGRAM_TYPE
-from tsdb_arrow.sketch.aggregate import DEFAULT_QUANTILES, merge_sketches, quantiles_from_sketches
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
-from tsdb_arrow.sketch.exponential_sketch import MIN_SKETCH_SCALE, sketch_mapping
+from tsdb_arrow.sketch.exponential.ddsketch import MIN_SKETCH_SCALE, sketch_mapping
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.frames.aggregate import (
+    DEFAULT_QUANTILES,
+    merge_sketches,
+    quantiles_from_sketches,
+)
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 

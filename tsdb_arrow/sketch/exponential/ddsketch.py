@@ -1,24 +1,21 @@
 """ExponentialHistogram <-> DDSketch ``Sketch``, losslessly: bucket ``i`` is key ``k = i + 1`` of
-the mapping with ``gamma = 2 ** (2 ** -scale)`` and offset 0 (see ``exponential`` and
-``docs/sketches.md``). ``exponential`` re-exports ``to_sketch`` and ``from_sketch``.
+the mapping with ``gamma = 2 ** (2 ** -scale)`` and offset 0 (see this package's docstring and
+``docs/sketches.md``). A conversion above both types: neither imports it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, exact_sum
-from tsdb_arrow.sketch.ddsketch import Sketch
-from tsdb_arrow.sketch.exponential_buckets import scatter
-from tsdb_arrow.sketch.exponential_index import MAX_SCALE
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-
-if TYPE_CHECKING:
-    from tsdb_arrow.sketch.exponential import ExponentialHistogram
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.sketch import Sketch
+from tsdb_arrow.sketch.exponential.buckets import scatter
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.exponential.index import MAX_SCALE
 
 # Below this scale alpha = (b - 1) / (b + 1) rounds to 1.0 (scale -6: b = 2**64).
 MIN_SKETCH_SCALE = -5
@@ -76,9 +73,6 @@ def from_sketch(sketch: Sketch) -> ExponentialHistogram:
         When the sketch's gamma is not an OTel base, its offset is not 0, or a count is not an
         integer; use the sketch directly (or ``ddsketch``) in that case.
     """
-    # Imported here: ``exponential`` imports this module to re-export to_sketch and from_sketch.
-    from tsdb_arrow.sketch.exponential import ExponentialHistogram
-
     mapping = sketch.mapping
     scale = _scale_of_mapping(mapping)
     if scale is None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from tsdb_arrow.errors import SketchError
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, exact_sum, readonly
-from tsdb_arrow.sketch.exponential_index import MIN_SCALE, lower_boundary
+from tsdb_arrow.sketch.exponential.index import MIN_SCALE, lower_boundary
 
 
 def scatter(indices: np.ndarray, counts: np.ndarray) -> tuple[int, np.ndarray]:
