@@ -10,12 +10,12 @@ import math
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
+from tsdb_arrow.model import HISTOGRAM_MAX_SCALE
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, exact_sum
 from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
 from tsdb_arrow.sketch.ddsketch.sketch import Sketch
 from tsdb_arrow.sketch.exponential.buckets import scatter
 from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
-from tsdb_arrow.sketch.exponential.index import MAX_SCALE
 
 # Below this scale alpha = (b - 1) / (b + 1) rounds to 1.0 (scale -6: b = 2**64).
 MIN_SKETCH_SCALE = -5
@@ -79,7 +79,7 @@ def from_sketch(sketch: Sketch) -> ExponentialHistogram:
         raise SketchError(
             f"this sketch (gamma={mapping.gamma!r}, offset={mapping.offset!r}) is not an "
             "exponential histogram: from_sketch needs offset 0 and gamma == 2**(2**-s) for an "
-            f"integer scale s in {MIN_SKETCH_SCALE}..{MAX_SCALE}; keep it as a DDSketch"
+            f"integer scale s in {MIN_SKETCH_SCALE}..{HISTOGRAM_MAX_SCALE}; keep it as a DDSketch"
         )
     pos = _buckets_from_keys("positive", sketch.positive_keys, sketch.positive_counts)
     neg = _buckets_from_keys("negative", sketch.negative_keys, sketch.negative_counts)
@@ -118,7 +118,7 @@ def _scale_of_mapping(mapping: LogarithmicMapping) -> int | None:
     if not (math.isfinite(gamma) and gamma > 1.0) or mapping.offset != 0.0:
         return None
     guess = -round(math.log2(math.log2(gamma)))
-    if MIN_SKETCH_SCALE <= guess <= MAX_SCALE and sketch_mapping(guess).gamma == gamma:
+    if MIN_SKETCH_SCALE <= guess <= HISTOGRAM_MAX_SCALE and sketch_mapping(guess).gamma == gamma:
         return guess
     return None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
+from tsdb_arrow.model import HISTOGRAM_MAX_SCALE
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, UINT64_MAX, check_counts, exact_sum
 from tsdb_arrow.sketch.exponential import codec
 from tsdb_arrow.sketch.exponential.buckets import (
@@ -25,11 +26,7 @@ from tsdb_arrow.sketch.exponential.buckets import (
     fit_change,
     index_span,
 )
-from tsdb_arrow.sketch.exponential.index import (
-    MAX_SCALE,
-    check_scale,
-    map_to_index,
-)
+from tsdb_arrow.sketch.exponential.index import check_scale, map_to_index
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -157,7 +154,7 @@ class ExponentialHistogram:
         cls,
         values: np.ndarray | Sequence[float],
         *,
-        scale: int = MAX_SCALE,
+        scale: int = HISTOGRAM_MAX_SCALE,
         max_size: int | None = 160,
         zero_threshold: float = 0.0,
     ) -> ExponentialHistogram:

@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from tsdb_arrow.errors import ConfigError, SketchError
-from tsdb_arrow.ingest.histograms import HISTOGRAM, HISTOGRAM_TYPE
+from tsdb_arrow.model import HISTOGRAM, HISTOGRAM_TYPE
 from tsdb_arrow.sketch.exponential.ddsketch import MIN_SKETCH_SCALE, sketch_mapping
 from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
 from tsdb_arrow.sketch.frames.aggregate import (
