@@ -24,9 +24,6 @@ FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 SEPARATOR = 0xFF
 
-# Decoded samples as the read path hands them around: one row per sample.
-SAMPLE_SCHEMA = pa.schema([(REF, pa.uint64()), (TIMESTAMP, pa.int64()), (VALUE, pa.float64())])
-
 # Histogram samples: one OpenTelemetry exponential histogram per row, in a struct column named
 # HISTOGRAM (docs/sketches.md). Scales run from -10 (base 2**1024) to 20, as in OpenTelemetry.
 HISTOGRAM = "histogram"

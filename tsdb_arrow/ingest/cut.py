@@ -102,20 +102,6 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray, total: int) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
-def _take3(order, refs, ts, values):
-    n = order.shape[0]
-    r = np.empty(n, dtype=refs.dtype)
-    t = np.empty(n, dtype=ts.dtype)
-    v = np.empty(n, dtype=values.dtype)
-    for i in range(n):
-        j = order[i]
-        r[i] = refs[j]
-        t[i] = ts[j]
-        v[i] = values[j]
-    return r, t, v
-
-
 def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
     """A permutation sorting by (window, ref, ts) and whether it may leave duplicates.
 
