@@ -18,6 +18,7 @@ from tsdb_arrow.errors import (
     FlushError,
     InputError,
     LockedError,
+    MissingDependencyError,
     SelectorError,
     SeriesCollisionError,
     SketchError,
@@ -49,4 +50,5 @@ __all__ = [
     "LockedError",
     "ClosedError",
     "FlushError",
+    "MissingDependencyError",
 ]
