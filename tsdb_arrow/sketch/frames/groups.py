@@ -39,12 +39,20 @@ def _runs(
         hashed = _hash_groups(df, cols)
         if hashed is not None:
             return hashed
-    rle = df.lazy().select(pl.struct(cols).rle()).collect().to_series().struct.unnest()
-    lengths = rle.get_column("len").to_numpy().astype(np.int64)
-    run_starts = np.concatenate([[0], np.cumsum(lengths)])
-    run_keys = rle.get_column("value").struct.unnest()
-    if run_keys.height == 0:
-        return run_starts, np.zeros(0, np.int64), np.zeros(1, np.int64), df.select(cols), None
+    if df.height == 0:
+        return (
+            np.zeros(1, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(1, np.int64),
+            df.select(cols),
+            None,
+        )
+    # rle_id, not rle: Polars' streaming rle panics on frames of several chunks (as db.select
+    # yields them); rle_id numbers the runs, and a run starts where its number changes.
+    run_id = df.lazy().select(pl.struct(cols).rle_id()).collect().to_series().to_numpy()
+    starts = np.flatnonzero(np.diff(run_id.astype(np.int64))) + 1
+    run_starts = np.concatenate([[0], starts, [df.height]]).astype(np.int64)
+    run_keys = df.select(pl.col(cols).gather(run_starts[:-1]))
     run_group = run_keys.select(pl.struct(cols).rank("dense")).to_series().to_numpy()
     run_group = run_group.astype(np.int64) - 1
     run_order = np.argsort(run_group, kind="stable")
