@@ -51,6 +51,18 @@ def exponential_from_otel(
     ``.trimmed()`` drops them). Attributes, timestamps, flags and exemplars are not part of the
     sample and are left to the caller.
 
+    Parameters
+    ----------
+    point
+        An ``opentelemetry.proto.metrics.v1.metrics_pb2.ExponentialHistogramDataPoint`` (what
+        arrives over OTLP) or an ``opentelemetry.sdk.metrics.export``
+        ``ExponentialHistogramDataPoint`` (what an in-process SDK reader collects).
+
+    Returns
+    -------
+    The ``ExponentialHistogram``, exactly; the SDK's "no min/max" (+inf/-inf) and unset
+    protobuf fields become NaN.
+
     Raises
     ------
     SketchError
@@ -101,7 +113,25 @@ def exponential_to_proto(
 ) -> metrics_pb2.ExponentialHistogramDataPoint:
     """OTLP protobuf data point of ``hist``; NaN ``sum``/``min``/``max`` are left unset.
 
-    Timestamps are optional because they belong to the series, not to the sample.
+    Parameters
+    ----------
+    hist
+        The histogram sample.
+    start_time_unix_nano, time_unix_nano
+        The point's timestamps; optional because they belong to the series, not the sample.
+
+    Returns
+    -------
+    An ``opentelemetry.proto.metrics.v1.metrics_pb2.ExponentialHistogramDataPoint``;
+    ``exponential_from_otel`` gives ``hist`` back from it exactly.
+
+    Examples
+    --------
+    >>> import tsdb_arrow as ta
+    >>> h = ta.sketch.ExponentialHistogram.from_values([1.0, 2.0, 3.0])
+    >>> point = ta.sketch.exponential_to_proto(h)
+    >>> point.count, ta.sketch.exponential_from_otel(point) == h
+    (3, True)
     """
     point = ProtoExponentialPoint(
         start_time_unix_nano=start_time_unix_nano,
@@ -132,6 +162,15 @@ def explicit_to_fixed(
     Prometheus histogram's ``le`` buckets, and bounds and counts carry over one to one. A last
     bound of +inf (allowed by OTLP) adds an always-empty bucket; it is folded into the implicit
     +Inf bucket. ``FixedBucketHistogram`` keeps no min/max, so the point's are not carried.
+
+    Parameters
+    ----------
+    point
+        An OTLP protobuf ``HistogramDataPoint`` or the SDK's ``HistogramDataPoint``.
+
+    Returns
+    -------
+    The ``FixedBucketHistogram`` with the point's bounds, counts, sum (NaN when unset) and count.
 
     Raises
     ------

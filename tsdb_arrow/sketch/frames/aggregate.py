@@ -96,6 +96,19 @@ def quantiles(
     SketchError
         For a ``q`` outside [0, 1] or an infinite value; ``ConfigError`` for a bad relative
         accuracy, ``every``, or missing columns.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> frame = pl.DataFrame({"job": ["a", "a", "a", "b"], "value": [1.0, 2.0, 3.0, 10.0]})
+    >>> ta.sketch.quantiles(frame, [0.5, 1.0], by="job").rows()
+    [('a', 1.99..., 2.97...), ('b', 10.07..., 10.07...)]
+
+    On a selection, per label and minute (a LazyFrame in, a LazyFrame out)::
+
+        lf = db.select("node_scrape_collector_duration_seconds")
+        ta.sketch.quantiles(lf, [0.5, 0.9, 0.99], by=["collector"], every="1m").collect()
     """
     qs_arr, names = quantile_columns(qs)
     mapping = LogarithmicMapping(relative_accuracy)
@@ -115,7 +128,30 @@ def sketches(
     every: str | timedelta | None = None,
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
 ) -> Frame:
-    """The DDSketch of each group as bucket rows (layout in ``bucket_rows``)."""
+    """The DDSketch of each group as bucket rows: sketches to keep, merge or serialize.
+
+    Parameters
+    ----------
+    frame
+        A DataFrame or LazyFrame with a ``value`` column (and ``timestamp`` for ``every``).
+    by, every, relative_accuracy
+        As in ``quantiles``.
+
+    Returns
+    -------
+    A frame of the same kind with one row per (group, sign, key): the group columns, then
+    ``sign``, ``key``, ``count``, ``sum``, ``min``, ``max`` (layout in
+    ``tsdb_arrow.sketch.frames.bucket_rows``). ``merge_sketches`` merges such rows exactly and
+    ``quantiles_from_sketches`` reads quantiles off them.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> frame = pl.DataFrame({"job": ["a", "a", "b"], "value": [1.0, 2.0, 10.0]})
+    >>> ta.sketch.sketches(frame, by="job").select("job", "sign", "key", "count").rows()
+    [('a', 1, 0, 1.0), ('a', 1, 35, 1.0), ('b', 1, 116, 1.0)]
+    """
     mapping = LogarithmicMapping(relative_accuracy)
     lf, cols, schema = prepare_values(frame, by, every)
 
@@ -134,8 +170,32 @@ def merge_sketches(
 ) -> Frame:
     """Merge bucket rows into one sketch per ``by`` group (and ``every`` window): exact.
 
-    ``by`` lists the group columns to keep (it may name ``timestamp``); ``every`` re-truncates
-    ``timestamp`` to longer windows and keeps it. Rows of all other columns are merged.
+    Parameters
+    ----------
+    buckets
+        Bucket rows (a DataFrame or LazyFrame) as ``sketches`` gives them, e.g. several
+        blocks' or days' rows concatenated.
+    by
+        The group columns to keep (it may name ``timestamp``); rows of all other group columns
+        are merged together. None merges everything into one sketch.
+    every
+        Re-truncates ``timestamp`` to longer windows (``"1h"`` merges ``"5m"`` windows) and
+        keeps it as a group column.
+
+    Returns
+    -------
+    Bucket rows of the same kind, one row per (group, sign, key), sorted: counts and sums
+    added, min and max combined. Equal to ``sketches`` of the union of the values (sums up to
+    float rounding).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> frame = pl.DataFrame({"job": ["a", "a", "b"], "value": [1.0, 2.0, 2.0]})
+    >>> rows = ta.sketch.sketches(frame, by="job")
+    >>> ta.sketch.merge_sketches(rows).select("sign", "key", "count").rows()
+    [(1, 0, 1.0), (1, 35, 2.0)]
     """
     lf, cols = prepare_buckets(buckets, by, every)
     merged = (
@@ -154,9 +214,31 @@ def quantiles_from_sketches(
     every: str | timedelta | None = None,
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
 ) -> Frame:
-    """Quantiles of merged bucket rows, as ``quantiles`` gives them for the union of values.
+    """Quantiles of bucket rows merged per group, as ``quantiles`` gives them for the union of
+    the values.
 
-    ``relative_accuracy`` must be the one the bucket rows were built with.
+    Parameters
+    ----------
+    buckets
+        Bucket rows (a DataFrame or LazyFrame) as ``sketches`` or ``from_sketch_column`` give
+        them.
+    qs, by, every
+        As in ``quantiles`` and ``merge_sketches``.
+    relative_accuracy
+        Must be the one the bucket rows were built with (it is not a column).
+
+    Returns
+    -------
+    A frame of the same kind: the group columns, then one Float64 column per quantile.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> day1 = ta.sketch.sketches(pl.DataFrame({"value": [1.0, 2.0]}))
+    >>> day2 = ta.sketch.sketches(pl.DataFrame({"value": [3.0]}))
+    >>> ta.sketch.quantiles_from_sketches(pl.concat([day1, day2]), [0.5]).item()
+    1.99...
     """
     qs_arr, names = quantile_columns(qs)
     mapping = LogarithmicMapping(relative_accuracy)
@@ -180,7 +262,34 @@ def to_sketch_column(
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
     column: str = "sketch",
 ) -> Frame:
-    """One row per group: its columns and its sketch serialized as ``Sketch.to_bytes``."""
+    """One row per group: its columns and its sketch serialized, to store or send sketches.
+
+    Parameters
+    ----------
+    buckets
+        Bucket rows (a DataFrame or LazyFrame) as ``sketches`` gives them.
+    by, every
+        The groups, as in ``merge_sketches`` (rows of other group columns are merged).
+    relative_accuracy
+        The one the bucket rows were built with; it is written into every sketch.
+    column
+        Name of the Binary column of serialized sketches.
+
+    Returns
+    -------
+    A frame of the same kind: the group columns, then ``column`` with each group's sketch as
+    ``Sketch.to_bytes`` writes it (layout in ``docs/sketches.md``); ``from_sketch_column``
+    reads it back.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> rows = ta.sketch.sketches(pl.DataFrame({"job": ["a", "b"], "value": [1.0, 2.0]}), by="job")
+    >>> column = ta.sketch.to_sketch_column(rows, by="job")
+    >>> ta.sketch.Sketch.from_bytes(column.get_column("sketch")[0]).count
+    1.0
+    """
     mapping = LogarithmicMapping(relative_accuracy)
     merged = merge_sketches(buckets.lazy(), by=by, every=every)
     cols = group_columns(by, every)
@@ -207,11 +316,35 @@ def from_sketch_column(
 ) -> pl.DataFrame:
     """Bucket rows of a column of serialized sketches; the other columns are the groups.
 
+    Parameters
+    ----------
+    frame
+        A DataFrame with a Binary column of sketches as ``to_sketch_column`` (or
+        ``Sketch.to_bytes``) writes them; all of one mapping.
+    column
+        The name of that column.
+    relative_accuracy
+        If given, the sketches must have been built with it.
+
+    Returns
+    -------
+    Bucket rows (as ``sketches`` gives them): each row's other columns, then ``sign``,
+    ``key``, ``count``, ``sum``, ``min``, ``max``; a group's sum/min/max sit on its first row.
+
     Raises
     ------
     SketchError
         For a null or invalid sketch, mixed mappings, or a mapping other than
         ``relative_accuracy`` when it is given.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> rows = ta.sketch.sketches(pl.DataFrame({"job": ["a", "b"], "value": [1.0, 2.0]}), by="job")
+    >>> back = ta.sketch.from_sketch_column(ta.sketch.to_sketch_column(rows, by="job"))
+    >>> back.select("job", "sign", "key", "count").rows()
+    [('a', 1, 0, 1.0), ('b', 1, 35, 1.0)]
     """
     if column not in frame.columns:
         raise ConfigError(f"frame has no column {column!r} of serialized sketches")
