@@ -50,7 +50,7 @@ def _runs(
     # rle_id, not rle: Polars' streaming rle panics on frames of several chunks (as db.select
     # yields them); rle_id numbers the runs, and a run starts where its number changes.
     run_id = df.lazy().select(pl.struct(cols).rle_id()).collect().to_series().to_numpy()
-    starts = np.flatnonzero(np.diff(run_id.astype(np.int64))) + 1
+    starts = np.flatnonzero(run_id[1:] != run_id[:-1]) + 1
     run_starts = np.concatenate([[0], starts, [df.height]]).astype(np.int64)
     run_keys = df.select(pl.col(cols).gather(run_starts[:-1]))
     run_group = run_keys.select(pl.struct(cols).rank("dense")).to_series().to_numpy()
