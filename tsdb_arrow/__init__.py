@@ -19,6 +19,7 @@ from tsdb_arrow.errors import (
     FlushError,
     InputError,
     LockedError,
+    MissingDependencyError,
     SelectorError,
     SeriesCollisionError,
     SketchError,
@@ -52,4 +53,5 @@ __all__ = [
     "LockedError",
     "ClosedError",
     "FlushError",
+    "MissingDependencyError",
 ]

@@ -68,3 +68,8 @@ class FlushError(TsdbError):
 
 class SketchError(TsdbError, ValueError):
     """A sketch or histogram is invalid: negative counts, mismatched bucket arrays, bad bounds."""
+
+
+class MissingDependencyError(TsdbError, ImportError):
+    """An optional dependency a function needs is not installed; the message names the extra
+    to install (e.g. ``pip install 'tsdb-arrow[otel]'``)."""

@@ -1,4 +1,4 @@
-"""The data model: sample schema, label names, and the stable 64-bit series ref.
+"""The data model: sample schemas (floats, histograms), label names, the stable 64-bit series ref.
 
 A series is its label set (metric name in ``__name__``). Its ref is FNV-1a 64 over the canonical
 byte string ``name 0xFF value 0xFF`` for every label in sorted name order whose value is non-empty,
@@ -24,8 +24,30 @@ FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 SEPARATOR = 0xFF
 
-# Decoded samples as the read path hands them around: one row per sample.
-SAMPLE_SCHEMA = pa.schema([(REF, pa.uint64()), (TIMESTAMP, pa.int64()), (VALUE, pa.float64())])
+# Histogram samples: one OpenTelemetry exponential histogram per row, in a struct column named
+# HISTOGRAM (docs/sketches.md). Scales run from -10 (base 2**1024) to 20, as in OpenTelemetry.
+HISTOGRAM = "histogram"
+HISTOGRAM_MIN_SCALE = -10
+HISTOGRAM_MAX_SCALE = 20
+HISTOGRAM_FIELDS = [
+    pa.field("scale", pa.int8(), nullable=False),
+    pa.field("count", pa.uint64(), nullable=False),
+    pa.field("zero_count", pa.uint64(), nullable=False),
+    pa.field("zero_threshold", pa.float64(), nullable=False),
+    pa.field("positive_offset", pa.int32(), nullable=False),
+    pa.field("positive_counts", pa.large_list(pa.uint64()), nullable=False),
+    pa.field("negative_offset", pa.int32(), nullable=False),
+    pa.field("negative_counts", pa.large_list(pa.uint64()), nullable=False),
+    pa.field("sum", pa.float64(), nullable=False),
+    pa.field("min", pa.float64(), nullable=False),
+    pa.field("max", pa.float64(), nullable=False),
+]
+HISTOGRAM_TYPE = pa.struct(HISTOGRAM_FIELDS)
+# Histogram samples as blocks store them and the read path hands them around: one row each.
+HISTOGRAM_SCHEMA = pa.schema(
+    [pa.field(REF, pa.uint64(), nullable=False), pa.field(TIMESTAMP, pa.int64(), nullable=False)]
+    + HISTOGRAM_FIELDS
+)
 
 
 def is_label_name(name: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -36,3 +38,20 @@ def test_notebook_executes_and_keeps_its_saved_outputs(path):
 
 def test_there_is_a_quantiles_notebook():
     assert any(p.name == "quantiles.ipynb" for p in NOTEBOOKS)
+
+
+def test_quantiles_notebook_outside_the_repository_stops_with_a_clear_message(tmp_path):
+    """Its first cell looks for the shipped sample up to the root, then says where to start."""
+    notebook = nbformat.read(NOTEBOOKS[0].parent / "quantiles.ipynb", as_version=4)
+    first = next(c for c in notebook.cells if c.cell_type == "code")
+    done = subprocess.run(
+        [sys.executable, "-c", first.source],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "FileNotFoundError: tests/data/real_node_1s_15m.parquet not found in" in done.stderr
+    assert "start this notebook from inside a clone" in done.stderr

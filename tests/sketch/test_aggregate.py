@@ -16,6 +16,8 @@ from tests.conftest import synthetic
 from tests.sketch.strategies import accuracies, values
 from tsdb_arrow.errors import ConfigError, SketchError
 from tsdb_arrow.sketch import Sketch
+from tsdb_arrow.sketch.frames import groups
+from tsdb_arrow.sketch.frames.bucket_rows import BUCKET_SCHEMA
 
 QS = [0.0, 0.25, 0.5, 0.9, 0.99, 1.0]
 NAMES = ["q0", "q0.25", "q0.5", "q0.9", "q0.99", "q1"]
@@ -169,7 +171,7 @@ def test_wide_key_range_takes_the_sort_path() -> None:
 def test_sketch_rows_layout() -> None:
     frame = pl.DataFrame({"job": ["a"] * 5 + ["b"], "value": [-2.0, 0.0, 1.0, 1.0, 3.0, 5.0]})
     rows = sk.sketches(frame, by=["job"])
-    assert rows.schema == pl.Schema({"job": pl.String, **sk.aggregate.BUCKET_SCHEMA})
+    assert rows.schema == pl.Schema({"job": pl.String, **BUCKET_SCHEMA})
     k = sk.LogarithmicMapping(0.01).key
     assert rows.rows() == [
         ("a", -1, k(2.0), 1.0, -2.0, -2.0, -2.0),
@@ -304,5 +306,5 @@ def test_hash_collision_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     def collide(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros(hashes.size, np.int64), np.zeros(1, np.int64), np.array([hashes.size])
 
-    monkeypatch.setattr(sk.aggregate, "_dense_ids", collide)
+    monkeypatch.setattr(groups, "_dense_ids", collide)
     assert sk.quantiles(frame, QS, by=["job", "instance"]).equals(expected)

@@ -34,15 +34,11 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
 from tsdb_arrow.errors import SketchError, TsdbError
-from tsdb_arrow.sketch.ddsketch import Sketch
-from tsdb_arrow.sketch.exponential import (
-    ExponentialHistogram,
-    from_sketch,
-    lower_boundary,
-    map_to_index,
-    to_sketch,
-)
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.sketch import Sketch
+from tsdb_arrow.sketch.exponential.ddsketch import from_sketch, to_sketch
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.exponential.index import lower_boundary, map_to_index
 from tsdb_arrow.sketch.otlp import exponential_from_otel
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]

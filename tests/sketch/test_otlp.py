@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -13,9 +16,9 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from tests.sketch.test_exponential import STALE_NAN, mixed_values, sdk_record
-from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
-from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+from tsdb_arrow.errors import MissingDependencyError, SketchError, TsdbError
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.fixed.histogram import FixedBucketHistogram
 from tsdb_arrow.sketch.otlp import (
     explicit_to_fixed,
     exponential_from_otel,
@@ -227,3 +230,46 @@ def test_bad_sdk_explicit_points_are_refused() -> None:
         explicit_to_fixed(dataclasses.replace(point, bucket_counts=[1.0, 1.0, 1.0]))
     with pytest.raises(SketchError, match="HistogramDataPoint"):
         explicit_to_fixed(sdk_record(np.array([1.0])))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- without the SDK
+
+
+def test_without_the_sdk_protobuf_points_convert_and_sdk_points_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK is the optional ``otel`` extra: only SDK data points need it."""
+    values = mixed_values(3, 200)
+    sdk_point = sdk_record(values)
+    wire = exponential_to_proto(exponential_from_otel(sdk_point))
+    explicit = metrics_pb2.HistogramDataPoint(bucket_counts=[1, 2], explicit_bounds=[1.0], count=3)
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.metrics", None)  # import fails
+    with pytest.raises(ImportError):
+        import opentelemetry.sdk.metrics  # noqa: F401
+    assert exponential_from_otel(wire).count == values.size
+    assert explicit_to_fixed(explicit).counts.tolist() == [1.0, 2.0]
+    for convert in (exponential_from_otel, explicit_to_fixed):
+        with pytest.raises(MissingDependencyError, match=r"pip install 'tsdb-arrow\[otel\]'") as e:
+            convert(sdk_point)  # type: ignore[arg-type]
+        assert isinstance(e.value, TsdbError) and "ExponentialHistogramDataPoint" in str(e.value)
+
+
+def test_no_module_imports_the_sdk_at_import_time() -> None:
+    """A plain install (no extras) imports every module of the package."""
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        sys.modules["opentelemetry.sdk"] = None  # as if the otel extra were not installed
+        import tsdb_arrow
+        names = [m.name for m in pkgutil.walk_packages(tsdb_arrow.__path__, "tsdb_arrow.")]
+        for name in names:
+            importlib.import_module(name)
+        tsdb_arrow.sketch.quantiles
+        print(len(names))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 40

@@ -15,7 +15,7 @@ from tsdb_arrow.sketch import (
     histogram_column,
     histogram_quantiles,
 )
-from tsdb_arrow.sketch.exponential import to_sketch
+from tsdb_arrow.sketch.exponential.ddsketch import to_sketch
 
 QS = [0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0]
 

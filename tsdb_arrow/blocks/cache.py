@@ -52,12 +52,6 @@ class ChunkCache:
                 self._bytes -= evicted.nbytes
                 self.evictions += 1
 
-    def discard(self, predicate: Callable[[Hashable], bool]) -> None:
-        """Drop every entry whose key matches (e.g. a deleted block's)."""
-        with self._lock:
-            for key in [k for k in self._entries if predicate(k)]:
-                self._bytes -= self._entries.pop(key).nbytes
-
     def stats(self) -> dict[str, float | int]:
         with self._lock:
             lookups = self.hits + self.misses

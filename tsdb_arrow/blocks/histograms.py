@@ -16,15 +16,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tsdb_arrow.errors import CorruptBlockError
-from tsdb_arrow.ingest.histograms import HISTOGRAM_FIELDS
-from tsdb_arrow.model import REF, TIMESTAMP
+from tsdb_arrow.model import HISTOGRAM_FIELDS, HISTOGRAM_SCHEMA, REF, TIMESTAMP
 
 HISTOGRAMS_FILE = "histograms.parquet"
 HISTOGRAM_ROW_GROUP = 1 << 16
-HISTOGRAM_SCHEMA = pa.schema(
-    [pa.field(REF, pa.uint64(), nullable=False), pa.field(TIMESTAMP, pa.int64(), nullable=False)]
-    + HISTOGRAM_FIELDS
-)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
-from tsdb_arrow.ingest.histograms import HISTOGRAM, normalize_histograms
-from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_label_name
+from tsdb_arrow.ingest.histograms import normalize_histograms
+from tsdb_arrow.model import HISTOGRAM, METRIC_NAME, REF, TIMESTAMP, VALUE, is_label_name
 from tsdb_arrow.timeutil import first_seconds_like, seconds_like_reason
 
 #: Prometheus' metric name syntax, anchored.

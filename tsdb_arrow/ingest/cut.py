@@ -43,8 +43,10 @@ def _is_sorted_unique(windows, refs, ts) -> bool:
 
 
 @nb.njit(cache=True)
-def _keep_last(refs, ts) -> np.ndarray:
-    """keep[i] is False when row i+1 has the same (ref, timestamp): the later write wins."""
+def keep_last(refs, ts) -> np.ndarray:
+    """The rows to keep of samples sorted by (ref, timestamp) with ties in write order: a
+    duplicate (ref, timestamp) keeps its last write. keep[i] is False when row i+1 has the same
+    (ref, timestamp). Shared by the block cut and the read path (head and overlapping blocks)."""
     n = refs.shape[0]
     keep = np.ones(n, dtype=np.bool_)
     for i in range(n - 1):
@@ -100,20 +102,6 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray, total: int) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
-def _take3(order, refs, ts, values):
-    n = order.shape[0]
-    r = np.empty(n, dtype=refs.dtype)
-    t = np.empty(n, dtype=ts.dtype)
-    v = np.empty(n, dtype=values.dtype)
-    for i in range(n):
-        j = order[i]
-        r[i] = refs[j]
-        t[i] = ts[j]
-        v[i] = values[j]
-    return r, t, v
-
-
 def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
     """A permutation sorting by (window, ref, ts) and whether it may leave duplicates.
 
@@ -152,7 +140,7 @@ def cut(
             timestamps[order],
             values[order],
         )
-        keep = _keep_last(refs, timestamps)
+        keep = keep_last(refs, timestamps)
         if not keep.all():
             windows, refs, timestamps, values = (
                 windows[keep],
@@ -183,7 +171,7 @@ def cut_rows(
     order = _order(windows, refs, timestamps)
     if order is None:
         order = np.arange(len(refs))
-    order = order[_keep_last(refs[order], timestamps[order])]
+    order = order[keep_last(refs[order], timestamps[order])]
     sorted_windows = windows[order]
     bounds = np.flatnonzero(np.diff(sorted_windows)) + 1
     starts = np.concatenate(([0], bounds))

@@ -1,7 +1,7 @@
 """Histogram samples: OpenTelemetry exponential histograms as an Arrow struct column.
 
 A batch written with a ``histogram`` column instead of ``value`` holds one exponential histogram
-per row. The column is a struct with the fields of ``HISTOGRAM_TYPE`` (only ``scale`` and
+per row. The column is a struct with the fields of ``model.HISTOGRAM_TYPE`` (only ``scale`` and
 ``count`` are required); it is validated as a whole, vectorised, before anything is stored.
 """
 
@@ -12,24 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
+from tsdb_arrow.model import HISTOGRAM_FIELDS, HISTOGRAM_MAX_SCALE, HISTOGRAM_MIN_SCALE
 
-HISTOGRAM = "histogram"
-MIN_SCALE, MAX_SCALE = -10, 20
-
-HISTOGRAM_FIELDS = [
-    pa.field("scale", pa.int8(), nullable=False),
-    pa.field("count", pa.uint64(), nullable=False),
-    pa.field("zero_count", pa.uint64(), nullable=False),
-    pa.field("zero_threshold", pa.float64(), nullable=False),
-    pa.field("positive_offset", pa.int32(), nullable=False),
-    pa.field("positive_counts", pa.large_list(pa.uint64()), nullable=False),
-    pa.field("negative_offset", pa.int32(), nullable=False),
-    pa.field("negative_counts", pa.large_list(pa.uint64()), nullable=False),
-    pa.field("sum", pa.float64(), nullable=False),
-    pa.field("min", pa.float64(), nullable=False),
-    pa.field("max", pa.float64(), nullable=False),
-]
-HISTOGRAM_TYPE = pa.struct(HISTOGRAM_FIELDS)
 _DEFAULTS = {
     "zero_count": 0,
     "zero_threshold": 0.0,
@@ -121,11 +105,12 @@ def _cast(name: str, values: pa.Array, typ: pa.DataType) -> pa.Array:
 
 def _check(table: pa.Table) -> None:
     scale = table["scale"].to_numpy()
-    bad = (scale < MIN_SCALE) | (scale > MAX_SCALE)
+    bad = (scale < HISTOGRAM_MIN_SCALE) | (scale > HISTOGRAM_MAX_SCALE)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"row {row}: histogram scale {int(scale[row])} is outside {MIN_SCALE}..{MAX_SCALE}"
+            f"row {row}: histogram scale {int(scale[row])} is outside "
+            f"{HISTOGRAM_MIN_SCALE}..{HISTOGRAM_MAX_SCALE}"
         )
     zt = table["zero_threshold"].to_numpy()
     bad = ~np.isfinite(zt) | (zt < 0)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pyarrow as pa
-
-from tsdb_arrow.model import SAMPLE_SCHEMA
 
 ROW_BYTES = 8 + 8 + 8  # series ref, timestamp, value
 
@@ -15,8 +12,8 @@ ROW_BYTES = 8 + 8 + 8  # series ref, timestamp, value
 class HeadBuffer:
     """Fixed-capacity columns (ref, timestamp, value) filled front to back.
 
-    Readers take zero-copy record batches of the filled prefix and hold a pin while they use it;
-    the pool hands the buffer out again only when it is released and unpinned.
+    Readers take zero-copy views of the filled prefix and hold a pin while they use them; the
+    pool hands the buffer out again only when it is released and unpinned.
     """
 
     __slots__ = ("refs", "timestamps", "values", "size", "pins", "retired")
@@ -42,17 +39,6 @@ class HeadBuffer:
         self.values[self.size : end] = values[:take]
         self.size = end
         return take
-
-    def record_batch(self, size: int) -> pa.RecordBatch:
-        """A zero-copy record batch over the first ``size`` rows (valid while pinned)."""
-        return pa.RecordBatch.from_arrays(
-            [
-                pa.array(self.refs[:size]),
-                pa.array(self.timestamps[:size]),
-                pa.array(self.values[:size]),
-            ],
-            schema=SAMPLE_SCHEMA,
-        )
 
 
 class BufferPool:

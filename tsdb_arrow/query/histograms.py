@@ -15,10 +15,15 @@ import polars as pl
 import pyarrow as pa
 from polars.io.plugins import register_io_source
 
-from tsdb_arrow.blocks.histograms import HISTOGRAM_SCHEMA
-from tsdb_arrow.ingest.cut import _keep_last
-from tsdb_arrow.ingest.histograms import HISTOGRAM, HISTOGRAM_FIELDS, HISTOGRAM_TYPE
-from tsdb_arrow.model import REF, TIMESTAMP
+from tsdb_arrow.ingest.cut import keep_last
+from tsdb_arrow.model import (
+    HISTOGRAM,
+    HISTOGRAM_FIELDS,
+    HISTOGRAM_SCHEMA,
+    HISTOGRAM_TYPE,
+    REF,
+    TIMESTAMP,
+)
 from tsdb_arrow.query.read import T_MAX, T_MIN, Snapshot
 from tsdb_arrow.query.scan import DEFAULT_BATCH, TIME_DTYPE
 
@@ -126,5 +131,5 @@ def _read(snapshot: Snapshot, refs: np.ndarray, lo: int, hi: int) -> pa.Table:
         .to_numpy()
     )
     table = table.take(order)
-    keep = _keep_last(table[REF].to_numpy(), table[TIMESTAMP].to_numpy())
+    keep = keep_last(table[REF].to_numpy(), table[TIMESTAMP].to_numpy())
     return table.filter(pa.array(keep)).drop_columns(["seq"])

@@ -2,6 +2,11 @@
 
 Pruning is conservative: the full predicate is still applied exactly to every batch, so a term
 that is not understood here only means less is skipped, never that a wrong row is returned.
+
+The predicate is read from Polars' serialized JSON, whose format Polars does not promise to keep
+(tested with the Polars versions named in pyproject.toml). Whatever part of it is not understood,
+a whole predicate that does not serialize or a single term of an unknown shape, is simply not
+pushed down: ``analyse`` never raises.
 """
 
 from __future__ import annotations
@@ -31,37 +36,66 @@ class Pushdown:
 def analyse(predicate: pl.Expr | None, label_columns: set[str]) -> Pushdown:
     """Split a predicate's top-level AND into time bounds and terms that touch only labels."""
     if predicate is None:
-        return Pushdown(None, None, ())
+        return NOTHING
     try:
         tree = json.loads(predicate.meta.serialize(format="json"))
     except Exception:  # noqa: BLE001 - an unserialisable predicate just is not pushed down
-        return Pushdown(None, None, ())
+        return NOTHING
+    return analyse_tree(tree, label_columns)
+
+
+def analyse_tree(tree: Any, label_columns: set[str]) -> Pushdown:
+    """``analyse`` on the JSON tree of a predicate; terms it cannot read are left out."""
     start: int | None = None
     end: int | None = None
     terms: list[pl.Expr] = []
     for node in _conjuncts(tree):
-        lo, hi = _time_bounds(node)
+        try:
+            lo, hi = _time_bounds(node)
+            term = _label_term(node, label_columns) if lo is None and hi is None else None
+        except Exception:  # noqa: BLE001 - a term of an unknown shape is not pushed down
+            continue
         if lo is not None:
             start = lo if start is None else max(start, lo)
         if hi is not None:
             end = hi if end is None else min(end, hi)
-        if lo is None and hi is None:
-            expr = _to_expr(node)
-            if expr is not None:
-                roots = set(expr.meta.root_names())
-                if roots and roots <= label_columns:
-                    terms.append(expr)
+        if term is not None:
+            terms.append(term)
     return Pushdown(start, end, tuple(terms))
 
 
-def _conjuncts(node: dict[str, Any]) -> list[dict[str, Any]]:
-    binary = node.get("BinaryExpr") if isinstance(node, dict) else None
-    if binary and binary.get("op") in ("And", "LogicalAnd"):
-        return _conjuncts(binary["left"]) + _conjuncts(binary["right"])
-    return [node]
+NOTHING = Pushdown(None, None, ())
 
 
-def _to_expr(node: dict[str, Any]) -> pl.Expr | None:
+def _conjuncts(tree: Any) -> list[Any]:
+    """The terms of the top-level AND (iteratively: a long chain of ANDs is a deep tree)."""
+    out: list[Any] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        binary = node.get("BinaryExpr") if isinstance(node, dict) else None
+        if (
+            isinstance(binary, dict)
+            and binary.get("op") in ("And", "LogicalAnd")
+            and "left" in binary
+            and "right" in binary
+        ):
+            stack += [binary["right"], binary["left"]]
+        else:
+            out.append(node)
+    return out
+
+
+def _label_term(node: Any, label_columns: set[str]) -> pl.Expr | None:
+    """The term as an expression when it reads label columns only, else None."""
+    expr = _to_expr(node)
+    if expr is None:
+        return None
+    roots = set(expr.meta.root_names())
+    return expr if roots and roots <= label_columns else None
+
+
+def _to_expr(node: Any) -> pl.Expr | None:
     try:
         return pl.Expr.deserialize(io.StringIO(json.dumps(node)), format="json")
     except Exception:  # noqa: BLE001
@@ -92,7 +126,7 @@ def _is_ts(node: dict[str, Any]) -> bool:
     return isinstance(node, dict) and node.get("Column") == TIMESTAMP
 
 
-def _time_bounds(node: dict[str, Any]) -> tuple[int | None, int | None]:
+def _time_bounds(node: Any) -> tuple[int | None, int | None]:
     binary = node.get("BinaryExpr") if isinstance(node, dict) else None
     if binary:
         op, left, right = binary.get("op"), binary.get("left"), binary.get("right")

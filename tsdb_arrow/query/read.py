@@ -19,7 +19,7 @@ import pyarrow as pa
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.errors import ClosedError
-from tsdb_arrow.ingest.cut import _keep_last
+from tsdb_arrow.ingest.cut import keep_last
 from tsdb_arrow.ingest.pool import HeadBuffer
 from tsdb_arrow.model import is_member
 
@@ -333,7 +333,7 @@ def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
         )
         refs, ts = refs[order], ts[order]
         vals = vals[order] if vals is not None else None
-        keep = _keep_last(refs, ts)
+        keep = keep_last(refs, ts)
         if not keep.all():
             refs, ts = refs[keep], ts[keep]
             vals = vals[keep] if vals is not None else None

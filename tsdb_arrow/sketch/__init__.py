@@ -1,7 +1,12 @@
 """Quantile sketches: DDSketch (compatible with the ``ddsketch`` package), fixed-bucket
 histograms with Prometheus semantics, and quantiles of Polars frames."""
 
-from tsdb_arrow.sketch.aggregate import (
+from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.sketch import Sketch
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.fixed.histogram import FixedBucketHistogram
+from tsdb_arrow.sketch.frames.aggregate import (
     from_sketch_column,
     merge_sketches,
     quantiles,
@@ -9,12 +14,8 @@ from tsdb_arrow.sketch.aggregate import (
     sketches,
     to_sketch_column,
 )
-from tsdb_arrow.sketch.ddsketch import Sketch, SketchArrays
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
-from tsdb_arrow.sketch.histogram import FixedBucketHistogram
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.frames.stored import histogram_buckets, histogram_column, histogram_quantiles
 from tsdb_arrow.sketch.otlp import explicit_to_fixed, exponential_from_otel, exponential_to_proto
-from tsdb_arrow.sketch.stored import histogram_buckets, histogram_column, histogram_quantiles
 
 __all__ = [
     # Polars aggregations

@@ -7,6 +7,10 @@ gRPC). Exponential histograms convert both ways losslessly; explicit-bucket hist
 ``FixedBucketHistogram`` (OTel bucket ``j`` covers ``(bounds[j-1], bounds[j]]``, the last one
 ``(bounds[-1], +inf)``: Prometheus ``le`` semantics).
 
+The OTLP protobuf messages come with the package; the SDK is the optional ``otel`` extra,
+imported only when an SDK data point is converted (``MissingDependencyError`` says how to install
+it when it is missing).
+
 Absent statistics: the SDK reports "no min/max" as ``min=+inf, max=-inf`` (its starting values,
 kept when nothing was recorded or ``record_min_max`` is off) and the protobuf leaves the optional
 field unset; both become NaN here, and NaN becomes an unset field on the way back.
@@ -15,21 +19,22 @@ field unset; both become NaN here, and NaN becomes an unset field on the way bac
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.sdk.metrics.export import (
-    ExponentialHistogramDataPoint as SdkExponentialPoint,
-)
-from opentelemetry.sdk.metrics.export import HistogramDataPoint as SdkHistogramPoint
 
-from tsdb_arrow.errors import SketchError
+from tsdb_arrow.errors import MissingDependencyError, SketchError
 from tsdb_arrow.sketch.counts import check_counts, exact_sum
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.fixed.histogram import FixedBucketHistogram
 
 if TYPE_CHECKING:
-    from tsdb_arrow.sketch.histogram import FixedBucketHistogram
+    from opentelemetry.sdk.metrics.export import (
+        ExponentialHistogramDataPoint as SdkExponentialPoint,
+    )
+    from opentelemetry.sdk.metrics.export import HistogramDataPoint as SdkHistogramPoint
 
 __all__ = ["exponential_from_otel", "exponential_to_proto", "explicit_to_fixed"]
 
@@ -46,25 +51,26 @@ def exponential_from_otel(
     ``.trimmed()`` drops them). Attributes, timestamps, flags and exemplars are not part of the
     sample and are left to the caller.
 
+    Parameters
+    ----------
+    point
+        An ``opentelemetry.proto.metrics.v1.metrics_pb2.ExponentialHistogramDataPoint`` (what
+        arrives over OTLP) or an ``opentelemetry.sdk.metrics.export``
+        ``ExponentialHistogramDataPoint`` (what an in-process SDK reader collects).
+
+    Returns
+    -------
+    The ``ExponentialHistogram``, exactly; the SDK's "no min/max" (+inf/-inf) and unset
+    protobuf fields become NaN.
+
     Raises
     ------
     SketchError
         When the point is not a valid histogram (see ``ExponentialHistogram``) or of another type.
+    MissingDependencyError
+        When the point is not an OTLP protobuf one and the OpenTelemetry SDK (the ``otel``
+        extra) is not installed.
     """
-    if isinstance(point, SdkExponentialPoint):
-        lo, hi = _sdk_min_max(point.min, point.max)
-        return ExponentialHistogram(
-            scale=point.scale,
-            count=point.count,
-            zero_count=point.zero_count,
-            positive_offset=point.positive.offset,
-            positive_counts=list(point.positive.bucket_counts),
-            negative_offset=point.negative.offset,
-            negative_counts=list(point.negative.bucket_counts),
-            sum=float(point.sum),
-            min=lo,
-            max=hi,
-        )
     if isinstance(point, ProtoExponentialPoint):
         return ExponentialHistogram(
             scale=point.scale,
@@ -78,6 +84,20 @@ def exponential_from_otel(
             sum=_optional(point, "sum"),
             min=_optional(point, "min"),
             max=_optional(point, "max"),
+        )
+    if isinstance(point, _sdk_export(point).ExponentialHistogramDataPoint):
+        lo, hi = _sdk_min_max(point.min, point.max)
+        return ExponentialHistogram(
+            scale=point.scale,
+            count=point.count,
+            zero_count=point.zero_count,
+            positive_offset=point.positive.offset,
+            positive_counts=list(point.positive.bucket_counts),
+            negative_offset=point.negative.offset,
+            negative_counts=list(point.negative.bucket_counts),
+            sum=float(point.sum),
+            min=lo,
+            max=hi,
         )
     raise SketchError(
         f"expected an OpenTelemetry ExponentialHistogramDataPoint (SDK or OTLP protobuf), got "
@@ -93,7 +113,25 @@ def exponential_to_proto(
 ) -> metrics_pb2.ExponentialHistogramDataPoint:
     """OTLP protobuf data point of ``hist``; NaN ``sum``/``min``/``max`` are left unset.
 
-    Timestamps are optional because they belong to the series, not to the sample.
+    Parameters
+    ----------
+    hist
+        The histogram sample.
+    start_time_unix_nano, time_unix_nano
+        The point's timestamps; optional because they belong to the series, not the sample.
+
+    Returns
+    -------
+    An ``opentelemetry.proto.metrics.v1.metrics_pb2.ExponentialHistogramDataPoint``;
+    ``exponential_from_otel`` gives ``hist`` back from it exactly.
+
+    Examples
+    --------
+    >>> import tsdb_arrow as ta
+    >>> h = ta.sketch.ExponentialHistogram.from_values([1.0, 2.0, 3.0])
+    >>> point = ta.sketch.exponential_to_proto(h)
+    >>> point.count, ta.sketch.exponential_from_otel(point) == h
+    (3, True)
     """
     point = ProtoExponentialPoint(
         start_time_unix_nano=start_time_unix_nano,
@@ -125,6 +163,15 @@ def explicit_to_fixed(
     bound of +inf (allowed by OTLP) adds an always-empty bucket; it is folded into the implicit
     +Inf bucket. ``FixedBucketHistogram`` keeps no min/max, so the point's are not carried.
 
+    Parameters
+    ----------
+    point
+        An OTLP protobuf ``HistogramDataPoint`` or the SDK's ``HistogramDataPoint``.
+
+    Returns
+    -------
+    The ``FixedBucketHistogram`` with the point's bounds, counts, sum (NaN when unset) and count.
+
     Raises
     ------
     SketchError
@@ -132,13 +179,14 @@ def explicit_to_fixed(
         unsorted bounds, negative counts, a ``count`` that does not equal the sum of the bucket
         counts, or more than 2**53 values (the histogram's float64 counts would round them);
         nothing is built then.
+    MissingDependencyError
+        When the point is not an OTLP protobuf one and the OpenTelemetry SDK (the ``otel``
+        extra) is not installed.
     """
-    from tsdb_arrow.sketch.histogram import FixedBucketHistogram
-
-    if isinstance(point, SdkHistogramPoint):
-        total = float(point.sum)
-    elif isinstance(point, ProtoHistogramPoint):
+    if isinstance(point, ProtoHistogramPoint):
         total = _optional(point, "sum")
+    elif isinstance(point, _sdk_export(point).HistogramDataPoint):
+        total = float(point.sum)
     else:
         raise SketchError(
             f"expected an OpenTelemetry HistogramDataPoint (SDK or OTLP protobuf), got "
@@ -166,6 +214,20 @@ def explicit_to_fixed(
         bounds = bounds[:-1]
         counts = np.concatenate([counts[:-2], [counts[-2] + counts[-1]]])
     return FixedBucketHistogram(bounds, counts.astype(np.float64), total, float(total_count))
+
+
+def _sdk_export(point: object) -> ModuleType:
+    """``opentelemetry.sdk.metrics.export``, imported on first use: the SDK is the optional
+    ``otel`` extra, and only SDK data points (not OTLP protobuf ones) need it."""
+    try:
+        from opentelemetry.sdk.metrics import export
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{type(point).__name__} is not an OTLP protobuf data point, and converting "
+            "OpenTelemetry SDK data points needs the OpenTelemetry SDK, which is not installed: "
+            "pip install 'tsdb-arrow[otel]'"
+        ) from exc
+    return export
 
 
 def _sdk_min_max(lo: float, hi: float) -> tuple[float, float]:

@@ -4,15 +4,12 @@ and the negative bucket counts at 1, 2, 4 or 8 bytes each; layout in ``docs/sket
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
 from tsdb_arrow.sketch.counts import exact_sum
-
-if TYPE_CHECKING:
-    from tsdb_arrow.sketch.exponential import ExponentialHistogram
 
 # Header of to_bytes: version, scale, count width code, reserved, zero_count, zero_threshold,
 # sum, min, max, positive offset and length, negative offset and length.
@@ -21,7 +18,22 @@ _FORMAT_VERSION = 1
 _WIDTHS = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"), np.dtype("<u8"))
 
 
-def encode(hist: ExponentialHistogram) -> bytes:
+class HistogramFields(Protocol):
+    """What ``encode`` reads: the fields of an ``ExponentialHistogram``."""
+
+    scale: int
+    zero_count: int
+    zero_threshold: float
+    positive_offset: int
+    positive_counts: np.ndarray
+    negative_offset: int
+    negative_counts: np.ndarray
+    sum: float
+    min: float
+    max: float
+
+
+def encode(hist: HistogramFields) -> bytes:
     """``hist`` in the compact little-endian encoding; floats bit-exact."""
     pos, neg = hist.positive_counts, hist.negative_counts
     largest = max(int(pos.max()) if pos.size else 0, int(neg.max()) if neg.size else 0)

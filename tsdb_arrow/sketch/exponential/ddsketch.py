@@ -1,24 +1,21 @@
 """ExponentialHistogram <-> DDSketch ``Sketch``, losslessly: bucket ``i`` is key ``k = i + 1`` of
-the mapping with ``gamma = 2 ** (2 ** -scale)`` and offset 0 (see ``exponential`` and
-``docs/sketches.md``). ``exponential`` re-exports ``to_sketch`` and ``from_sketch``.
+the mapping with ``gamma = 2 ** (2 ** -scale)`` and offset 0 (see this package's docstring and
+``docs/sketches.md``). A conversion above both types: neither imports it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
+from tsdb_arrow.model import HISTOGRAM_MAX_SCALE
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, exact_sum
-from tsdb_arrow.sketch.ddsketch import Sketch
-from tsdb_arrow.sketch.exponential_buckets import scatter
-from tsdb_arrow.sketch.exponential_index import MAX_SCALE
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-
-if TYPE_CHECKING:
-    from tsdb_arrow.sketch.exponential import ExponentialHistogram
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.sketch import Sketch
+from tsdb_arrow.sketch.exponential.buckets import scatter
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
 
 # Below this scale alpha = (b - 1) / (b + 1) rounds to 1.0 (scale -6: b = 2**64).
 MIN_SKETCH_SCALE = -5
@@ -76,16 +73,13 @@ def from_sketch(sketch: Sketch) -> ExponentialHistogram:
         When the sketch's gamma is not an OTel base, its offset is not 0, or a count is not an
         integer; use the sketch directly (or ``ddsketch``) in that case.
     """
-    # Imported here: ``exponential`` imports this module to re-export to_sketch and from_sketch.
-    from tsdb_arrow.sketch.exponential import ExponentialHistogram
-
     mapping = sketch.mapping
     scale = _scale_of_mapping(mapping)
     if scale is None:
         raise SketchError(
             f"this sketch (gamma={mapping.gamma!r}, offset={mapping.offset!r}) is not an "
             "exponential histogram: from_sketch needs offset 0 and gamma == 2**(2**-s) for an "
-            f"integer scale s in {MIN_SKETCH_SCALE}..{MAX_SCALE}; keep it as a DDSketch"
+            f"integer scale s in {MIN_SKETCH_SCALE}..{HISTOGRAM_MAX_SCALE}; keep it as a DDSketch"
         )
     pos = _buckets_from_keys("positive", sketch.positive_keys, sketch.positive_counts)
     neg = _buckets_from_keys("negative", sketch.negative_keys, sketch.negative_counts)
@@ -124,7 +118,7 @@ def _scale_of_mapping(mapping: LogarithmicMapping) -> int | None:
     if not (math.isfinite(gamma) and gamma > 1.0) or mapping.offset != 0.0:
         return None
     guess = -round(math.log2(math.log2(gamma)))
-    if MIN_SKETCH_SCALE <= guess <= MAX_SCALE and sketch_mapping(guess).gamma == gamma:
+    if MIN_SKETCH_SCALE <= guess <= HISTOGRAM_MAX_SCALE and sketch_mapping(guess).gamma == gamma:
         return guess
     return None
 

@@ -9,13 +9,14 @@ The pipeline, with no Python loop per group or per value:
    group); a hash shared by two groups is detected by counting distinct keys, and then the
    run-wise grouping is used;
 2. keys and buckets: numpy's ``log``, then one numba pass per group gives every value its
-   sign and DDSketch key (exactly ``ddsketch``'s; see ``mapping``) and counts (sign, key)
+   sign and DDSketch key (exactly ``ddsketch``'s; see ``ddsketch.mapping``) and counts (sign, key)
    into buckets with a dense counter over the group's key range (a sort when that range is
    too wide);
-3. ranks: ``quantile_search.search_quantiles`` finds every (group, quantile) rank at once with
+3. ranks: ``ddsketch.search.search_quantiles`` finds every (group, quantile) rank at once with
    ``np.searchsorted`` over running counts.
 
-The numba passes of steps 1 and 2 are in ``kernels``, the frame plumbing in ``frames``.
+Steps 1 and 2 are ``groups.sketch_groups`` (its numba passes in ``kernels``), the frame
+plumbing is in ``plumbing``.
 
 Bucket rows (``sketches``, ``merge_sketches``, ``from_sketch_column``) are a long frame, one row
 per (group, sign, key); their layout is in ``bucket_rows``. The relative accuracy is not a
@@ -33,15 +34,18 @@ import polars as pl
 import pyarrow as pa
 
 from tsdb_arrow.errors import ConfigError, SketchError
-from tsdb_arrow.sketch.bucket_rows import (
+from tsdb_arrow.sketch.ddsketch.codec import decode_arrays, encode_arrays
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.search import search_quantiles
+from tsdb_arrow.sketch.ddsketch.sketch import DEFAULT_RELATIVE_ACCURACY
+from tsdb_arrow.sketch.frames.bucket_rows import (
     BUCKET_SCHEMA,
     arrays_from_rows,
     bucket_rows,
     prepare_buckets,
 )
-from tsdb_arrow.sketch.ddsketch import DEFAULT_RELATIVE_ACCURACY
-from tsdb_arrow.sketch.ddsketch_bytes import decode_arrays, encode_arrays
-from tsdb_arrow.sketch.frames import (
+from tsdb_arrow.sketch.frames.groups import sketch_groups
+from tsdb_arrow.sketch.frames.plumbing import (
     group_columns,
     prepare_values,
     quantile_columns,
@@ -50,18 +54,9 @@ from tsdb_arrow.sketch.frames import (
     with_quantiles,
 )
 
-# Called through this module's name, so that a test can stand in a colliding hash table.
-from tsdb_arrow.sketch.kernels import dense_ids as _dense_ids
-from tsdb_arrow.sketch.kernels import sketch_kernel, values_by_group
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-from tsdb_arrow.sketch.quantile_search import search_quantiles
-from tsdb_arrow.sketch.sketch_arrays import SketchArrays
-
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
-# Rows whose runs decide between run-wise grouping and hash grouping.
-_PROBE_ROWS = 1 << 16
 
 
 def quantiles(
@@ -101,13 +96,26 @@ def quantiles(
     SketchError
         For a ``q`` outside [0, 1] or an infinite value; ``ConfigError`` for a bad relative
         accuracy, ``every``, or missing columns.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> frame = pl.DataFrame({"job": ["a", "a", "a", "b"], "value": [1.0, 2.0, 3.0, 10.0]})
+    >>> ta.sketch.quantiles(frame, [0.5, 1.0], by="job").rows()
+    [('a', 1.99..., 2.97...), ('b', 10.07..., 10.07...)]
+
+    On a selection, per label and minute (a LazyFrame in, a LazyFrame out)::
+
+        lf = db.select("node_scrape_collector_duration_seconds")
+        ta.sketch.quantiles(lf, [0.5, 0.9, 0.99], by=["collector"], every="1m").collect()
     """
     qs_arr, names = quantile_columns(qs)
     mapping = LogarithmicMapping(relative_accuracy)
     lf, cols, schema = prepare_values(frame, by, every)
 
     def compute(df: pl.DataFrame) -> pl.DataFrame:
-        groups, arrays, _ = _sketch_groups(df, cols, mapping, with_stats=False)
+        groups, arrays, _ = sketch_groups(df, cols, mapping, with_stats=False)
         return with_quantiles(groups, search_quantiles(mapping, arrays, qs_arr), names)
 
     return run_eager_or_lazy(frame, lf, compute, {**schema, **{n: pl.Float64 for n in names}})
@@ -120,12 +128,35 @@ def sketches(
     every: str | timedelta | None = None,
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
 ) -> Frame:
-    """The DDSketch of each group as bucket rows (layout in ``bucket_rows``)."""
+    """The DDSketch of each group as bucket rows: sketches to keep, merge or serialize.
+
+    Parameters
+    ----------
+    frame
+        A DataFrame or LazyFrame with a ``value`` column (and ``timestamp`` for ``every``).
+    by, every, relative_accuracy
+        As in ``quantiles``.
+
+    Returns
+    -------
+    A frame of the same kind with one row per (group, sign, key): the group columns, then
+    ``sign``, ``key``, ``count``, ``sum``, ``min``, ``max`` (layout in
+    ``tsdb_arrow.sketch.frames.bucket_rows``). ``merge_sketches`` merges such rows exactly and
+    ``quantiles_from_sketches`` reads quantiles off them.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> frame = pl.DataFrame({"job": ["a", "a", "b"], "value": [1.0, 2.0, 10.0]})
+    >>> ta.sketch.sketches(frame, by="job").select("job", "sign", "key", "count").rows()
+    [('a', 1, 0, 1.0), ('a', 1, 35, 1.0), ('b', 1, 116, 1.0)]
+    """
     mapping = LogarithmicMapping(relative_accuracy)
     lf, cols, schema = prepare_values(frame, by, every)
 
     def compute(df: pl.DataFrame) -> pl.DataFrame:
-        groups, arrays, stats = _sketch_groups(df, cols, mapping, with_stats=True)
+        groups, arrays, stats = sketch_groups(df, cols, mapping, with_stats=True)
         return bucket_rows(groups, arrays, stats)
 
     return run_eager_or_lazy(frame, lf, compute, {**schema, **BUCKET_SCHEMA})
@@ -139,8 +170,32 @@ def merge_sketches(
 ) -> Frame:
     """Merge bucket rows into one sketch per ``by`` group (and ``every`` window): exact.
 
-    ``by`` lists the group columns to keep (it may name ``timestamp``); ``every`` re-truncates
-    ``timestamp`` to longer windows and keeps it. Rows of all other columns are merged.
+    Parameters
+    ----------
+    buckets
+        Bucket rows (a DataFrame or LazyFrame) as ``sketches`` gives them, e.g. several
+        blocks' or days' rows concatenated.
+    by
+        The group columns to keep (it may name ``timestamp``); rows of all other group columns
+        are merged together. None merges everything into one sketch.
+    every
+        Re-truncates ``timestamp`` to longer windows (``"1h"`` merges ``"5m"`` windows) and
+        keeps it as a group column.
+
+    Returns
+    -------
+    Bucket rows of the same kind, one row per (group, sign, key), sorted: counts and sums
+    added, min and max combined. Equal to ``sketches`` of the union of the values (sums up to
+    float rounding).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> frame = pl.DataFrame({"job": ["a", "a", "b"], "value": [1.0, 2.0, 2.0]})
+    >>> rows = ta.sketch.sketches(frame, by="job")
+    >>> ta.sketch.merge_sketches(rows).select("sign", "key", "count").rows()
+    [(1, 0, 1.0), (1, 35, 2.0)]
     """
     lf, cols = prepare_buckets(buckets, by, every)
     merged = (
@@ -159,9 +214,31 @@ def quantiles_from_sketches(
     every: str | timedelta | None = None,
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
 ) -> Frame:
-    """Quantiles of merged bucket rows, as ``quantiles`` gives them for the union of values.
+    """Quantiles of bucket rows merged per group, as ``quantiles`` gives them for the union of
+    the values.
 
-    ``relative_accuracy`` must be the one the bucket rows were built with.
+    Parameters
+    ----------
+    buckets
+        Bucket rows (a DataFrame or LazyFrame) as ``sketches`` or ``from_sketch_column`` give
+        them.
+    qs, by, every
+        As in ``quantiles`` and ``merge_sketches``.
+    relative_accuracy
+        Must be the one the bucket rows were built with (it is not a column).
+
+    Returns
+    -------
+    A frame of the same kind: the group columns, then one Float64 column per quantile.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> day1 = ta.sketch.sketches(pl.DataFrame({"value": [1.0, 2.0]}))
+    >>> day2 = ta.sketch.sketches(pl.DataFrame({"value": [3.0]}))
+    >>> ta.sketch.quantiles_from_sketches(pl.concat([day1, day2]), [0.5]).item()
+    1.99...
     """
     qs_arr, names = quantile_columns(qs)
     mapping = LogarithmicMapping(relative_accuracy)
@@ -185,7 +262,34 @@ def to_sketch_column(
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
     column: str = "sketch",
 ) -> Frame:
-    """One row per group: its columns and its sketch serialized as ``Sketch.to_bytes``."""
+    """One row per group: its columns and its sketch serialized, to store or send sketches.
+
+    Parameters
+    ----------
+    buckets
+        Bucket rows (a DataFrame or LazyFrame) as ``sketches`` gives them.
+    by, every
+        The groups, as in ``merge_sketches`` (rows of other group columns are merged).
+    relative_accuracy
+        The one the bucket rows were built with; it is written into every sketch.
+    column
+        Name of the Binary column of serialized sketches.
+
+    Returns
+    -------
+    A frame of the same kind: the group columns, then ``column`` with each group's sketch as
+    ``Sketch.to_bytes`` writes it (layout in ``docs/sketches.md``); ``from_sketch_column``
+    reads it back.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> rows = ta.sketch.sketches(pl.DataFrame({"job": ["a", "b"], "value": [1.0, 2.0]}), by="job")
+    >>> column = ta.sketch.to_sketch_column(rows, by="job")
+    >>> ta.sketch.Sketch.from_bytes(column.get_column("sketch")[0]).count
+    1.0
+    """
     mapping = LogarithmicMapping(relative_accuracy)
     merged = merge_sketches(buckets.lazy(), by=by, every=every)
     cols = group_columns(by, every)
@@ -212,11 +316,35 @@ def from_sketch_column(
 ) -> pl.DataFrame:
     """Bucket rows of a column of serialized sketches; the other columns are the groups.
 
+    Parameters
+    ----------
+    frame
+        A DataFrame with a Binary column of sketches as ``to_sketch_column`` (or
+        ``Sketch.to_bytes``) writes them; all of one mapping.
+    column
+        The name of that column.
+    relative_accuracy
+        If given, the sketches must have been built with it.
+
+    Returns
+    -------
+    Bucket rows (as ``sketches`` gives them): each row's other columns, then ``sign``,
+    ``key``, ``count``, ``sum``, ``min``, ``max``; a group's sum/min/max sit on its first row.
+
     Raises
     ------
     SketchError
         For a null or invalid sketch, mixed mappings, or a mapping other than
         ``relative_accuracy`` when it is given.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> rows = ta.sketch.sketches(pl.DataFrame({"job": ["a", "b"], "value": [1.0, 2.0]}), by="job")
+    >>> back = ta.sketch.from_sketch_column(ta.sketch.to_sketch_column(rows, by="job"))
+    >>> back.select("job", "sign", "key", "count").rows()
+    [('a', 1, 0, 1.0), ('b', 1, 35, 1.0)]
     """
     if column not in frame.columns:
         raise ConfigError(f"frame has no column {column!r} of serialized sketches")
@@ -242,120 +370,3 @@ def from_sketch_column(
             f"{mapping.offset!r}, expected {relative_accuracy!r}"
         )
     return bucket_rows(frame.drop(column), arrays, None)
-
-
-def _runs(
-    df: pl.DataFrame, cols: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pl.DataFrame, np.ndarray | None]:
-    """Runs of rows with equal group keys, and the groups they make, numbered in key order.
-
-    Returns ``(run_starts, run_order, group_runs, groups, grouped)``: run ``r`` is rows
-    ``run_starts[r]:run_starts[r + 1]`` of the values (of ``grouped``, the values reordered,
-    when it is not None); group ``g`` is the runs ``run_order[group_runs[g]:group_runs[g + 1]]``;
-    ``groups`` holds each group's keys. Rows sorted by series and time (as ``db.select``
-    returns them) make one run per group; rows in no useful order (many short runs, judged on
-    the first ``_PROBE_ROWS``) are grouped by hash and reordered instead.
-    """
-    if not cols:
-        none = np.zeros(1, np.int64)
-        return np.array([0, df.height]), none, np.array([0, 1]), pl.DataFrame(), None
-    probe = df.head(_PROBE_ROWS).lazy().select(pl.struct(cols).rle_id().max()).collect().item()
-    if probe is not None and (probe + 1) * 16 > min(df.height, _PROBE_ROWS):
-        hashed = _hash_groups(df, cols)
-        if hashed is not None:
-            return hashed
-    rle = df.lazy().select(pl.struct(cols).rle()).collect().to_series().struct.unnest()
-    lengths = rle.get_column("len").to_numpy().astype(np.int64)
-    run_starts = np.concatenate([[0], np.cumsum(lengths)])
-    run_keys = rle.get_column("value").struct.unnest()
-    if run_keys.height == 0:
-        return run_starts, np.zeros(0, np.int64), np.zeros(1, np.int64), df.select(cols), None
-    run_group = run_keys.select(pl.struct(cols).rank("dense")).to_series().to_numpy()
-    run_group = run_group.astype(np.int64) - 1
-    run_order = np.argsort(run_group, kind="stable")
-    sorted_group = run_group[run_order]
-    group_runs = np.searchsorted(sorted_group, np.arange(sorted_group[-1] + 2))
-    groups = run_keys.select(pl.col(cols).gather(run_order[group_runs[:-1]]))
-    return run_starts, run_order, group_runs, groups, None
-
-
-def _hash_groups(
-    df: pl.DataFrame, cols: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pl.DataFrame, np.ndarray] | None:
-    """Groups by a 64-bit hash of the keys, rows reordered by group; None if two groups' keys
-    share a hash (detected by counting the distinct keys), so that the caller falls back."""
-    hashes = df.lazy().select(pl.struct(cols).hash()).collect().to_series().to_numpy()
-    ids, firsts, rows = _dense_ids(hashes)
-    distinct = df.lazy().group_by(cols).agg(pl.len()).collect().height
-    if firsts.size != distinct:
-        return None
-    keys = df.select(pl.col(cols).gather(firsts))
-    rank = keys.select(pl.struct(cols).rank("dense")).to_series().to_numpy().astype(np.int64)
-    values = np.ascontiguousarray(df.get_column("value").to_numpy(), dtype=np.float64)
-    grouped, starts = values_by_group(values, ids, rank - 1, rows)
-    groups = keys.select(pl.col(cols).gather(np.argsort(rank)))
-    n_groups = firsts.size
-    return starts, np.arange(n_groups), np.arange(n_groups + 1), groups, grouped
-
-
-def _sketch_groups(
-    df: pl.DataFrame, cols: list[str], mapping: LogarithmicMapping, *, with_stats: bool
-) -> tuple[pl.DataFrame, SketchArrays, tuple[np.ndarray, ...] | None]:
-    """The groups' key rows, their sketches, and per-bucket (sum, min, max) if asked."""
-    run_starts, run_order, group_runs, groups, grouped = _runs(df, cols)
-    n_groups = group_runs.size - 1
-    if grouped is None:
-        values = np.ascontiguousarray(df.get_column("value").to_numpy(), dtype=np.float64)
-    else:
-        values = grouped
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(np.abs(values))
-    out = sketch_kernel(
-        values,
-        logs,
-        run_starts,
-        run_order,
-        group_runs,
-        mapping.multiplier,
-        mapping.offset,
-        mapping.min_possible,
-        with_stats,
-    )
-    bad = out[0]
-    if bad >= 0:
-        values = df.get_column("value").to_numpy()
-        bad = int(np.flatnonzero(np.isinf(values))[0])
-        raise SketchError(
-            f"value[{bad}] = {float(values[bad])!r} cannot be sketched: DDSketch has no bucket for "
-            "+-inf (filter infinite values out first)"
-        )
-    po, pk, pc, no, nk, nc, zero, count, gsum, gmin, gmax = out[1:12]
-    nan = np.full(n_groups, np.nan)
-    arrays = SketchArrays(
-        count,
-        zero,
-        po,
-        pk[: po[-1]].copy(),
-        pc[: po[-1]].copy(),
-        no,
-        nk[: no[-1]].copy(),
-        nc[: no[-1]].copy(),
-        gsum if with_stats else nan,
-        gmin if with_stats else nan,
-        gmax if with_stats else nan,
-    )
-    stats = None
-    if with_stats:
-        psum, pmin, pmax, nsum, nmin, nmax, zsum, zmin, zmax = out[12:]
-        stats = (
-            psum[: po[-1]],
-            pmin[: po[-1]],
-            pmax[: po[-1]],
-            nsum[: no[-1]],
-            nmin[: no[-1]],
-            nmax[: no[-1]],
-            zsum,
-            zmin,
-            zmax,
-        )
-    return groups, arrays, stats

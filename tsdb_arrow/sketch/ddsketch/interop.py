@@ -1,29 +1,26 @@
-"""Conversions between ``Sketch`` and the ``ddsketch`` package: its sketch objects and its
-protobuf message (``ddsketch.pb``).
+"""Conversions between one DDSketch held as (mapping, one-group ``SketchArrays``) and the
+``ddsketch`` package: its sketch objects and its protobuf message (``ddsketch.pb``).
 
-``Sketch.to_ddsketch`` / ``from_ddsketch`` / ``to_proto`` / ``from_proto`` call these; the package
-is imported only when one is used.
+``Sketch.to_ddsketch`` / ``from_ddsketch`` / ``to_proto`` / ``from_proto`` call these with
+``Sketch.to_arrays`` and build their result with ``Sketch.from_arrays``, so this module needs no
+``Sketch``; the package is imported only when a conversion is used.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-from tsdb_arrow.sketch.sketch_arrays import merge_buckets
-
-if TYPE_CHECKING:
-    from tsdb_arrow.sketch.ddsketch import Sketch
-
-S = TypeVar("S", bound="Sketch")
+from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays, merge_buckets, one_sketch
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
 
 
-def to_ddsketch(sketch: Sketch) -> Any:
-    """``sketch`` as a ``ddsketch.DDSketch`` (``BaseDDSketch`` when the offset is not 0).
+def to_ddsketch(mapping: LogarithmicMapping, arrays: SketchArrays) -> Any:
+    """The one sketch of ``arrays`` as a ``ddsketch.DDSketch`` (``BaseDDSketch`` when the
+    offset is not 0).
 
     Unknown (NaN) sum/min/max become the package's defaults (0, +inf, -inf), as its own
     protobuf decoding leaves them.
@@ -33,29 +30,31 @@ def to_ddsketch(sketch: Sketch) -> Any:
     from ddsketch.mapping import LogarithmicMapping as PackageMapping
     from ddsketch.store import DenseStore
 
-    if sketch.mapping.offset == 0.0:
-        out = DDSketch(sketch.mapping.relative_accuracy)
+    _check_one(arrays)
+    if mapping.offset == 0.0:
+        out = DDSketch(mapping.relative_accuracy)
     else:
-        mapping = PackageMapping(sketch.mapping.relative_accuracy, offset=sketch.mapping.offset)
-        out = BaseDDSketch(mapping, DenseStore(), DenseStore(), 0.0)
+        package_mapping = PackageMapping(mapping.relative_accuracy, offset=mapping.offset)
+        out = BaseDDSketch(package_mapping, DenseStore(), DenseStore(), 0.0)
     for store, keys, counts in (
-        (out._store, sketch.positive_keys, sketch.positive_counts),
-        (out._negative_store, sketch.negative_keys, sketch.negative_counts),
+        (out._store, arrays.pos_keys, arrays.pos_counts),
+        (out._negative_store, arrays.neg_keys, arrays.neg_counts),
     ):
         for key, weight in zip(keys.tolist(), counts.tolist()):
             store.add(key, weight)
-    out._zero_count = sketch.zero_count
-    out._count = sketch.count
-    out._sum = 0.0 if math.isnan(sketch.sum) else sketch.sum
-    out._min = math.inf if math.isnan(sketch.min) else sketch.min
-    out._max = -math.inf if math.isnan(sketch.max) else sketch.max
+    total_sum, lo, hi = float(arrays.sum[0]), float(arrays.min[0]), float(arrays.max[0])
+    out._zero_count = float(arrays.zero_count[0])
+    out._count = float(arrays.count[0])
+    out._sum = 0.0 if math.isnan(total_sum) else total_sum
+    out._min = math.inf if math.isnan(lo) else lo
+    out._max = -math.inf if math.isnan(hi) else hi
     return out
 
 
-def from_ddsketch(cls: type[S], sketch: Any) -> S:
+def from_ddsketch(sketch: Any) -> tuple[LogarithmicMapping, SketchArrays]:
     """A ``ddsketch`` sketch (any ``BaseDDSketch`` with a ``LogarithmicMapping`` and dense
-    stores) as a ``Sketch``; sum/min/max left at the package's empty defaults by its
-    protobuf decoding are taken as unknown (NaN)."""
+    stores) as a mapping and one-group arrays; sum/min/max left at the package's empty
+    defaults by its protobuf decoding are taken as unknown (NaN)."""
     from ddsketch.ddsketch import BaseDDSketch
     from ddsketch.mapping import LogarithmicMapping as PackageMapping
     from ddsketch.store import DenseStore
@@ -77,18 +76,23 @@ def from_ddsketch(cls: type[S], sketch: Any) -> S:
     stats = (sketch._sum, sketch._min, sketch._max)
     if sketch._count > 0 and sketch._min == math.inf and sketch._max == -math.inf:
         stats = (math.nan, math.nan, math.nan)
-    return cls(mapping, float(sketch._zero_count), *buckets, float(sketch._count), *stats)
+    arrays = one_sketch(
+        float(sketch._count), float(sketch._zero_count), *buckets, *(float(s) for s in stats)
+    )
+    return mapping, arrays
 
 
-def to_proto(sketch: Sketch) -> Any:
-    """The ``ddsketch`` protobuf message (``ddsketch.pb`` ``DDSketch``), with contiguous
-    bins as the package writes them; sum/min/max are not part of it."""
+def to_proto(mapping: LogarithmicMapping, arrays: SketchArrays) -> Any:
+    """The one sketch of ``arrays`` as the ``ddsketch`` protobuf message (``ddsketch.pb``
+    ``DDSketch``), with contiguous bins as the package writes them; sum/min/max are not part
+    of it."""
     from ddsketch.pb.proto import pb
 
+    _check_one(arrays)
     stores = []
     for keys, counts in (
-        (sketch.positive_keys, sketch.positive_counts),
-        (sketch.negative_keys, sketch.negative_counts),
+        (arrays.pos_keys, arrays.pos_counts),
+        (arrays.neg_keys, arrays.neg_counts),
     ):
         if keys.size and (keys[0] < -(2**31) or keys[-1] >= 2**31 or keys[-1] - keys[0] >= 2**24):
             raise SketchError(
@@ -103,21 +107,22 @@ def to_proto(sketch: Sketch) -> Any:
                 contiguousBinIndexOffset=int(keys[0]) if keys.size else 0,
             )
         )
-    mapping = pb.IndexMapping(
-        gamma=sketch.mapping.gamma,
-        indexOffset=sketch.mapping.offset,
+    index_mapping = pb.IndexMapping(
+        gamma=mapping.gamma,
+        indexOffset=mapping.offset,
         interpolation=pb.IndexMapping.NONE,
     )
     return pb.DDSketch(
-        mapping=mapping,
+        mapping=index_mapping,
         positiveValues=stores[0],
         negativeValues=stores[1],
-        zeroCount=sketch.zero_count,
+        zeroCount=float(arrays.zero_count[0]),
     )
 
 
-def from_proto(cls: type[S], proto: Any) -> S:
-    """A ``ddsketch.pb`` ``DDSketch`` message (contiguous and sparse bins both read)."""
+def from_proto(proto: Any) -> tuple[LogarithmicMapping, SketchArrays]:
+    """A ``ddsketch.pb`` ``DDSketch`` message (contiguous and sparse bins both read) as a
+    mapping and one-group arrays; its sum/min/max are unknown (NaN)."""
     from ddsketch.pb.proto import pb
 
     if proto.mapping.interpolation != pb.IndexMapping.NONE:
@@ -137,4 +142,11 @@ def from_proto(cls: type[S], proto: Any) -> S:
         )
         counts = np.concatenate([dense, np.fromiter(store.binCounts.values(), np.float64)])
         buckets += merge_buckets(keys, counts, keys[:0], counts[:0])
-    return cls(mapping, float(proto.zeroCount), *buckets)
+    zero = float(proto.zeroCount)
+    count = zero + float(buckets[1].sum()) + float(buckets[3].sum())
+    return mapping, one_sketch(count, zero, *buckets, math.nan, math.nan, math.nan)
+
+
+def _check_one(arrays: SketchArrays) -> None:
+    if arrays.groups != 1:
+        raise SketchError(f"expected the arrays of one sketch, got {arrays.groups}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from tsdb_arrow.sketch.mapping import fast_key
+from tsdb_arrow.sketch.ddsketch.mapping import fast_key
 
 # Dense per-group counting while the key range is at most this (and 4x the group's values).
 _DENSE_LIMIT = 1 << 20

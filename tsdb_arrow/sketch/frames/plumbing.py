@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import ConfigError, SketchError
-from tsdb_arrow.sketch.quantile_search import check_quantiles
+from tsdb_arrow.sketch.ddsketch.search import check_quantiles
 
 
 def quantile_columns(qs: Sequence[float]) -> tuple[np.ndarray, list[str]]:

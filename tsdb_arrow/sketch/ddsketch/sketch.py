@@ -1,10 +1,10 @@
 """DDSketch as immutable numpy arrays: ``Sketch`` built from values, merged, queried, converted.
 
-``Sketch`` holds one sketch; ``SketchArrays`` (``sketch_arrays``) holds many in flat arrays (one
+``Sketch`` holds one sketch; ``SketchArrays`` (``arrays``) holds many in flat arrays (one
 segment per group), which is what the Polars aggregations and the serialized sketch column work
-on. Both share the quantile search (``quantile_search``), so a quantile is the same number
-however the sketch was reached. The bytes codec is ``ddsketch_bytes`` and the conversions to the
-``ddsketch`` package ``ddsketch_interop``; their public names are re-exported here.
+on. Both share the quantile search (``search``), so a quantile is the same number however the
+sketch was reached. The bytes codec is ``codec`` and the conversions to the ``ddsketch`` package
+``interop``; both work on ``SketchArrays``, so neither needs this module.
 
 Differences from ``ddsketch.DDSketch`` (the reference), all deliberate:
 
@@ -36,34 +36,11 @@ import numpy as np
 
 from tsdb_arrow.config import HistogramConfig
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch import ddsketch_interop
-from tsdb_arrow.sketch.ddsketch_bytes import (
-    FLAG_INTEGER_COUNTS,
-    HEADER_BYTES,
-    MAGIC,
-    VERSION,
-    decode_arrays,
-    encode_arrays,
-)
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-from tsdb_arrow.sketch.quantile_search import check_quantiles, search_quantiles
-from tsdb_arrow.sketch.sketch_arrays import SketchArrays, merge_buckets, validate_arrays
-
-__all__ = [
-    "DEFAULT_RELATIVE_ACCURACY",
-    "Sketch",
-    # re-exported from the modules that hold them
-    "SketchArrays",
-    "validate_arrays",
-    "check_quantiles",
-    "search_quantiles",
-    "encode_arrays",
-    "decode_arrays",
-    "MAGIC",
-    "VERSION",
-    "HEADER_BYTES",
-    "FLAG_INTEGER_COUNTS",
-]
+from tsdb_arrow.sketch.ddsketch import interop
+from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays, merge_buckets, one_sketch
+from tsdb_arrow.sketch.ddsketch.codec import decode_arrays, encode_arrays
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
+from tsdb_arrow.sketch.ddsketch.search import check_quantiles, search_quantiles
 
 DEFAULT_RELATIVE_ACCURACY = HistogramConfig().relative_accuracy  # 0.01
 
@@ -254,18 +231,16 @@ class Sketch:
 
     def to_arrays(self) -> SketchArrays:
         """This sketch as a one-group ``SketchArrays``."""
-        return SketchArrays(
-            np.array([self.count]),
-            np.array([self.zero_count]),
-            np.array([0, self.positive_keys.size]),
+        return one_sketch(
+            self.count,
+            self.zero_count,
             self.positive_keys,
             self.positive_counts,
-            np.array([0, self.negative_keys.size]),
             self.negative_keys,
             self.negative_counts,
-            np.array([self.sum]),
-            np.array([self.min]),
-            np.array([self.max]),
+            self.sum,
+            self.min,
+            self.max,
         )
 
     @classmethod
@@ -304,24 +279,24 @@ class Sketch:
         Unknown (NaN) sum/min/max become the package's defaults (0, +inf, -inf), as its own
         protobuf decoding leaves them.
         """
-        return ddsketch_interop.to_ddsketch(self)
+        return interop.to_ddsketch(self.mapping, self.to_arrays())
 
     @classmethod
     def from_ddsketch(cls, sketch: Any) -> Sketch:
         """A ``ddsketch`` sketch (any ``BaseDDSketch`` with a ``LogarithmicMapping`` and dense
         stores) as a ``Sketch``; sum/min/max left at the package's empty defaults by its
         protobuf decoding are taken as unknown (NaN)."""
-        return ddsketch_interop.from_ddsketch(cls, sketch)
+        return cls.from_arrays(*interop.from_ddsketch(sketch), 0)
 
     def to_proto(self) -> Any:
         """The ``ddsketch`` protobuf message (``ddsketch.pb`` ``DDSketch``), with contiguous
         bins as the package writes them; sum/min/max are not part of it."""
-        return ddsketch_interop.to_proto(self)
+        return interop.to_proto(self.mapping, self.to_arrays())
 
     @classmethod
     def from_proto(cls, proto: Any) -> Sketch:
         """A ``ddsketch.pb`` ``DDSketch`` message (contiguous and sparse bins both read)."""
-        return ddsketch_interop.from_proto(cls, proto)
+        return cls.from_arrays(*interop.from_proto(proto), 0)
 
 
 def _check_count(name: str, value: object) -> float:

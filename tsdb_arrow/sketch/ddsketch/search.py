@@ -1,7 +1,7 @@
 """Quantiles of DDSketches: every (sketch, quantile) rank found at once with ``np.searchsorted``.
 
 ``Sketch.quantiles`` and the Polars aggregations both call ``search_quantiles``, so a quantile is
-the same number however the sketch was reached (see ``ddsketch`` for how it compares with the
+the same number however the sketch was reached (see ``sketch`` for how it compares with the
 ``ddsketch`` package).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-from tsdb_arrow.sketch.sketch_arrays import SketchArrays
+from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
 
 
 def check_quantiles(qs: Sequence[float] | np.ndarray | float) -> np.ndarray:

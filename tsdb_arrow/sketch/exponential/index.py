@@ -12,9 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
-
-MIN_SCALE = -10
-MAX_SCALE = 20
+from tsdb_arrow.model import HISTOGRAM_MAX_SCALE, HISTOGRAM_MIN_SCALE
 
 # IEEE 754 binary64 fields, as the OTel SDK's ieee_754 module defines them.
 _MANTISSA_WIDTH = 52
@@ -94,12 +92,16 @@ def lower_boundary(indices: np.ndarray | Sequence[int], scale: int) -> np.ndarra
 
 
 def check_scale(scale: object) -> int:
-    """``scale`` as an int in ``MIN_SCALE..MAX_SCALE``, else a ``SketchError``."""
+    """``scale`` as an int from ``HISTOGRAM_MIN_SCALE`` to ``HISTOGRAM_MAX_SCALE``, else a
+    ``SketchError``."""
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)):
-        raise SketchError(f"scale must be an int in {MIN_SCALE}..{MAX_SCALE}, got {scale!r}")
-    if not MIN_SCALE <= int(scale) <= MAX_SCALE:
         raise SketchError(
-            f"scale {int(scale)} is out of range: OpenTelemetry scales run from {MIN_SCALE} "
-            f"to {MAX_SCALE}; downscale finer histograms to {MAX_SCALE} before storing them"
+            f"scale must be an int in {HISTOGRAM_MIN_SCALE}..{HISTOGRAM_MAX_SCALE}, got {scale!r}"
+        )
+    if not HISTOGRAM_MIN_SCALE <= int(scale) <= HISTOGRAM_MAX_SCALE:
+        raise SketchError(
+            f"scale {int(scale)} is out of range: OpenTelemetry scales run from "
+            f"{HISTOGRAM_MIN_SCALE} to {HISTOGRAM_MAX_SCALE}; downscale finer histograms to "
+            f"{HISTOGRAM_MAX_SCALE} before storing them"
         )
     return int(scale)

@@ -1,48 +1,8 @@
-"""OpenTelemetry exponential histograms: one sample held exactly, merged exactly, stored compactly.
+"""The OpenTelemetry exponential histogram sample, ``ExponentialHistogram``: held exactly,
+merged exactly (downscaling to the coarser scale), stored compactly (``codec``).
 
-An OTel exponential histogram at *scale* ``s`` has base ``b = 2 ** (2 ** -s)``; bucket index ``i``
-counts the values ``v`` with ``b ** i < |v| <= b ** (i + 1)`` (upper-inclusive, like a
-Prometheus ``le`` bucket). Positive and negative values have separate bucket arrays, each a
-contiguous run of counts starting at an ``offset`` (the index of its first bucket); values with
-``|v| <= zero_threshold`` go to ``zero_count``. Scales run from -10 (base ``2 ** 1024``) to 20.
-
-Downscaling and merging
-    Going from scale ``s`` to ``s - d`` merges ``2 ** d`` neighbouring buckets: index ``i``
-    becomes ``i >> d`` (an arithmetic shift, i.e. floor division, also for negative indices).
-    Merging two histograms downscales the finer one to the coarser scale and adds counts bucket by
-    bucket; with ``max_size`` it keeps downscaling until each side spans fewer than ``max_size``
-    buckets, which is what the OpenTelemetry SDK's ``ExponentialBucketHistogramAggregation``
-    does. Counts stay exact integers throughout (uint64, never float).
-
-DDSketch correspondence
-    A DDSketch logarithmic mapping with ``gamma = b`` and offset 0 gives key
-    ``k = ceil(log_gamma(v))``, so key ``k`` covers ``(gamma ** (k - 1), gamma ** k]``: the very
-    same interval as OTel bucket ``i = k - 1``. The correspondence is exact and lossless:
-
-    * positive bucket ``i``  <->  positive key ``k = i + 1`` (same count);
-    * negative bucket ``i`` (of ``|v|``)  <->  negative key ``k = i + 1`` (DDSketch also keys
-      negative values by their magnitude);
-    * ``zero_count``  <->  the sketch's zero bucket.
-
-    The sketch's representative of key ``k`` is ``2 * gamma ** k / (1 + gamma)``, within relative
-    accuracy ``alpha = (gamma - 1) / (gamma + 1)`` of every value of the bucket. The ``ddsketch``
-    package's ``key(v)`` agrees with ``i + 1`` except for values on (or within float rounding of)
-    a bucket boundary: it computes ``log2(v) * multiplier`` in floating point, so an exact power
-    of the base, which OTel puts in bucket ``i`` (its upper edge), can come out one key higher.
-    The conversion here works on bucket indices, never on re-mapped values, so it is exact; see
-    ``docs/sketches.md``. Scales below -5 have no DDSketch counterpart: their ``alpha`` rounds to
-    1.0 in float64, which no DDSketch mapping accepts.
-
-Byte layout
-    ``to_bytes`` / ``from_bytes`` use a fixed 60-byte little-endian header followed by the
-    positive then the negative bucket counts at 1, 2, 4 or 8 bytes each (the smallest width that
-    holds the largest count); the table is in ``docs/sketches.md``.
-
-Modules
-    This one holds the sample, ``ExponentialHistogram``; the index mapping is in
-    ``exponential_index``, the bucket arithmetic in ``exponential_buckets``, the bytes codec in
-    ``exponential_bytes`` and the DDSketch conversion in ``exponential_sketch``. The public names
-    of ``__all__`` are importable from here.
+The scheme (scales, bucket indices, the DDSketch correspondence) is described in this
+package's docstring and in ``docs/sketches.md``.
 """
 
 from __future__ import annotations
@@ -55,9 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch import exponential_bytes
+from tsdb_arrow.model import HISTOGRAM_MAX_SCALE
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, UINT64_MAX, check_counts, exact_sum
-from tsdb_arrow.sketch.exponential_buckets import (
+from tsdb_arrow.sketch.exponential import codec
+from tsdb_arrow.sketch.exponential.buckets import (
     absorb_into_zero,
     bucketize,
     check_max_size,
@@ -65,24 +26,7 @@ from tsdb_arrow.sketch.exponential_buckets import (
     fit_change,
     index_span,
 )
-from tsdb_arrow.sketch.exponential_index import (
-    MAX_SCALE,
-    MIN_SCALE,
-    check_scale,
-    lower_boundary,
-    map_to_index,
-)
-from tsdb_arrow.sketch.exponential_sketch import from_sketch, to_sketch
-
-__all__ = [
-    "MIN_SCALE",
-    "MAX_SCALE",
-    "ExponentialHistogram",
-    "map_to_index",
-    "lower_boundary",
-    "from_sketch",
-    "to_sketch",
-]
+from tsdb_arrow.sketch.exponential.index import check_scale, map_to_index
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -210,7 +154,7 @@ class ExponentialHistogram:
         cls,
         values: np.ndarray | Sequence[float],
         *,
-        scale: int = MAX_SCALE,
+        scale: int = HISTOGRAM_MAX_SCALE,
         max_size: int | None = 160,
         zero_threshold: float = 0.0,
     ) -> ExponentialHistogram:
@@ -391,12 +335,12 @@ class ExponentialHistogram:
 
     def to_bytes(self) -> bytes:
         """Compact little-endian encoding (layout in ``docs/sketches.md``); floats bit-exact."""
-        return exponential_bytes.encode(self)
+        return codec.encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> ExponentialHistogram:
         """Inverse of ``to_bytes``; truncated, oversized or unknown-version input -> SketchError."""
-        return cls(**exponential_bytes.decode(data))
+        return cls(**codec.decode(data))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from tsdb_arrow.errors import SketchError
+from tsdb_arrow.model import HISTOGRAM_MIN_SCALE
 from tsdb_arrow.sketch.counts import EMPTY_COUNTS, exact_sum, readonly
-from tsdb_arrow.sketch.exponential_index import MIN_SCALE, lower_boundary
+from tsdb_arrow.sketch.exponential.index import lower_boundary
 
 
 def scatter(indices: np.ndarray, counts: np.ndarray) -> tuple[int, np.ndarray]:
@@ -65,10 +66,10 @@ def fit_change(scale: int, spans: list[tuple[int, int] | None], max_size: int) -
         while high - low >= max_size:
             low, high, side = low >> 1, high >> 1, side + 1
         change = max(change, side)
-    if scale - change < MIN_SCALE:
+    if scale - change < HISTOGRAM_MIN_SCALE:
         raise SketchError(
             f"a scale-{scale} histogram needs scale {scale - change} to fit in {max_size} "
-            f"buckets, below the minimum {MIN_SCALE}; use a larger max_size"
+            f"buckets, below the minimum {HISTOGRAM_MIN_SCALE}; use a larger max_size"
         )
     return change
 

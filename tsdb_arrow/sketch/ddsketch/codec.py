@@ -14,8 +14,8 @@ import numba as nb
 import numpy as np
 
 from tsdb_arrow.errors import ConfigError, SketchError
-from tsdb_arrow.sketch.mapping import LogarithmicMapping
-from tsdb_arrow.sketch.sketch_arrays import SketchArrays, validate_arrays
+from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays, validate_arrays
+from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
 
 # Layout: docs/sketches.md, "DDSketch bytes". The kernels below spell these out as literals.
 MAGIC = b"DDSK"

@@ -34,14 +34,14 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import SketchError
-from tsdb_arrow.sketch.frames import (
+from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays
+from tsdb_arrow.sketch.frames.plumbing import (
     as_lazy,
     check_columns,
     check_every,
     group_columns,
     with_columns,
 )
-from tsdb_arrow.sketch.sketch_arrays import SketchArrays
 
 BUCKET_SCHEMA = {
     "sign": pl.Int8,

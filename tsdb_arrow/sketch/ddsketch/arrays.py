@@ -37,6 +37,33 @@ class SketchArrays(NamedTuple):
         return int(self.count.size)
 
 
+def one_sketch(
+    count: float,
+    zero_count: float,
+    pos_keys: np.ndarray,
+    pos_counts: np.ndarray,
+    neg_keys: np.ndarray,
+    neg_counts: np.ndarray,
+    sum: float,
+    min: float,
+    max: float,
+) -> SketchArrays:
+    """The ``SketchArrays`` of a single sketch (one group)."""
+    return SketchArrays(
+        np.array([count], dtype=np.float64),
+        np.array([zero_count], dtype=np.float64),
+        np.array([0, pos_keys.size]),
+        pos_keys,
+        pos_counts,
+        np.array([0, neg_keys.size]),
+        neg_keys,
+        neg_counts,
+        np.array([sum], dtype=np.float64),
+        np.array([min], dtype=np.float64),
+        np.array([max], dtype=np.float64),
+    )
+
+
 def validate_arrays(arrays: SketchArrays) -> None:
     """Counts finite and >= 0, and each total equal to its buckets; ``SketchError`` if not."""
     for name in ("count", "zero_count", "pos_counts", "neg_counts"):

@@ -17,10 +17,14 @@ import polars as pl
 import pyarrow as pa
 
 from tsdb_arrow.errors import ConfigError, SketchError
-from tsdb_arrow.ingest.histograms import HISTOGRAM, HISTOGRAM_TYPE
-from tsdb_arrow.sketch.aggregate import DEFAULT_QUANTILES, merge_sketches, quantiles_from_sketches
-from tsdb_arrow.sketch.exponential import ExponentialHistogram
-from tsdb_arrow.sketch.exponential_sketch import MIN_SKETCH_SCALE, sketch_mapping
+from tsdb_arrow.model import HISTOGRAM, HISTOGRAM_TYPE
+from tsdb_arrow.sketch.exponential.ddsketch import MIN_SKETCH_SCALE, sketch_mapping
+from tsdb_arrow.sketch.exponential.histogram import ExponentialHistogram
+from tsdb_arrow.sketch.frames.aggregate import (
+    DEFAULT_QUANTILES,
+    merge_sketches,
+    quantiles_from_sketches,
+)
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -34,8 +38,27 @@ def histogram_buckets(
 ) -> tuple[Frame, float]:
     """Bucket rows (as ``ta.sketch.sketches`` gives them) of every group's merged histograms.
 
-    Returns the rows and the relative accuracy of their mapping (that of the coarsest scale in
-    ``frame``), to pass on to ``quantiles_from_sketches``.
+    Parameters
+    ----------
+    frame
+        A DataFrame or LazyFrame with a histogram struct column, as ``db.select_histograms``
+        returns it.
+    by
+        Group columns (labels); none: all rows in one group.
+    every
+        Window length, as in ``quantiles``; windows start at ``timestamp.dt.truncate(every)``.
+    column
+        The histogram struct column.
+
+    Returns
+    -------
+    The bucket rows (a frame of the same kind) and the relative accuracy of their mapping (that
+    of the coarsest scale in ``frame``), to pass on to ``quantiles_from_sketches``.
+
+    Raises
+    ------
+    ConfigError
+        When a column is missing; ``SketchError`` for scales below -5 (no DDSketch counterpart).
     """
     lazy = frame.lazy()
     names = lazy.collect_schema().names()
@@ -121,9 +144,34 @@ def histogram_quantiles(
 ) -> Frame:
     """Quantiles over time and across series of stored histogram samples, by merging buckets.
 
-    Takes the frame ``db.select_histograms`` returns (a DataFrame or LazyFrame) and gives the
-    same kind: the ``by`` columns, ``timestamp`` window starts when ``every`` is given, and one
-    Float64 column per quantile named ``f"q{q:g}"``. Accuracy is that of the coarsest scale.
+    Parameters
+    ----------
+    frame
+        The frame ``db.select_histograms`` returns (a DataFrame or LazyFrame).
+    qs
+        Quantiles in [0, 1]; column ``f"q{q:g}"`` each.
+    by, every, column
+        As in ``histogram_buckets``.
+
+    Returns
+    -------
+    A frame of the same kind: the ``by`` columns, ``timestamp`` window starts when ``every``
+    is given, and one Float64 column per quantile. The histograms are merged exactly (brought
+    to the coarsest scale present), so the accuracy is that of the coarsest scale.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import tsdb_arrow as ta
+    >>> h = ta.sketch.ExponentialHistogram.from_values([1.0, 2.0, 3.0], scale=3)
+    >>> frame = pl.DataFrame(
+    ...     {"service": ["api", "api"], "histogram": pl.Series(ta.sketch.histogram_column([h, h]))}
+    ... )
+    >>> ta.sketch.histogram_quantiles(frame, [0.5], by="service").rows()
+    [('api', 1.91...)]
+
+    On stored samples: ``histogram_quantiles(db.select_histograms("rpc_latency"), [0.99],
+    by=["service"], every="5m")``.
     """
     groups = [by] if isinstance(by, str) else list(by or [])
     buckets, accuracy = histogram_buckets(frame, by=groups, every=every, column=column)
@@ -132,7 +180,26 @@ def histogram_quantiles(
 
 
 def histogram_column(histograms: Sequence[ExponentialHistogram]) -> pa.StructArray:
-    """A ``histogram`` column for ``db.write`` from ``ExponentialHistogram`` objects."""
+    """A ``histogram`` column for ``db.write`` from ``ExponentialHistogram`` objects.
+
+    Parameters
+    ----------
+    histograms
+        The samples, one per row to write.
+
+    Returns
+    -------
+    A pyarrow struct array of ``model.HISTOGRAM_TYPE``, to put in the written table beside
+    ``timestamp``, ``__name__`` and the labels (in place of ``value``).
+
+    Examples
+    --------
+    >>> import tsdb_arrow as ta
+    >>> h = ta.sketch.ExponentialHistogram.from_values([1.0, 2.0, 3.0])
+    >>> column = ta.sketch.histogram_column([h])
+    >>> column.field("count").to_pylist()
+    [3]
+    """
     return pa.array(
         [
             {
