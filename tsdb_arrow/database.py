@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -16,23 +16,23 @@ import pyarrow.fs as pafs
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.reader import Block
-from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.errors import ClosedError, DataDirectoryError, FlushError
 from tsdb_arrow.index import SeriesIndex
-from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
-from tsdb_arrow.ingest.cut import Window, cut, cut_rows
 from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.histograms import HistogramHead
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
-from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.lockfile import DirectoryLock
 from tsdb_arrow.model import REF, is_member
-from tsdb_arrow.query.histograms import HistogramScan
-from tsdb_arrow.query.read import Snapshot
-from tsdb_arrow.query.scan import Scan
 from tsdb_arrow.query.selector import parse_selector
 from tsdb_arrow.timeutil import check_range, to_ms
+
+# The modules holding numba kernels (writing: series, cut, writer; reading: read, scan,
+# histograms) and the input checks (pyarrow.compute) are imported by the methods that use them,
+# so that importing tsdb_arrow and opening a directory stay cheap (benchmarks/cold_start.py).
+if TYPE_CHECKING:
+    from tsdb_arrow.ingest.cut import Window
+    from tsdb_arrow.query.read import Snapshot
 
 BLOCKS_DIR = "blocks"
 
@@ -151,6 +151,9 @@ class Database:
         column per label. A refused batch raises an ``InputError`` (or
         ``SeriesCollisionError``) and stores nothing.
         """
+        from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
+        from tsdb_arrow.ingest.series import resolve_series
+
         self._check_writable()
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
@@ -202,6 +205,9 @@ class Database:
                 self._head, self._hist_head = Head(self._pool), HistogramHead()
                 self._flushing.append(head)
                 self._hist_flushing.append(hist)
+            # Imported only now: closing a directory that was only read needs no kernels.
+            from tsdb_arrow.ingest.cut import cut, cut_rows
+
             floats: dict[int, Window] = {}
             hists: dict[int, HistogramWindow] = {}
             done: set[int] = set()
@@ -254,6 +260,8 @@ class Database:
         return rest
 
     def _write_window(self, window: Window | None, hist: HistogramWindow | None) -> str:
+        from tsdb_arrow.blocks.writer import write_block
+
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -302,6 +310,8 @@ class Database:
         label name present, sorted by series then time. The series are those matching when
         ``select`` is called; their samples are read when the frame is collected.
         """
+        from tsdb_arrow.query.scan import Scan
+
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
@@ -317,12 +327,16 @@ class Database:
         OpenTelemetry exponential histogram, see ``docs/sketches.md``) and one String column per
         label, sorted by series then time. ``ta.sketch`` computes quantiles from it.
         """
+        from tsdb_arrow.query.histograms import HistogramScan
+
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         return HistogramScan(self.series(selector), lo, hi, self._snapshot).lazy()
 
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
+        from tsdb_arrow.query.read import Snapshot
+
         with self._lock:
             self._check_open()
             buffers = [
