@@ -1,5 +1,6 @@
 """Cold start: importing tsdb_arrow, opening a directory and starting the CLI load only what they
-use; the sketch package, numba and the optional libraries come in on first use.
+use; the sketch package, numba and the optional libraries come in on first use. And numba's
+kernel cache has a writable home even in a read-only install.
 
 Each check runs in a fresh interpreter, since this process has imported everything already.
 """
@@ -7,14 +8,18 @@ Each check runs in a fresh interpreter, since this process has imported everythi
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 import tsdb_arrow as ta
+from tsdb_arrow.kernel_cache import choose_cache_dir
 
 # Modules that `import tsdb_arrow` and `ta.open(...)` must not import: each is needed only by
 # some command or feature, and most cost tens to hundreds of milliseconds.
@@ -130,3 +135,40 @@ def test_unknown_attribute_is_an_attribute_error():
         codecs.decode_nothing  # noqa: B018
     assert codecs.decode_values.__module__ == "tsdb_arrow.blocks.codecs.values"
     assert {"decode_values", "encode_timestamps"} <= set(dir(codecs))
+
+
+def test_numba_cache_stays_where_numba_puts_it_when_writable(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    assert choose_cache_dir(str(package), {"XDG_CACHE_HOME": str(tmp_path / "c")}) is None
+    assert (package / "__pycache__").is_dir()
+    # a user's choice is kept whatever else is writable
+    assert choose_cache_dir("/nonexistent", {"NUMBA_CACHE_DIR": "/x"}) is None
+
+
+def test_numba_cache_falls_back_to_the_user_cache_then_a_private_temp_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    blocker = tmp_path / "file"  # nothing can be created under a regular file
+    blocker.write_text("")
+    unwritable = str(blocker / "pkg")
+    user_cache = tmp_path / "cache"
+    assert choose_cache_dir(unwritable, {"XDG_CACHE_HOME": str(user_cache)}) is None
+    assert (user_cache / "numba").is_dir()  # numba's user-wide locator will use it
+
+    chosen = choose_cache_dir(unwritable, {"XDG_CACHE_HOME": str(blocker / "cache")})
+    assert chosen == str(tmp_path / f"tsdb-arrow-numba-cache-{os.getuid()}")
+    mode = os.lstat(chosen).st_mode
+    assert stat.S_ISDIR(mode) and not mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def test_numba_cache_refuses_a_temp_dir_others_can_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared = tmp_path / f"tsdb-arrow-numba-cache-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)  # planted by someone else: cached kernels are loaded as code
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    chosen = choose_cache_dir(str(blocker / "pkg"), {"XDG_CACHE_HOME": str(blocker / "c")})
+    assert chosen is not None and Path(chosen).parent == tmp_path
+    assert Path(chosen) != shared and Path(chosen).name.startswith("tsdb-arrow-numba-cache-")
+    assert not os.lstat(chosen).st_mode & (stat.S_IWGRP | stat.S_IWOTH)

@@ -12,8 +12,10 @@ its kernels and the codecs are compiled with) is imported on first use.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
+from tsdb_arrow import kernel_cache
 from tsdb_arrow.config import HistogramConfig, StorageConfig
 from tsdb_arrow.database import Database, open
 from tsdb_arrow.errors import (
@@ -34,6 +36,10 @@ from tsdb_arrow.errors import (
 
 if TYPE_CHECKING:
     from tsdb_arrow import sketch
+
+# Before any kernel module is imported (none is above: tests/test_cold_start.py checks that
+# importing tsdb_arrow imports no numba), so that a read-only install gets a writable cache.
+kernel_cache.use_writable_cache(os.path.dirname(__file__))
 
 __version__ = "0.1.0"
 
