@@ -19,6 +19,8 @@ import polars as pl
 import pytest
 
 import tsdb_arrow as ta
+from benchmarks import cold_start
+from benchmarks.cold_start import Command, table
 from tsdb_arrow.kernel_cache import choose_cache_dir
 
 # Modules that `import tsdb_arrow` and `ta.open(...)` must not import: each is needed only by
@@ -172,3 +174,28 @@ def test_numba_cache_refuses_a_temp_dir_others_can_write(tmp_path, monkeypatch):
     assert chosen is not None and Path(chosen).parent == tmp_path
     assert Path(chosen) != shared and Path(chosen).name.startswith("tsdb-arrow-numba-cache-")
     assert not os.lstat(chosen).st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def test_cold_start_table_compares_with_the_baseline():
+    cmds = [
+        Command("base", ["x"]),
+        Command("fast", ["x"], targeted=True),
+        Command("slow", ["x"], targeted=True),
+        Command("untargeted", ["x"]),
+    ]
+    lines = table(cmds, [0.25, 0.70, 0.71, 2.0], [0.2, 0.3, 0.4, 1.0])
+    assert lines[2].split() == ["base", "0.250", "0.200"]
+    assert lines[3].split()[1:6] == ["0.700", "+0.450", "2.80x", "0.300", "+0.100"]
+    assert lines[3].endswith("<= +0.45 s: met")  # the target is inclusive
+    assert lines[4].endswith("<= +0.45 s: missed")
+    assert lines[5].split()[1:] == ["2.000", "+1.750", "8.00x", "1.000", "+0.800"]
+
+
+@pytest.mark.slow
+def test_cold_start_benchmark_runs(capsys, tmp_path):
+    assert cold_start.main(["--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "460,800 samples" in out
+    for command in cold_start.commands(tmp_path / "data", tmp_path):
+        assert command.label in out
+    assert out.count("<= +0.45 s:") == 2
