@@ -103,6 +103,7 @@ def _times(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 
 def _console() -> Console:
+    """The console that tables and progress bars go to (rich is imported only here)."""
     from rich.console import Console
 
     return Console(stderr=False, highlight=False)
