@@ -137,16 +137,16 @@ def test_corrupt_block_is_a_clear_error(tmp_path):
 
 
 def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
-    from tsdb_arrow import database
+    from tsdb_arrow.blocks import writer  # flushes import write_block from here
 
-    real_write_block = database.write_block
+    real_write_block = writer.write_block
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     with ta.open(tmp_path / "db") as db:
         db.write(frame([1000, 2000], [1, 2]))
-        monkeypatch.setattr(database, "write_block", disk_full)
+        monkeypatch.setattr(writer, "write_block", disk_full)
         try:
             db.flush()
         except OSError:
@@ -156,7 +156,7 @@ def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
         db.write(frame([2000, 3000], [20, 3]))  # newer samples still win over the retried ones
         assert values_of(db) == [(1000, 1.0), (2000, 20.0), (3000, 3.0)]
         assert db.stats()["head_samples"] == 4
-        monkeypatch.setattr(database, "write_block", real_write_block)
+        monkeypatch.setattr(writer, "write_block", real_write_block)
         db.flush()
         assert db.stats()["blocks"] == 1
     with ta.open(tmp_path / "db") as db:
@@ -164,15 +164,15 @@ def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
 
 
 def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch):
-    from tsdb_arrow import database
+    from tsdb_arrow.blocks import writer  # flushes import write_block from here
 
-    real_write_block = database.write_block
+    real_write_block = writer.write_block
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     with ta.open(tmp_path / "db") as db:
-        monkeypatch.setattr(database, "write_block", disk_full)
+        monkeypatch.setattr(writer, "write_block", disk_full)
         try:
             db.write(frame([0, 3 * HOUR], [1, 2]))  # spans more than a block: flushes itself
         except ta.FlushError as exc:
@@ -180,6 +180,6 @@ def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch
         else:
             raise AssertionError("the automatic flush should have failed")
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
-        monkeypatch.setattr(database, "write_block", real_write_block)
+        monkeypatch.setattr(writer, "write_block", real_write_block)
     with ta.open(tmp_path / "db") as db:
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 import tsdb_arrow as ta
-from tsdb_arrow import database
+from tsdb_arrow.blocks import writer
 from tsdb_arrow.query.scan import Scan
 
 from .conftest import synthetic
@@ -58,15 +58,15 @@ def test_review_close_that_fails_to_flush_loses_nothing(tmp_path, monkeypatch):
     # flushed and every unflushed sample is gone after reopening.
     db = ta.open(tmp_path / "db")
     db.write(frame([1, 2], [1, 2]))
-    real = database.write_block
+    real = writer.write_block
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(database, "write_block", disk_full)
+    monkeypatch.setattr(writer, "write_block", disk_full)
     with pytest.raises(OSError):
         db.close()
-    monkeypatch.setattr(database, "write_block", real)
+    monkeypatch.setattr(writer, "write_block", real)
     db.close()  # the retry
     with ta.open(tmp_path / "db") as again:
         assert again.select("m").collect()["value"].to_list() == [1.0, 2.0]
@@ -75,7 +75,7 @@ def test_review_close_that_fails_to_flush_loses_nothing(tmp_path, monkeypatch):
 def test_review_partly_failed_flush_does_not_write_a_window_twice(tmp_path, monkeypatch):
     # Two windows; the second block write fails. The first window's block stays on disk, yet
     # its samples are put back into the head too, so the retry writes them a second time.
-    real = database.write_block
+    real = writer.write_block
     calls = {"n": 0}
 
     def second_fails(*args, **kwargs):
@@ -86,10 +86,10 @@ def test_review_partly_failed_flush_does_not_write_a_window_twice(tmp_path, monk
 
     with ta.open(tmp_path / "db") as db:
         db.write(frame([1000, 2 * HOUR + 1000], [1, 2]))  # two windows, no auto flush
-        monkeypatch.setattr(database, "write_block", second_fails)
+        monkeypatch.setattr(writer, "write_block", second_fails)
         with pytest.raises(OSError):
             db.flush()
-        monkeypatch.setattr(database, "write_block", real)
+        monkeypatch.setattr(writer, "write_block", real)
         db.flush()
         stats = db.stats()
         assert db.select("m").collect().height == 2

@@ -4,9 +4,18 @@
 >>> with ta.open("./data") as db:                       # doctest: +SKIP
 ...     db.write(frame)
 ...     db.select('up{job="node"}').collect()
+
+Importing the package loads only what opening a directory needs: ``ta.sketch`` (and numba, which
+its kernels and the codecs are compiled with) is imported on first use.
 """
 
-from tsdb_arrow import sketch
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from tsdb_arrow import kernel_cache
 from tsdb_arrow.config import HistogramConfig, StorageConfig
 from tsdb_arrow.database import Database, WriteResult, open
 from tsdb_arrow.errors import (
@@ -27,7 +36,18 @@ from tsdb_arrow.errors import (
     TsdbError,
 )
 
+if TYPE_CHECKING:
+    from tsdb_arrow import sketch
+
+# Before any kernel module is imported (none is above: tests/test_cold_start.py checks that
+# importing tsdb_arrow imports no numba), so that a read-only install gets a writable cache.
+kernel_cache.use_writable_cache(os.path.dirname(__file__))
+
 __version__ = "0.1.0"
+
+# Subpackages imported on first attribute access: ``ta.sketch.quantiles(...)`` works as if
+# ``sketch`` were imported here, without its cost for programs that never use it.
+_LAZY_SUBPACKAGES = frozenset({"sketch"})
 
 __all__ = [
     # opening a data directory
@@ -55,3 +75,13 @@ __all__ = [
     "FlushError",
     "MissingDependencyError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_SUBPACKAGES)

@@ -1,4 +1,8 @@
-"""``tsdb-arrow``: load sample files, query, export and inspect a data directory."""
+"""``tsdb-arrow``: load sample files, query, export and inspect a data directory.
+
+Each command imports what it needs when it runs (rich for tables and progress bars, the file
+readers for ``load``): ``tsdb-arrow query`` starts as fast as a query can.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 import tsdb_arrow as ta
 from tsdb_arrow.datadir import MARKER_FILE, is_data_directory
 from tsdb_arrow.errors import TsdbError
-from tsdb_arrow.ingest.files import open_sample_file
 from tsdb_arrow.query.export import EXPORT_FORMATS, export_format
 from tsdb_arrow.timeutil import format_ms, to_ms
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,9 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # usage errors: argparse printed why; 2 as is the convention
         return int(exc.code or 0)
-    console = Console(stderr=False, highlight=False)
     try:
-        return int(args.run(args, console) or 0)
+        return int(args.run(args) or 0)
     except TsdbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -185,7 +188,25 @@ def _times(args: argparse.Namespace) -> tuple[int | None, int | None]:
     return to_ms(args.start, name="--start", now=now), to_ms(args.end, name="--end", now=now)
 
 
-def _load(args: argparse.Namespace, console: Console) -> int:
+def _console() -> Console:
+    """The console that tables and progress bars go to (rich is imported only here)."""
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _load(args: argparse.Namespace) -> int:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from tsdb_arrow.ingest.files import open_sample_file
+
+    console = _console()
     files = [open_sample_file(path) for path in args.files]
     total = sum(f.total_rows or 0 for f in files) or None
     started = time.perf_counter()
@@ -236,13 +257,15 @@ def _load(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _info(args: argparse.Namespace, console: Console) -> int:
+def _info(args: argparse.Namespace) -> int:
     with ta.open(_existing(args.data)) as db:
-        _print_stats(db.stats(), console)
+        _print_stats(db.stats(), _console())
     return 0
 
 
 def _print_stats(stats: dict, console: Console) -> None:
+    from rich.table import Table
+
     table = Table(title=f"tsdb-arrow data directory {stats['path']}", title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -262,7 +285,7 @@ def _print_stats(stats: dict, console: Console) -> None:
     console.print(table)
 
 
-def _query(args: argparse.Namespace, console: Console) -> int:
+def _query(args: argparse.Namespace) -> int:
     start, end = _times(args)
     with ta.open(_existing(args.data)) as db:
         lazy = db.select(args.selector, start=start, end=end)
@@ -284,7 +307,7 @@ def _query(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace, console: Console) -> int:
+def _export(args: argparse.Namespace) -> int:
     if args.selector is None and os.path.splitext(args.out)[1].lower() not in EXPORT_FORMATS:
         # One argument: it is OUT. Without an extension it is most likely a selector.
         raise ta.ExportError(
@@ -298,7 +321,7 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     start, end = _times(args)
     with ta.open(_existing(args.data)) as db:
         rows = db.export(args.selector, args.out, start=start, end=end, format=kind)
-    console.print(f"exported {rows:,} samples to {args.out} ({kind})", soft_wrap=True)
+    _console().print(f"exported {rows:,} samples to {args.out} ({kind})", soft_wrap=True)
     return 0
 
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -17,26 +17,25 @@ from tsdb_arrow import datadir
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.reader import Block
-from tsdb_arrow.blocks.writer import write_block
 from tsdb_arrow.config import StorageConfig, storage_config
 from tsdb_arrow.datadir import BLOCKS_DIR, data_path
 from tsdb_arrow.errors import ClosedError, DataDirectoryError, FlushError
 from tsdb_arrow.index import SeriesIndex
-from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
-from tsdb_arrow.ingest.cut import Window, cut, cut_rows
 from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.histograms import HistogramHead
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
-from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member
 from tsdb_arrow.query.export import export_format, sink
-from tsdb_arrow.query.histograms import HistogramScan
-from tsdb_arrow.query.overlap import distinct_block_samples, overlapping_groups, replaced_rows
-from tsdb_arrow.query.read import Snapshot
-from tsdb_arrow.query.scan import TIME_DTYPE, Scan
 from tsdb_arrow.query.selector import matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
+
+# The modules holding numba kernels (writing: series, cut, writer, overlap; reading: read, scan,
+# histograms) and the input checks (pyarrow.compute) are imported by the methods that use them,
+# so that importing tsdb_arrow and opening a directory stay cheap (benchmarks/cold_start.py).
+if TYPE_CHECKING:
+    from tsdb_arrow.ingest.cut import Window
+    from tsdb_arrow.query.read import Snapshot
 
 
 @dataclass(frozen=True)
@@ -189,6 +188,10 @@ class Database:
         new. Appending newer samples costs one pass over the batch to count; a batch that
         reaches back into stored times also reads its series' stored timestamps there.
         """
+        from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
+        from tsdb_arrow.ingest.series import resolve_series
+        from tsdb_arrow.query.overlap import replaced_rows
+
         self._check_writable()
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
@@ -270,6 +273,9 @@ class Database:
                 self._head, self._hist_head = Head(self._pool), HistogramHead()
                 self._flushing.append(head)
                 self._hist_flushing.append(hist)
+            # Imported only now: closing a directory that was only read needs no kernels.
+            from tsdb_arrow.ingest.cut import cut, cut_rows
+
             floats: dict[int, Window] = {}
             hists: dict[int, HistogramWindow] = {}
             done: set[int] = set()
@@ -322,6 +328,8 @@ class Database:
         return rest
 
     def _write_window(self, window: Window | None, hist: HistogramWindow | None) -> str:
+        from tsdb_arrow.blocks.writer import write_block
+
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -377,6 +385,8 @@ class Database:
         ``close()`` or the end of the ``with`` block, after which collecting raises
         ``ClosedError``.
         """
+        from tsdb_arrow.query.scan import TIME_DTYPE, Scan
+
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
@@ -401,12 +411,16 @@ class Database:
         OpenTelemetry exponential histogram, see ``docs/sketches.md``) and one String column per
         label, sorted by series then time. ``ta.sketch`` computes quantiles from it.
         """
+        from tsdb_arrow.query.histograms import HistogramScan
+
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         return HistogramScan(self.series(selector), lo, hi, self._snapshot).lazy()
 
     def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
+        from tsdb_arrow.query.read import Snapshot
+
         with self._lock:
             if self._closed:
                 raise ClosedError(
@@ -488,6 +502,8 @@ class Database:
 
     def _distinct_block_samples(self, blocks: list[Block]) -> int:
         """Distinct float samples of ``blocks``; overlapping groups are read once and memoized."""
+        from tsdb_arrow.query.overlap import distinct_block_samples, overlapping_groups
+
         total = 0
         counts: dict[tuple[str, ...], int] = {}
         for group in overlapping_groups(blocks):

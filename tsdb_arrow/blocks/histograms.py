@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -47,6 +46,8 @@ def read_histograms(
     fs: pafs.FileSystem, path: str, refs: np.ndarray, t_lo: int, t_hi: int
 ) -> pa.Table:
     """Rows of the given series in [t_lo, t_hi]; row groups outside are skipped by statistics."""
+    import pyarrow.compute as pc  # here, not at the top: opening a directory needs none of it
+
     try:
         table = pq.read_table(
             path,

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -43,7 +44,9 @@ class Block:
         self._read_lock = threading.Lock()  # a ParquetFile is not safe for concurrent reads
         try:
             self._file = pq.ParquetFile(f"{path}/{CHUNKS_FILE}", filesystem=fs)
-            index = self._file.read(columns=INDEX_COLUMNS)
+            # Through Polars: pyarrow's to_numpy imports pandas (when installed) on first use,
+            # a large part of a cold start's cost.
+            index = pl.from_arrow(self._file.read(columns=INDEX_COLUMNS))
         except (OSError, pa.ArrowInvalid) as exc:
             raise CorruptBlockError(
                 f"cannot read {path}/{CHUNKS_FILE}: {exc}; move the block directory aside"
@@ -79,7 +82,9 @@ class Block:
     def series(self) -> pa.Table:
         """The block's series table: ``series_ref`` and one string column per label name."""
         try:
-            return pq.read_table(f"{self.path}/{SERIES_FILE}", filesystem=self.fs)
+            # ParquetFile, not read_table: one file needs no pyarrow.dataset (nor its import).
+            with pq.ParquetFile(f"{self.path}/{SERIES_FILE}", filesystem=self.fs) as file:
+                return file.read()
         except (OSError, pa.ArrowInvalid) as exc:
             raise CorruptBlockError(f"cannot read {self.path}/{SERIES_FILE}: {exc}") from exc
 
@@ -115,7 +120,7 @@ class Block:
             self.reads += 1
         lo, hi = self._rg_chunks[rg], self._rg_chunks[rg + 1]
         counts = self.index.counts[lo:hi]
-        ids = table[codec_col].to_numpy()
+        ids = pl.from_arrow(table.select([codec_col])).to_series().to_numpy()
         payloads = table[column]
         if local is not None:  # only some chunks
             counts, ids = counts[local], ids[local]

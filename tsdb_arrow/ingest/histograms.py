@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.model import HISTOGRAM_FIELDS, HISTOGRAM_MAX_SCALE, HISTOGRAM_MIN_SCALE
@@ -27,6 +26,9 @@ _DEFAULTS = {
 
 def normalize_histograms(col: pa.ChunkedArray) -> pa.Table:
     """Validate a ``histogram`` struct column; return its fields as columns of HISTOGRAM_TYPE."""
+    # pyarrow.compute is imported where writing needs it: opening a directory needs none of it.
+    import pyarrow.compute as pc
+
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     if not pa.types.is_struct(col.type):
@@ -69,6 +71,8 @@ def normalize_histograms(col: pa.ChunkedArray) -> pa.Table:
 
 
 def _cast(name: str, values: pa.Array, typ: pa.DataType) -> pa.Array:
+    import pyarrow.compute as pc
+
     if name.endswith("_counts"):
         if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
             raise InputError(
@@ -104,6 +108,8 @@ def _cast(name: str, values: pa.Array, typ: pa.DataType) -> pa.Array:
 
 
 def _check(table: pa.Table) -> None:
+    import pyarrow.compute as pc
+
     scale = table["scale"].to_numpy()
     bad = (scale < HISTOGRAM_MIN_SCALE) | (scale > HISTOGRAM_MAX_SCALE)
     if bad.any():
