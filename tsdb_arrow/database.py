@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 from tsdb_arrow import datadir
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.histograms import HistogramWindow
+from tsdb_arrow.blocks.ranges import overlapping_groups
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.config import StorageConfig, storage_config
 from tsdb_arrow.datadir import BLOCKS_DIR, data_path
@@ -502,8 +503,6 @@ class Database:
 
     def _distinct_block_samples(self, blocks: list[Block]) -> int:
         """Distinct float samples of ``blocks``; overlapping groups are read once and memoized."""
-        from tsdb_arrow.query.overlap import distinct_block_samples, overlapping_groups
-
         total = 0
         counts: dict[tuple[str, ...], int] = {}
         for group in overlapping_groups(blocks):
@@ -513,6 +512,8 @@ class Database:
             key = tuple(b.meta.id for b in group)
             count = self._distinct_counts.get(key)
             if count is None:
+                from tsdb_arrow.query.overlap import distinct_block_samples
+
                 count = distinct_block_samples(group, self._pool_threads)
             counts[key] = count
             total += count

@@ -20,23 +20,9 @@ from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
-__all__ = ["distinct_block_samples", "overlapping_groups", "replaced_rows"]
+__all__ = ["distinct_block_samples", "replaced_rows"]
 
 _BATCH = 1 << 20
-
-
-def overlapping_groups(blocks: Sequence[Block]) -> list[list[Block]]:
-    """Blocks grouped so that blocks of different groups share no instant (sorted sweep)."""
-    groups: list[list[Block]] = []
-    end = None
-    for block in sorted(blocks, key=lambda b: (b.meta.min_time, b.meta.seq)):
-        if end is not None and block.meta.min_time <= end:
-            groups[-1].append(block)
-            end = max(end, block.meta.max_time)
-        else:
-            groups.append([block])
-            end = block.meta.max_time
-    return groups
 
 
 def distinct_block_samples(group: Sequence[Block], pool: Executor) -> int:
