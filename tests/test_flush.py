@@ -183,3 +183,17 @@ def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch
         monkeypatch.setattr(database, "write_block", real_write_block)
     with ta.open(tmp_path / "db") as db:
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
+
+
+def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
+    """A sample at the smallest int64 timestamp gets its own window: it is flushed when a later
+    window arrives, and the newest window stays in the head instead of flushing each write."""
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([-(2**63)], [1]))
+        for i in range(10):
+            db.write(frame([10 * HOUR + i], [i]))
+        stats = db.stats()
+        assert stats["blocks"] == 1
+        assert stats["head_samples"] == 10
+        assert values_of(db)[0] == (-(2**63), 1.0)
+        assert len(values_of(db)) == 11
