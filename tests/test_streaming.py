@@ -54,8 +54,6 @@ def test_sink_parquet_of_a_large_selection_stays_bounded(tmp_path):
         f"""
         import json, resource, sys
         import tsdb_arrow as ta
-
-PEAK_RSS = "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024"
         db = ta.open({str(tmp_path / "db")!r}, config=ta.StorageConfig(cache_bytes=16 * 2**20))
         # warm up on 100 series (5 % of the samples) through the same path
         db.select('load{{instance=~"1.."}}').sink_parquet({str(tmp_path / "warm.parquet")!r})
