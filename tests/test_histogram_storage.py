@@ -61,7 +61,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(st.lists(histograms(), min_size=1, max_size=20))
 def test_histograms_round_trip_exactly_through_blocks(tmp_path_factory, hists):

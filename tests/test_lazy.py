@@ -99,7 +99,9 @@ def test_streaming_engine_and_group_by(store):
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     lo=st.integers(-HOUR, 7 * HOUR),
