@@ -10,14 +10,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 import tsdb_arrow as ta
 
+# Slow example generation on a busy machine is not a failure of the code under test.
+settings.register_profile("local", suppress_health_check=[HealthCheck.too_slow])
 # CI runs the same examples every time (a red build is then reproducible); local runs explore.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+settings.register_profile("ci", settings.get_profile("local"), derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 DATA = Path(__file__).parent / "data"
 REAL_SLICE = DATA / "real_node_1s_15m.parquet"

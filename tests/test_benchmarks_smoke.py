@@ -146,4 +146,5 @@ def test_missing_peers_are_rows_not_errors(tmp_path: Path, monkeypatch: pytest.M
     text = table.fixed_width(rows)
     assert "not installed" in text and text.count("\n") == len(rows) + 1
     assert table.markdown(rows).count("\n") == len(rows) + 1
-    assert all("n/a" in line for line in table.ratios(rows))
+    ratios = table.ratios(rows)
+    assert ratios and all("n/a" in line for line in ratios)

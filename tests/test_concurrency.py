@@ -55,6 +55,67 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path):
         assert db.stats()["series"] == 4 * 5
 
 
+def _files_bytes(directories) -> int:
+    return sum(f.stat().st_size for d in directories for f in d.rglob("*") if f.is_file())
+
+
+def test_stats_while_another_thread_flushes_sees_only_whole_blocks(tmp_path):
+    """stats() runs while flushes write and rename block directories: it never fails, and its
+    counts and bytes only grow, from whole visible blocks."""
+    rounds = 40
+    seen: list[dict] = []
+    errors: list[BaseException] = []
+    started, done = threading.Event(), threading.Event()
+    with ta.open(tmp_path / "db") as db:
+
+        def watch() -> None:
+            try:
+                while not done.is_set():
+                    seen.append(db.stats())
+                    started.set()
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+            finally:
+                started.set()
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        started.wait()
+        try:
+            for i in range(rounds):
+                db.write(synthetic(10, 100, start=i * 2 * 3_600_000, step=1000, seed=i))
+                db.flush()
+        finally:
+            done.set()
+            watcher.join()
+        final = db.stats()
+    assert not errors, errors
+    assert len(seen) >= 1
+    blocks = [s["blocks"] for s in seen]
+    on_disk = [s["bytes_on_disk"] for s in seen]
+    assert blocks == sorted(blocks) and on_disk == sorted(on_disk)
+    assert all((s["bytes_on_disk"] > 0) == (s["blocks"] > 0) for s in seen)
+    assert all(s["block_samples"] == s["blocks"] * 1000 for s in seen)
+    assert final["blocks"] == rounds
+    block_dirs = [d for d in (tmp_path / "db" / "blocks").iterdir() if d.is_dir()]
+    assert len(block_dirs) == rounds
+    assert final["bytes_on_disk"] == _files_bytes(block_dirs)
+
+
+def test_stats_does_not_count_a_directory_being_written(tmp_path):
+    """A ``.tmp`` block directory (a flush in progress) is not part of bytes_on_disk."""
+    with ta.open(tmp_path / "db") as db:
+        db.write(synthetic(5, 50))
+        db.flush()
+        blocks = [d for d in (tmp_path / "db" / "blocks").iterdir() if d.is_dir()]
+        in_progress = tmp_path / "db" / "blocks" / "b9999999999.tmp"
+        in_progress.mkdir()
+        (in_progress / "chunks.parquet").write_bytes(b"x" * 100_000)
+        stats = db.stats()
+    assert stats["blocks"] == 1
+    assert stats["bytes_on_disk"] == _files_bytes(blocks) > 0
+
+
 def test_second_open_of_a_directory_fails_clearly(tmp_path):
     db = ta.open(tmp_path / "db")
     with pytest.raises(ta.LockedError, match="already open"):

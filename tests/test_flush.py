@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import polars as pl
+import pytest
 
 import tsdb_arrow as ta
 
@@ -124,12 +125,9 @@ def test_corrupt_block_is_a_clear_error(tmp_path):
         db.write(frame([1], [1]))
     meta = next((tmp_path / "db" / "blocks").glob("*/meta.json"))
     meta.write_text("{not json")
-    try:
+    with pytest.raises(ta.CorruptBlockError) as err:
         ta.open(tmp_path / "db")
-    except ta.CorruptBlockError as exc:
-        assert "meta.json" in str(exc) and "move the block directory aside" in str(exc)
-    else:
-        raise AssertionError("a corrupt meta.json must not open silently")
+    assert "meta.json" in str(err.value) and "move the block directory aside" in str(err.value)
     # The lock was released: after moving the block aside the directory opens.
     meta.parent.rename(tmp_path / "aside")
     with ta.open(tmp_path / "db") as db:
@@ -147,12 +145,8 @@ def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
     with ta.open(tmp_path / "db") as db:
         db.write(frame([1000, 2000], [1, 2]))
         monkeypatch.setattr(writer, "write_block", disk_full)
-        try:
+        with pytest.raises(OSError, match="No space left"):
             db.flush()
-        except OSError:
-            pass
-        else:
-            raise AssertionError("the flush should have failed")
         db.write(frame([2000, 3000], [20, 3]))  # newer samples still win over the retried ones
         assert values_of(db) == [(1000, 1.0), (2000, 20.0), (3000, 3.0)]
         assert db.stats()["head_samples"] == 4
@@ -173,13 +167,24 @@ def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch
 
     with ta.open(tmp_path / "db") as db:
         monkeypatch.setattr(writer, "write_block", disk_full)
-        try:
+        with pytest.raises(ta.FlushError, match=r"call flush\(\)") as err:
             db.write(frame([0, 3 * HOUR], [1, 2]))  # spans more than a block: flushes itself
-        except ta.FlushError as exc:
-            assert exc.accepted == 2 and "call flush()" in str(exc)
-        else:
-            raise AssertionError("the automatic flush should have failed")
+        assert err.value.accepted == 2
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
         monkeypatch.setattr(writer, "write_block", real_write_block)
     with ta.open(tmp_path / "db") as db:
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
+
+
+def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
+    """A sample at the smallest int64 timestamp gets its own window: it is flushed when a later
+    window arrives, and the newest window stays in the head instead of flushing each write."""
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([-(2**63)], [1]))
+        for i in range(10):
+            db.write(frame([10 * HOUR + i], [i]))
+        stats = db.stats()
+        assert stats["blocks"] == 1
+        assert stats["head_samples"] == 10
+        assert values_of(db)[0] == (-(2**63), 1.0)
+        assert len(values_of(db)) == 11

@@ -483,7 +483,7 @@ class Database:
             head_histograms = self._hist_head.rows + sum(h.rows for h in self._hist_flushing)
             n_series = len(self._index)
         block_samples = self._distinct_block_samples(blocks)
-        on_disk = _dir_bytes(self._blocks_dir)
+        on_disk = _blocks_bytes(self._fs, blocks)
         return {
             "path": str(self.path),
             "series": n_series,
@@ -533,11 +533,13 @@ def _present_labels(frame: pl.DataFrame) -> list[str]:
     return [c for c in frame.columns if c != REF and frame[c].null_count() < frame.height]
 
 
-def _dir_bytes(path: str) -> int:
+def _blocks_bytes(fs: pafs.FileSystem, blocks: list[Block]) -> int:
+    """Bytes of the files of ``blocks``: only their directories are listed, never a ``.tmp``
+    directory that a concurrent flush is writing or renaming."""
     total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            total += os.path.getsize(os.path.join(root, name))
+    for block in blocks:
+        selector = pafs.FileSelector(block.path, recursive=True, allow_not_found=True)
+        total += sum(i.size for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
     return total
 
 

@@ -1,9 +1,15 @@
 """Committed reference encodings (input, codec id, bytes) so that the bytes on disk never drift.
 
-Every codec must still produce exactly the committed payloads from the committed inputs, and
-decode them back. A change of layout needs a new codec id, never new fixture bytes. To write the
-fixtures of a NEW codec id: ``TSDB_WRITE_CODEC_FIXTURES=1 .venv/bin/python -m pytest
-tests/blocks/test_codecs_fixtures.py`` (it refuses to overwrite an existing file).
+Each file ``tests/fixtures/codecs/{kind}_{codec}.json`` holds named cases: the input samples
+(int64 timestamps, or float64 values as their int64 bit patterns), the chunk offsets, and the
+codec ids and payloads the encoder made. Encoding the committed input must still give exactly the
+committed bytes, and decoding the committed bytes must give back the committed input; nothing is
+generated at test time, so a numpy or RNG upgrade cannot move the reference.
+
+A change of layout needs a new codec id, never new fixture bytes. To write the fixtures of a NEW
+codec id (the inputs are copied from ``{kind}_chooser.json``):
+``TSDB_WRITE_CODEC_FIXTURES=1 .venv/bin/python -m pytest tests/blocks/test_codecs_fixtures.py``
+(it never overwrites an existing file).
 """
 
 from __future__ import annotations
@@ -13,129 +19,122 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from tsdb_arrow.blocks.codecs import TimestampCodec, ValueCodec, decode_timestamps, decode_values
 from tsdb_arrow.blocks.codecs.timestamps import encode_timestamps_as
 from tsdb_arrow.blocks.codecs.values import encode_values_as
+from tsdb_arrow.errors import CodecError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "codecs"
-I64 = np.iinfo(np.int64)
+KINDS = {"timestamp": TimestampCodec, "value": ValueCodec}
 
 
-def _ts_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(2024)
-    jitter = rng.integers(-3, 4, 64) * (rng.random(64) < 0.2)
-    regular = 1_795_543_910_397 + 1000 * np.arange(64) + jitter
-    extremes = np.array([I64.min, I64.max, 0, -1, I64.max, I64.min + 1, 17, 17, 17, -(2**40)])
-    return {
-        "regular": (regular.astype(np.int64), np.array([0, 1, 40, 64])),
-        "extremes": (extremes.astype(np.int64), np.array([0, 4, 10])),
-    }
+def _codec(kind: str, name: str) -> TimestampCodec | ValueCodec | None:
+    """The codec a fixture file is named after; None for the chooser (smallest per chunk)."""
+    return None if name == "chooser" else KINDS[kind][name.upper()]
 
 
-def _value_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(2025)
-    counter = np.cumsum(rng.integers(0, 300, 48)).astype(np.float64) + 1e6
-    gauge = np.round(np.cumsum(rng.normal(0, 2, 48)) + 20.0, 2)
-    specials = np.array(
-        [
-            0,
-            0x8000000000000000,
-            0x7FF0000000000002,
-            0x7FF8000000000000,
-            0xFFF8000000000001,
-            0x7FF0000000000000,
-            0xFFF0000000000000,
-            1,
-            0x000FFFFFFFFFFFFF,
-            0x3FF0000000000000,
-            0x3FF0000000000000,
-            0x3FF0000000000000,
-        ],
-        dtype=np.uint64,
-    ).view(np.float64)
-    m = np.cumsum(rng.integers(0, 4000, 24))
-    return {
-        "decimal": (
-            np.concatenate([counter, gauge, np.full(20, 3.25)]),
-            np.array([0, 48, 96, 116]),
-        ),
-        "specials": (specials, np.array([0, 9, 12])),
-        "scales": (np.concatenate([m * 0.001, m / 1000 / 1000]), np.array([0, 24, 48])),
-    }
+def _encode(
+    kind: str, codec: TimestampCodec | ValueCodec | None, samples: list[int], offsets: list[int]
+) -> tuple[list[int], list[str]]:
+    """Codec ids and hex payloads of the committed input, chunked at ``offsets``."""
+    raw = np.array(samples, dtype=np.int64)
+    bounds = np.array(offsets, dtype=np.int64)
+    if kind == "timestamp":
+        ids, payloads = encode_timestamps_as(raw, bounds, codec)
+    else:
+        ids, payloads = encode_values_as(raw.view(np.float64), bounds, codec)
+    return [int(i) for i in ids], [p.as_py().hex() for p in payloads]
 
 
-def _cases() -> list[tuple[str, str, object, str]]:
-    """(kind, codec name or "chooser", codec, case name) of every committed reference."""
-    out: list[tuple[str, str, object, str]] = []
-    for codec in [None, *TimestampCodec]:
-        for case in _ts_cases():
-            out.append(
-                ("timestamp", codec.name.lower() if codec is not None else "chooser", codec, case)
-            )
-    for codec in [None, *ValueCodec]:
-        for case in _value_cases():
-            decimal_only = codec in (ValueCodec.DECIMAL, ValueCodec.DECIMAL_ZSTD)
-            if decimal_only and case == "specials":
-                continue
-            out.append(
-                ("value", codec.name.lower() if codec is not None else "chooser", codec, case)
-            )
+def _decode(kind: str, case: dict) -> list[int]:
+    """The committed payloads decoded, as int64 (values as their bit patterns)."""
+    stored = pa.array([bytes.fromhex(h) for h in case["payloads"]], pa.binary())
+    counts = np.diff(np.array(case["offsets"], dtype=np.int64))
+    ids = np.array(case["codec_ids"], dtype=np.uint8)
+    if kind == "timestamp":
+        back = decode_timestamps(ids, stored, counts)
+    else:
+        back = decode_values(ids, stored, counts).view(np.int64)
+    return [int(v) for v in back]
+
+
+def _load(kind: str, name: str) -> dict[str, dict]:
+    return json.loads((FIXTURES / f"{kind}_{name}.json").read_text())
+
+
+def _committed() -> list[tuple[str, str, str]]:
+    """(kind, codec name, case name) of every committed reference encoding."""
+    out = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        kind, name = path.stem.split("_", 1)
+        out.extend((kind, name, case) for case in sorted(json.loads(path.read_text())))
     return out
 
 
-def _encode(kind: str, codec, case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
-    if kind == "timestamp":
-        samples, offsets = _ts_cases()[case]
-        ids, payloads = encode_timestamps_as(samples, offsets, codec)
-        raw = samples
-    else:
-        samples, offsets = _value_cases()[case]
-        ids, payloads = encode_values_as(samples, offsets, codec)
-        raw = samples.view(np.int64)
-    return raw, offsets, ids, [p.as_py() for p in payloads]
+def _names(kind: str) -> list[str]:
+    return ["chooser", *(c.name.lower() for c in KINDS[kind])]
 
 
-def _path(kind: str, name: str) -> Path:
-    return FIXTURES / f"{kind}_{name}.json"
+def _write_new_codec_fixture(kind: str, name: str) -> None:
+    """The cases of the chooser file, encoded with the new codec (refused cases left out)."""
+    stored = {}
+    for case, ref in _load(kind, "chooser").items():
+        try:
+            ids, payloads = _encode(kind, _codec(kind, name), ref["samples"], ref["offsets"])
+        except CodecError:
+            continue
+        stored[case] = {
+            "samples": ref["samples"],
+            "offsets": ref["offsets"],
+            "codec_ids": ids,
+            "payloads": payloads,
+        }
+    path = FIXTURES / f"{kind}_{name}.json"
+    path.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_codec_has_reference_encodings_of_every_input(kind: str) -> None:
+    """Each codec id and the chooser have a fixture file; each file holds every input of the
+    chooser file, except those the codec refuses, and the same input under the same name."""
+    present = {p.stem.split("_", 1)[1] for p in FIXTURES.glob(f"{kind}_*.json")}
+    missing = [n for n in _names(kind) if n not in present]
+    if missing and os.environ.get("TSDB_WRITE_CODEC_FIXTURES") == "1":
+        for name in missing:
+            _write_new_codec_fixture(kind, name)
+        missing = []
+    assert not missing, (
+        f"no reference encodings for {kind} codecs {missing}; write them with "
+        "TSDB_WRITE_CODEC_FIXTURES=1 (only for a new codec id)"
+    )
+    unknown = present - set(_names(kind))
+    assert not unknown, f"fixtures of codecs that do not exist: {sorted(unknown)}"
+    inputs = _load(kind, "chooser")
+    assert len(inputs) >= 2
+    for name in _names(kind):
+        stored = _load(kind, name)
+        for case, ref in inputs.items():
+            if case in stored:
+                assert stored[case]["samples"] == ref["samples"], f"{name}:{case}"
+                assert stored[case]["offsets"] == ref["offsets"], f"{name}:{case}"
+            else:
+                with pytest.raises(CodecError):
+                    _encode(kind, _codec(kind, name), ref["samples"], ref["offsets"])
 
 
 @pytest.mark.parametrize(
-    ("kind", "name", "codec", "case"), _cases(), ids=[f"{k}-{n}-{c}" for k, n, _, c in _cases()]
+    ("kind", "name", "case"), _committed(), ids=[f"{k}-{n}-{c}" for k, n, c in _committed()]
 )
-def test_reference_encoding(kind: str, name: str, codec, case: str) -> None:
-    path = _path(kind, name)
-    raw, offsets, ids, payloads = _encode(kind, codec, case)
-    if not path.is_file() or case not in json.loads(path.read_text()):
-        if os.environ.get("TSDB_WRITE_CODEC_FIXTURES") != "1":
-            pytest.fail(
-                f"no reference encoding {path.name}:{case}; write it with "
-                "TSDB_WRITE_CODEC_FIXTURES=1 (only for a new codec id)"
-            )
-        stored = json.loads(path.read_text()) if path.is_file() else {}
-        stored[case] = {
-            "samples": [int(v) for v in raw],
-            "offsets": [int(o) for o in offsets],
-            "codec_ids": [int(i) for i in ids],
-            "payloads": [p.hex() for p in payloads],
-        }
-        FIXTURES.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
-    ref = json.loads(path.read_text())[case]
-    # the committed input is still what the case generator makes
-    assert ref["samples"] == [int(v) for v in raw] and ref["offsets"] == [int(o) for o in offsets]
-    # encoding it gives the committed ids and bytes
-    assert ref["codec_ids"] == [int(i) for i in ids]
-    assert ref["payloads"] == [p.hex() for p in payloads]
-    # and the committed bytes decode to the committed input
-    import pyarrow as pa
-
-    stored = pa.array([bytes.fromhex(h) for h in ref["payloads"]], pa.binary())
-    counts = np.diff(np.array(ref["offsets"], dtype=np.int64))
-    ref_ids = np.array(ref["codec_ids"], dtype=np.uint8)
-    if kind == "timestamp":
-        back = decode_timestamps(ref_ids, stored, counts)
-    else:
-        back = decode_values(ref_ids, stored, counts).view(np.int64)
-    assert [int(v) for v in back] == ref["samples"]
+def test_reference_encoding(kind: str, name: str, case: str) -> None:
+    """The committed input encodes to the committed ids and bytes, which decode back to it."""
+    ref = _load(kind, name)[case]
+    codec = _codec(kind, name)
+    ids, payloads = _encode(kind, codec, ref["samples"], ref["offsets"])
+    assert ids == ref["codec_ids"]
+    assert payloads == ref["payloads"]
+    if codec is not None:
+        assert set(ids) == {int(codec)}
+    assert _decode(kind, ref) == ref["samples"]

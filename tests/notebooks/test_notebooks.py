@@ -23,6 +23,7 @@ def test_notebook_executes_and_keeps_its_saved_outputs(path):
     NotebookClient(
         fresh,
         timeout=300,
+        startup_timeout=300,  # a kernel starts slowly on a busy machine
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()  # raises CellExecutionError on any failing cell (its asserts included)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tsdb_arrow.sketch as sk
@@ -93,8 +93,7 @@ def test_quantiles_equal_per_group_sketches_property(
     data: list, alpha: float, qs: list[float]
 ) -> None:
     names = [f"q{q:g}" for q in qs]
-    if len(set(names)) != len(names):
-        return
+    assume(len(set(names)) == len(names))  # quantiles that print alike would share a column
     frame = pl.DataFrame(
         data, schema={"job": pl.String, "minute": pl.Int64, "value": pl.Float64}, orient="row"
     )

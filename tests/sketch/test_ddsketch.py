@@ -74,6 +74,8 @@ def test_merge_equals_sketch_of_union(parts: list[list[float]], alpha: float) ->
         assert merged.sum == pytest.approx(
             union.sum, rel=1e-9, abs=1e-6 * np.abs([v for p in parts for v in p]).sum()
         )
+    elif not union.count:
+        assert merged.sum == union.sum == 0.0
     np.testing.assert_array_equal(merged.quantiles(QS), union.quantiles(QS))
 
 
@@ -284,6 +286,8 @@ def test_weighted_package_sketch_quantiles(pairs: list[tuple[float, float]], alp
         lowest = np.sort([v for v, _ in pairs])[0]
         assert ours.quantile(0.7) == ours.quantile(0.0)
         assert abs(ours.quantile(0.0) - lowest) <= alpha * abs(lowest) * (1 + 1e-9) + 1e-300
+    else:
+        assert pairs == [] and ours.count == 0
 
 
 def test_keys_beyond_2_to_62_are_refused_not_corrupted():
