@@ -13,6 +13,8 @@ import tsdb_arrow as ta
 
 from .conftest import synthetic
 
+T0 = 1_700_000_000_000  # Nov 2023, in ms
+
 
 def test_concurrent_writers_and_readers_lose_nothing(tmp_path):
     config = ta.StorageConfig(buffer_rows=1024, head_max_bytes=2**18)
@@ -83,7 +85,7 @@ def test_stats_while_another_thread_flushes_sees_only_whole_blocks(tmp_path):
         started.wait()
         try:
             for i in range(rounds):
-                db.write(synthetic(10, 100, start=i * 2 * 3_600_000, step=1000, seed=i))
+                db.write(synthetic(10, 100, start=T0 + i * 2 * 3_600_000, step=1000, seed=i))
                 db.flush()
         finally:
             done.set()

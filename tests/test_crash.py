@@ -32,7 +32,7 @@ WRITER = textwrap.dedent(
     import polars as pl
     import pyarrow.parquet as pq
     import tsdb_arrow as ta
-    from tsdb_arrow import database
+    from tsdb_arrow.blocks import writer
 
     path, pause_at, pause_round = sys.argv[1], sys.argv[2], int(sys.argv[3])
     i = 0
@@ -42,7 +42,7 @@ WRITER = textwrap.dedent(
             print("paused", flush=True)
             signal.pause()  # until the parent's SIGKILL
 
-    real_write_table, real_write_block = pq.write_table, database.write_block
+    real_write_table, real_write_block = pq.write_table, writer.write_block
 
     def write_table(table, where, *args, **kwargs):
         real_write_table(table, where, *args, **kwargs)
@@ -54,7 +54,7 @@ WRITER = textwrap.dedent(
         pause("renamed")  # the block directory is renamed; flush() has not returned
         return meta
 
-    pq.write_table, database.write_block = write_table, write_block
+    pq.write_table, writer.write_block = write_table, write_block
     db = ta.open(path)
     while True:
         # Each round: 20,000 samples of 20 series in its own 2 h window, then a flush.

@@ -26,7 +26,7 @@ def test_label_named_series_ref_is_refused_and_the_database_stays_usable(tmp_pat
     with ta.open(tmp_path / "db") as db:
         with pytest.raises(ta.InputError, match="'series_ref' is reserved"):
             db.write(bad)
-        assert db.write(pl.DataFrame({"timestamp": [3], "value": [3.0], "__name__": "m"})) == 1
+        assert db.write(pl.DataFrame({"timestamp": [3], "value": [3.0], "__name__": "m"})).rows == 1
         db.flush()
         assert db.select().collect().height == 1
     with ta.open(tmp_path / "db") as again:
