@@ -12,8 +12,12 @@ from tsdb_arrow.blocks.codecs.ids import (
     ValueCodec,
     codec_info,
 )
-from tsdb_arrow.blocks.codecs.timestamps import decode_timestamps, encode_timestamps
-from tsdb_arrow.blocks.codecs.values import decode_values, encode_values
+from tsdb_arrow.blocks.codecs.timestamps import (
+    decode_timestamps,
+    decode_timestamps_into,
+    encode_timestamps,
+)
+from tsdb_arrow.blocks.codecs.values import decode_values, decode_values_into, encode_values
 
 __all__ = [
     # encode / decode many chunks at once
@@ -21,6 +25,9 @@ __all__ = [
     "decode_timestamps",
     "encode_values",
     "decode_values",
+    # decode chosen chunks straight into a caller's array
+    "decode_timestamps_into",
+    "decode_values_into",
     # ids stored per chunk and recorded in meta.json
     "TimestampCodec",
     "ValueCodec",

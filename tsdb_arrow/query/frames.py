@@ -1,0 +1,126 @@
+"""Building a batch's Polars frame: timestamps and values as they are, labels from the series.
+
+A batch's rows come in runs of one series. A label column is therefore built from the series'
+Arrow string views (16 bytes each, the text stored once per query), repeated run by run with
+numpy: no per-row string work and no Polars gather. A label that is the same for the whole batch
+(often null) is a literal that Polars broadcasts, which costs nothing per row.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from tsdb_arrow.model import REF, TIMESTAMP, VALUE
+
+TIME_DTYPE = pl.Datetime("ms", "UTC")
+
+
+class LabelViews:
+    """One label's values per series (in series order) as Arrow string views and validity.
+
+    A view is 16 bytes (two uint64 here): the length, then the text itself when it has at most
+    12 bytes, else a prefix and where the text lies in ``data``. Equal views mean equal values.
+    """
+
+    def __init__(self, values: pl.Series) -> None:
+        arr = values.to_arrow(compat_level=pl.CompatLevel.newest())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if arr.type != pa.string_view():
+            arr = arr.cast(pa.string_view())
+        buffers = arr.buffers()
+        views = np.frombuffer(buffers[1], dtype=np.uint64).reshape(-1, 2)
+        views = views[arr.offset : arr.offset + len(arr)]
+        self.valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        self.all_valid = bool(self.valid.all())
+        self.views = np.where(self.valid[:, None], views, 0)  # null slots zeroed
+        self.data = buffers[2:]  # the text of views longer than 12 bytes, shared by every batch
+
+    def array(self, views: np.ndarray, pos: np.ndarray, lengths: np.ndarray) -> pa.Array:
+        """The Arrow column of expanded ``views`` (rows in runs of series ``pos``)."""
+        n = len(views)
+        validity, nulls = None, 0
+        if not self.all_valid:
+            valid = self.valid[pos]
+            if not valid.all():
+                rows = np.repeat(valid, lengths)
+                nulls = n - int(np.count_nonzero(rows))
+                validity = pa.py_buffer(np.packbits(rows, bitorder="little"))
+        return pa.StringViewArray.from_buffers(
+            pa.string_view(), n, [validity, pa.py_buffer(views), *self.data], null_count=nulls
+        )
+
+
+@nb.njit(cache=True, nogil=True)
+def _expand(views: np.ndarray, pos: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
+    """``out[j]`` = label ``j``'s view of series ``pos[r]``, ``lengths[r]`` times per run r."""
+    for j in range(views.shape[0]):
+        k = 0
+        for r in range(pos.shape[0]):
+            lo = views[j, pos[r], 0]
+            hi = views[j, pos[r], 1]
+            for _ in range(lengths[r]):
+                out[j, k, 0] = lo
+                out[j, k, 1] = hi
+                k += 1
+
+
+class FrameBuilder:
+    """Builds each batch's frame with the given columns, in order, for a query's series."""
+
+    def __init__(self, series: pl.DataFrame, columns: list[str]) -> None:
+        self.columns = columns
+        self.labels = series.select([c for c in columns if c not in (TIMESTAMP, VALUE)])
+        self.names = self.labels.columns
+        self.refs = series[REF].to_numpy()
+        self.labels_views = [LabelViews(self.labels.get_column(c)) for c in self.names]
+        # label, series, view half: compared to find the labels constant within a batch
+        self.views = np.stack([v.views for v in self.labels_views]) if self.names else None
+        self.valid = np.stack([v.valid for v in self.labels_views]) if self.names else None
+
+    def frame(
+        self,
+        timestamps: np.ndarray,
+        values: np.ndarray | None,
+        runs: tuple[np.ndarray, np.ndarray],
+    ) -> pl.DataFrame:
+        """The frame of one batch: rows in ``runs`` of one series, (refs, lengths)."""
+        n = len(timestamps)
+        base = []
+        if TIMESTAMP in self.columns or VALUE not in self.columns:  # some column sets the height
+            base.append(pl.Series(TIMESTAMP, timestamps).cast(TIME_DTYPE))
+        if VALUE in self.columns:
+            base.append(pl.Series(VALUE, values))
+        if self.views is None:
+            frame = pl.DataFrame(base)
+            return frame if frame.columns == self.columns else frame.select(self.columns)
+        run_refs, lengths = runs
+        pos = np.searchsorted(self.refs, run_refs)
+        exprs = {c.name: pl.col(c.name) for c in base}
+        if n:
+            picked, valid = self.views[:, pos], self.valid[:, pos]
+            constant = (picked == picked[:, :1]).all(axis=(1, 2)) & (valid == valid[:, :1]).all(1)
+        else:
+            constant = np.ones(len(self.names), np.bool_)
+        varying = np.flatnonzero(~constant)
+        if len(varying):
+            out = np.empty((len(varying), n, 2), np.uint64)
+            _expand(self.views[varying], pos, lengths, out)
+            for j, views in zip(varying.tolist(), out):
+                column = self.labels_views[j].array(views, pos, lengths)
+                base.append(pl.Series(self.names[j], column))
+                exprs[self.names[j]] = pl.col(self.names[j])
+        for j in np.flatnonzero(constant).tolist():
+            name = self.names[j]
+            value = self.labels.get_column(name)[int(pos[0])] if n else None
+            exprs[name] = pl.lit(value, pl.String).alias(name)
+        frame = pl.DataFrame(base)
+        selected = [exprs[c] for c in self.columns]
+        if any(c in frame.columns for c in self.columns):
+            # One select: the wanted order, constants broadcast to the batch's height.
+            return frame.select(selected)
+        # Only literals: a select would give one row, with_columns broadcasts them.
+        return frame.with_columns(selected).select(self.columns)
