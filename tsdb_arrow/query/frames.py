@@ -12,8 +12,10 @@ import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
+from tsdb_arrow.query.buffers import pool_buffer
 
 TIME_DTYPE = pl.Datetime("ms", "UTC")
 
@@ -22,26 +24,30 @@ class LabelViews:
     """One label's values per series (in series order) as Arrow string views and validity.
 
     A view is 16 bytes (two uint64 here): the length, then the text itself when it has at most
-    12 bytes, else a prefix and where the text lies in ``data``. Equal views mean equal values.
+    12 bytes, else a prefix and where the text lies in ``data``. Each distinct value is stored
+    once, so equal values have equal views (and a label shared by a batch's series is found
+    constant by comparing views).
     """
 
     def __init__(self, values: pl.Series) -> None:
-        arr = values.to_arrow(compat_level=pl.CompatLevel.newest())
+        arr = values.to_arrow()
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        if arr.type != pa.string_view():
-            arr = arr.cast(pa.string_view())
-        buffers = arr.buffers()
+        encoded = pc.dictionary_encode(arr)
+        distinct = encoded.dictionary.cast(pa.string_view())
+        buffers = distinct.buffers()
         views = np.frombuffer(buffers[1], dtype=np.uint64).reshape(-1, 2)
-        views = views[arr.offset : arr.offset + len(arr)]
+        views = views[distinct.offset : distinct.offset + len(distinct)]
         self.valid = arr.is_valid().to_numpy(zero_copy_only=False)
         self.all_valid = bool(self.valid.all())
-        self.views = np.where(self.valid[:, None], views, 0)  # null slots zeroed
+        index = encoded.indices.fill_null(0).to_numpy().astype(np.int64)
+        self.views = np.zeros((len(arr), 2), np.uint64)  # null slots zeroed
+        if len(views):
+            self.views[self.valid] = views[index[self.valid]]
         self.data = buffers[2:]  # the text of views longer than 12 bytes, shared by every batch
 
-    def array(self, views: np.ndarray, pos: np.ndarray, lengths: np.ndarray) -> pa.Array:
-        """The Arrow column of expanded ``views`` (rows in runs of series ``pos``)."""
-        n = len(views)
+    def array(self, views: pa.Buffer, n: int, pos: np.ndarray, lengths: np.ndarray) -> pa.Array:
+        """The Arrow column of ``n`` expanded ``views`` (rows in runs of series ``pos``)."""
         validity, nulls = None, 0
         if not self.all_valid:
             valid = self.valid[pos]
@@ -50,7 +56,7 @@ class LabelViews:
                 nulls = n - int(np.count_nonzero(rows))
                 validity = pa.py_buffer(np.packbits(rows, bitorder="little"))
         return pa.StringViewArray.from_buffers(
-            pa.string_view(), n, [validity, pa.py_buffer(views), *self.data], null_count=nulls
+            pa.string_view(), n, [validity, views, *self.data], null_count=nulls
         )
 
 
@@ -107,10 +113,13 @@ class FrameBuilder:
             constant = np.ones(len(self.names), np.bool_)
         varying = np.flatnonzero(~constant)
         if len(varying):
-            out = np.empty((len(varying), n, 2), np.uint64)
+            size = 16 * n
+            buf = pool_buffer(len(varying) * size)
+            out = np.frombuffer(buf, np.uint64).reshape(len(varying), n, 2)
             _expand(self.views[varying], pos, lengths, out)
-            for j, views in zip(varying.tolist(), out):
-                column = self.labels_views[j].array(views, pos, lengths)
+            for k, j in enumerate(varying.tolist()):
+                views = buf.slice(k * size, size)
+                column = self.labels_views[j].array(views, n, pos, lengths)
                 base.append(pl.Series(self.names[j], column))
                 exprs[self.names[j]] = pl.col(self.names[j])
         for j in np.flatnonzero(constant).tolist():

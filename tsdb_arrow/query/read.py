@@ -24,6 +24,7 @@ from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.ingest.cut import _keep_last
 from tsdb_arrow.ingest.pool import HeadBuffer
 from tsdb_arrow.model import is_member
+from tsdb_arrow.query.buffers import pool_empty
 
 T_MIN = np.iinfo(np.int64).min
 T_MAX = np.iinfo(np.int64).max
@@ -306,8 +307,8 @@ class _Decoder:
         out = self.outs.get(i)
         if out is None:
             n = self.sizes[i]
-            vals = np.empty(n, np.float64) if len(self.columns) == 2 else None
-            out = self.outs[i] = (np.empty(n, np.int64), vals)
+            vals = pool_empty(n, np.float64) if len(self.columns) == 2 else None
+            out = self.outs[i] = (pool_empty(n, np.int64), vals)
         return out
 
     def submit(self, i: int) -> None:
