@@ -95,7 +95,9 @@ class Block:
         """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
         codec_col = "ts_codec" if column == "timestamps" else "value_codec"
         with self._read_lock:
-            table = self._file.read_row_group(rg, columns=[codec_col, column])
+            # Single-threaded: queries already read row groups in parallel on their own pool,
+            # and Arrow's thread pool would only add hand-offs (twice the CPU time here).
+            table = self._file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
             self.reads += 1
         payloads = table[column]
         if payloads.num_chunks == 1:

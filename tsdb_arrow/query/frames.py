@@ -95,40 +95,39 @@ class FrameBuilder:
     ) -> pl.DataFrame:
         """The frame of one batch: rows in ``runs`` of one series, (refs, lengths)."""
         n = len(timestamps)
-        base = []
+        built: dict[str, pl.Series] = {}
         if TIMESTAMP in self.columns or VALUE not in self.columns:  # some column sets the height
-            base.append(pl.Series(TIMESTAMP, timestamps).cast(TIME_DTYPE))
+            built[TIMESTAMP] = pl.Series(TIMESTAMP, timestamps).cast(TIME_DTYPE)
         if VALUE in self.columns:
-            base.append(pl.Series(VALUE, values))
-        if self.views is None:
-            frame = pl.DataFrame(base)
-            return frame if frame.columns == self.columns else frame.select(self.columns)
-        run_refs, lengths = runs
-        pos = np.searchsorted(self.refs, run_refs)
-        exprs = {c.name: pl.col(c.name) for c in base}
-        if n:
-            picked, valid = self.views[:, pos], self.valid[:, pos]
-            constant = (picked == picked[:, :1]).all(axis=(1, 2)) & (valid == valid[:, :1]).all(1)
-        else:
-            constant = np.ones(len(self.names), np.bool_)
-        varying = np.flatnonzero(~constant)
-        if len(varying):
-            size = 16 * n
-            buf = pool_buffer(len(varying) * size)
-            out = np.frombuffer(buf, np.uint64).reshape(len(varying), n, 2)
-            _expand(self.views[varying], pos, lengths, out)
-            for k, j in enumerate(varying.tolist()):
-                views = buf.slice(k * size, size)
-                column = self.labels_views[j].array(views, n, pos, lengths)
-                base.append(pl.Series(self.names[j], column))
-                exprs[self.names[j]] = pl.col(self.names[j])
-        for j in np.flatnonzero(constant).tolist():
-            name = self.names[j]
-            value = self.labels.get_column(name)[int(pos[0])] if n else None
-            exprs[name] = pl.lit(value, pl.String).alias(name)
-        frame = pl.DataFrame(base)
-        selected = [exprs[c] for c in self.columns]
-        if any(c in frame.columns for c in self.columns):
+            built[VALUE] = pl.Series(VALUE, values)
+        literals: dict[str, pl.Expr] = {}
+        if self.views is not None:
+            run_refs, lengths = runs
+            pos = np.searchsorted(self.refs, run_refs)
+            if n:
+                picked, valid = self.views[:, pos], self.valid[:, pos]
+                same = (picked == picked[:, :1]).all(axis=(1, 2)) & (valid == valid[:, :1]).all(1)
+            else:
+                same = np.ones(len(self.names), np.bool_)
+            varying = np.flatnonzero(~same)
+            if len(varying):
+                size = 16 * n
+                buf = pool_buffer(len(varying) * size)
+                out = np.frombuffer(buf, np.uint64).reshape(len(varying), n, 2)
+                _expand(self.views[varying], pos, lengths, out)
+                for k, j in enumerate(varying.tolist()):
+                    column = self.labels_views[j].array(buf.slice(k * size, size), n, pos, lengths)
+                    built[self.names[j]] = pl.Series(self.names[j], column)
+            for j in np.flatnonzero(same).tolist():
+                name = self.names[j]
+                value = self.labels.get_column(name)[int(pos[0])] if n else None
+                literals[name] = pl.lit(value, pl.String).alias(name)
+        if not literals:
+            # Every column is built: no Polars query (a hand-off to its thread pool) needed.
+            return pl.DataFrame([built[c] for c in self.columns])
+        frame = pl.DataFrame(list(built.values()))
+        selected = [literals[c] if c in literals else pl.col(c) for c in self.columns]
+        if any(c in built for c in self.columns):
             # One select: the wanted order, constants broadcast to the batch's height.
             return frame.select(selected)
         # Only literals: a select would give one row, with_columns broadcasts them.

@@ -7,18 +7,20 @@ batch, since Polars does not apply it again after an IO source.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
 from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
 from tsdb_arrow.query.frames import TIME_DTYPE, FrameBuilder
 from tsdb_arrow.query.pushdown import analyse
-from tsdb_arrow.query.read import T_MAX, T_MIN, Snapshot, iter_samples
+from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples
 
 DEFAULT_BATCH = 1 << 18
 #: Fewest samples decoded per internal batch: Polars asks for small frames (100,000 rows),
@@ -85,8 +87,7 @@ class Scan:
             size = batch_size or DEFAULT_BATCH
             # Without a predicate, frames are built with exactly the wanted columns, in order.
             columns = wanted if predicate is None else [c for c in schema if c in needed]
-            builder = FrameBuilder(chosen, columns)
-            for batch in iter_samples(
+            batches = iter_samples(
                 snapshot,
                 refs,
                 lo,
@@ -95,10 +96,8 @@ class Scan:
                 batch_size=max(size, MIN_DECODE_BATCH),
                 cache=self.cache,
                 pool=self.pool,
-            ):
-                frame = builder.frame(
-                    batch.timestamps, batch.values, (batch.run_refs, batch.run_lengths)
-                )
+            )
+            for frame in self._frames(FrameBuilder(chosen, columns), batches):
                 if predicate is not None:
                     frame = frame.filter(predicate).select(wanted)
                 if remaining is not None:
@@ -114,3 +113,30 @@ class Scan:
                     return
         finally:
             release()
+
+    def _frames(self, builder: FrameBuilder, batches: Iterator[Samples]) -> Iterator[pl.DataFrame]:
+        """The batches' frames, each built on the pool while the next batch is awaited, so
+        label columns are expanded on one core while samples decode on the other."""
+        pending: deque[Future[pl.DataFrame]] = deque()
+        try:
+            for batch in batches:
+                try:
+                    job = self.pool.submit(
+                        builder.frame,
+                        batch.timestamps,
+                        batch.values,
+                        (batch.run_refs, batch.run_lengths),
+                    )
+                except RuntimeError as exc:  # the pool was shut down: the database closed
+                    raise ClosedError(
+                        "the database was closed while this query was reading; open it again "
+                        "and re-run"
+                    ) from exc
+                pending.append(job)
+                if len(pending) > 1:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for job in pending:
+                job.cancel()

@@ -312,7 +312,7 @@ def decode_values_into(
     wanted = np.zeros(len(codec_ids), dtype=np.bool_)
     wanted[chunks] = True
     aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-        wanted & np.isin(codec_ids, _ZSTD_IDS), offsets, data, counts
+        wanted & ((codec_ids == _DECIMAL_ZSTD) | (codec_ids == _PLAIN_ZSTD)), offsets, data, counts
     )
     if bad >= 0:
         raise_for_status("value", CORRUPT, bad, int(codec_ids[bad]))
