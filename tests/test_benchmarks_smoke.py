@@ -20,9 +20,9 @@ import pytest
 
 from benchmarks import baselines, ours, prometheus, table, victoriametrics
 from benchmarks.datasets import DataSet, load_synthetic, make_synthetic
-from benchmarks.run import load_data_set
 from benchmarks.formats import vm_import_lines, write_openmetrics
 from benchmarks.measure import Row
+from benchmarks.run import load_data_set
 
 LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+) (-?\d+\.\d{3})$")
 PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')

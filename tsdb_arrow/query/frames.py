@@ -1,9 +1,10 @@
 """Building a batch's Polars frame: timestamps and values as they are, labels from the series.
 
 A batch's rows come in runs of one series. A label column is therefore built from the series'
-Arrow string views (16 bytes each, the text stored once per query), repeated run by run with
-numpy: no per-row string work and no Polars gather. A label that is the same for the whole batch
-(often null) is a literal that Polars broadcasts, which costs nothing per row.
+Arrow string views (16 bytes each, the text stored once per query), repeated run by run by a
+numba kernel that releases the GIL: no per-row string work and no Polars gather. A label that is
+the same for the whole batch (often null) is a literal that Polars broadcasts, which costs
+nothing per row.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class FrameBuilder:
         literals: dict[str, pl.Expr] = {}
         if self.views is not None:
             run_refs, lengths = runs
+            if int(lengths.sum()) != n:  # the kernel below writes n rows per label, unchecked
+                raise AssertionError(f"runs cover {int(lengths.sum())} rows, the batch has {n}")
             pos = np.searchsorted(self.refs, run_refs)
             if n:
                 picked, valid = self.views[:, pos], self.valid[:, pos]

@@ -301,7 +301,6 @@ class _Decoder:
         self.c_chunk, self.c_cnt = c_chunk, c_cnt
         self.outs: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self.futures: dict[tuple[int, int], list[Future]] = {}
-        self.plans = plans
 
     def _out(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         out = self.outs.get(i)
