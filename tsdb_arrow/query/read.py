@@ -28,6 +28,9 @@ from tsdb_arrow.query.buffers import pool_empty
 
 T_MIN = np.iinfo(np.int64).min
 T_MAX = np.iinfo(np.int64).max
+#: Batches decoding ahead of the one being handed over: the pool stays busy while the consumer
+#: turns a batch into frames and Polars takes them.
+LOOKAHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -160,14 +163,15 @@ def iter_samples(
     plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
     inside = (c_min >= t_lo) & (c_max <= t_hi)
     decoder = _Decoder(snapshot, chunks, plans, values, cache, pool)
-    # Pipelined: the next batch's row groups decode on the pool while this one is assembled
+    # Pipelined: the next batches' row groups decode on the pool while this one is assembled
     # and consumed. Each row group is read once per query and decoded straight into the
     # output arrays of the batches that hold its chunks.
     try:
-        decoder.submit(0)
+        for i in range(min(LOOKAHEAD, len(plans))):
+            decoder.submit(i)
         for i, (cs, hs) in enumerate(plans):
-            if i + 1 < len(plans):
-                decoder.submit(i + 1)
+            if i + LOOKAHEAD < len(plans):
+                decoder.submit(i + LOOKAHEAD)
             out_ts, out_val = decoder.wait(i)
             batch = _assemble(snapshot, cs, chunks, head, hs, out_ts, out_val)
             if not inside[cs].all():  # head rows were filtered already
