@@ -8,7 +8,7 @@ batch, since Polars does not apply it again after an IO source.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -140,3 +140,5 @@ class Scan:
         finally:
             for job in pending:
                 job.cancel()
+            if isinstance(batches, Generator):
+                batches.close()  # cancels the decoding ahead when the consumer stops early
