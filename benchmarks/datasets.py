@@ -182,7 +182,12 @@ def make_synthetic(n_series: int, samples_per_series: int, seed: int = 42) -> pa
 
 
 def load_synthetic(
-    work_dir: Path, n_series: int, samples_per_series: int, seed: int = 42
+    work_dir: Path,
+    n_series: int,
+    samples_per_series: int,
+    seed: int = 42,
+    *,
+    name: str = "synthetic",
 ) -> DataSet:
     """The synthetic data set, read from the Parquet cache in ``work_dir`` or generated there."""
     path = (
@@ -190,10 +195,10 @@ def load_synthetic(
     )
     size = f"{n_series} series x {samples_per_series} samples, seed {seed}"
     if path.is_file():
-        return DataSet("synthetic", pq.read_table(path), f"{size} (cached {path.name})")
+        return DataSet(name, pq.read_table(path), f"{size} (cached {path.name})")
     table = make_synthetic(n_series, samples_per_series, seed)
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
-    return DataSet("synthetic", table, f"{size} (generated)")
+    return DataSet(name, table, f"{size} (generated)")

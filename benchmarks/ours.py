@@ -1,10 +1,12 @@
-"""tsdb-arrow row, through the public API only (``tsdb_arrow.open``), with the cache off.
+"""tsdb-arrow rows, through the public API only (``tsdb_arrow.open``): cache off, then warm.
 
 load = ``db.write(table)`` + ``db.flush()`` wall time; bytes/sample = every file under the data
 directory (walked with ``os.walk``) over the samples; select-all = ``db.select(ALL).collect()``;
-select one = an equality selector on all labels of one series. A small untimed warm-up
-first pays the one-off costs (numba compiling its kernels). Until the API exists the row
-says "not yet importable" rather than showing numbers.
+select one = an equality selector on all labels of one series. The first row has the cache off
+(every select decodes its blocks); the second reopens the same directory with the default cache
+and times the selects once one select-all has filled it. A small untimed warm-up first pays the
+one-off costs (numba compiling its kernels). Until the API exists the row says "not yet
+importable" rather than showing numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from benchmarks.formats import selector
 from benchmarks.measure import Row, best_of, dir_bytes, rate, timed
 
 SYSTEM = "tsdb-arrow"
+SYSTEM_WARM = "tsdb-arrow (cache warm)"
 ALL_SERIES = '{__name__=~".+"}'
 
 
@@ -35,18 +38,20 @@ def api() -> ModuleType | None:
     return ta if hasattr(ta, "open") and hasattr(ta, "StorageConfig") else None
 
 
-def run(data: DataSet, work_dir: Path, repetitions: int) -> Row:
-    """Measure tsdb-arrow on ``data``; any error is recorded in the row, not raised."""
+def run(data: DataSet, work_dir: Path, repetitions: int) -> list[Row]:
+    """Measure tsdb-arrow on ``data`` (cache off, cache warm); errors are recorded in the rows."""
     row = Row(SYSTEM, data.name, data.samples)
+    warm = Row(SYSTEM_WARM, data.name, data.samples)
     ta = api()
     if ta is None:
         row.note("tsdb-arrow: not yet importable (no tsdb_arrow.open)")
-        return row
+        return [row]
     try:
-        _measure(ta, row, data, work_dir, repetitions)
+        _measure(ta, row, warm, data, work_dir, repetitions)
     except Exception as e:  # the API is young: whatever it raises belongs in the table
         row.fail(e)
-    return row
+        return [row]
+    return [row, warm]
 
 
 WARMUP_ROWS = 50_000
@@ -89,11 +94,13 @@ def _selects(db: Any, one: str, repetitions: int) -> tuple[float, int, float, in
     return all_s, frame.height, one_s, one_frame.height
 
 
-def _measure(ta: ModuleType, row: Row, data: DataSet, work_dir: Path, repetitions: int) -> None:
-    """The measurements proper, filling ``row`` in place.
+def _measure(
+    ta: ModuleType, row: Row, warm: Row, data: DataSet, work_dir: Path, repetitions: int
+) -> None:
+    """The measurements proper, filling ``row`` (cache off) and ``warm`` in place.
 
     Load is the best of ``repetitions`` loads, each into a fresh directory; size and selects
-    are taken on the last one.
+    are taken on the last one, which is then reopened with the default cache for ``warm``.
     """
     one = data.one_series()
     expected_one = data.series_samples(one)
@@ -109,6 +116,11 @@ def _measure(ta: ModuleType, row: Row, data: DataSet, work_dir: Path, repetition
                     size = dir_bytes(data_dir)
                     stats = db.stats()
                     all_s, all_n, one_s, one_n = _selects(db, selector(one), repetitions)
+            if rep == repetitions - 1:
+                with ta.open(str(data_dir), config=ta.StorageConfig()) as cached:
+                    cached.select(ALL_SERIES).collect()  # fills the cache
+                    w_all_s, w_all_n, w_one_s, _ = _selects(cached, selector(one), repetitions)
+                    hit_ratio = cached.stats()["cache"]["hit_ratio"]
     row.load_sps = rate(data.samples, best_load)
     row.bytes_per_sample = size / data.samples
     row.select_all_sps = rate(all_n, all_s)
@@ -123,3 +135,8 @@ def _measure(ta: ModuleType, row: Row, data: DataSet, work_dir: Path, repetition
         row.note(f"select-all returned {all_n} of {data.samples} samples")
     if one_n != expected_one:
         row.note(f"select one returned {one_n} of {expected_one} samples")
+    warm.select_all_sps = rate(w_all_n, w_all_s)
+    warm.select_one_ms = w_one_s * 1000
+    warm.note(f"same directory reopened, default cache; hit ratio {hit_ratio:.2f}")
+    if w_all_n != data.samples:
+        warm.note(f"select-all returned {w_all_n} of {data.samples} samples")

@@ -18,10 +18,11 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from benchmarks import baselines, prometheus, table, victoriametrics
+from benchmarks import baselines, ours, prometheus, table, victoriametrics
 from benchmarks.datasets import DataSet, load_synthetic, make_synthetic
 from benchmarks.formats import vm_import_lines, write_openmetrics
 from benchmarks.measure import Row
+from benchmarks.run import load_data_set
 
 LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+) (-?\d+\.\d{3})$")
 PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
@@ -148,3 +149,26 @@ def test_missing_peers_are_rows_not_errors(tmp_path: Path, monkeypatch: pytest.M
     assert table.markdown(rows).count("\n") == len(rows) + 1
     ratios = table.ratios(rows)
     assert ratios and all("n/a" in line for line in ratios)
+
+
+def test_ours_rows_cache_off_then_warm_with_ratios(tmp_path: Path) -> None:
+    data = DataSet("tiny", make_synthetic(40, 30, seed=2), "test")
+    rows = ours.run(data, tmp_path, repetitions=1)
+    assert [r.system for r in rows] == [ours.SYSTEM, ours.SYSTEM_WARM]
+    off, warm = rows
+    assert not off.failed and off.load_sps and off.bytes_per_sample and off.select_all_sps
+    assert warm.select_all_sps and warm.select_one_ms and warm.load_sps is None
+    assert not any("returned" in n for n in off.notes + warm.notes), off.notes + warm.notes
+    assert "hit ratio" in warm.notes[0]
+    parquet = Row(baselines.POLARS_DEFAULT, "tiny", 1200, select_all_sps=off.select_all_sps)
+    lines = [line for line in table.ratios([*rows, parquet]) if "select-all" in line]
+    assert len(lines) == 2
+    assert "cache off" in lines[0] and lines[0].endswith("1.00x (higher is better; target >= 1)")
+    assert "cache warm" in lines[1] and "n/a" not in lines[1]
+
+
+def test_two_million_sample_set_has_the_same_shape_at_every_size(tmp_path: Path) -> None:
+    data = load_data_set("synthetic-2m", tmp_path, quick=True)
+    assert data.name == "synthetic-2m" and data.samples == 2_000_000
+    assert data.labels == ["__name__", "instance", "job", "region"]
+    assert data.series.height == 2_000

@@ -92,42 +92,52 @@ class Block:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
         return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
 
-    def chunk_count(self, rg: int) -> int:
-        return int(self._rg_chunks[rg + 1] - self._rg_chunks[rg])
+    def chunk_range(self, rg: int) -> tuple[int, int]:
+        """Block-wide indices ``[lo, hi)`` of the chunks in row group ``rg``."""
+        return int(self._rg_chunks[rg]), int(self._rg_chunks[rg + 1])
 
-    def decode_chunks(self, rg: int, column: str, chunks: np.ndarray) -> np.ndarray:
-        """Decode only the given chunks (block-wide indices) of a row group, uncached.
-
-        The result is laid out like the whole row group's samples (``index.sample_offset``
-        holds), but only the given chunks' ranges are filled.
-        """
-        lo = self._rg_chunks[rg]
-        total = int(self.index.counts[lo : self._rg_chunks[rg + 1]].sum())
-        local = np.asarray(chunks, dtype=np.int64) - lo
-        part = self._decode(rg, column, local)
-        out = np.empty(total, dtype=part.dtype)
-        pos = 0
-        for c in chunks.tolist():
-            start, n = int(self.index.sample_offset[c]), int(self.index.counts[c])
-            out[start : start + n] = part[pos : pos + n]
-            pos += n
-        return out
-
-    def _decode(self, rg: int, column: str, local: np.ndarray | None = None) -> np.ndarray:
+    def payloads(self, rg: int, column: str) -> tuple[np.ndarray, pa.Array]:
+        """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
         codec_col = "ts_codec" if column == "timestamps" else "value_codec"
         with self._read_lock:
-            table = self._file.read_row_group(rg, columns=[codec_col, column])
+            # Single-threaded: queries already read row groups in parallel on their own pool,
+            # and Arrow's thread pool would only add hand-offs (twice the CPU time here).
+            table = self._file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
             self.reads += 1
-        lo, hi = self._rg_chunks[rg], self._rg_chunks[rg + 1]
-        counts = self.index.counts[lo:hi]
-        ids = pl.from_arrow(table.select([codec_col])).to_series().to_numpy()
         payloads = table[column]
-        if local is not None:  # only some chunks
-            counts, ids = counts[local], ids[local]
-            payloads = payloads.take(pa.array(local))
+        if payloads.num_chunks == 1:
+            payloads = payloads.chunk(0)
+        # through Polars: pyarrow's to_numpy of a chunked column imports pandas (cold start)
+        ids = pl.from_arrow(table.select([codec_col])).to_series().to_numpy()
+        return ids, payloads
+
+    def decode_into(
+        self,
+        rg: int,
+        column: str,
+        read: tuple[np.ndarray, pa.Array],
+        chunks: np.ndarray,
+        out: np.ndarray,
+        out_starts: np.ndarray,
+    ) -> None:
+        """Decode chunks ``chunks`` (block-wide indices, all in row group ``rg``) of ``read``
+        (from :meth:`payloads`) straight into ``out`` at ``out_starts``."""
+        lo, hi = self.chunk_range(rg)
+        ids, payloads = read
+        counts = self.index.counts[lo:hi]
+        local = np.asarray(chunks, dtype=np.int64) - lo
+        decode = (
+            codecs.decode_timestamps_into if column == "timestamps" else codecs.decode_values_into
+        )
         try:
-            if column == "timestamps":
-                return codecs.decode_timestamps(ids, payloads, counts)
-            return codecs.decode_values(ids, payloads, counts)
+            decode(ids, payloads, counts, out, local, out_starts)
         except CodecError as exc:
             raise CorruptBlockError(f"{self.path}/{CHUNKS_FILE} row group {rg}: {exc}") from exc
+
+    def _decode(self, rg: int, column: str) -> np.ndarray:
+        lo, hi = self.chunk_range(rg)
+        counts = self.index.counts[lo:hi]
+        out = np.empty(int(counts.sum()), np.int64 if column == "timestamps" else np.float64)
+        starts = self.index.sample_offset[lo:hi]
+        self.decode_into(rg, column, self.payloads(rg, column), np.arange(lo, hi), out, starts)
+        return out

@@ -1,8 +1,10 @@
 """The read path: samples of selected series from blocks and the head, merged and streamed.
 
 Output is sorted by (series ref, timestamp); where blocks or the head overlap, the last write of a
-(series, timestamp) wins. Batches are cut at series boundaries near ``batch_size`` samples, so
-memory stays bounded by the batch plus the decoded row groups of this batch and the next.
+(series, timestamp) wins. Batches are cut at series boundaries near ``batch_size`` samples and
+decoded a batch ahead, straight into their output arrays, so memory stays bounded by the output
+arrays of the few batches that the row groups being decoded feed (with the cache on, plus the
+decoded row groups the cache holds anyway).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.ingest.cut import keep_last
 from tsdb_arrow.ingest.pool import HeadBuffer
 from tsdb_arrow.model import is_member
+from tsdb_arrow.query.buffers import pool_empty
 
 T_MIN = np.iinfo(np.int64).min
 T_MAX = np.iinfo(np.int64).max
+#: Batches decoding ahead of the one being handed over: the pool stays busy while the consumer
+#: turns a batch into frames and Polars takes them.
+LOOKAHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -39,11 +45,46 @@ class Snapshot:
 
 @dataclass
 class Samples:
+    """One batch: timestamps and values in runs of one series (``run_refs``, ``run_lengths``)."""
+
+    timestamps: np.ndarray
+    values: np.ndarray | None
+    run_refs: np.ndarray
+    run_lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def refs(self) -> np.ndarray:
+        """The series ref of every row."""
+        return np.repeat(self.run_refs, self.run_lengths)
+
+    def where(self, keep: np.ndarray) -> Samples:
+        """The rows where ``keep`` is true, runs shortened (and dropped when emptied)."""
+        kept = np.concatenate(([0], np.cumsum(keep)))
+        ends = np.cumsum(self.run_lengths)
+        lengths = kept[ends] - kept[ends - self.run_lengths]
+        nonempty = lengths > 0
+        return Samples(
+            self.timestamps[keep],
+            self.values[keep] if self.values is not None else None,
+            self.run_refs[nonempty],
+            lengths[nonempty],
+        )
+
+
+def _runs(refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal consecutive refs: (ref of each run, its length)."""
+    starts = np.flatnonzero(np.diff(refs, prepend=refs[:1] ^ 1))
+    return refs[starts], np.diff(np.append(starts, len(refs)))
+
+
+@dataclass
+class _HeadRows:
     refs: np.ndarray
     timestamps: np.ndarray
     values: np.ndarray | None
-    # Runs of one series, when known without a scan: (ref of each run, its length).
-    runs: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -58,10 +99,12 @@ def _overlaps(refs: np.ndarray, min_t: np.ndarray, max_t: np.ndarray) -> bool:
     return False
 
 
-def _head_rows(snapshot: Snapshot, refs: np.ndarray, t_lo: int, t_hi: int, values: bool) -> Samples:
+def _head_rows(
+    snapshot: Snapshot, refs: np.ndarray, t_lo: int, t_hi: int, values: bool
+) -> _HeadRows:
     """Head samples of the selected series in range, sorted by ref (write order kept)."""
     if not snapshot.head:
-        return Samples(
+        return _HeadRows(
             np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0) if values else None
         )
     r = np.concatenate([b.refs[:n] for b, n in snapshot.head])
@@ -70,7 +113,7 @@ def _head_rows(snapshot: Snapshot, refs: np.ndarray, t_lo: int, t_hi: int, value
     r, t = r[keep], t[keep]
     v = np.concatenate([b.values[:n] for b, n in snapshot.head])[keep] if values else None
     order = np.argsort(r, kind="stable")
-    return Samples(r[order], t[order], v[order] if v is not None else None)
+    return _HeadRows(r[order], t[order], v[order] if v is not None else None)
 
 
 def iter_samples(
@@ -120,29 +163,25 @@ def iter_samples(
     plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
     inside = (c_min >= t_lo) & (c_max <= t_hi)
     decoder = _Decoder(snapshot, chunks, plans, values, cache, pool)
-    # Pipelined: the next batch's row groups decode on the pool while this one is assembled
-    # and consumed. Each row group is decoded once per query and dropped after its last batch.
-    decoder.submit(0)
-    for i, (cs, hs) in enumerate(plans):
-        if i + 1 < len(plans):
-            decoder.submit(i + 1)
-        batch = _assemble(snapshot, cs, chunks, head, hs, values, decoder.jobs(i))
-        decoder.release(i)
-        if inside[cs].all():  # every chunk lies in the range; head rows were filtered already
-            keep = None
-        else:
-            keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
-        if keep is not None and not keep.all():
-            batch = Samples(
-                batch.refs[keep],
-                batch.timestamps[keep],
-                batch.values[keep] if batch.values is not None else None,
-            )
-        if len(batch):
-            yield batch
-
-
-Jobs = dict[tuple[tuple[int, int], str], Future]
+    # Pipelined: the next batches' row groups decode on the pool while this one is assembled
+    # and consumed. Each row group is read once per query and decoded straight into the
+    # output arrays of the batches that hold its chunks.
+    try:
+        for i in range(min(LOOKAHEAD, len(plans))):
+            decoder.submit(i)
+        for i, (cs, hs) in enumerate(plans):
+            if i + LOOKAHEAD < len(plans):
+                decoder.submit(i + LOOKAHEAD)
+            out_ts, out_val = decoder.wait(i)
+            batch = _assemble(snapshot, cs, chunks, head, hs, out_ts, out_val)
+            if not inside[cs].all():  # head rows were filtered already
+                keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
+                if not keep.all():
+                    batch = batch.where(keep)
+            if len(batch):
+                yield batch
+    finally:
+        decoder.cancel()
 
 
 def _plan_batches(
@@ -222,128 +261,131 @@ def _cuts(refs, is_head, counts, min_t, max_t, batch_size) -> np.ndarray:
 
 
 class _Decoder:
-    """Decodes (or fetches) each row group the query needs once, a batch ahead of its use.
+    """Decodes the query's chunks straight into each batch's output arrays, a batch ahead.
 
-    With the shared cache off, a row group of which the whole query needs less than half the
-    chunks is decoded for those chunks only (a selective query pays for what it reads);
-    otherwise the whole row group is decoded (and kept in the shared cache if it is on). A
-    decoded row group is held only from the batch that first needs it to the last one.
+    One job per row group and column: it reads the row group's payloads once and decodes the
+    chunks the query needs (only those, with the cache off) into the output arrays of every
+    batch that holds some of them. With the cache on, the whole row group is decoded (or found)
+    in the shared cache and the needed ranges copied out. A batch's arrays live from the
+    submission of the first job writing into them until the batch is handed over.
     """
 
     def __init__(self, snapshot, chunks, plans, values, cache, pool) -> None:
         self.snapshot, self.cache, self.pool = snapshot, cache, pool
         self.columns = ("timestamps", "values") if values else ("timestamps",)
-        c_block, c_chunk = chunks[0], chunks[1]
-        c_rg = np.empty(len(c_block), np.int64)
+        c_block, c_chunk, c_cnt = chunks[0], chunks[1], chunks[5]
+        n = len(c_block)
+        c_rg = np.empty(n, np.int64)
         for b in np.unique(c_block).tolist():
             at = c_block == b
             c_rg[at] = snapshot.blocks[b].index.row_group[c_chunk[at]]
         key = c_block * (1 << 32) + c_rg
-        self.batch_keys: list[list[tuple[int, int]]] = []
-        self.last: dict[tuple[int, int], int] = {}
+        c_batch = np.empty(n, np.int64)
+        self.sizes = []
         for i, (cs, _) in enumerate(plans):
-            keys = [(int(k >> 32), int(k & 0xFFFFFFFF)) for k in np.unique(key[cs]).tolist()]
-            self.batch_keys.append(keys)
-            for k in keys:
-                self.last[k] = i
-        # Chunks the whole query needs per row group, for the selective decode.
-        self.few: dict[tuple[int, int], np.ndarray] = {}
-        if cache.capacity_bytes == 0 and len(key):
-            order = np.argsort(key, kind="stable")
-            uniq, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
-            for k, s, n in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
-                b, rg = k >> 32, k & 0xFFFFFFFF
-                if 2 * n < snapshot.blocks[b].chunk_count(rg):
-                    self.few[(b, rg)] = np.sort(c_chunk[order[s : s + n]])
-        self.futures: dict[tuple[tuple[int, int], str], Future] = {}
+            c_batch[cs] = i
+            self.sizes.append(int(c_cnt[cs].sum()))
+        # Each chunk's first sample within its batch's output.
+        self.dst = np.cumsum(c_cnt) - c_cnt
+        for cs, _ in plans:
+            if cs.stop > cs.start:
+                self.dst[cs] -= self.dst[cs.start]
+        # Per row group (block, rg): its parts, one per batch: (batch, chunk positions).
+        order = np.lexsort((c_batch, key))
+        k_sorted, b_sorted = key[order], c_batch[order]
+        cut = np.flatnonzero((np.diff(k_sorted) != 0) | (np.diff(b_sorted) != 0)) + 1
+        bounds = np.concatenate(([0], cut, [n])).tolist() if n else [0]
+        self.parts: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        self.batch_keys: list[list[tuple[int, int]]] = [[] for _ in plans]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            k, i = int(k_sorted[lo]), int(b_sorted[lo])
+            rg_key = (k >> 32, k & 0xFFFFFFFF)
+            self.parts.setdefault(rg_key, []).append((i, order[lo:hi]))
+            self.batch_keys[i].append(rg_key)
+        self.c_chunk, self.c_cnt = c_chunk, c_cnt
+        self.outs: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.futures: dict[tuple[int, int], list[Future]] = {}
+
+    def _out(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.outs.get(i)
+        if out is None:
+            n = self.sizes[i]
+            vals = pool_empty(n, np.float64) if len(self.columns) == 2 else None
+            out = self.outs[i] = (pool_empty(n, np.int64), vals)
+        return out
 
     def submit(self, i: int) -> None:
+        """Start the jobs of every row group that batch ``i`` needs and no job covers yet."""
         try:
             for k in self.batch_keys[i]:
-                for col in self.columns:
-                    if (k, col) in self.futures:
-                        continue
-                    block = self.snapshot.blocks[k[0]]
-                    needed = self.few.get(k)
-                    if needed is not None:
-                        job = self.pool.submit(block.decode_chunks, k[1], col, needed)
-                    else:
-                        job = self.pool.submit(block.decoded, k[1], col, self.cache)
-                    self.futures[(k, col)] = job
+                if k in self.futures:
+                    continue
+                targets = [(pos, self._out(j)) for j, pos in self.parts[k]]
+                self.futures[k] = [
+                    self.pool.submit(self._job, k, col, targets) for col in self.columns
+                ]
         except RuntimeError as exc:  # the pool was shut down: the database closed mid-read
             raise ClosedError(
                 "the database was closed while this query was reading; open it again and re-run"
             ) from exc
 
-    def jobs(self, i: int) -> Jobs:
-        keys = self.batch_keys[i]
-        return {(k, col): self.futures[(k, col)] for k in keys for col in self.columns}
+    def _job(self, k: tuple[int, int], column: str, targets) -> None:
+        block = self.snapshot.blocks[k[0]]
+        which = 0 if column == "timestamps" else 1
+        if self.cache.capacity_bytes:
+            decoded = block.decoded(k[1], column, self.cache)
+            for pos, out in targets:
+                src = block.index.sample_offset[self.c_chunk[pos]]
+                _copy_ranges(decoded, src, self.dst[pos], self.c_cnt[pos], out[which])
+            return
+        read = block.payloads(k[1], column)
+        for pos, out in targets:
+            block.decode_into(k[1], column, read, self.c_chunk[pos], out[which], self.dst[pos])
 
-    def release(self, i: int) -> None:
+    def wait(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Batch ``i``'s filled output arrays (timestamps, values or None), handed over."""
         for k in self.batch_keys[i]:
-            if self.last[k] == i:
-                for col in self.columns:
-                    self.futures.pop((k, col), None)
+            for future in self.futures[k]:
+                future.result()
+            if self.parts[k][-1][0] == i:  # the row group's last batch
+                del self.futures[k]
+        out = self.outs.pop(i, None)  # None: the batch holds head rows only
+        return out if out is not None else (np.empty(0, np.int64), np.empty(0, np.float64))
+
+    def cancel(self) -> None:
+        """Cancel the jobs not started yet (the consumer stopped early or an error occurred)."""
+        for futures in self.futures.values():
+            for future in futures:
+                future.cancel()
 
 
-def _assemble(snapshot, cs, chunks, head, hs, values, jobs: Jobs) -> Samples:
-    """Copy each chunk's samples out of its decoded row group, add the head, merge overlaps."""
-    c_block, c_chunk, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
-    ts_parts, val_parts, ref_parts = [], [], []
-    if len(c_ref):
-        decoded = {job: future.result() for job, future in jobs.items()}
-        total = int(c_cnt.sum())
-        dst = np.cumsum(c_cnt) - c_cnt
-        out_ts = np.empty(total, np.int64)
-        out_val = np.empty(total, np.float64) if values else None
-        # One kernel call per row group: copy its chunks' ranges to their output positions.
-        for b in np.unique(c_block).tolist():
-            in_block = np.flatnonzero(c_block == b)
-            index = snapshot.blocks[b].index
-            rgs = index.row_group[c_chunk[in_block]]
-            for rg in np.unique(rgs).tolist():
-                pick = in_block[rgs == rg]
-                src = index.sample_offset[c_chunk[pick]]
-                _copy_ranges(decoded[((b, rg), "timestamps")], src, dst[pick], c_cnt[pick], out_ts)
-                if out_val is not None:
-                    vals_rg = decoded[((b, rg), "values")]
-                    _copy_ranges(vals_rg, src, dst[pick], c_cnt[pick], out_val)
-        ts_parts.append(out_ts)
-        ref_parts.append(np.repeat(c_ref, c_cnt))
-        if out_val is not None:
-            val_parts.append(out_val)
+def _assemble(snapshot, cs, chunks, head, hs, out_ts, out_val) -> Samples:
+    """A batch from its decoded chunks and its head rows, overlaps merged (last write wins)."""
+    c_block, _, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
     n_head = hs.stop - hs.start
-    if n_head:
-        ref_parts.append(head.refs[hs])
-        ts_parts.append(head.timestamps[hs])
-        if values:
-            val_parts.append(head.values[hs])
-    refs = np.concatenate(ref_parts) if len(ref_parts) > 1 else ref_parts[0]
-    ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0]
-    vals = (np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0]) if values else None
-    if n_head or _overlaps(c_ref, c_min, c_max):
-        # Later writes win: rank rows by the sequence number of their block (head last).
-        block_seq = np.array([snapshot.blocks[b].meta.seq for b in c_block.tolist()], np.int64)
-        seqs = np.concatenate([np.repeat(block_seq, c_cnt), np.full(n_head, T_MAX, np.int64)])
-        order = (
-            pl.DataFrame({"r": refs, "t": ts, "s": seqs})
-            .with_row_index("i")
-            .sort(["r", "t", "s"], maintain_order=True)["i"]
-            .to_numpy()
-        )
-        refs, ts = refs[order], ts[order]
-        vals = vals[order] if vals is not None else None
-        keep = keep_last(refs, ts)
-        if not keep.all():
-            refs, ts = refs[keep], ts[keep]
-            vals = vals[keep] if vals is not None else None
-        return Samples(refs, ts, vals)
-    if len(c_ref) == 0:
-        return Samples(refs, ts, vals)
-    # No merge: the chunks' refs and counts already describe the runs of one series.
-    starts = np.flatnonzero(np.diff(c_ref, prepend=c_ref[:1] ^ 1))
-    run_lengths = np.add.reduceat(c_cnt, starts)
-    return Samples(refs, ts, vals, (c_ref[starts], run_lengths))
+    if not n_head and not _overlaps(c_ref, c_min, c_max):
+        # The chunks' refs and counts describe the runs of one series.
+        starts = np.flatnonzero(np.diff(c_ref, prepend=c_ref[:1] ^ 1))
+        return Samples(out_ts, out_val, c_ref[starts], np.add.reduceat(c_cnt, starts))
+    refs = np.concatenate([np.repeat(c_ref, c_cnt), head.refs[hs]])
+    ts = np.concatenate([out_ts, head.timestamps[hs]])
+    vals = np.concatenate([out_val, head.values[hs]]) if out_val is not None else None
+    # Later writes win: rank rows by the sequence number of their block (head last).
+    block_seq = np.array([snapshot.blocks[b].meta.seq for b in c_block.tolist()], np.int64)
+    seqs = np.concatenate([np.repeat(block_seq, c_cnt), np.full(n_head, T_MAX, np.int64)])
+    order = (
+        pl.DataFrame({"r": refs, "t": ts, "s": seqs})
+        .with_row_index("i")
+        .sort(["r", "t", "s"], maintain_order=True)["i"]
+        .to_numpy()
+    )
+    refs, ts = refs[order], ts[order]
+    vals = vals[order] if vals is not None else None
+    keep = keep_last(refs, ts)
+    if not keep.all():
+        refs, ts = refs[keep], ts[keep]
+        vals = vals[keep] if vals is not None else None
+    return Samples(ts, vals, *_runs(refs))
 
 
 @nb.njit(cache=True, nogil=True)

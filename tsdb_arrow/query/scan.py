@@ -7,21 +7,25 @@ batch, since Polars does not apply it again after an IO source.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 from polars.io.plugins import register_io_source
 
 from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
+from tsdb_arrow.query.frames import TIME_DTYPE, FrameBuilder
 from tsdb_arrow.query.pushdown import analyse
 from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples
 
 DEFAULT_BATCH = 1 << 18
-TIME_DTYPE = pl.Datetime("ms", "UTC")
+#: Fewest samples decoded per internal batch: Polars asks for small frames (100,000 rows),
+#: which are then sliced from bigger batches, so fixed per-batch costs are paid less often.
+MIN_DECODE_BATCH = 1 << 18
 
 
 def schema_for(series: pl.DataFrame) -> dict[str, pl.DataType]:
@@ -83,18 +87,17 @@ class Scan:
             size = batch_size or DEFAULT_BATCH
             # Without a predicate, frames are built with exactly the wanted columns, in order.
             columns = wanted if predicate is None else [c for c in schema if c in needed]
-            layout = _Layout(chosen, columns)
-            for batch in iter_samples(
+            batches = iter_samples(
                 snapshot,
                 refs,
                 lo,
                 hi,
                 values=VALUE in needed,
-                batch_size=size,
+                batch_size=max(size, MIN_DECODE_BATCH),
                 cache=self.cache,
                 pool=self.pool,
-            ):
-                frame = layout.frame(batch)
+            )
+            for frame in self._frames(FrameBuilder(chosen, columns), batches):
                 if predicate is not None:
                     frame = frame.filter(predicate).select(wanted)
                 if remaining is not None:
@@ -111,66 +114,31 @@ class Scan:
         finally:
             release()
 
-
-class _Layout:
-    """Builds a batch's frame: the given columns in order, labels expanded from the series.
-
-    Rows come in runs of one series: a label column that is constant within a batch (often
-    null) is broadcast as a literal, which costs nothing per row; only the columns that vary
-    within the batch are gathered row by row.
-    """
-
-    def __init__(self, series: pl.DataFrame, columns: list[str]) -> None:
-        self.columns = columns
-        self.labels = series.select([c for c in columns if c not in (TIMESTAMP, VALUE)])
-        self.refs = series[REF].to_numpy()
-        if self.labels.width:
-            # Per series and label, a code equal between series exactly when the values are
-            # (null is 0), so one numpy pass finds the columns constant within a batch.
-            self.codes = (
-                self.labels.select(pl.all().rank("dense").fill_null(0)).to_numpy().astype(np.int64)
-            )
-        self._lits: dict[tuple[int, int], pl.Expr] = {}  # (label no, code) -> its literal
-
-    def frame(self, batch: Samples) -> pl.DataFrame:
-        n = len(batch)
-        base = []
-        if TIMESTAMP in self.columns or VALUE not in self.columns:  # some column sets the height
-            base.append(pl.Series(TIMESTAMP, batch.timestamps).cast(TIME_DTYPE))
-        if VALUE in self.columns:
-            base.append(pl.Series(VALUE, batch.values))
-        if not self.labels.width:
-            frame = pl.DataFrame(base)
-            return frame if frame.columns == self.columns else frame.select(self.columns)
-        if batch.runs is not None:
-            run_refs, lengths = batch.runs
-        else:
-            run_starts = np.flatnonzero(np.diff(batch.refs, prepend=batch.refs[:1] ^ 1))
-            run_refs, lengths = batch.refs[run_starts], np.diff(np.append(run_starts, n))
-        pos = np.searchsorted(self.refs, run_refs)
-        codes = self.codes[pos]
-        constant = (codes == codes[:1]).all(axis=0).tolist()
-        first = int(pos[0]) if n else 0
-        exprs = {c.name: pl.col(c.name) for c in base}
-        varying = []
-        for j, (name, const) in enumerate(zip(self.labels.columns, constant)):
-            if const:
-                code = int(self.codes[first, j]) if n else 0
-                lit = self._lits.get((j, code))
-                if lit is None:
-                    value = self.labels.get_column(name)[first] if n else None
-                    lit = self._lits[(j, code)] = pl.lit(value, pl.String).alias(name)
-                exprs[name] = lit
-            else:
-                varying.append(self.labels.get_column(name))
-                exprs[name] = pl.col(name)
-        if varying:
-            rows = pl.Series(np.repeat(pos.astype(np.uint32), lengths))
-            base += pl.DataFrame(varying)[rows].get_columns()
-        frame = pl.DataFrame(base)
-        selected = [exprs[c] for c in self.columns]
-        if any(c in frame.columns for c in self.columns):
-            # One select: the wanted order, constants broadcast to the batch's height.
-            return frame.select(selected)
-        # Only literals: a select would give one row, with_columns broadcasts them.
-        return frame.with_columns(selected).select(self.columns)
+    def _frames(self, builder: FrameBuilder, batches: Iterator[Samples]) -> Iterator[pl.DataFrame]:
+        """The batches' frames, each built on the pool while the next batch is awaited, so
+        label columns are expanded on one core while samples decode on the other."""
+        pending: deque[Future[pl.DataFrame]] = deque()
+        try:
+            for batch in batches:
+                try:
+                    job = self.pool.submit(
+                        builder.frame,
+                        batch.timestamps,
+                        batch.values,
+                        (batch.run_refs, batch.run_lengths),
+                    )
+                except RuntimeError as exc:  # the pool was shut down: the database closed
+                    raise ClosedError(
+                        "the database was closed while this query was reading; open it again "
+                        "and re-run"
+                    ) from exc
+                pending.append(job)
+                if len(pending) > 1:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for job in pending:
+                job.cancel()
+            if isinstance(batches, Generator):
+                batches.close()  # cancels the decoding ahead when the consumer stops early

@@ -20,8 +20,12 @@ from tsdb_arrow.blocks.codecs.ids import (
 )
 
 if TYPE_CHECKING:
-    from tsdb_arrow.blocks.codecs.timestamps import decode_timestamps, encode_timestamps
-    from tsdb_arrow.blocks.codecs.values import decode_values, encode_values
+    from tsdb_arrow.blocks.codecs.timestamps import (
+        decode_timestamps,
+        decode_timestamps_into,
+        encode_timestamps,
+    )
+    from tsdb_arrow.blocks.codecs.values import decode_values, decode_values_into, encode_values
 
 # public name -> the module defining it, imported on first access
 _KERNELS = {
@@ -29,6 +33,8 @@ _KERNELS = {
     "decode_timestamps": "timestamps",
     "encode_values": "values",
     "decode_values": "values",
+    "decode_timestamps_into": "timestamps",
+    "decode_values_into": "values",
 }
 
 __all__ = [
@@ -37,6 +43,9 @@ __all__ = [
     "decode_timestamps",
     "encode_values",
     "decode_values",
+    # decode chosen chunks straight into a caller's array
+    "decode_timestamps_into",
+    "decode_values_into",
     # ids stored per chunk and recorded in meta.json
     "TimestampCodec",
     "ValueCodec",

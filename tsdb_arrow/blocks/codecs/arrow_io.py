@@ -49,6 +49,54 @@ def iter_binary_chunks(
         yield offsets, data
 
 
+def binary_buffers(payloads: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets, data)`` numpy views of a binary column, its Arrow chunks combined if several.
+
+    Validated as :func:`iter_binary_chunks` does; zero-copy for a single chunk (the usual case:
+    one Parquet row group read is one chunk).
+    """
+    parts = list(iter_binary_chunks(payloads))
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    assert isinstance(payloads, pa.ChunkedArray)
+    return next(iter_binary_chunks(payloads.combine_chunks()))
+
+
+def check_targets(
+    chunks: np.ndarray | None,
+    out_starts: np.ndarray | None,
+    counts: np.ndarray,
+    out: np.ndarray,
+    dtype: type,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate where the decoders write: chunk ``chunks[j]`` goes to ``out[out_starts[j]:]``.
+
+    ``None`` for both means every chunk, one after another from ``out[0]``. Returns int64
+    ``(chunks, out_starts)``; every target range must lie inside ``out`` (the kernels do not
+    check bounds).
+    """
+    if out.dtype != dtype or out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise CodecError(f"out must be a writable contiguous 1-D {np.dtype(dtype).name} array")
+    if chunks is None or out_starts is None:
+        if chunks is not None or out_starts is not None:
+            raise CodecError("give both chunks and out_starts, or neither")
+        chunks = np.arange(len(counts), dtype=np.int64)
+        out_starts = np.cumsum(counts) - counts
+    chunks = np.ascontiguousarray(chunks, dtype=np.int64)
+    out_starts = np.ascontiguousarray(out_starts, dtype=np.int64)
+    if chunks.ndim != 1 or chunks.shape != out_starts.shape:
+        raise CodecError("chunks and out_starts must be 1-D with one entry each")
+    if len(chunks) == 0:
+        return chunks, out_starts
+    if chunks.min() < 0 or chunks.max() >= len(counts):
+        raise CodecError(f"chunk indices must lie in [0, {len(counts)})")
+    if out_starts.min() < 0 or (out_starts + counts[chunks]).max() > len(out):
+        raise CodecError(f"a chunk's samples would not fit in out ({len(out)} samples)")
+    return chunks, out_starts
+
+
 def to_large_binary(offsets: np.ndarray, data: np.ndarray) -> pa.LargeBinaryArray:
     """Wrap int64 ``offsets`` and uint8 ``data`` as a LargeBinaryArray without copying."""
     return pa.LargeBinaryArray.from_buffers(

@@ -10,9 +10,10 @@ from tsdb_arrow.blocks.codecs import dod, intpack, plain, rle, zstd_stage
 from tsdb_arrow.blocks.codecs.arrow_io import (
     allowed_ids,
     assemble,
+    binary_buffers,
     check_chunks,
     check_decode_args,
-    iter_binary_chunks,
+    check_targets,
 )
 from tsdb_arrow.blocks.codecs.ids import TimestampCodec
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
@@ -108,12 +109,16 @@ def _decode(
     data: np.ndarray,
     aux_offsets: np.ndarray,
     aux_data: np.ndarray,
-    out_offsets: np.ndarray,
+    chunks: np.ndarray,
+    counts: np.ndarray,
+    out_starts: np.ndarray,
     out: np.ndarray,
 ) -> tuple[int, int]:
-    """Decode every chunk; return ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
-    for c in range(ids.shape[0]):
-        o = out[out_offsets[c] : out_offsets[c + 1]]
+    """Decode chunk ``chunks[j]`` into ``out[out_starts[j]:]`` for every j; return
+    ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
+    for j in range(chunks.shape[0]):
+        c = chunks[j]
+        o = out[out_starts[j] : out_starts[j] + counts[c]]
         start = np.int64(offsets[c])
         end = np.int64(offsets[c + 1])
         cid = ids[c]
@@ -222,20 +227,36 @@ def decode_timestamps(
     """Decode the chunks' payloads back to their concatenated int64 timestamps."""
     codec_ids, counts, out_offsets = check_decode_args(codec_ids, payloads, counts)
     out = np.empty(int(out_offsets[-1]), dtype=np.int64)
-    first = 0
-    for offsets, data in iter_binary_chunks(payloads):
-        n = len(offsets) - 1
-        ids = codec_ids[first : first + n]
-        part_counts = counts[first : first + n]
-        aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-            ids == _PACKED_ZSTD, offsets, data, part_counts
-        )
-        if bad >= 0:
-            raise_for_status("timestamp", CORRUPT, first + bad, int(ids[bad]))
-        status, c = _decode(
-            ids, offsets, data, aux_offsets, aux_data, out_offsets[first : first + n + 1], out
-        )
-        if status != OK:
-            raise_for_status("timestamp", status, first + c, int(ids[c]))
-        first += n
+    decode_timestamps_into(codec_ids, payloads, counts, out)
     return out
+
+
+def decode_timestamps_into(
+    codec_ids: np.ndarray,
+    payloads: pa.Array | pa.ChunkedArray,
+    counts: np.ndarray,
+    out: np.ndarray,
+    chunks: np.ndarray | None = None,
+    out_starts: np.ndarray | None = None,
+) -> None:
+    """Decode chunks ``chunks`` (default: all) straight into ``out`` at ``out_starts``.
+
+    Chunk ``chunks[j]`` fills ``out[out_starts[j] : out_starts[j] + counts[chunks[j]]]``; the
+    other chunks are not decoded. Lets a reader decode many chunks into their final place in
+    one call, without an intermediate array.
+    """
+    codec_ids, counts, _ = check_decode_args(codec_ids, payloads, counts)
+    chunks, out_starts = check_targets(chunks, out_starts, counts, out, np.int64)
+    offsets, data = binary_buffers(payloads)
+    wanted = np.zeros(len(codec_ids), dtype=np.bool_)
+    wanted[chunks] = True
+    aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
+        wanted & (codec_ids == _PACKED_ZSTD), offsets, data, counts
+    )
+    if bad >= 0:
+        raise_for_status("timestamp", CORRUPT, bad, int(codec_ids[bad]))
+    status, c = _decode(
+        codec_ids, offsets, data, aux_offsets, aux_data, chunks, counts, out_starts, out
+    )
+    if status != OK:
+        raise_for_status("timestamp", status, c, int(codec_ids[c]))

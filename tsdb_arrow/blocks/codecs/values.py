@@ -10,9 +10,10 @@ from tsdb_arrow.blocks.codecs import decimal, intpack, plain, rle, xor, zstd_sta
 from tsdb_arrow.blocks.codecs.arrow_io import (
     allowed_ids,
     assemble,
+    binary_buffers,
     check_chunks,
     check_decode_args,
-    iter_binary_chunks,
+    check_targets,
 )
 from tsdb_arrow.blocks.codecs.ids import ValueCodec
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
@@ -160,14 +161,18 @@ def _decode(
     data: np.ndarray,
     aux_offsets: np.ndarray,
     aux_data: np.ndarray,
-    out_offsets: np.ndarray,
+    chunks: np.ndarray,
+    counts: np.ndarray,
+    out_starts: np.ndarray,
     out: np.ndarray,
     out_bits: np.ndarray,
 ) -> tuple[int, int]:
-    """Decode every chunk; return ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
-    for c in range(ids.shape[0]):
-        a = out_offsets[c]
-        b = out_offsets[c + 1]
+    """Decode chunk ``chunks[j]`` into ``out[out_starts[j]:]`` for every j; return
+    ``(status, chunk)`` of the first failure or ``(OK, -1)``."""
+    for j in range(chunks.shape[0]):
+        c = chunks[j]
+        a = out_starts[j]
+        b = a + counts[c]
         ob = out_bits[a:b]
         start = np.int64(offsets[c])
         end = np.int64(offsets[c + 1])
@@ -284,27 +289,44 @@ def decode_values(
     """Decode the chunks' payloads back to their concatenated float64 values."""
     codec_ids, counts, out_offsets = check_decode_args(codec_ids, payloads, counts)
     out = np.empty(int(out_offsets[-1]), dtype=np.float64)
-    out_bits = out.view(np.int64)
-    first = 0
-    for offsets, data in iter_binary_chunks(payloads):
-        n = len(offsets) - 1
-        ids = codec_ids[first : first + n]
-        aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-            np.isin(ids, _ZSTD_IDS), offsets, data, counts[first : first + n]
-        )
-        if bad >= 0:
-            raise_for_status("value", CORRUPT, first + bad, int(ids[bad]))
-        status, c = _decode(
-            ids,
-            offsets,
-            data,
-            aux_offsets,
-            aux_data,
-            out_offsets[first : first + n + 1],
-            out,
-            out_bits,
-        )
-        if status != OK:
-            raise_for_status("value", status, first + c, int(ids[c]))
-        first += n
+    decode_values_into(codec_ids, payloads, counts, out)
     return out
+
+
+def decode_values_into(
+    codec_ids: np.ndarray,
+    payloads: pa.Array | pa.ChunkedArray,
+    counts: np.ndarray,
+    out: np.ndarray,
+    chunks: np.ndarray | None = None,
+    out_starts: np.ndarray | None = None,
+) -> None:
+    """Decode chunks ``chunks`` (default: all) straight into ``out`` at ``out_starts``.
+
+    Chunk ``chunks[j]`` fills ``out[out_starts[j] : out_starts[j] + counts[chunks[j]]]`` with
+    the exact bit patterns; the other chunks are not decoded.
+    """
+    codec_ids, counts, _ = check_decode_args(codec_ids, payloads, counts)
+    chunks, out_starts = check_targets(chunks, out_starts, counts, out, np.float64)
+    offsets, data = binary_buffers(payloads)
+    wanted = np.zeros(len(codec_ids), dtype=np.bool_)
+    wanted[chunks] = True
+    aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
+        wanted & ((codec_ids == _DECIMAL_ZSTD) | (codec_ids == _PLAIN_ZSTD)), offsets, data, counts
+    )
+    if bad >= 0:
+        raise_for_status("value", CORRUPT, bad, int(codec_ids[bad]))
+    status, c = _decode(
+        codec_ids,
+        offsets,
+        data,
+        aux_offsets,
+        aux_data,
+        chunks,
+        counts,
+        out_starts,
+        out,
+        out.view(np.int64),
+    )
+    if status != OK:
+        raise_for_status("value", status, c, int(codec_ids[c]))

@@ -61,6 +61,8 @@ def decompress_selected(
     chunks; ``bad`` is the first chunk whose frame is not valid zstd or is too big, else -1.
     """
     n = len(selected)
+    if not selected.any():  # the usual case: no decompressor context to set up
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, np.uint8), -1
     sizes = np.zeros(n, dtype=np.int64)
     parts: list[bytes] = []
     dctx = zstandard.ZstdDecompressor()
