@@ -30,13 +30,13 @@ def frame() -> pl.DataFrame:
     bits[::97] = STALE_NAN
     bits[5::211] = 0x7FF8000000ABCDEF
     values[7::301] = -0.0
-    names = np.array(["up", "a_rather_long_metric_name_total", "température_°C"])
+    names = np.array(["up", "a_rather_long_metric_name_total", "temperature_celsius"])
     return pl.DataFrame(
         {
             "__name__": names[sid % 3],
             # null for a third of the series: varies within most batches
             "zone": pl.Series(
-                np.array(["eu", "a-zone-name-longer-than-twelve", ""])[sid % 3]
+                np.array(["eu", "a-zone-name-longer-than-twelve-°C-ü", ""])[sid % 3]
             ).replace("", None),
             "instance": [f"host-{i:03d}.example.org:9100" for i in sid],  # > 12 bytes
             "tiny": [f"{i}" for i in sid],  # inline views
@@ -188,7 +188,7 @@ def test_a_batch_where_every_label_is_constant(many_row_groups):
     got = pl.concat(frames)
     assert got.columns == ["zone", "tiny"]
     assert got["tiny"].to_list() == ["4"] * N_SAMPLES
-    assert got["zone"].to_list() == ["a-zone-name-longer-than-twelve"] * N_SAMPLES
+    assert got["zone"].to_list() == ["a-zone-name-longer-than-twelve-°C-ü"] * N_SAMPLES
 
 
 def test_cache_on_gives_the_same_frames(directory):
