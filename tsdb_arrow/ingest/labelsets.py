@@ -25,27 +25,28 @@ _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _ROOT = 0  # the id of the empty label set
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
-_BYTE_PRIME = np.uint64(0x100000001B3)
 _MIN_TABLE = 1024
 
 
 @nb.njit(cache=True, nogil=True)
 def _refine(
     col, valid, has_valid, offsets, views, data, starts, base, is_view, ids, i,
-    table, parent, column, hashes, arena_start, arena, memo, state,
+    table, parent, column, hashes, arena_start, arena, memo, scratch, state,
 ):  # fmt: skip
     """Move each row's id (``ids``, in place) to the id of (id, col, value) for present values.
 
     The column is a large_string (``offsets``, ``data``) or a string_view (``views``, variadic
-    buffers concatenated in ``data`` at ``starts``). Starts at row ``i``; returns the row at
-    which it stopped: ``len(ids)`` when done, earlier when an array must grow first (``state``:
-    ids in use, arena bytes in use, bytes needed). ``memo[g]`` is the id this column last gave
-    to set g: rows in series order, and rows in time order with one value per set, cost one
-    comparison instead of a hash lookup. The loop calls no function taking arrays: numba
-    counts references at each such call, which would cost more than the work.
+    buffers concatenated in ``data`` at ``starts``; each value is first copied to ``scratch``).
+    Starts at row ``i``; returns the row at which it stopped: ``len(ids)`` when done, earlier
+    when an array must grow first (``state``: ids in use, arena bytes in use, bytes needed).
+    ``memo[g]`` is the id this column last gave to set g: rows in series order, and rows in
+    time order with one value per set, cost one comparison instead of a hash lookup. The loop
+    calls no function and reassigns no array: numba would count references on every row.
+    Bytes are read eight at a time (LLVM merges the byte loads of a word into one).
     """
     n = ids.shape[0]
     mask = table.shape[0] - 1
+    src = scratch if is_view else data
     while i < n:
         j = base + i
         if has_valid:
@@ -55,20 +56,25 @@ def _refine(
             if not (valid[j >> 3] >> (j & 7)) & 1:
                 i += 1
                 continue
-        in_views = False
         if is_view:
             v = 16 * j
             length = np.int64(views[v]) | (np.int64(views[v + 1]) << 8)
             length |= (np.int64(views[v + 2]) << 16) | (np.int64(views[v + 3]) << 24)
+            if length > scratch.shape[0]:
+                state[2] = length
+                break  # the caller grows ``scratch`` and calls again from row i
             if length <= 12:
-                in_views = True
-                s = v + 4
+                for k in range(length):
+                    scratch[k] = views[v + 4 + k]
             else:
                 b = np.int64(views[v + 8]) | (np.int64(views[v + 9]) << 8)
                 b |= (np.int64(views[v + 10]) << 16) | (np.int64(views[v + 11]) << 24)
                 o = np.int64(views[v + 12]) | (np.int64(views[v + 13]) << 8)
                 o |= (np.int64(views[v + 14]) << 16) | (np.int64(views[v + 15]) << 24)
-                s = starts[b] + o
+                p = starts[b] + o
+                for k in range(length):
+                    scratch[k] = data[p + k]
+            s = 0
         else:
             s = offsets[j]
             length = offsets[j + 1] - s
@@ -80,27 +86,39 @@ def _refine(
         if e > 0 and column[e] == col and arena_start[e + 1] - arena_start[e] == length:
             a = arena_start[e]
             same = True
-            if in_views:
-                for k in range(length):
-                    if arena[a + k] != views[s + k]:
-                        same = False
-                        break
-            else:
-                for k in range(length):
-                    if arena[a + k] != data[s + k]:
+            k = 0
+            while k + 8 <= length:
+                wa = np.uint64(0)
+                wb = np.uint64(0)
+                for t in range(8):
+                    wa |= np.uint64(arena[a + k + t]) << np.uint64(8 * t)
+                    wb |= np.uint64(src[s + k + t]) << np.uint64(8 * t)
+                if wa != wb:
+                    same = False
+                    break
+                k += 8
+            if same:
+                for t in range(k, length):
+                    if arena[a + t] != src[s + t]:
                         same = False
                         break
             if same:
                 ids[i] = e
                 i += 1
                 continue
-        x = np.uint64(g) * _MIX2 + np.uint64(col)
-        if in_views:
-            for k in range(length):
-                x = (x ^ np.uint64(views[s + k])) * _BYTE_PRIME
-        else:
-            for k in range(length):
-                x = (x ^ np.uint64(data[s + k])) * _BYTE_PRIME
+        x = (np.uint64(g) * _MIX2 + np.uint64(col)) ^ np.uint64(length)
+        k = 0
+        while k + 8 <= length:
+            w = np.uint64(0)
+            for t in range(8):
+                w |= np.uint64(src[s + k + t]) << np.uint64(8 * t)
+            x = (x ^ w) * _MIX1
+            x ^= x >> np.uint64(29)
+            k += 8
+        w = np.uint64(0)
+        for t in range(length - k):
+            w |= np.uint64(src[s + k + t]) << np.uint64(8 * t)
+        x = (x ^ w) * _MIX2
         x = (x ^ (x >> np.uint64(30))) * _MIX1
         x = (x ^ (x >> np.uint64(27))) * _MIX2
         x = x ^ (x >> np.uint64(31))
@@ -117,16 +135,10 @@ def _refine(
             ):
                 a = arena_start[e]
                 same = True
-                if in_views:
-                    for k in range(length):
-                        if arena[a + k] != views[s + k]:
-                            same = False
-                            break
-                else:
-                    for k in range(length):
-                        if arena[a + k] != data[s + k]:
-                            same = False
-                            break
+                for k in range(length):
+                    if arena[a + k] != src[s + k]:
+                        same = False
+                        break
                 if same:
                     break
             slot = (slot + 1) & mask
@@ -140,12 +152,8 @@ def _refine(
             ):
                 state[2] = length
                 break  # the caller grows the arrays and calls again from row i
-            if in_views:
-                for k in range(length):
-                    arena[used + k] = views[s + k]
-            else:
-                for k in range(length):
-                    arena[used + k] = data[s + k]
+            for k in range(length):
+                arena[used + k] = src[s + k]
             state[0] = e + 1
             state[1] = used + length
             parent[e] = g
@@ -188,6 +196,7 @@ class _Arena:
         self.hashes = np.zeros(size // 2, dtype=np.uint64)
         self.start = np.zeros(size // 2 + 1, dtype=np.int64)
         self.memo = np.zeros(size // 2, dtype=np.int64)
+        self.scratch = np.zeros(256, dtype=np.uint8)  # a string_view value, copied
         self.bytes = np.zeros(16 * size, dtype=np.uint8)
         # ids in use (id 0 is the empty label set), arena bytes in use, bytes the next value needs
         self.state = np.array([1, 0, 0], dtype=np.int64)
@@ -200,7 +209,7 @@ class _Arena:
             i = _refine(
                 col, *buffers, ids, i,
                 self.table, self.parent, self.column, self.hashes, self.start, self.bytes,
-                self.memo, self.state,
+                self.memo, self.scratch, self.state,
             )  # fmt: skip
             if i == len(ids):
                 return
@@ -217,6 +226,8 @@ class _Arena:
             self.start = _grown(self.start, size + 1)
             self.memo = _grown(self.memo, size)
             self.table = _rehash(self.hashes, n_ids, 2 * size)
+        if int(self.state[2]) > len(self.scratch):
+            self.scratch = np.zeros(2 * int(self.state[2]), dtype=np.uint8)
         needed = used + int(self.state[2])
         if needed > len(self.bytes):
             self.bytes = _grown(self.bytes, max(2 * len(self.bytes), needed))
