@@ -128,12 +128,33 @@ def _scatter_sort(ids, rank, bounds, ts):
         hi = bounds[k + 1]
         for p in range(lo + 1, hi):
             if ts[order[p]] < ts[order[p - 1]]:
-                seg = order[lo:hi].copy()
-                by_time = np.argsort(ts[seg], kind="mergesort")
-                for q in range(hi - lo):
-                    order[lo + q] = seg[by_time[q]]
+                _sort_segment(order, lo, hi, ts)
                 break
     return order
+
+
+@nb.njit(cache=True)
+def _sort_segment(order, lo, hi, ts):
+    """Sort ``order[lo:hi]`` by timestamp, equal timestamps kept in write order."""
+    seg = order[lo:hi].copy()
+    t_min = ts[seg[0]]
+    t_max = t_min
+    for q in range(seg.shape[0]):
+        t_min = min(t_min, ts[seg[q]])
+        t_max = max(t_max, ts[seg[q]])
+    m = seg.shape[0]
+    if (t_max - t_min) >= 0 and (t_max - t_min) < (2**62) // m:
+        # Unique keys (time, then position) sort faster than a stable argsort.
+        keys = np.empty(m, dtype=np.int64)
+        for q in range(m):
+            keys[q] = (ts[seg[q]] - t_min) * m + q
+        keys.sort()
+        for q in range(m):
+            order[lo + q] = seg[keys[q] % m]
+    else:
+        by_time = np.argsort(ts[seg], kind="mergesort")
+        for q in range(m):
+            order[lo + q] = seg[by_time[q]]
 
 
 def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
