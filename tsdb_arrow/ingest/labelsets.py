@@ -8,8 +8,9 @@ decided by exact byte comparison, never by a hash alone. Each id keeps a copy of
 an arena, so the distinct label sets are rebuilt from the ids without touching the rows again,
 and chunks or Arrow layouts (large_string, string_view) can differ from column to column.
 
-Rows in series order cost one comparison with the row before; rows in time order or shuffled
-cost one hash lookup per present value, and absent values (most of a wide label set) a bit test.
+Each set remembers the id a column last gave it, so rows in series order (and rows in time
+order, for columns with one value per set) cost one comparison per present value; other rows
+cost one hash lookup; absent values (most of a wide label set) cost a bit test.
 """
 
 from __future__ import annotations
@@ -20,8 +21,19 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
-_EMPTY_U8 = np.zeros(0, dtype=np.uint8)
-_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+
+def readonly(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (a fresh view) marked read-only.
+
+    numba compiles one kernel per argument type, and read-only is part of the type: handing
+    kernels read-only buffers always keeps one compiled variant instead of one per mixture.
+    """
+    arr.setflags(write=False)
+    return arr
+
+
+_EMPTY_U8 = readonly(np.zeros(0, dtype=np.uint8))
+_EMPTY_I64 = readonly(np.zeros(0, dtype=np.int64))
 _ROOT = 0  # the id of the empty label set
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -231,6 +243,7 @@ class _Arena:
         needed = used + int(self.state[2])
         if needed > len(self.bytes):
             self.bytes = _grown(self.bytes, max(2 * len(self.bytes), needed))
+        self.state[2] = 0
 
     def values(self) -> pa.LargeStringArray:
         """Every id's value (the root's is empty), as one large_string array indexed by id."""
@@ -241,21 +254,21 @@ class _Arena:
 
 
 def _string_buffers(arr: pa.Array):
-    """Zero-copy numpy views of a large_string or string_view array, as ``_refine`` takes them."""
+    """Read-only numpy views of a large_string or string_view array, as ``_refine`` takes them."""
     validity = arr.buffers()[0]
     has_valid = validity is not None and arr.null_count > 0
-    valid = np.frombuffer(validity, dtype=np.uint8) if has_valid else _EMPTY_U8
+    valid = readonly(np.frombuffer(validity, dtype=np.uint8)) if has_valid else _EMPTY_U8
     n = arr.offset + len(arr)
     if pa.types.is_string_view(arr.type):
-        views = np.frombuffer(arr.buffers()[1], dtype=np.uint8, count=16 * n)
+        views = readonly(np.frombuffer(arr.buffers()[1], dtype=np.uint8, count=16 * n))
         parts = [np.frombuffer(b, dtype=np.uint8) for b in arr.buffers()[2:] if b is not None]
-        starts = np.cumsum([0] + [len(d) for d in parts]).astype(np.int64)
+        starts = readonly(np.cumsum([0] + [len(d) for d in parts]).astype(np.int64))
         data = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else _EMPTY_U8
-        return valid, has_valid, _EMPTY_I64, views, data, starts, arr.offset, True
+        return valid, has_valid, _EMPTY_I64, views, readonly(data), starts, arr.offset, True
     _, offsets, data_buf = arr.buffers()
-    offsets_np = np.frombuffer(offsets, dtype=np.int64, count=n + 1)
+    offsets_np = readonly(np.frombuffer(offsets, dtype=np.int64, count=n + 1))
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _EMPTY_U8
-    return valid, has_valid, offsets_np, _EMPTY_U8, data, _EMPTY_I64, arr.offset, False
+    return valid, has_valid, offsets_np, _EMPTY_U8, readonly(data), _EMPTY_I64, arr.offset, False
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import SeriesCollisionError
-from tsdb_arrow.ingest.labelsets import distinct_label_sets
+from tsdb_arrow.ingest.labelsets import distinct_label_sets, readonly
 from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
 
-_EMPTY_BITMAP = np.zeros(0, dtype=np.uint8)
+_EMPTY_BITMAP = readonly(np.zeros(0, dtype=np.uint8))
 _PRIME = FNV_PRIME
 _SEP = np.uint64(SEPARATOR)
 
@@ -52,14 +52,14 @@ def _mix64(h: np.ndarray) -> np.ndarray:
 
 
 def _buffers(arr: pa.Array) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray, int]:
-    """Zero-copy numpy views of a large_string array's validity, offsets and data buffers."""
+    """Read-only numpy views of a large_string array's validity, offsets and data buffers."""
     validity, offsets, data = arr.buffers()
     n = arr.offset + len(arr)
-    off = np.frombuffer(offsets, dtype=np.int64, count=n + 1)
-    dat = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    off = readonly(np.frombuffer(offsets, dtype=np.int64, count=n + 1))
+    dat = readonly(np.frombuffer(data, dtype=np.uint8)) if data is not None else _EMPTY_BITMAP
     if validity is None or arr.null_count == 0:
         return _EMPTY_BITMAP, False, off, dat, arr.offset
-    return np.frombuffer(validity, dtype=np.uint8), True, off, dat, arr.offset
+    return readonly(np.frombuffer(validity, dtype=np.uint8)), True, off, dat, arr.offset
 
 
 @dataclass(frozen=True)
