@@ -147,3 +147,29 @@ def test_missing_peers_are_rows_not_errors(tmp_path: Path, monkeypatch: pytest.M
     assert "not installed" in text and text.count("\n") == len(rows) + 1
     assert table.markdown(rows).count("\n") == len(rows) + 1
     assert all("n/a" in line for line in table.ratios(rows))
+
+
+@pytest.mark.slow
+def test_write_order_rows_load_every_order_warm_and_cold(tmp_path):
+    from benchmarks import write_order
+
+    data = DataSet("tiny", make_synthetic(30, 40), "test")
+    rows = write_order.run(data, tmp_path, repetitions=1)
+    assert [r.system for r in rows] == [
+        write_order.system_name(order, cold)
+        for order in write_order.ORDERS
+        for cold in (False, True)
+    ]
+    assert not any(r.failed for r in rows), [r.notes for r in rows]
+    assert all(r.load_sps and r.load_sps > 0 for r in rows)
+    vm = Row(victoriametrics.SYSTEM, "tiny", data.samples, load_sps=1e6)
+    lines = write_order.ratio_lines(rows, vm)
+    assert len(lines) == 6
+    assert sum("x series-sorted" in line for line in lines) == 4
+    assert all("VictoriaMetrics' import" in line for line in lines)
+    # Every order holds the same rows: the orders are permutations of the data set.
+    want = pl.from_arrow(data.table)
+    for order in write_order.ORDERS:
+        got = pl.from_arrow(write_order.ordered(data.table, order))
+        assert got.sort(got.columns).equals(want.sort(want.columns))
+    assert not pl.from_arrow(write_order.ordered(data.table, "shuffled")).equals(want)
