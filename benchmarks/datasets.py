@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from benchmarks.formats import NAME, TIMESTAMP, VALUE, label_columns
 
 REAL_FILE = "real_node_1s.parquet"
+REAL_ENV = "TSDB_ARROW_REAL_DATA"
 REAL_FALLBACK = Path("tests/data/real_node_1s_15m.parquet")
 
 #: 2026-11-01T00:00:00Z in milliseconds: the synthetic data starts here.
@@ -99,8 +101,12 @@ def repo_root() -> Path:
 
 
 def load_real(root: Path) -> DataSet:
-    """The real node-exporter data set from ``ROOT/../shared/data``, else the test excerpt."""
-    shared = root.parent / "shared" / "data" / REAL_FILE
+    """The real node-exporter data set from ``ROOT/../shared/data``, else the test excerpt.
+
+    ``$TSDB_ARROW_REAL_DATA`` names the file instead (e.g. from a git worktree elsewhere).
+    """
+    override = os.environ.get(REAL_ENV)
+    shared = Path(override) if override else root.parent / "shared" / "data" / REAL_FILE
     if shared.is_file():
         return DataSet("real", pq.read_table(shared), f"{shared}")
     fallback = root / REAL_FALLBACK

@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.run [--data-sets real,synthetic,synthetic-2m] [--quick]
                              [--out docs-table.md]
-                             [--systems parquet,ours,prometheus,victoriametrics]
+                             [--systems parquet,ours,write-order,prometheus,victoriametrics]
 
 Every selected system gets the same long Arrow table of each data set in the same run; the
 table goes to stdout (fixed width) and, with ``--out``, to a Markdown file. ``synthetic-2m`` is
@@ -13,6 +13,8 @@ select-all trailed ``pl.read_parquet`` most. ``--quick`` takes the best of 2 ins
 runs only the real data set unless ``--data-sets`` says otherwise, and shrinks the synthetic one
 to 1 M samples. Progress goes to stderr. Exit status 1
 means some system failed (its row says why); a peer that is not installed is not a failure.
+``write-order`` loads the same data series-sorted, time-sorted and shuffled, each warm and in a
+fresh process (cold); see ``benchmarks/write_order.py``.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from benchmarks import baselines, ours, prometheus, table, victoriametrics
+from benchmarks import baselines, ours, prometheus, table, victoriametrics, write_order
 from benchmarks.datasets import DataSet, load_real, load_synthetic, repo_root
 from benchmarks.measure import Row
 
 DATA_SETS = ("real", "synthetic", "synthetic-2m")
-SYSTEMS = ("parquet", "ours", "prometheus", "victoriametrics")
+SYSTEMS = ("parquet", "ours", "write-order", "prometheus", "victoriametrics")
 FULL_SYNTHETIC = (10_000, 1_000)
 QUICK_SYNTHETIC = (1_000, 1_000)
 SMALL_SYNTHETIC = (2_000, 1_000)
@@ -101,6 +103,7 @@ def run_systems(data: DataSet, systems: Sequence[str], work_dir: Path, reps: int
     steps: dict[str, Callable[[], list[Row]]] = {
         "parquet": lambda: baselines.run(data, work_dir, reps),
         "ours": lambda: ours.run(data, work_dir, reps),
+        "write-order": lambda: write_order.run(data, work_dir, reps),
         "prometheus": lambda: [prometheus.run(data, work_dir, reps)],
         "victoriametrics": lambda: [victoriametrics.run(data, work_dir, reps)],
     }

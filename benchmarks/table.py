@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks import baselines, ours, victoriametrics
+from benchmarks import baselines, ours, victoriametrics, write_order
 from benchmarks.measure import Row
 
 HEADERS = (
@@ -65,6 +65,7 @@ def ratios(rows: Sequence[Row]) -> list[str]:
         warm = _find(rows, ours.SYSTEM_WARM, dataset)
         vm = _find(rows, victoriametrics.SYSTEM, dataset)
         pq = _find(rows, baselines.POLARS_DEFAULT, dataset)
+        lines += write_order.ratio_lines([r for r in rows if r.dataset == dataset], vm)
         if us is None:
             continue
         lines += [

@@ -172,3 +172,29 @@ def test_two_million_sample_set_has_the_same_shape_at_every_size(tmp_path: Path)
     assert data.name == "synthetic-2m" and data.samples == 2_000_000
     assert data.labels == ["__name__", "instance", "job", "region"]
     assert data.series.height == 2_000
+
+
+@pytest.mark.slow
+def test_write_order_rows_load_every_order_warm_and_cold(tmp_path):
+    from benchmarks import write_order
+
+    data = DataSet("tiny", make_synthetic(30, 40), "test")
+    rows = write_order.run(data, tmp_path, repetitions=1)
+    assert [r.system for r in rows] == [
+        write_order.system_name(order, cold)
+        for order in write_order.ORDERS
+        for cold in (False, True)
+    ]
+    assert not any(r.failed for r in rows), [r.notes for r in rows]
+    assert all(r.load_sps and r.load_sps > 0 for r in rows)
+    vm = Row(victoriametrics.SYSTEM, "tiny", data.samples, load_sps=1e6)
+    lines = write_order.ratio_lines(rows, vm)
+    assert len(lines) == 6
+    assert sum("x series-sorted" in line for line in lines) == 4
+    assert all("VictoriaMetrics' import" in line for line in lines)
+    # Every order holds the same rows: the orders are permutations of the data set.
+    want = pl.from_arrow(data.table)
+    for order in write_order.ORDERS:
+        got = pl.from_arrow(write_order.ordered(data.table, order))
+        assert got.sort(got.columns).equals(want.sort(want.columns))
+    assert not pl.from_arrow(write_order.ordered(data.table, "shuffled")).equals(want)

@@ -31,35 +31,43 @@ class SeriesIndex:
         """Insert series not yet known; refuse one whose ref is known with other labels."""
         new = series if isinstance(series, pl.DataFrame) else pl.from_arrow(series)
         assert isinstance(new, pl.DataFrame)
-        new = new.with_columns(pl.col(c).cast(pl.String) for c in new.columns if c != REF)
-        known = is_member(self.refs, new[REF].to_numpy())
+        new = new.with_columns(
+            pl.col(c).cast(pl.String) for c, t in new.schema.items() if c != REF and t != pl.String
+        )
+        refs = new[REF].to_numpy()
+        known = is_member(self.refs, refs)
         if known.any():
-            self._check_same(new.filter(pl.Series(known)))
+            self._check_same(new.filter(pl.Series(known)), refs[known])
+        if known.all():
+            return new.clear()
         fresh = new.filter(pl.Series(~known))
-        if fresh.height:
-            frame = pl.concat([self.frame, fresh], how="diagonal_relaxed").sort(REF)
-            labels = sorted(c for c in frame.columns if c != REF)
-            self.frame = frame.select(REF, *labels)
-            self.refs = self.frame[REF].to_numpy()
+        frame = pl.concat([self.frame, fresh], how="diagonal_relaxed").sort(REF)
+        labels = sorted(c for c in frame.columns if c != REF)
+        self.frame = frame.select(REF, *labels)
+        self.refs = self.frame[REF].to_numpy()
         return fresh
 
-    def _check_same(self, seen: pl.DataFrame) -> None:
-        existing = self.frame.join(seen.select(REF), on=REF, how="semi")
-        both = existing.join(seen, on=REF, how="left", suffix="__new")
-        names = set(self.label_names) | {c for c in seen.columns if c != REF}
-        diffs = []
-        for name in names:
-            old = pl.col(name) if name in existing.columns else pl.lit(None, pl.String)
-            new_name = f"{name}__new" if name in existing.columns else name
-            new = pl.col(new_name) if new_name in both.columns else pl.lit(None, pl.String)
-            diffs.append(old.ne_missing(new))
-        bad = both.filter(pl.any_horizontal(diffs)) if diffs else both.clear()
-        if bad.height:
-            ref = bad[REF][0]
-            raise SeriesCollisionError(
-                f"series ref {ref:#018x} already belongs to another label set; the batch was "
-                "refused. Rename a label of the new series (e.g. add a distinguishing label)."
+    def _check_same(self, seen: pl.DataFrame, refs: np.ndarray) -> None:
+        """Known refs must come with the labels stored for them (null = absent)."""
+        old = self.frame[pl.Series(np.searchsorted(self.refs, refs))]
+        names = sorted(set(self.label_names) | {c for c in seen.columns if c != REF})
+
+        def aligned(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.select(
+                pl.col(n) if n in frame.columns else pl.lit(None, pl.String).alias(n) for n in names
             )
+
+        a, b = aligned(old), aligned(seen)
+        if a.equals(b):
+            return
+        differs = np.zeros(len(refs), dtype=bool)
+        for name in names:
+            differs |= a[name].ne_missing(b[name]).to_numpy()
+        ref = int(refs[np.flatnonzero(differs)[0]])
+        raise SeriesCollisionError(
+            f"series ref {ref:#018x} already belongs to another label set; the batch was "
+            "refused. Rename a label of the new series (e.g. add a distinguishing label)."
+        )
 
     def select(self, matchers: Sequence[Matcher]) -> pl.DataFrame:
         """Series whose labels satisfy every matcher."""

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
-import polars as pl
 
 
 @dataclass(frozen=True)
@@ -66,63 +65,126 @@ def window_starts(timestamps: np.ndarray, duration: int) -> np.ndarray:
     return np.where(starts > timestamps, np.iinfo(np.int64).min, starts)
 
 
-@nb.njit(cache=True)
-def _run_starts(windows, refs, ts) -> np.ndarray:
-    """Starts of runs of one (window, series) with strictly increasing timestamps."""
+_MIN_GROUP_TABLE = 1 << 12
+
+
+@nb.njit(cache=True, nogil=True)
+def _group_ids(windows, refs, table, group_w, group_r, ids):
+    """Number each row's (window, ref) pair by first sight; -1 when ``table`` is too small.
+
+    ``table`` is open addressing (-1 = empty) and may be at most half full. Rows of one
+    series in a row cost one comparison with the row before.
+    """
     n = refs.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    k = 0
+    mask = table.shape[0] - 1
+    n_groups = 0
+    last_w = np.int64(0)
+    last_r = np.uint64(0)
+    last = -1
     for i in range(n):
-        if i == 0 or windows[i] != windows[i - 1] or refs[i] != refs[i - 1] or ts[i] <= ts[i - 1]:
-            out[k] = i
-            k += 1
-    return out[:k]
+        w = windows[i]
+        r = refs[i]
+        if last >= 0 and w == last_w and r == last_r:
+            ids[i] = last
+            continue
+        x = (r ^ np.uint64(w)) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(32)
+        slot = np.int64(x & np.uint64(mask))
+        while True:
+            g = table[slot]
+            if g < 0 or (group_w[g] == w and group_r[g] == r):
+                break
+            slot = (slot + 1) & mask
+        if g < 0:
+            if 2 * (n_groups + 1) > table.shape[0]:
+                return -1
+            g = n_groups
+            n_groups += 1
+            table[slot] = g
+            group_w[g] = w
+            group_r[g] = r
+        ids[i] = g
+        last_w = w
+        last_r = r
+        last = g
+    return n_groups
+
+
+@nb.njit(cache=True, nogil=True)
+def _scatter_sort(ids, rank, bounds, ts):
+    """The permutation sorting rows by (group rank, timestamp), stable for equal timestamps.
+
+    Rows are placed group by group in write order; a group whose timestamps do not increase
+    is then sorted by timestamp (a stable merge sort: the later write of a duplicate stays
+    last).
+    """
+    n = ids.shape[0]
+    cursor = bounds[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        k = rank[ids[i]]
+        order[cursor[k]] = i
+        cursor[k] += 1
+    for k in range(bounds.shape[0] - 1):
+        lo = bounds[k]
+        hi = bounds[k + 1]
+        for p in range(lo + 1, hi):
+            if ts[order[p]] < ts[order[p - 1]]:
+                _sort_segment(order, lo, hi, ts)
+                break
+    return order
 
 
 @nb.njit(cache=True)
-def _runs_disjoint(windows, refs, first_ts, last_ts) -> bool:
-    for i in range(1, refs.shape[0]):
-        if (
-            windows[i] == windows[i - 1]
-            and refs[i] == refs[i - 1]
-            and first_ts[i] <= last_ts[i - 1]
-        ):
-            return False
-    return True
-
-
-@nb.njit(cache=True)
-def _ranges(starts: np.ndarray, lengths: np.ndarray, total: int) -> np.ndarray:
-    out = np.empty(total, dtype=np.int64)
-    k = 0
-    for i in range(starts.shape[0]):
-        for j in range(lengths[i]):
-            out[k] = starts[i] + j
-            k += 1
-    return out
+def _sort_segment(order, lo, hi, ts):
+    """Sort ``order[lo:hi]`` by timestamp, equal timestamps kept in write order."""
+    seg = order[lo:hi].copy()
+    t_min = ts[seg[0]]
+    t_max = t_min
+    for q in range(seg.shape[0]):
+        t_min = min(t_min, ts[seg[q]])
+        t_max = max(t_max, ts[seg[q]])
+    m = seg.shape[0]
+    if (t_max - t_min) >= 0 and (t_max - t_min) < (2**62) // m:
+        # Unique keys (time, then position) sort faster than a stable argsort.
+        keys = np.empty(m, dtype=np.int64)
+        for q in range(m):
+            keys[q] = (ts[seg[q]] - t_min) * m + q
+        keys.sort()
+        for q in range(m):
+            order[lo + q] = seg[keys[q] % m]
+    else:
+        by_time = np.argsort(ts[seg], kind="mergesort")
+        for q in range(m):
+            order[lo + q] = seg[by_time[q]]
 
 
 def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
-    """A permutation sorting by (window, ref, ts) and whether it may leave duplicates.
+    """A stable permutation sorting by (window, ref, ts); None when already sorted and unique.
 
-    Samples usually arrive as runs of one series in time order; then sorting the runs suffices.
-    Returns None when the input is already sorted without duplicates.
+    Whatever the row order (series runs, time order, shuffled), rows are grouped by
+    (window, series) with a hash table, the few groups sorted, and the rows placed group by
+    group: linear in the rows, plus a sort of the timestamps of groups that arrive out of order.
     """
     if _is_sorted_unique(windows, refs, ts):
         return None
-    starts = _run_starts(windows, refs, ts)
-    if len(starts) <= len(refs) // 8:
-        lengths = np.diff(np.append(starts, len(refs)))
-        last = starts + lengths - 1
-        by = np.lexsort((ts[starts], refs[starts], windows[starts]))
-        if _runs_disjoint(windows[starts][by], refs[starts][by], ts[starts][by], ts[last][by]):
-            return _ranges(starts[by], lengths[by], len(refs))
-    return (
-        pl.DataFrame({"w": windows, "r": refs, "t": ts})
-        .with_row_index("i")
-        .sort(["w", "r", "t"], maintain_order=True, multithreaded=True)["i"]
-        .to_numpy()
-    )
+    n = len(refs)
+    size = _MIN_GROUP_TABLE
+    while True:
+        table = np.full(size, -1, dtype=np.int64)
+        group_w = np.empty(size // 2, dtype=np.int64)
+        group_r = np.empty(size // 2, dtype=np.uint64)
+        ids = np.empty(n, dtype=np.int64)
+        n_groups = _group_ids(windows, refs, table, group_w, group_r, ids)
+        if n_groups >= 0:
+            break
+        size *= 8  # more (window, series) pairs than expected: start again with room
+    by_key = np.lexsort((group_r[:n_groups], group_w[:n_groups]))
+    rank = np.empty(n_groups, dtype=np.int64)
+    rank[by_key] = np.arange(n_groups)
+    counts = np.bincount(ids, minlength=n_groups)[by_key]
+    bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return _scatter_sort(ids, rank, bounds, ts)
 
 
 def cut(
