@@ -13,7 +13,6 @@ import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
 from tsdb_arrow.query.buffers import pool_buffer
@@ -31,18 +30,20 @@ class LabelViews:
     """
 
     def __init__(self, values: pl.Series) -> None:
-        arr = values.to_arrow()
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        encoded = pc.dictionary_encode(arr)
-        distinct = encoded.dictionary.cast(pa.string_view())
+        # Polars, not pyarrow.compute: a query must not import pyarrow.compute or pandas
+        # (pyarrow's to_numpy of a boolean array does), see benchmarks/cold_start.py.
+        distinct_values = values.drop_nulls().unique(maintain_order=True)
+        distinct = distinct_values.to_arrow(compat_level=pl.CompatLevel.newest())
+        if isinstance(distinct, pa.ChunkedArray):
+            distinct = distinct.combine_chunks()
         buffers = distinct.buffers()
         views = np.frombuffer(buffers[1], dtype=np.uint64).reshape(-1, 2)
         views = views[distinct.offset : distinct.offset + len(distinct)]
-        self.valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        self.valid = values.is_not_null().to_numpy()
         self.all_valid = bool(self.valid.all())
-        index = encoded.indices.fill_null(0).to_numpy().astype(np.int64)
-        self.views = np.zeros((len(arr), 2), np.uint64)  # null slots zeroed
+        codes = values.cast(pl.Enum(distinct_values)).to_physical()
+        index = codes.fill_null(0).to_numpy().astype(np.int64)
+        self.views = np.zeros((len(values), 2), np.uint64)  # null slots zeroed
         if len(views):
             self.views[self.valid] = views[index[self.valid]]
         self.data = buffers[2:]  # the text of views longer than 12 bytes, shared by every batch

@@ -350,7 +350,10 @@ class _Decoder:
             if self.parts[k][-1][0] == i:  # the row group's last batch
                 del self.futures[k]
         out = self.outs.pop(i, None)  # None: the batch holds head rows only
-        return out if out is not None else (np.empty(0, np.int64), np.empty(0, np.float64))
+        if out is not None:
+            return out
+        values = np.empty(0, np.float64) if "values" in self.columns else None
+        return np.empty(0, np.int64), values
 
     def cancel(self) -> None:
         """Cancel the jobs not started yet (the consumer stopped early or an error occurred)."""
