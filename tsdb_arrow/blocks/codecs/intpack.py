@@ -15,9 +15,10 @@ from numba import njit
 from tsdb_arrow.blocks.codecs.bitstream import (
     bit_width,
     get_varint,
+    load_u64,
+    mask,
     pack_lsb,
     put_varint,
-    unpack_lsb,
     unzigzag,
     varint_size,
     zigzag,
@@ -385,17 +386,85 @@ def decode(
             return TRUNCATED
         if end - pos > need:
             return CORRUPT
+        if not planar:
+            # one pass: unpack, rebase and integrate each field while it is in a register
+            _start(out, mode, first, second)
+            if mode == 0:
+                _unpack_integrate(buf, pos, end, width, base, g, out, 0, first, slope)
+            elif mode == 1:
+                _unpack_integrate(buf, pos, end, width, base, g, out, 1, first, slope)
+            elif mode == 2:
+                _unpack_integrate(buf, pos, end, width, base, g, out, 2, first, second)
+            else:
+                _unpack_integrate(buf, pos, end, width, base, g, out, 3, first, slope)
+            return OK
         fields = out[lo:].view(np.uint64)
-        if planar:
-            _get_planes(buf, pos, width, fields)
-        else:
-            unpack_lsb(buf, pos, width, fields)
+        _get_planes(buf, pos, width, fields)
         for i in range(lo, n):
             out[i] = I64(U64(base) + g * U64(out[i]))
     elif pos != end:
         return CORRUPT
     _integrate(out, mode, first, second, slope)
     return OK
+
+
+@njit(cache=True, inline="always")
+def _start(out: np.ndarray, mode: np.int64, first: np.int64, second: np.int64) -> None:
+    """Write the samples a mode keeps in its header (``out[:order(mode)]``)."""
+    if mode >= 1:
+        out[0] = first
+    if mode == 2:
+        out[1] = first + second
+
+
+@njit(cache=True, inline="always")
+def _unpack_integrate(
+    buf: np.ndarray,
+    pos: np.int64,
+    end: np.int64,
+    width: np.int64,
+    base: np.int64,
+    g: np.uint64,
+    out: np.ndarray,
+    mode: np.int64,
+    first: np.int64,
+    param: np.int64,
+) -> None:
+    """Fill ``out[order(mode):]`` from LSB-first fields at ``buf[pos:end]``: the fused
+    :func:`unpack_lsb`, rebase (``base + g * field``) and :func:`_integrate` (``param`` is the
+    second sample's delta in mode 2, the slope in mode 3)."""
+    n = out.shape[0]
+    m = mask(width)
+    acc = U64(0)
+    nacc = I64(0)
+    prev = out[order(mode) - 1] if mode >= 1 else I64(0)
+    d = param
+    for i in range(order(mode), n):
+        if width == 0:
+            v = U64(0)
+        elif nacc >= width:
+            v = acc & m
+            acc = (acc >> U64(width)) if width < 64 else U64(0)
+            nacc -= width
+        else:
+            word = load_u64(buf, pos, end)
+            pos += 8
+            need = width - nacc
+            v = (acc | (word << U64(nacc))) & m
+            acc = (word >> U64(need)) if need < 64 else U64(0)
+            nacc = 64 - need
+        r = I64(U64(base) + g * v)
+        if mode == 0:
+            x = r
+        elif mode == 1:
+            x = prev + r
+        elif mode == 2:
+            d += r
+            x = prev + d
+        else:
+            x = first + i * param + r
+        out[i] = x
+        prev = x
 
 
 @njit(cache=True)
