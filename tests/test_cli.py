@@ -143,6 +143,10 @@ def test_export_refuses_a_lone_selector_and_names_the_fix(tmp_path, capsys):
     assert main(["export", 'up{job="node"}', "--data", str(data)]) == 1
     assert "tsdb-arrow export 'up{job=\"node\"}' out.parquet" in capsys.readouterr().err
     assert not (tmp_path / "node_cpu_seconds_total").exists()
+    # --format says the format when OUT has no extension: then one argument is OUT
+    out = tmp_path / "dump"
+    assert main(["export", str(out), "--format", "parquet", "--data", str(data)]) == 0
+    assert pq.read_table(out).num_rows == 460_800
 
 
 def test_export_format_follows_the_extension(tmp_path, capsys):

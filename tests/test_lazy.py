@@ -17,6 +17,8 @@ from tsdb_arrow.query.scan import Scan
 
 from .conftest import synthetic
 
+T0 = 1_700_000_000_000  # Nov 2023, in ms
+
 HOUR = 3_600_000
 START = 1_700_000_000_000 - 1_700_000_000_000 % (2 * HOUR)
 
@@ -229,3 +231,23 @@ def test_label_only_projections_keep_every_row(store, query):
     # Within a batch a label can be constant; its column must still have the batch's height.
     db, eager = store
     assert query(db.select()).collect().equals(query(eager.lazy()).collect())
+
+
+def test_a_label_term_that_fails_on_some_series_is_not_pushed_down(tmp_path):
+    """A filter whose label term raises on a series outside the time range (a cast of "total")
+    is applied to the rows read instead of to the series table: no error, exact rows."""
+    frame = pl.DataFrame(
+        {
+            "timestamp": [T0, T0 + 1000, T0 + 10_000_000],
+            "value": [1.0, 2.0, 3.0],
+            "__name__": "cpu_seconds_total",
+            "cpu": ["0", "0", "total"],
+        }
+    )
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame)
+        db.flush()
+        lf = db.select("cpu_seconds_total", end=T0 + 1000)
+        got = lf.filter(pl.col("cpu").cast(pl.Int64) < 1).collect()
+        assert got["value"].to_list() == [1.0, 2.0]
+        assert got["cpu"].to_list() == ["0", "0"]

@@ -31,8 +31,8 @@ from tsdb_arrow.query.export import export_format, sink
 from tsdb_arrow.query.selector import matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
 
-# The modules holding numba kernels (writing: series, cut, writer, overlap; reading: read, scan,
-# histograms) and the input checks (pyarrow.compute) are imported by the methods that use them,
+# The modules holding numba kernels (writing: labelsets, series, cut, writer, overlap; reading:
+# read, scan, histograms) and the input checks (convert: pyarrow.compute) are imported by the methods that use them,
 # so that importing tsdb_arrow and opening a directory stay cheap (benchmarks/cold_start.py).
 if TYPE_CHECKING:
     from tsdb_arrow.ingest.cut import Window
@@ -50,8 +50,9 @@ class WriteResult:
     replaced
         Rows whose series and timestamp had been written before, earlier in the same batch
         or by an earlier write (flushed or not): each replaced that sample (the last write
-        wins), so it added nothing to ``stats()["samples"]``. For histogram samples only
-        repeats within the batch are counted.
+        wins), so once flushed it adds nothing to ``stats()["samples"]`` (until the flush,
+        ``head_samples`` counts rows as written). For histogram samples only repeats within
+        the batch are counted.
     """
 
     rows: int

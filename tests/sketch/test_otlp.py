@@ -252,6 +252,10 @@ def test_without_the_sdk_protobuf_points_convert_and_sdk_points_name_the_extra(
         with pytest.raises(MissingDependencyError, match=r"pip install 'tsdb-arrow\[otel\]'") as e:
             convert(sdk_point)  # type: ignore[arg-type]
         assert isinstance(e.value, TsdbError) and "ExponentialHistogramDataPoint" in str(e.value)
+    for not_a_point in (42, {"count": 3}):  # not an SDK object: refused as such, SDK or not
+        for convert in (exponential_from_otel, explicit_to_fixed):
+            with pytest.raises(SketchError, match="expected an OpenTelemetry"):
+                convert(not_a_point)  # type: ignore[arg-type]
 
 
 def test_no_module_imports_the_sdk_at_import_time() -> None:

@@ -1,7 +1,9 @@
 """Writing a selection to a file: the format follows the file name's extension, or is given.
 
 Parquet (zstd), Arrow IPC (Feather v2) and CSV, all long format: ``timestamp``, ``value`` and
-one column per label, as ``tsdb-arrow load`` and ``db.write`` read them back.
+one column per label, as ``tsdb-arrow load`` and ``db.write`` read them back. Parquet and
+Arrow IPC keep every value bit for bit; CSV writes every NaN (stale markers included) as NaN,
+so a CSV read back has the standard NaN where a stale marker was.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Output is sorted by (series ref, timestamp); where blocks or the head overlap, the last write of a
 (series, timestamp) wins. Batches are cut at series boundaries near ``batch_size`` samples and
-decoded a batch ahead, straight into their output arrays, so memory stays bounded by the output
+decoded up to two batches ahead (``LOOKAHEAD``), straight into their output arrays, so memory stays bounded by the output
 arrays of the few batches that the row groups being decoded feed (with the cache on, plus the
 decoded row groups the cache holds anyway).
 """
@@ -261,7 +261,7 @@ def _cuts(refs, is_head, counts, min_t, max_t, batch_size) -> np.ndarray:
 
 
 class _Decoder:
-    """Decodes the query's chunks straight into each batch's output arrays, a batch ahead.
+    """Decodes the query's chunks straight into each batch's output arrays, ahead of use.
 
     One job per row group and column: it reads the row group's payloads once and decodes the
     chunks the query needs (only those, with the cache off) into the output arrays of every

@@ -75,7 +75,12 @@ class Scan:
         push = analyse(predicate, set(labels))
         chosen = self.series.select(REF, *labels)
         for term in push.label_terms:
-            chosen = chosen.filter(term)
+            try:
+                chosen = chosen.filter(term)
+            except pl.exceptions.PolarsError:
+                # A term that fails on some label value (a cast, say) is not pushed down: the
+                # predicate, applied to the frames, decides on the rows that are read.
+                continue
         lo = max(x for x in (self.start, push.start, T_MIN) if x is not None)
         hi = min(x for x in (self.end, push.end, T_MAX) if x is not None)
         refs = chosen[REF].to_numpy()

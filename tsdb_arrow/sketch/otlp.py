@@ -85,7 +85,7 @@ def exponential_from_otel(
             min=_optional(point, "min"),
             max=_optional(point, "max"),
         )
-    if isinstance(point, _sdk_export(point).ExponentialHistogramDataPoint):
+    if _from_sdk(point) and isinstance(point, _sdk_export(point).ExponentialHistogramDataPoint):
         lo, hi = _sdk_min_max(point.min, point.max)
         return ExponentialHistogram(
             scale=point.scale,
@@ -185,7 +185,7 @@ def explicit_to_fixed(
     """
     if isinstance(point, ProtoHistogramPoint):
         total = _optional(point, "sum")
-    elif isinstance(point, _sdk_export(point).HistogramDataPoint):
+    elif _from_sdk(point) and isinstance(point, _sdk_export(point).HistogramDataPoint):
         total = float(point.sum)
     else:
         raise SketchError(
@@ -214,6 +214,12 @@ def explicit_to_fixed(
         bounds = bounds[:-1]
         counts = np.concatenate([counts[:-2], [counts[-2] + counts[-1]]])
     return FixedBucketHistogram(bounds, counts.astype(np.float64), total, float(total_count))
+
+
+def _from_sdk(point: object) -> bool:
+    """Whether ``point`` is an object of the OpenTelemetry SDK (anything else is refused
+    with a SketchError, whether or not the SDK is installed)."""
+    return type(point).__module__.startswith("opentelemetry.sdk")
 
 
 def _sdk_export(point: object) -> ModuleType:

@@ -2,7 +2,7 @@
 
 The pipeline, with no Python loop per group or per value:
 
-1. groups: ``rle`` over the group columns finds runs of equal keys (one run per group when
+1. groups: ``rle_id`` over the group columns finds runs of equal keys (one run per group when
    rows are sorted by series and time, as ``db.select`` returns them), and a dense rank over
    the runs' keys numbers the groups in key order. Rows in no useful order are grouped by a
    64-bit hash of their keys instead (numba hash table, then a counting sort of the values by
