@@ -32,8 +32,9 @@ from tsdb_arrow.query.selector import matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
 
 # The modules holding numba kernels (writing: labelsets, series, cut, writer, overlap; reading:
-# read, scan, histograms) and the input checks (convert: pyarrow.compute) are imported by the methods that use them,
-# so that importing tsdb_arrow and opening a directory stay cheap (benchmarks/cold_start.py).
+# read, scan, histograms) and the input checks (convert: pyarrow.compute) are imported by the
+# methods that use them, so that importing tsdb_arrow and opening a directory stay cheap
+# (benchmarks/cold_start.py).
 if TYPE_CHECKING:
     from tsdb_arrow.ingest.cut import Window
     from tsdb_arrow.query.read import Snapshot

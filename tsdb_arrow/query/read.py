@@ -2,9 +2,9 @@
 
 Output is sorted by (series ref, timestamp); where blocks or the head overlap, the last write of a
 (series, timestamp) wins. Batches are cut at series boundaries near ``batch_size`` samples and
-decoded up to two batches ahead (``LOOKAHEAD``), straight into their output arrays, so memory stays bounded by the output
-arrays of the few batches that the row groups being decoded feed (with the cache on, plus the
-decoded row groups the cache holds anyway).
+decoded up to two batches ahead (``LOOKAHEAD``), straight into their output arrays, so memory
+stays bounded by the output arrays of the few batches that the row groups being decoded feed
+(with the cache on, plus the decoded row groups the cache holds anyway).
 """
 
 from __future__ import annotations
