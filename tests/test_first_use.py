@@ -283,6 +283,21 @@ def test_untyped_empty_frames_store_nothing(db):
     assert db.stats()["samples"] == 0
 
 
+@pytest.mark.parametrize(
+    ("columns", "metric", "message"),
+    [
+        ({"timestamp": [], "value": [], "bad-label": []}, "m", "invalid label name 'bad-label'"),
+        ({"timestamp": [], "value": []}, None, "no metric name"),
+        ({"timestamp": [], "value": []}, "my metric", "metric name 'my metric' is invalid"),
+        ({"timestamp": [], "value": [], "__name__": []}, "m", "use one"),
+    ],
+)
+def test_empty_frames_with_bad_names_are_refused_like_full_ones(db, columns, metric, message):
+    with pytest.raises(ta.InputError, match=message):
+        db.write(pl.DataFrame(columns), metric=metric)
+    assert db.stats()["series"] == 0
+
+
 def test_pandas_datetime_index_gets_a_hint(db):
     index = pd.date_range("2026-11-24", periods=3, freq="s", tz="UTC", name="time")
     frame = pd.DataFrame({"value": [1.0, 2.0, 3.0], "__name__": "m"}, index=index)

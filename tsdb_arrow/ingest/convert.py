@@ -6,6 +6,7 @@ checked before anything is stored, so a refused batch writes nothing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,7 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"duplicate column names {dupes}: give each column a distinct name")
+    _check_names([c for c in names if c not in (TIMESTAMP, VALUE, HISTOGRAM)], metric)
     n = table.num_rows
     if n == 0:
         # Nothing to store; an empty frame's columns often have no type (Polars' Null).
@@ -117,6 +119,18 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
     label_names = [c for c in names if c not in (TIMESTAMP, VALUE, HISTOGRAM)]
     labels: dict[str, pa.ChunkedArray] = {}
     for name in label_names:
+        labels[name] = _label_column(name, table.column(name))
+    if metric is not None:
+        labels[METRIC_NAME] = _like(
+            pa.repeat(pa.scalar(metric, pa.large_string()), n), table.column(TIMESTAMP)
+        )
+    return SampleBatch(timestamps, values, labels, histograms)
+
+
+def _check_names(label_names: list[str], metric: str | None) -> None:
+    """Label column names and the metric argument, checked before any row (an empty batch
+    with a bad name is refused like a full one)."""
+    for name in label_names:
         if name == REF:
             raise InputError(
                 f"{REF!r} is reserved for tsdb-arrow's series ids; rename that label column"
@@ -126,22 +140,22 @@ def normalize(data: Any, *, metric: str | None = None) -> SampleBatch:
                 f"invalid label name {name!r}: label names must match [a-zA-Z_][a-zA-Z0-9_]*; "
                 "rename or drop that column"
             )
-        labels[name] = _label_column(name, table.column(name))
     if metric is not None:
-        if METRIC_NAME in labels:
+        if METRIC_NAME in label_names:
             raise InputError(
                 "the batch has a '__name__' column and write() was given metric=...; use one"
             )
         if not isinstance(metric, str) or not metric:
             raise InputError(f"metric must be a non-empty string, got {metric!r}")
-        labels[METRIC_NAME] = _like(
-            pa.repeat(pa.scalar(metric, pa.large_string()), n), table.column(TIMESTAMP)
-        )
-    if METRIC_NAME not in labels:
+        if not re.match(METRIC_NAME_PATTERN, metric):
+            raise InputError(
+                f"metric name {metric!r} is invalid: metric names must match "
+                "[a-zA-Z_:][a-zA-Z0-9_:]*; replace the other characters, e.g. with '_'"
+            )
+    elif METRIC_NAME not in label_names:
         raise InputError(
             "no metric name: add a '__name__' column or call write(frame, metric='name')"
         )
-    return SampleBatch(timestamps, values, labels, histograms)
 
 
 def _first_true(mask: pa.Array | pa.ChunkedArray) -> int:
