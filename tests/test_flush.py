@@ -188,3 +188,23 @@ def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
         assert stats["head_samples"] == 10
         assert values_of(db)[0] == (-(2**63), 1.0)
         assert len(values_of(db)) == 11
+
+
+def test_close_closes_every_block_file(tmp_path):
+    """Closing the database closes the chunk files of its blocks: no descriptor outlives it."""
+    import psutil
+
+    def open_chunk_files() -> int:
+        me = psutil.Process()
+        return sum(f.path.startswith(str(tmp_path)) for f in me.open_files())
+
+    db = ta.open(tmp_path / "db")
+    for i in range(3):
+        db.write(
+            pl.DataFrame({"timestamp": [1_700_000_000_000 + i * 3 * HOUR], "value": [1.0], "__name__": "m"})
+        )
+        db.flush()
+    assert db.stats()["blocks"] == 3
+    assert open_chunk_files() >= 3
+    db.close()
+    assert open_chunk_files() == 0

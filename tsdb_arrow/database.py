@@ -158,6 +158,8 @@ class Database:
         with self._lock:
             self._closed = True
         self._pool_threads.shutdown(wait=True)
+        for block in self._blocks:  # no query can read them any more: their files close
+            block.close()
         self._lockfile.release()
 
     def __enter__(self) -> Database:

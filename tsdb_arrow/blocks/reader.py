@@ -92,6 +92,11 @@ class Block:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
         return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
 
+    def close(self) -> None:
+        """Close the chunk file (the database closes its blocks when it closes)."""
+        with self._read_lock:
+            self._file.close()
+
     def chunk_range(self, rg: int) -> tuple[int, int]:
         """Block-wide indices ``[lo, hi)`` of the chunks in row group ``rg``."""
         return int(self._rg_chunks[rg]), int(self._rg_chunks[rg + 1])
