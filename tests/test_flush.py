@@ -201,7 +201,9 @@ def test_close_closes_every_block_file(tmp_path):
     db = ta.open(tmp_path / "db")
     for i in range(3):
         db.write(
-            pl.DataFrame({"timestamp": [1_700_000_000_000 + i * 3 * HOUR], "value": [1.0], "__name__": "m"})
+            pl.DataFrame(
+                {"timestamp": [1_700_000_000_000 + i * 3 * HOUR], "value": [1.0], "__name__": "m"}
+            )
         )
         db.flush()
     assert db.stats()["blocks"] == 3
