@@ -20,7 +20,7 @@ from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
-__all__ = ["distinct_block_samples", "replaced_rows"]
+__all__ = ["distinct_block_samples", "replaced_rows", "stored_matches"]
 
 _BATCH = 1 << 20
 
@@ -98,6 +98,48 @@ def replaced_rows(
     if not stored:
         return within
     return within + pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
+
+
+def stored_matches(
+    refs: np.ndarray,
+    timestamps: np.ndarray,
+    known: np.ndarray,
+    open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
+    cache: ChunkCache,
+    pool: Executor,
+) -> int:
+    """How many of the distinct (ref, timestamp) pairs given are stored in ``open_snapshot``.
+
+    Only pairs of ``known`` series can be; their stored timestamps are read in the pairs' time
+    range. The pairs must be distinct (the caller has dropped repeats).
+    """
+    snapshot, release = open_snapshot()
+    try:
+        if not snapshot.blocks and not snapshot.head:
+            return 0
+        mine = is_member(np.sort(known), refs)
+        if not mine.any():
+            return 0
+        refs, timestamps = refs[mine], timestamps[mine]
+        stored = [
+            pl.DataFrame({"ref": batch.refs, "ts": batch.timestamps})
+            for batch in iter_samples(
+                snapshot,
+                known,
+                int(timestamps.min()),
+                int(timestamps.max()),
+                values=False,
+                batch_size=_BATCH,
+                cache=cache,
+                pool=pool,
+            )
+        ]
+    finally:
+        release()
+    if not stored:
+        return 0
+    pairs = pl.DataFrame({"ref": refs, "ts": timestamps})
+    return pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
 
 
 def _increasing_per_series(refs: np.ndarray, timestamps: np.ndarray, series: np.ndarray) -> bool:
