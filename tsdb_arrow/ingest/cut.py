@@ -135,7 +135,45 @@ def _scatter_sort(ids, rank, bounds, ts):
     return order
 
 
-@nb.njit(cache=True)
+_RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
+_RADIX_MIN_ROWS = 512  # below, the digit counts cost more than a comparison sort
+
+
+@nb.njit(cache=True, nogil=True)
+def _radix_segment(order, lo, hi, ts, t_min, bits):
+    """Sort ``order[lo:hi]`` by ``ts - t_min`` (< 2**bits): LSD radix, stable, so equal
+    timestamps stay in write order. A few linear passes instead of a comparison sort."""
+    m = hi - lo
+    passes = (bits + 11) // 12
+    width = (bits + passes - 1) // passes
+    digits = 1 << width
+    src = order[lo:hi].copy()
+    dst = np.empty(m, dtype=np.int64)
+    key = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        key[q] = ts[src[q]] - t_min
+    key_dst = np.empty(m, dtype=np.int64)
+    count = np.empty(digits + 1, dtype=np.int64)
+    shift = 0
+    for _ in range(passes):
+        count[:] = 0
+        for q in range(m):
+            count[((key[q] >> shift) & (digits - 1)) + 1] += 1
+        for d in range(digits):
+            count[d + 1] += count[d]
+        for q in range(m):
+            d = (key[q] >> shift) & (digits - 1)
+            p = count[d]
+            count[d] = p + 1
+            dst[p] = src[q]
+            key_dst[p] = key[q]
+        src, dst = dst, src
+        key, key_dst = key_dst, key
+        shift += width
+    order[lo:hi] = src
+
+
+@nb.njit(cache=True, nogil=True)
 def _sort_segment(order, lo, hi, ts):
     """Sort ``order[lo:hi]`` by timestamp, equal timestamps kept in write order."""
     seg = order[lo:hi].copy()
@@ -145,7 +183,13 @@ def _sort_segment(order, lo, hi, ts):
         t_min = min(t_min, ts[seg[q]])
         t_max = max(t_max, ts[seg[q]])
     m = seg.shape[0]
-    if (t_max - t_min) >= 0 and (t_max - t_min) < (2**62) // m:
+    span = t_max - t_min
+    if span >= 0 and m >= _RADIX_MIN_ROWS and span < (1 << _RADIX_MAX_BITS):
+        bits = 1
+        while (span >> bits) > 0:
+            bits += 1
+        _radix_segment(order, lo, hi, ts, t_min, bits)
+    elif span >= 0 and span < (2**62) // m:
         # Unique keys (time, then position) sort faster than a stable argsort.
         keys = np.empty(m, dtype=np.int64)
         for q in range(m):
