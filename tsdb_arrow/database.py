@@ -37,6 +37,7 @@ from tsdb_arrow.timeutil import check_range, to_ms
 if TYPE_CHECKING:
     from tsdb_arrow.ingest.convert import SampleBatch
     from tsdb_arrow.ingest.cut import Window
+    from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
 
 
@@ -220,7 +221,7 @@ class Database:
                 self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
             else:
                 known = np.setdiff1d(series, fresh[REF].to_numpy())
-                replaced = self._replaced_floats(resolved.row_refs, batch, series, known)
+                replaced = self._replaced_floats(resolved, batch, series, known)
             due = self._flush_due()
         if due:
             try:
@@ -234,7 +235,7 @@ class Database:
         return WriteResult(rows=batch.num_rows, replaced=replaced)
 
     def _replaced_floats(
-        self, refs: np.ndarray, batch: SampleBatch, series: np.ndarray, known: np.ndarray
+        self, resolved: Resolved, batch: SampleBatch, series: np.ndarray, known: np.ndarray
     ) -> int:
         """Append a float batch to the head; return how many rows replaced a stored sample.
 
@@ -244,11 +245,19 @@ class Database:
         """
         from tsdb_arrow.query.overlap import replaced_rows, stored_matches
 
-        ts = batch.timestamps
+        refs, ts = resolved.row_refs, batch.timestamps
         stored_max = self._stored_max()
         if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
             replaced = replaced_rows(
-                refs, ts, series, known, None, self._snapshot, self._cache, self._pool_threads
+                refs,
+                ts,
+                series,
+                known,
+                None,
+                self._snapshot,
+                self._cache,
+                self._pool_threads,
+                codes=resolved.row_sets,
             )
             self._head.append(refs, ts, batch.values)
             return replaced

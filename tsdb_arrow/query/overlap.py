@@ -52,6 +52,7 @@ def replaced_rows(
     open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
     cache: ChunkCache,
     pool: Executor,
+    codes: np.ndarray | None = None,
 ) -> int:
     """How many rows of a batch replace an earlier sample of the same series and timestamp.
 
@@ -61,13 +62,14 @@ def replaced_rows(
     newer than ``stored_max`` (appending, the usual case) and each series' times increase
     row by row, the answer is 0 after one pass; otherwise the batch's pairs are sorted and
     those of known series matched against the stored ones in the batch's time range.
+    ``codes`` (optional) numbers each row's series densely from 0, saving a lookup per row.
     """
     n = len(refs)
     if n == 0:
         return 0
     t_lo, t_hi = int(timestamps.min()), int(timestamps.max())
     fresh = stored_max is None or t_lo > stored_max or len(known) == 0
-    if fresh and _increasing_per_series(refs, timestamps, series):
+    if fresh and _increasing_per_series(refs, timestamps, series, codes):
         return 0
     order = np.lexsort((timestamps, refs))
     r, t = refs[order], timestamps[order]
@@ -142,13 +144,16 @@ def stored_matches(
     return pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
 
 
-def _increasing_per_series(refs: np.ndarray, timestamps: np.ndarray, series: np.ndarray) -> bool:
+def _increasing_per_series(
+    refs: np.ndarray, timestamps: np.ndarray, series: np.ndarray, codes: np.ndarray | None
+) -> bool:
     """Whether each series' timestamps strictly increase in row order (no repeated pair)."""
     same = refs[1:] == refs[:-1]
     if len(refs) - int(np.count_nonzero(same)) == len(series):  # one run per series
         return bool((timestamps[1:][same] > timestamps[:-1][same]).all())
-    ordered = np.sort(series)
-    return _increasing_by_code(np.searchsorted(ordered, refs), timestamps, len(ordered))
+    if codes is None:
+        codes = np.searchsorted(np.sort(series), refs)
+    return _increasing_by_code(codes, timestamps, len(series))
 
 
 @nb.njit(cache=True, nogil=True)
