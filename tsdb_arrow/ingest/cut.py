@@ -203,7 +203,17 @@ def _sort_segment(order, lo, hi, ts):
             order[lo + q] = seg[by_time[q]]
 
 
-def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+@dataclass(frozen=True)
+class _Sorted:
+    """A stable permutation sorting rows by (window, ref, ts), and its (window, ref) groups."""
+
+    order: np.ndarray
+    windows: np.ndarray  # each group's window, in sorted order
+    refs: np.ndarray  # each group's ref, in sorted order
+    counts: np.ndarray  # each group's rows
+
+
+def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Sorted | None:
     """A stable permutation sorting by (window, ref, ts); None when already sorted and unique.
 
     Whatever the row order (series runs, time order, shuffled), rows are grouped by
@@ -228,7 +238,8 @@ def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray 
     rank[by_key] = np.arange(n_groups)
     counts = np.bincount(ids, minlength=n_groups)[by_key]
     bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    return _scatter_sort(ids, rank, bounds, ts)
+    order = _scatter_sort(ids, rank, bounds, ts)
+    return _Sorted(order, group_w[:n_groups][by_key], group_r[:n_groups][by_key], counts)
 
 
 def cut(
@@ -238,13 +249,14 @@ def cut(
     if len(refs) == 0:
         return []
     windows = window_starts(timestamps, duration)
-    order = _order(windows, refs, timestamps)
-    if order is not None:
+    done = _order(windows, refs, timestamps)
+    if done is not None:
+        # Refs and windows are constant per group: repeated, not gathered row by row.
         windows, refs, timestamps, values = (
-            windows[order],
-            refs[order],
-            timestamps[order],
-            values[order],
+            np.repeat(done.windows, done.counts),
+            np.repeat(done.refs, done.counts),
+            timestamps[done.order],
+            values[done.order],
         )
         keep = keep_last(refs, timestamps)
         if not keep.all():
@@ -274,9 +286,8 @@ def cut_rows(
     if len(refs) == 0:
         return []
     windows = window_starts(timestamps, duration)
-    order = _order(windows, refs, timestamps)
-    if order is None:
-        order = np.arange(len(refs))
+    done = _order(windows, refs, timestamps)
+    order = np.arange(len(refs)) if done is None else done.order
     order = order[keep_last(refs[order], timestamps[order])]
     sorted_windows = windows[order]
     bounds = np.flatnonzero(np.diff(sorted_windows)) + 1
