@@ -13,6 +13,7 @@ import numpy as np
 
 _MIN_SLOTS = 1 << 12
 _MAX_LOAD = 0.6  # linear probing stays short below this
+_QUADRUPLE_BELOW = 1 << 22  # slots (16 bytes each)
 # An empty slot holds this pair; the real pair equal to it is kept aside (``state[1]``).
 _EMPTY_REF = np.uint64(0)
 _EMPTY_TS = np.uint64(1 << 63)  # INT64_MIN
@@ -108,9 +109,10 @@ class PairSet:
             )
             if done == len(refs):
                 return repeated
-            # Doubled at least (a rehash per batch would cost a pass over the head per batch),
-            # and room for every row left (a batch grows the table at most once).
-            slots = max(2 * len(self._keys), _slots_for(len(self) + len(refs) - done))
+            # Grown 4x while small, 2x once large (64 MB): a rehash reinserts every pair, so
+            # fewer of them matter as much as the probes. Room for every row left, too.
+            factor = 4 if len(self._keys) < _QUADRUPLE_BELOW else 2
+            slots = max(factor * len(self._keys), _slots_for(len(self) + len(refs) - done))
             self._keys = _rehash(self._keys, slots)
 
 
