@@ -36,7 +36,9 @@ from tsdb_arrow.timeutil import check_range, to_ms
 # methods that use them, so that importing tsdb_arrow and opening a directory stay cheap
 # (benchmarks/cold_start.py).
 if TYPE_CHECKING:
+    from tsdb_arrow.ingest.convert import SampleBatch
     from tsdb_arrow.ingest.cut import Window
+    from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
 
 
@@ -222,18 +224,8 @@ class Database:
                 )
                 self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
             else:
-                known = np.setdiff1d(resolved.series.column(REF).to_numpy(), fresh[REF].to_numpy())
-                replaced = replaced_rows(
-                    resolved.row_refs,
-                    batch.timestamps,
-                    series,
-                    known,
-                    self._stored_max(),
-                    self._snapshot,
-                    self._cache,
-                    self._pool_threads,
-                )
-                self._head.append(resolved.row_refs, batch.timestamps, batch.values)
+                known = np.setdiff1d(series, fresh[REF].to_numpy())
+                replaced = self._replaced_floats(resolved, batch, series, known)
             due = self._flush_due()
         if due:
             try:
@@ -245,6 +237,51 @@ class Database:
                     accepted=batch.num_rows,
                 ) from exc
         return WriteResult(rows=batch.num_rows, replaced=replaced)
+
+    def _replaced_floats(
+        self, resolved: Resolved, batch: SampleBatch, series: np.ndarray, known: np.ndarray
+    ) -> int:
+        """Append a float batch to the head; return how many rows replaced a stored sample.
+
+        A batch newer than everything stored (or of new series only) is counted by itself. One
+        that reaches back is checked against the head's pair set (one probe per row), and the
+        rows not found there against blocks and flushing heads (caller holds the lock).
+        """
+        from tsdb_arrow.query.overlap import replaced_rows, stored_matches
+
+        refs, ts = resolved.row_refs, batch.timestamps
+        stored_max = self._stored_max()
+        if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
+            replaced = replaced_rows(
+                refs,
+                ts,
+                series,
+                known,
+                None,
+                self._snapshot,
+                self._cache,
+                self._pool_threads,
+                codes=resolved.row_sets,
+            )
+            self._head.append(refs, ts, batch.values)
+            return replaced
+        try:
+            repeated = self._head.repeats(refs, ts)
+            new = ~repeated
+            replaced = len(refs) - int(np.count_nonzero(new))
+            replaced += stored_matches(
+                refs[new],
+                ts[new],
+                known,
+                lambda: self._snapshot(current_head=False),
+                self._cache,
+                self._pool_threads,
+            )
+            self._head.append(refs, ts, batch.values, noted=True)
+        except BaseException:
+            self._head.forget_pairs()  # it may hold pairs of rows that were not appended
+            raise
+        return replaced
 
     def _stored_max(self) -> int | None:
         """Newest timestamp of a float sample in the blocks and the head (caller holds the lock)."""
@@ -423,7 +460,7 @@ class Database:
         check_range(lo, hi)
         return HistogramScan(self.series(selector), lo, hi, self._snapshot).lazy()
 
-    def _snapshot(self) -> tuple[Snapshot, Callable[[], None]]:
+    def _snapshot(self, *, current_head: bool = True) -> tuple[Snapshot, Callable[[], None]]:
         from tsdb_arrow.query.read import Snapshot
 
         with self._lock:
@@ -434,7 +471,9 @@ class Database:
                     "the with block, or open the directory again with ta.open"
                 )
             buffers = [
-                (buf, buf.size) for head in [*self._flushing, self._head] for buf in head.buffers
+                (buf, buf.size)
+                for head in [*self._flushing, *([self._head] if current_head else [])]
+                for buf in head.buffers
             ]
             for buf, _ in buffers:
                 self._pool.pin(buf)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tsdb_arrow as ta
-from tsdb_arrow.ingest.cut import cut
+from tsdb_arrow.ingest.cut import cut, window_starts
 from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.model import series_ref
 
@@ -223,3 +223,27 @@ def test_a_collision_between_two_label_sets_is_refused(monkeypatch):
     # The same label set three times is no collision.
     same = {"__name__": pa.chunked_array([pa.array(["a", "a", "a"], pa.large_string())])}
     assert len(resolve_series(same, 3).series) == 1
+
+
+@pytest.mark.parametrize("span", [0, 4095, 7_200_000, 2**40, 2**50, 2**63 - 1])
+def test_large_groups_sort_stably_whatever_their_time_span(span):
+    """Groups long enough for the radix sort (and spans too wide for it): the cut equals a
+    stable sort by (window, ref, timestamp) with the last write of a duplicate kept."""
+    rng = np.random.default_rng(span % 1000)
+    n = 6000
+    refs = rng.choice(np.array([3, 9, 2**63 + 1], dtype=np.uint64), n)
+    lo = np.iinfo(np.int64).min if span == 2**63 - 1 else -(span // 3)
+    offsets = rng.integers(0, span, n, dtype=np.uint64, endpoint=True)
+    ts = (np.array([lo], dtype=np.int64).view(np.uint64) + offsets).view(np.int64)
+    ts[rng.random(n) < 0.3] = ts[0]  # many duplicates, in write order
+    values = np.arange(n, dtype=np.float64)
+    duration = 2**62
+    got = cut(refs, ts, values, duration)
+    windows = window_starts(ts, duration)
+    order = np.lexsort((ts, refs, windows))  # stable: equal keys stay in write order
+    r, t, v, w = refs[order], ts[order], values[order], windows[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (r[1:] != r[:-1]) | (t[1:] != t[:-1]) | (w[1:] != w[:-1])
+    assert np.array_equal(np.concatenate([x.refs for x in got]), r[last])
+    assert np.array_equal(np.concatenate([x.timestamps for x in got]), t[last])
+    assert np.array_equal(np.concatenate([x.values for x in got]), v[last])

@@ -135,7 +135,45 @@ def _scatter_sort(ids, rank, bounds, ts):
     return order
 
 
-@nb.njit(cache=True)
+_RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
+_RADIX_MIN_ROWS = 512  # below, the digit counts cost more than a comparison sort
+
+
+@nb.njit(cache=True, nogil=True)
+def _radix_segment(order, lo, hi, ts, t_min, bits):
+    """Sort ``order[lo:hi]`` by ``ts - t_min`` (< 2**bits): LSD radix, stable, so equal
+    timestamps stay in write order. A few linear passes instead of a comparison sort."""
+    m = hi - lo
+    passes = (bits + 11) // 12
+    width = (bits + passes - 1) // passes
+    digits = 1 << width
+    src = order[lo:hi].copy()
+    dst = np.empty(m, dtype=np.int64)
+    key = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        key[q] = ts[src[q]] - t_min
+    key_dst = np.empty(m, dtype=np.int64)
+    count = np.empty(digits + 1, dtype=np.int64)
+    shift = 0
+    for _ in range(passes):
+        count[:] = 0
+        for q in range(m):
+            count[((key[q] >> shift) & (digits - 1)) + 1] += 1
+        for d in range(digits):
+            count[d + 1] += count[d]
+        for q in range(m):
+            d = (key[q] >> shift) & (digits - 1)
+            p = count[d]
+            count[d] = p + 1
+            dst[p] = src[q]
+            key_dst[p] = key[q]
+        src, dst = dst, src
+        key, key_dst = key_dst, key
+        shift += width
+    order[lo:hi] = src
+
+
+@nb.njit(cache=True, nogil=True)
 def _sort_segment(order, lo, hi, ts):
     """Sort ``order[lo:hi]`` by timestamp, equal timestamps kept in write order."""
     seg = order[lo:hi].copy()
@@ -145,7 +183,13 @@ def _sort_segment(order, lo, hi, ts):
         t_min = min(t_min, ts[seg[q]])
         t_max = max(t_max, ts[seg[q]])
     m = seg.shape[0]
-    if (t_max - t_min) >= 0 and (t_max - t_min) < (2**62) // m:
+    span = t_max - t_min
+    if span >= 0 and m >= _RADIX_MIN_ROWS and span < (1 << _RADIX_MAX_BITS):
+        bits = 1
+        while (span >> bits) > 0:
+            bits += 1
+        _radix_segment(order, lo, hi, ts, t_min, bits)
+    elif span >= 0 and span < (2**62) // m:
         # Unique keys (time, then position) sort faster than a stable argsort.
         keys = np.empty(m, dtype=np.int64)
         for q in range(m):
@@ -159,7 +203,17 @@ def _sort_segment(order, lo, hi, ts):
             order[lo + q] = seg[by_time[q]]
 
 
-def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+@dataclass(frozen=True)
+class _Sorted:
+    """A stable permutation sorting rows by (window, ref, ts), and its (window, ref) groups."""
+
+    order: np.ndarray
+    windows: np.ndarray  # each group's window, in sorted order
+    refs: np.ndarray  # each group's ref, in sorted order
+    counts: np.ndarray  # each group's rows
+
+
+def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Sorted | None:
     """A stable permutation sorting by (window, ref, ts); None when already sorted and unique.
 
     Whatever the row order (series runs, time order, shuffled), rows are grouped by
@@ -184,7 +238,8 @@ def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> np.ndarray 
     rank[by_key] = np.arange(n_groups)
     counts = np.bincount(ids, minlength=n_groups)[by_key]
     bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    return _scatter_sort(ids, rank, bounds, ts)
+    order = _scatter_sort(ids, rank, bounds, ts)
+    return _Sorted(order, group_w[:n_groups][by_key], group_r[:n_groups][by_key], counts)
 
 
 def cut(
@@ -194,13 +249,14 @@ def cut(
     if len(refs) == 0:
         return []
     windows = window_starts(timestamps, duration)
-    order = _order(windows, refs, timestamps)
-    if order is not None:
+    done = _order(windows, refs, timestamps)
+    if done is not None:
+        # Refs and windows are constant per group: repeated, not gathered row by row.
         windows, refs, timestamps, values = (
-            windows[order],
-            refs[order],
-            timestamps[order],
-            values[order],
+            np.repeat(done.windows, done.counts),
+            np.repeat(done.refs, done.counts),
+            timestamps[done.order],
+            values[done.order],
         )
         keep = keep_last(refs, timestamps)
         if not keep.all():
@@ -230,9 +286,8 @@ def cut_rows(
     if len(refs) == 0:
         return []
     windows = window_starts(timestamps, duration)
-    order = _order(windows, refs, timestamps)
-    if order is None:
-        order = np.arange(len(refs))
+    done = _order(windows, refs, timestamps)
+    order = np.arange(len(refs)) if done is None else done.order
     order = order[keep_last(refs[order], timestamps[order])]
     sorted_windows = windows[order]
     bounds = np.flatnonzero(np.diff(sorted_windows)) + 1

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool, HeadBuffer
+
+if TYPE_CHECKING:
+    from tsdb_arrow.ingest.pairs import PairSet
 
 
 class Head:
@@ -16,16 +21,42 @@ class Head:
         self.rows = 0
         self.min_time = np.iinfo(np.int64).max
         self.max_time = np.iinfo(np.int64).min
+        self._pairs: PairSet | None = None  # built on first need, then kept by every append
 
     @property
     def nbytes(self) -> int:
         return self.rows * ROW_BYTES
 
-    def append(self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> None:
-        """Copy samples in at the end, taking buffers from the pool as they fill."""
+    def repeats(self, refs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """Which rows repeat a (ref, timestamp) pair of the head or of an earlier row.
+
+        Records the rows' pairs: the caller appends these rows next, with ``noted=True`` (or
+        calls ``forget_pairs`` if it does not).
+        """
+        if self._pairs is None:
+            from tsdb_arrow.ingest.pairs import PairSet  # numba: only writes that reach back
+
+            self._pairs = PairSet(self.rows + len(refs))
+            for b in self.buffers:
+                self._pairs.add(b.refs[: b.size], b.timestamps[: b.size])
+        return self._pairs.add(refs, timestamps)
+
+    def forget_pairs(self) -> None:
+        """Drop the pair set (rebuilt from the rows on next need)."""
+        self._pairs = None
+
+    def append(
+        self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray, *, noted: bool = False
+    ) -> None:
+        """Copy samples in at the end, taking buffers from the pool as they fill.
+
+        ``noted``: ``repeats`` already recorded these rows' pairs.
+        """
         n = len(refs)
         if n == 0:
             return
+        if self._pairs is not None and not noted:
+            self._pairs.add(refs, timestamps)
         done = 0
         while done < n:
             if not self.buffers or self.buffers[-1].size == self.buffers[-1].capacity:
@@ -47,6 +78,7 @@ class Head:
     def followed_by(self, newer: Head) -> Head:
         """This head with ``newer``'s buffers appended after its own (write order kept)."""
         self.buffers.extend(newer.buffers)
+        self._pairs = None
         self.rows += newer.rows
         if newer.rows:
             self.min_time = min(self.min_time, newer.min_time)
@@ -59,3 +91,4 @@ class Head:
             self.pool.release(buf)
         self.buffers = []
         self.rows = 0
+        self._pairs = None

@@ -67,6 +67,7 @@ class Resolved:
     """Series refs of a batch: one per row, plus the batch's distinct series and their labels."""
 
     row_refs: np.ndarray  # uint64, one per row
+    row_sets: np.ndarray  # int64, one per row: its label set's number, dense from 0
     series: pa.Table  # REF + one large_string column per label name; one row per distinct ref
 
 
@@ -93,7 +94,9 @@ def resolve_series(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Resolved:
     series_cols = {REF: pa.array(sorted_refs, type=pa.uint64())}
     for name in names:
         series_cols[name] = found.sets[name].take(take)
-    return Resolved(row_refs=set_refs[found.row_set], series=pa.table(series_cols))
+    return Resolved(
+        row_refs=set_refs[found.row_set], row_sets=found.row_set, series=pa.table(series_cols)
+    )
 
 
 def _collision_message(ref: int) -> str:

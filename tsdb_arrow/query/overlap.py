@@ -20,7 +20,7 @@ from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
-__all__ = ["distinct_block_samples", "replaced_rows"]
+__all__ = ["distinct_block_samples", "replaced_rows", "stored_matches"]
 
 _BATCH = 1 << 20
 
@@ -52,6 +52,7 @@ def replaced_rows(
     open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
     cache: ChunkCache,
     pool: Executor,
+    codes: np.ndarray | None = None,
 ) -> int:
     """How many rows of a batch replace an earlier sample of the same series and timestamp.
 
@@ -61,13 +62,14 @@ def replaced_rows(
     newer than ``stored_max`` (appending, the usual case) and each series' times increase
     row by row, the answer is 0 after one pass; otherwise the batch's pairs are sorted and
     those of known series matched against the stored ones in the batch's time range.
+    ``codes`` (optional) numbers each row's series densely from 0, saving a lookup per row.
     """
     n = len(refs)
     if n == 0:
         return 0
     t_lo, t_hi = int(timestamps.min()), int(timestamps.max())
     fresh = stored_max is None or t_lo > stored_max or len(known) == 0
-    if fresh and _increasing_per_series(refs, timestamps, series):
+    if fresh and _increasing_per_series(refs, timestamps, series, codes):
         return 0
     order = np.lexsort((timestamps, refs))
     r, t = refs[order], timestamps[order]
@@ -100,13 +102,58 @@ def replaced_rows(
     return within + pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
 
 
-def _increasing_per_series(refs: np.ndarray, timestamps: np.ndarray, series: np.ndarray) -> bool:
+def stored_matches(
+    refs: np.ndarray,
+    timestamps: np.ndarray,
+    known: np.ndarray,
+    open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
+    cache: ChunkCache,
+    pool: Executor,
+) -> int:
+    """How many of the distinct (ref, timestamp) pairs given are stored in ``open_snapshot``.
+
+    Only pairs of ``known`` series can be; their stored timestamps are read in the pairs' time
+    range. The pairs must be distinct (the caller has dropped repeats).
+    """
+    snapshot, release = open_snapshot()
+    try:
+        if not snapshot.blocks and not snapshot.head:
+            return 0
+        mine = is_member(np.sort(known), refs)
+        if not mine.any():
+            return 0
+        refs, timestamps = refs[mine], timestamps[mine]
+        stored = [
+            pl.DataFrame({"ref": batch.refs, "ts": batch.timestamps})
+            for batch in iter_samples(
+                snapshot,
+                known,
+                int(timestamps.min()),
+                int(timestamps.max()),
+                values=False,
+                batch_size=_BATCH,
+                cache=cache,
+                pool=pool,
+            )
+        ]
+    finally:
+        release()
+    if not stored:
+        return 0
+    pairs = pl.DataFrame({"ref": refs, "ts": timestamps})
+    return pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
+
+
+def _increasing_per_series(
+    refs: np.ndarray, timestamps: np.ndarray, series: np.ndarray, codes: np.ndarray | None
+) -> bool:
     """Whether each series' timestamps strictly increase in row order (no repeated pair)."""
     same = refs[1:] == refs[:-1]
     if len(refs) - int(np.count_nonzero(same)) == len(series):  # one run per series
         return bool((timestamps[1:][same] > timestamps[:-1][same]).all())
-    ordered = np.sort(series)
-    return _increasing_by_code(np.searchsorted(ordered, refs), timestamps, len(ordered))
+    if codes is None:
+        codes = np.searchsorted(np.sort(series), refs)
+    return _increasing_by_code(codes, timestamps, len(series))
 
 
 @nb.njit(cache=True, nogil=True)
