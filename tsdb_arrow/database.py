@@ -209,23 +209,28 @@ class Database:
         series = resolved.series.column(REF).to_numpy()
         with self._lock:
             self._check_writable()
+            before = self._index.state()
             fresh = self._index.add(resolved.series)
-            if batch.histograms is not None:
-                # Histogram samples: rows repeating a pair of the batch (stored ones not read).
-                replaced = replaced_rows(
-                    resolved.row_refs,
-                    batch.timestamps,
-                    series,
-                    np.empty(0, np.uint64),
-                    None,
-                    self._snapshot,
-                    self._cache,
-                    self._pool_threads,
-                )
-                self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
-            else:
-                known = np.setdiff1d(series, fresh[REF].to_numpy())
-                replaced = self._replaced_floats(resolved, batch, series, known)
+            try:
+                if batch.histograms is not None:
+                    # Histogram samples: rows repeating a pair of the batch (stored ones not read).
+                    replaced = replaced_rows(
+                        resolved.row_refs,
+                        batch.timestamps,
+                        series,
+                        np.empty(0, np.uint64),
+                        None,
+                        self._snapshot,
+                        self._cache,
+                        self._pool_threads,
+                    )
+                    self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
+                else:
+                    known = np.setdiff1d(series, fresh[REF].to_numpy())
+                    replaced = self._replaced_floats(resolved, batch, series, known)
+            except BaseException:
+                self._index.restore(before)  # a refused batch adds no series either
+                raise
             due = self._flush_due()
         if due:
             try:

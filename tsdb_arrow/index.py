@@ -27,6 +27,14 @@ class SeriesIndex:
     def label_names(self) -> list[str]:
         return [c for c in self.frame.columns if c != REF]
 
+    def state(self) -> tuple[pl.DataFrame, np.ndarray]:
+        """What ``restore`` puts back: the index before a write that may still be refused."""
+        return self.frame, self.refs
+
+    def restore(self, state: tuple[pl.DataFrame, np.ndarray]) -> None:
+        """Forget the series added since ``state`` (their write was refused)."""
+        self.frame, self.refs = state
+
     def add(self, series: pa.Table | pl.DataFrame) -> pl.DataFrame:
         """Insert series not yet known; refuse one whose ref is known with other labels."""
         new = series if isinstance(series, pl.DataFrame) else pl.from_arrow(series)

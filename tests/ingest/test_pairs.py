@@ -93,3 +93,25 @@ def test_a_failed_count_leaves_no_pairs_of_rows_it_did_not_store(tmp_path, monke
         assert result == ta.WriteResult(rows=2, replaced=1)
         got = db.select("a").collect()
         assert got["value"].to_list() == [1.0, 3.0, 3.0, 1.0]
+
+
+def test_a_refused_write_adds_no_series(tmp_path, monkeypatch):
+    """A batch refused while its replaced rows are counted leaves the series index as it was:
+    its new series are not listed, nor counted."""
+    from tsdb_arrow.query import overlap
+
+    with ta.open(tmp_path / "db") as db:
+        db.write(_frame([T0 + 5000], [1.0], ["a"]))
+        db.flush()
+
+        def fail(*args, **kwargs):
+            raise ta.CorruptBlockError("chunks.parquet unreadable")
+
+        monkeypatch.setattr(overlap, "stored_matches", fail)
+        with pytest.raises(ta.CorruptBlockError):
+            db.write(_frame([T0, T0 + 1000], [2.0, 2.0], ["a", "b"]))  # reaches back; b is new
+        monkeypatch.undo()
+        assert db.series()["__name__"].to_list() == ["a"]
+        assert db.stats()["series"] == 1
+        assert db.write(_frame([T0 + 1000], [3.0], ["b"])) == ta.WriteResult(rows=1, replaced=0)
+        assert sorted(db.series()["__name__"].to_list()) == ["a", "b"]
