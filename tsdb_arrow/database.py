@@ -197,7 +197,7 @@ class Database:
         """
         from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
         from tsdb_arrow.ingest.series import resolve_series
-        from tsdb_arrow.query.overlap import replaced_rows
+        from tsdb_arrow.query.overlap import repeats_within_batch
 
         self._check_writable()
         batch = normalize(data, metric=metric)
@@ -210,24 +210,16 @@ class Database:
         with self._lock:
             self._check_writable()
             before = self._index.state()
-            fresh = self._index.add(resolved.series)
+            known = self._index.add(resolved.series)
             try:
                 if batch.histograms is not None:
-                    # Histogram samples: rows repeating a pair of the batch (stored ones not read).
-                    replaced = replaced_rows(
-                        resolved.row_refs,
-                        batch.timestamps,
-                        series,
-                        np.empty(0, np.uint64),
-                        None,
-                        self._snapshot,
-                        self._cache,
-                        self._pool_threads,
+                    # Histogram samples: only rows repeating a pair of the batch are counted.
+                    replaced = repeats_within_batch(
+                        resolved.row_refs, batch.timestamps, resolved.row_sets
                     )
                     self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
                 else:
-                    known = np.setdiff1d(series, fresh[REF].to_numpy())
-                    replaced = self._replaced_floats(resolved, batch, series, known)
+                    replaced = self._append_floats(resolved, batch, series[known])
             except BaseException:
                 self._index.restore(before)  # a refused batch adds no series either
                 raise
@@ -243,31 +235,21 @@ class Database:
                 ) from exc
         return WriteResult(rows=batch.num_rows, replaced=replaced)
 
-    def _replaced_floats(
-        self, resolved: Resolved, batch: SampleBatch, series: np.ndarray, known: np.ndarray
-    ) -> int:
-        """Append a float batch to the head; return how many rows replaced a stored sample.
+    def _append_floats(self, resolved: Resolved, batch: SampleBatch, known: np.ndarray) -> int:
+        """Append a float batch to the head; return how many rows replaced an earlier sample.
 
-        A batch newer than everything stored (or of new series only) is counted by itself. One
-        that reaches back is checked against the head's pair set (one probe per row), and the
-        rows not found there against blocks and flushing heads (caller holds the lock).
+        A batch newer than everything stored (or of new series only) can only repeat its own
+        rows. One that reaches back is checked against the head's pair set (one probe per row,
+        which also finds the batch's own repeats), and the rows not found there against blocks
+        and flushing heads. ``known``: the batch's series known before it, sorted (caller
+        holds the lock).
         """
-        from tsdb_arrow.query.overlap import replaced_rows, stored_matches
+        from tsdb_arrow.query.overlap import repeats_within_batch, stored_matches
 
         refs, ts = resolved.row_refs, batch.timestamps
         stored_max = self._stored_max()
         if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
-            replaced = replaced_rows(
-                refs,
-                ts,
-                series,
-                known,
-                None,
-                self._snapshot,
-                self._cache,
-                self._pool_threads,
-                codes=resolved.row_sets,
-            )
+            replaced = repeats_within_batch(refs, ts, resolved.row_sets)
             self._head.append(refs, ts, batch.values)
             return replaced
         try:

@@ -35,8 +35,11 @@ class SeriesIndex:
         """Forget the series added since ``state`` (their write was refused)."""
         self.frame, self.refs = state
 
-    def add(self, series: pa.Table | pl.DataFrame) -> pl.DataFrame:
-        """Insert series not yet known; refuse one whose ref is known with other labels."""
+    def add(self, series: pa.Table | pl.DataFrame) -> np.ndarray:
+        """Insert series not yet known; refuse one whose ref is known with other labels.
+
+        Returns which rows of ``series`` were known before (a boolean mask).
+        """
         new = series if isinstance(series, pl.DataFrame) else pl.from_arrow(series)
         assert isinstance(new, pl.DataFrame)
         new = new.with_columns(
@@ -47,13 +50,13 @@ class SeriesIndex:
         if known.any():
             self._check_same(new.filter(pl.Series(known)), refs[known])
         if known.all():
-            return new.clear()
+            return known
         fresh = new.filter(pl.Series(~known))
         frame = pl.concat([self.frame, fresh], how="diagonal_relaxed").sort(REF)
         labels = sorted(c for c in frame.columns if c != REF)
         self.frame = frame.select(REF, *labels)
         self.refs = self.frame[REF].to_numpy()
-        return fresh
+        return known
 
     def _check_same(self, seen: pl.DataFrame, refs: np.ndarray) -> None:
         """Known refs must come with the labels stored for them (null = absent)."""

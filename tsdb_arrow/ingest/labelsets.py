@@ -215,7 +215,7 @@ class _Arena:
 
     def refine(self, col: int, arr: pa.Array, ids: np.ndarray) -> None:
         """Refine ``ids`` (one per row of ``arr``) by the values of label column ``col``."""
-        buffers = _string_buffers(arr)
+        buffers = string_buffers(arr)
         i = 0
         while True:
             i = _refine(
@@ -253,8 +253,10 @@ class _Arena:
         )
 
 
-def _string_buffers(arr: pa.Array):
-    """Read-only numpy views of a large_string or string_view array, as ``_refine`` takes them."""
+def string_buffers(arr: pa.Array) -> tuple:
+    """Read-only numpy views of a large_string or string_view array: validity bitmap, whether
+    it has nulls, offsets, views, data, view data starts, array offset, is-view (as ``_refine``
+    and the ref hash take them)."""
     validity = arr.buffers()[0]
     has_valid = validity is not None and arr.null_count > 0
     valid = readonly(np.frombuffer(validity, dtype=np.uint8)) if has_valid else _EMPTY_U8

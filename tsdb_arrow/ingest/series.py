@@ -14,10 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import SeriesCollisionError
-from tsdb_arrow.ingest.labelsets import distinct_label_sets, readonly
+from tsdb_arrow.ingest.labelsets import distinct_label_sets, string_buffers
 from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
 
-_EMPTY_BITMAP = readonly(np.zeros(0, dtype=np.uint8))
 _PRIME = FNV_PRIME
 _SEP = np.uint64(SEPARATOR)
 
@@ -51,17 +50,6 @@ def _mix64(h: np.ndarray) -> np.ndarray:
         return h ^ (h >> np.uint64(31))
 
 
-def _buffers(arr: pa.Array) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray, int]:
-    """Read-only numpy views of a large_string array's validity, offsets and data buffers."""
-    validity, offsets, data = arr.buffers()
-    n = arr.offset + len(arr)
-    off = readonly(np.frombuffer(offsets, dtype=np.int64, count=n + 1))
-    dat = readonly(np.frombuffer(data, dtype=np.uint8)) if data is not None else _EMPTY_BITMAP
-    if validity is None or arr.null_count == 0:
-        return _EMPTY_BITMAP, False, off, dat, arr.offset
-    return readonly(np.frombuffer(validity, dtype=np.uint8)), True, off, dat, arr.offset
-
-
 @dataclass(frozen=True)
 class Resolved:
     """Series refs of a batch: one per row, plus the batch's distinct series and their labels."""
@@ -82,7 +70,8 @@ def resolve_series(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Resolved:
     h = np.full(n_sets, FNV_OFFSET, dtype=np.uint64)
     for name in names:
         name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
-        _hash_rows(*_buffers(found.sets[name]), name_bytes, h)
+        valid, has_valid, offsets, _, data, _, base, _ = string_buffers(found.sets[name])
+        _hash_rows(valid, has_valid, offsets, data, base, name_bytes, h)
     set_refs = _mix64(h)
     order = np.argsort(set_refs, kind="stable")
     sorted_refs = set_refs[order]

@@ -17,10 +17,11 @@ import polars as pl
 
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.ingest.cut import keep_last
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
-__all__ = ["distinct_block_samples", "replaced_rows", "stored_matches"]
+__all__ = ["distinct_block_samples", "repeats_within_batch", "stored_matches"]
 
 _BATCH = 1 << 20
 
@@ -28,11 +29,9 @@ _BATCH = 1 << 20
 def distinct_block_samples(group: Sequence[Block], pool: Executor) -> int:
     """Distinct (series, timestamp) pairs stored in a group of overlapping blocks.
 
-    One block holds each pair once, so its count is in its meta; several blocks are read
-    (timestamps only, past the cache) and merged as a query merges them.
+    The blocks (timestamps only, past the cache) are read and merged as a query merges them;
+    a single block's count is in its meta and needs no read.
     """
-    if len(group) == 1:
-        return group[0].meta.num_samples
     snapshot = Snapshot(tuple(sorted(group, key=lambda b: b.meta.seq)), ())
     refs = np.unique(np.concatenate([b.index.refs for b in group]))
     lo = min(b.meta.min_time for b in group)
@@ -43,63 +42,18 @@ def distinct_block_samples(group: Sequence[Block], pool: Executor) -> int:
     return sum(len(batch) for batch in samples)
 
 
-def replaced_rows(
-    refs: np.ndarray,
-    timestamps: np.ndarray,
-    series: np.ndarray,
-    known: np.ndarray,
-    stored_max: int | None,
-    open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]],
-    cache: ChunkCache,
-    pool: Executor,
-    codes: np.ndarray | None = None,
-) -> int:
-    """How many rows of a batch replace an earlier sample of the same series and timestamp.
+def repeats_within_batch(refs: np.ndarray, timestamps: np.ndarray, codes: np.ndarray) -> int:
+    """Rows of a batch that repeat the (series, timestamp) of an earlier row of the same batch.
 
-    Earlier means a previous row of the batch or a sample already stored (blocks and head, as
-    ``open_snapshot`` gives them; ``stored_max`` is their newest timestamp). ``series`` are
-    the batch's distinct refs, ``known`` those that existed before it. When every row is
-    newer than ``stored_max`` (appending, the usual case) and each series' times increase
-    row by row, the answer is 0 after one pass; otherwise the batch's pairs are sorted and
-    those of known series matched against the stored ones in the batch's time range.
-    ``codes`` (optional) numbers each row's series densely from 0, saving a lookup per row.
+    ``codes`` numbers each row's series densely from 0 (``Resolved.row_sets``). When each
+    series' times increase row by row (appending, the usual case) the answer is 0 after one
+    pass; otherwise the rows are sorted and the repeats counted as a flush drops them.
     """
     n = len(refs)
-    if n == 0:
-        return 0
-    t_lo, t_hi = int(timestamps.min()), int(timestamps.max())
-    fresh = stored_max is None or t_lo > stored_max or len(known) == 0
-    if fresh and _increasing_per_series(refs, timestamps, series, codes):
+    if n == 0 or _increasing_per_series(refs, timestamps, codes):
         return 0
     order = np.lexsort((timestamps, refs))
-    r, t = refs[order], timestamps[order]
-    first = np.ones(n, dtype=bool)  # the first row of each distinct pair
-    first[1:] = (r[1:] != r[:-1]) | (t[1:] != t[:-1])
-    within = n - int(np.count_nonzero(first))
-    if fresh:
-        return within
-    mine = first & is_member(np.sort(known), r)
-    pairs = pl.DataFrame({"ref": r[mine], "ts": t[mine]})
-    snapshot, release = open_snapshot()
-    try:
-        stored = [
-            pl.DataFrame({"ref": batch.refs, "ts": batch.timestamps})
-            for batch in iter_samples(
-                snapshot,
-                known,
-                t_lo,
-                t_hi,
-                values=False,
-                batch_size=_BATCH,
-                cache=cache,
-                pool=pool,
-            )
-        ]
-    finally:
-        release()
-    if not stored:
-        return within
-    return within + pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
+    return n - int(np.count_nonzero(keep_last(refs[order], timestamps[order])))
 
 
 def stored_matches(
@@ -112,14 +66,14 @@ def stored_matches(
 ) -> int:
     """How many of the distinct (ref, timestamp) pairs given are stored in ``open_snapshot``.
 
-    Only pairs of ``known`` series can be; their stored timestamps are read in the pairs' time
-    range. The pairs must be distinct (the caller has dropped repeats).
+    Only pairs of ``known`` series (sorted) can be; their stored timestamps are read in the
+    pairs' time range. The pairs must be distinct (the caller has dropped repeats).
     """
     snapshot, release = open_snapshot()
     try:
         if not snapshot.blocks and not snapshot.head:
             return 0
-        mine = is_member(np.sort(known), refs)
+        mine = is_member(known, refs)
         if not mine.any():
             return 0
         refs, timestamps = refs[mine], timestamps[mine]
@@ -144,16 +98,13 @@ def stored_matches(
     return pairs.join(pl.concat(stored), on=["ref", "ts"], how="semi").height
 
 
-def _increasing_per_series(
-    refs: np.ndarray, timestamps: np.ndarray, series: np.ndarray, codes: np.ndarray | None
-) -> bool:
+def _increasing_per_series(refs: np.ndarray, timestamps: np.ndarray, codes: np.ndarray) -> bool:
     """Whether each series' timestamps strictly increase in row order (no repeated pair)."""
+    n_series = int(codes.max()) + 1
     same = refs[1:] == refs[:-1]
-    if len(refs) - int(np.count_nonzero(same)) == len(series):  # one run per series
+    if len(refs) - int(np.count_nonzero(same)) == n_series:  # one run per series
         return bool((timestamps[1:][same] > timestamps[:-1][same]).all())
-    if codes is None:
-        codes = np.searchsorted(np.sort(series), refs)
-    return _increasing_by_code(codes, timestamps, len(series))
+    return _increasing_by_code(codes, timestamps, n_series)
 
 
 @nb.njit(cache=True, nogil=True)
