@@ -19,6 +19,8 @@ VALUE = "value"
 REF = "series_ref"
 
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+#: Prometheus' metric name syntax, anchored.
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
@@ -48,6 +50,15 @@ HISTOGRAM_SCHEMA = pa.schema(
     [pa.field(REF, pa.uint64(), nullable=False), pa.field(TIMESTAMP, pa.int64(), nullable=False)]
     + HISTOGRAM_FIELDS
 )
+
+
+def metric_name_error(name: str) -> str:
+    """Why ``name`` is refused as a metric name (the caller checked METRIC_NAME_PATTERN)."""
+    return (
+        f"metric name {name!r} is invalid: metric names must match [a-zA-Z_:][a-zA-Z0-9_:]* "
+        "(letters, digits, '_' and ':', not starting with a digit); replace the other "
+        "characters, e.g. with '_'"
+    )
 
 
 def is_label_name(name: str) -> bool:

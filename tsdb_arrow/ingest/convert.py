@@ -16,11 +16,17 @@ import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.ingest.histograms import normalize_histograms
-from tsdb_arrow.model import HISTOGRAM, METRIC_NAME, REF, TIMESTAMP, VALUE, is_label_name
+from tsdb_arrow.model import (
+    HISTOGRAM,
+    METRIC_NAME,
+    METRIC_NAME_PATTERN,
+    REF,
+    TIMESTAMP,
+    VALUE,
+    is_label_name,
+    metric_name_error,
+)
 from tsdb_arrow.timeutil import first_seconds_like, seconds_like_reason
-
-#: Prometheus' metric name syntax, anchored.
-METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 
 @dataclass(frozen=True)
@@ -148,10 +154,7 @@ def _check_names(label_names: list[str], metric: str | None) -> None:
         if not isinstance(metric, str) or not metric:
             raise InputError(f"metric must be a non-empty string, got {metric!r}")
         if not re.match(METRIC_NAME_PATTERN, metric):
-            raise InputError(
-                f"metric name {metric!r} is invalid: metric names must match "
-                "[a-zA-Z_:][a-zA-Z0-9_:]*; replace the other characters, e.g. with '_'"
-            )
+            raise InputError(metric_name_error(metric))
     elif METRIC_NAME not in label_names:
         raise InputError(
             "no metric name: add a '__name__' column or call write(frame, metric='name')"
@@ -301,11 +304,7 @@ def check_metric_names(series: pa.Table, row_refs: np.ndarray) -> None:
     if invalid.any():
         row = _first_row(series, row_refs, invalid)
         name = names.filter(pa.array(invalid))[0].as_py()
-        raise InputError(
-            f"row {row}: metric name {name!r} is invalid: metric names must match "
-            "[a-zA-Z_:][a-zA-Z0-9_:]* (letters, digits, '_' and ':', not starting with a "
-            "digit); replace the other characters, e.g. with '_'"
-        )
+        raise InputError(f"row {row}: {metric_name_error(name)}")
 
 
 def _first_row(series: pa.Table, row_refs: np.ndarray, bad_series: np.ndarray) -> int:
