@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,20 +131,24 @@ class Block:
         (from :meth:`payloads`) straight into ``out`` at ``out_starts``."""
         lo, hi = self.chunk_range(rg)
         ids, payloads = read
-        counts = self.index.counts[lo:hi]
         local = np.asarray(chunks, dtype=np.int64) - lo
         decode = (
             codecs.decode_timestamps_into if column == "timestamps" else codecs.decode_values_into
         )
-        try:
-            decode(ids, payloads, counts, out, local, out_starts)
-        except CodecError as exc:
-            raise CorruptBlockError(f"{self.path}/{CHUNKS_FILE} row group {rg}: {exc}") from exc
+        with self._corrupt_if_refused(rg):
+            decode(ids, payloads, self.index.counts[lo:hi], out, local, out_starts)
 
     def _decode(self, rg: int, column: str) -> np.ndarray:
         lo, hi = self.chunk_range(rg)
-        counts = self.index.counts[lo:hi]
-        out = np.empty(int(counts.sum()), np.int64 if column == "timestamps" else np.float64)
-        starts = self.index.sample_offset[lo:hi]
-        self.decode_into(rg, column, self.payloads(rg, column), np.arange(lo, hi), out, starts)
-        return out
+        ids, payloads = self.payloads(rg, column)
+        decode = codecs.decode_timestamps if column == "timestamps" else codecs.decode_values
+        with self._corrupt_if_refused(rg):
+            return decode(ids, payloads, self.index.counts[lo:hi])
+
+    @contextmanager
+    def _corrupt_if_refused(self, rg: int) -> Iterator[None]:
+        """A codec refusing a stored payload means the block is damaged: say which one."""
+        try:
+            yield
+        except CodecError as exc:
+            raise CorruptBlockError(f"{self.path}/{CHUNKS_FILE} row group {rg}: {exc}") from exc

@@ -184,33 +184,3 @@ def load_u64(buf: np.ndarray, pos: np.int64, end: np.int64) -> np.uint64:
         if pos + k < end:
             u |= U64(buf[pos + k]) << U64(8 * k)
     return u
-
-
-@njit(cache=True)
-def unpack_lsb(buf: np.ndarray, pos: np.int64, width: np.int64, out: np.ndarray) -> None:
-    """Unpack ``out.shape[0]`` fields of ``width`` bits written by :func:`pack_lsb`.
-
-    The caller checked that ``ceil(n * width / 8)`` bytes follow ``pos``.
-    """
-    n = out.shape[0]
-    if width == 0:
-        for i in range(n):
-            out[i] = U64(0)
-        return
-    end = pos + ((n * width + 7) >> 3)
-    m = mask(width)
-    acc = U64(0)
-    nacc = I64(0)
-    for i in range(n):
-        if nacc >= width:
-            v = acc & m
-            acc = (acc >> U64(width)) if width < 64 else U64(0)
-            nacc -= width
-        else:
-            word = load_u64(buf, pos, end)
-            pos += 8
-            need = width - nacc
-            v = (acc | (word << U64(nacc))) & m
-            acc = (word >> U64(need)) if need < 64 else U64(0)
-            nacc = 64 - need
-        out[i] = v

@@ -430,9 +430,9 @@ def _unpack_integrate(
     first: np.int64,
     param: np.int64,
 ) -> None:
-    """Fill ``out[order(mode):]`` from LSB-first fields at ``buf[pos:end]``: the fused
-    :func:`unpack_lsb`, rebase (``base + g * field``) and :func:`_integrate` (``param`` is the
-    second sample's delta in mode 2, the slope in mode 3)."""
+    """Fill ``out[order(mode):]`` from LSB-first fields at ``buf[pos:end]`` (as
+    :func:`pack_lsb` wrote them) in one pass: unpack, rebase (``base + g * field``) and
+    :func:`_integrate` (``param`` is the second sample's delta in mode 2, the slope in mode 3)."""
     n = out.shape[0]
     m = mask(width)
     acc = U64(0)

@@ -10,13 +10,12 @@ from tsdb_arrow.blocks.codecs import dod, intpack, plain, rle, zstd_stage
 from tsdb_arrow.blocks.codecs.arrow_io import (
     allowed_ids,
     assemble,
-    binary_buffers,
     check_chunks,
     check_decode_args,
-    check_targets,
 )
+from tsdb_arrow.blocks.codecs.decoding import decode_inputs
 from tsdb_arrow.blocks.codecs.ids import TimestampCodec
-from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
+from tsdb_arrow.blocks.codecs.status import OK, UNKNOWN, raise_for_status
 
 _PLAIN = np.uint8(TimestampCodec.PLAIN)
 _DOD = np.uint8(TimestampCodec.DOD)
@@ -245,18 +244,9 @@ def decode_timestamps_into(
     other chunks are not decoded. Lets a reader decode many chunks into their final place in
     one call, without an intermediate array.
     """
-    codec_ids, counts, _ = check_decode_args(codec_ids, payloads, counts)
-    chunks, out_starts = check_targets(chunks, out_starts, counts, out, np.int64)
-    offsets, data = binary_buffers(payloads)
-    wanted = np.zeros(len(codec_ids), dtype=np.bool_)
-    wanted[chunks] = True
-    aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-        wanted & (codec_ids == _PACKED_ZSTD), offsets, data, counts
+    args = decode_inputs(
+        "timestamp", np.int64, (_PACKED_ZSTD,), codec_ids, payloads, counts, out, chunks, out_starts
     )
-    if bad >= 0:
-        raise_for_status("timestamp", CORRUPT, bad, int(codec_ids[bad]))
-    status, c = _decode(
-        codec_ids, offsets, data, aux_offsets, aux_data, chunks, counts, out_starts, out
-    )
+    status, c = _decode(*args, out)
     if status != OK:
-        raise_for_status("timestamp", status, c, int(codec_ids[c]))
+        raise_for_status("timestamp", status, c, int(args.codec_ids[c]))

@@ -10,13 +10,12 @@ from tsdb_arrow.blocks.codecs import decimal, intpack, plain, rle, xor, zstd_sta
 from tsdb_arrow.blocks.codecs.arrow_io import (
     allowed_ids,
     assemble,
-    binary_buffers,
     check_chunks,
     check_decode_args,
-    check_targets,
 )
+from tsdb_arrow.blocks.codecs.decoding import decode_inputs
 from tsdb_arrow.blocks.codecs.ids import ValueCodec
-from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, UNKNOWN, raise_for_status
+from tsdb_arrow.blocks.codecs.status import OK, UNKNOWN, raise_for_status
 from tsdb_arrow.errors import CodecError
 
 _PLAIN = np.uint8(ValueCodec.PLAIN)
@@ -306,27 +305,9 @@ def decode_values_into(
     Chunk ``chunks[j]`` fills ``out[out_starts[j] : out_starts[j] + counts[chunks[j]]]`` with
     the exact bit patterns; the other chunks are not decoded.
     """
-    codec_ids, counts, _ = check_decode_args(codec_ids, payloads, counts)
-    chunks, out_starts = check_targets(chunks, out_starts, counts, out, np.float64)
-    offsets, data = binary_buffers(payloads)
-    wanted = np.zeros(len(codec_ids), dtype=np.bool_)
-    wanted[chunks] = True
-    aux_offsets, aux_data, bad = zstd_stage.decompress_selected(
-        wanted & ((codec_ids == _DECIMAL_ZSTD) | (codec_ids == _PLAIN_ZSTD)), offsets, data, counts
+    args = decode_inputs(
+        "value", np.float64, _ZSTD_IDS, codec_ids, payloads, counts, out, chunks, out_starts
     )
-    if bad >= 0:
-        raise_for_status("value", CORRUPT, bad, int(codec_ids[bad]))
-    status, c = _decode(
-        codec_ids,
-        offsets,
-        data,
-        aux_offsets,
-        aux_data,
-        chunks,
-        counts,
-        out_starts,
-        out,
-        out.view(np.int64),
-    )
+    status, c = _decode(*args, out, out.view(np.int64))
     if status != OK:
-        raise_for_status("value", status, c, int(codec_ids[c]))
+        raise_for_status("value", status, c, int(args.codec_ids[c]))
