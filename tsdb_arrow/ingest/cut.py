@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
+import polars as pl
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,7 @@ class Window:
 
     def series_refs(self) -> np.ndarray:
         """The distinct refs of the window, ascending (samples are sorted by ref)."""
-        if len(self.refs) == 0:
-            return self.refs
-        return self.refs[np.flatnonzero(np.diff(self.refs, prepend=self.refs[:1] ^ 1))]
+        return self.refs[run_starts(self.refs)]
 
 
 @nb.njit(cache=True)
@@ -52,6 +51,25 @@ def keep_last(refs, ts) -> np.ndarray:
         if refs[i] == refs[i + 1] and ts[i] == ts[i + 1]:
             keep[i] = False
     return keep
+
+
+def run_starts(refs: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal consecutive refs starts (empty for no rows)."""
+    return np.flatnonzero(np.diff(refs, prepend=refs[:1] ^ 1))
+
+
+def last_writes(
+    refs: np.ndarray, timestamps: np.ndarray, seqs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of several writes merged, last write wins: the order sorting them by (ref,
+    timestamp, write sequence ``seqs``, row), and which rows of that order to keep."""
+    order = (
+        pl.DataFrame({"r": refs, "t": timestamps, "s": seqs})
+        .with_row_index("i")
+        .sort(["r", "t", "s"], maintain_order=True)["i"]
+        .to_numpy()
+    )
+    return order, keep_last(refs[order], timestamps[order])
 
 
 def window_starts(timestamps: np.ndarray, duration: int) -> np.ndarray:

@@ -323,6 +323,5 @@ def _set_columns(
         cur = parent[cur]
     values = arena.values()
     return {
-        name: values.take(pa.array(picked[c], mask=picked[c] < 0))
-        for c, name in enumerate(names)
+        name: values.take(pa.array(picked[c], mask=picked[c] < 0)) for c, name in enumerate(names)
     }

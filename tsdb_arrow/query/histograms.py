@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 from polars.io.plugins import register_io_source
 
-from tsdb_arrow.ingest.cut import keep_last
+from tsdb_arrow.ingest.cut import last_writes
 from tsdb_arrow.model import (
     HISTOGRAM,
     HISTOGRAM_FIELDS,
@@ -118,18 +118,7 @@ def _read(snapshot: Snapshot, refs: np.ndarray, lo: int, hi: int) -> pa.Table:
     if not parts:
         return HISTOGRAM_SCHEMA.empty_table()
     table = pa.concat_tables(parts).combine_chunks()
-    order = (
-        pl.DataFrame(
-            {
-                "r": table[REF].to_numpy(),
-                "t": table[TIMESTAMP].to_numpy(),
-                "s": table["seq"].to_numpy(),
-            }
-        )
-        .with_row_index("i")
-        .sort(["r", "t", "s"], maintain_order=True)["i"]
-        .to_numpy()
+    order, keep = last_writes(
+        table[REF].to_numpy(), table[TIMESTAMP].to_numpy(), table["seq"].to_numpy()
     )
-    table = table.take(order)
-    keep = keep_last(table[REF].to_numpy(), table[TIMESTAMP].to_numpy())
-    return table.filter(pa.array(keep)).drop_columns(["seq"])
+    return table.take(order).filter(pa.array(keep)).drop_columns(["seq"])

@@ -9,19 +9,19 @@ stays bounded by the output arrays of the few batches that the row groups being 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numba as nb
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.errors import ClosedError
-from tsdb_arrow.ingest.cut import keep_last
+from tsdb_arrow.ingest.cut import last_writes, run_starts
 from tsdb_arrow.ingest.pool import HeadBuffer
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.buffers import pool_empty
@@ -31,6 +31,8 @@ T_MAX = np.iinfo(np.int64).max
 #: Batches decoding ahead of the one being handed over: the pool stays busy while the consumer
 #: turns a batch into frames and Polars takes them.
 LOOKAHEAD = 2
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,20 @@ class Samples:
         )
 
 
+def submit(pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``pool.submit``, or a ClosedError when the database closed (and shut the pool down)
+    while a query was still reading."""
+    try:
+        return pool.submit(fn, *args)
+    except RuntimeError as exc:
+        raise ClosedError(
+            "the database was closed while this query was reading; open it again and re-run"
+        ) from exc
+
+
 def _runs(refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Runs of equal consecutive refs: (ref of each run, its length)."""
-    starts = np.flatnonzero(np.diff(refs, prepend=refs[:1] ^ 1))
+    starts = run_starts(refs)
     return refs[starts], np.diff(np.append(starts, len(refs)))
 
 
@@ -126,7 +139,7 @@ def iter_samples(
     batch_size: int,
     cache: ChunkCache,
     pool: Executor,
-) -> Iterator[Samples]:
+) -> Generator[Samples, None, None]:
     """Yield the selected series' samples in [t_lo, t_hi], sorted by (ref, ts), deduplicated."""
     refs = np.unique(refs)
     head = _head_rows(snapshot, refs, t_lo, t_hi, values)
@@ -160,6 +173,7 @@ def iter_samples(
         return
 
     chunks = (c_block, c_chunk, c_ref, c_min, c_max, c_cnt)
+    block_seqs = np.array([b.meta.seq for b in snapshot.blocks], dtype=np.int64)
     plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
     inside = (c_min >= t_lo) & (c_max <= t_hi)
     decoder = _Decoder(snapshot, chunks, plans, values, cache, pool)
@@ -173,7 +187,7 @@ def iter_samples(
             if i + LOOKAHEAD < len(plans):
                 decoder.submit(i + LOOKAHEAD)
             out_ts, out_val = decoder.wait(i)
-            batch = _assemble(snapshot, cs, chunks, head, hs, out_ts, out_val)
+            batch = _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val)
             if not inside[cs].all():  # head rows were filtered already
                 keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
                 if not keep.all():
@@ -316,18 +330,13 @@ class _Decoder:
 
     def submit(self, i: int) -> None:
         """Start the jobs of every row group that batch ``i`` needs and no job covers yet."""
-        try:
-            for k in self.batch_keys[i]:
-                if k in self.futures:
-                    continue
-                targets = [(pos, self._out(j)) for j, pos in self.parts[k]]
-                self.futures[k] = [
-                    self.pool.submit(self._job, k, col, targets) for col in self.columns
-                ]
-        except RuntimeError as exc:  # the pool was shut down: the database closed mid-read
-            raise ClosedError(
-                "the database was closed while this query was reading; open it again and re-run"
-            ) from exc
+        for k in self.batch_keys[i]:
+            if k in self.futures:
+                continue
+            targets = [(pos, self._out(j)) for j, pos in self.parts[k]]
+            self.futures[k] = [
+                submit(self.pool, self._job, k, col, targets) for col in self.columns
+            ]
 
     def _job(self, k: tuple[int, int], column: str, targets) -> None:
         block = self.snapshot.blocks[k[0]]
@@ -362,29 +371,25 @@ class _Decoder:
                 future.cancel()
 
 
-def _assemble(snapshot, cs, chunks, head, hs, out_ts, out_val) -> Samples:
-    """A batch from its decoded chunks and its head rows, overlaps merged (last write wins)."""
+def _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val) -> Samples:
+    """A batch from its decoded chunks and its head rows, overlaps merged (last write wins).
+
+    ``block_seqs``: the write sequence number of each block of the snapshot.
+    """
     c_block, _, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
     n_head = hs.stop - hs.start
     if not n_head and not _overlaps(c_ref, c_min, c_max):
         # The chunks' refs and counts describe the runs of one series.
-        starts = np.flatnonzero(np.diff(c_ref, prepend=c_ref[:1] ^ 1))
+        starts = run_starts(c_ref)
         return Samples(out_ts, out_val, c_ref[starts], np.add.reduceat(c_cnt, starts))
     refs = np.concatenate([np.repeat(c_ref, c_cnt), head.refs[hs]])
     ts = np.concatenate([out_ts, head.timestamps[hs]])
     vals = np.concatenate([out_val, head.values[hs]]) if out_val is not None else None
-    # Later writes win: rank rows by the sequence number of their block (head last).
-    block_seq = np.array([snapshot.blocks[b].meta.seq for b in c_block.tolist()], np.int64)
-    seqs = np.concatenate([np.repeat(block_seq, c_cnt), np.full(n_head, T_MAX, np.int64)])
-    order = (
-        pl.DataFrame({"r": refs, "t": ts, "s": seqs})
-        .with_row_index("i")
-        .sort(["r", "t", "s"], maintain_order=True)["i"]
-        .to_numpy()
-    )
+    # Later writes win: rows ranked by the sequence number of their block (head last).
+    seqs = np.concatenate([np.repeat(block_seqs[c_block], c_cnt), np.full(n_head, T_MAX, np.int64)])
+    order, keep = last_writes(refs, ts, seqs)
     refs, ts = refs[order], ts[order]
     vals = vals[order] if vals is not None else None
-    keep = keep_last(refs, ts)
     if not keep.all():
         refs, ts = refs[keep], ts[keep]
         vals = vals[keep] if vals is not None else None

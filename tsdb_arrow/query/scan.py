@@ -16,11 +16,10 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from tsdb_arrow.blocks.cache import ChunkCache
-from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
 from tsdb_arrow.query.frames import TIME_DTYPE, FrameBuilder
 from tsdb_arrow.query.pushdown import analyse
-from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples
+from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples, submit
 
 DEFAULT_BATCH = 1 << 18
 #: Fewest samples decoded per internal batch: Polars asks for small frames (100,000 rows),
@@ -119,25 +118,23 @@ class Scan:
         finally:
             release()
 
-    def _frames(self, builder: FrameBuilder, batches: Iterator[Samples]) -> Iterator[pl.DataFrame]:
+    def _frames(
+        self, builder: FrameBuilder, batches: Generator[Samples, None, None]
+    ) -> Iterator[pl.DataFrame]:
         """The batches' frames, each built on the pool while the next batch is awaited, so
         label columns are expanded on one core while samples decode on the other."""
         pending: deque[Future[pl.DataFrame]] = deque()
         try:
             for batch in batches:
-                try:
-                    job = self.pool.submit(
+                pending.append(
+                    submit(
+                        self.pool,
                         builder.frame,
                         batch.timestamps,
                         batch.values,
                         (batch.run_refs, batch.run_lengths),
                     )
-                except RuntimeError as exc:  # the pool was shut down: the database closed
-                    raise ClosedError(
-                        "the database was closed while this query was reading; open it again "
-                        "and re-run"
-                    ) from exc
-                pending.append(job)
+                )
                 if len(pending) > 1:
                     yield pending.popleft().result()
             while pending:
@@ -145,5 +142,4 @@ class Scan:
         finally:
             for job in pending:
                 job.cancel()
-            if isinstance(batches, Generator):
-                batches.close()  # cancels the decoding ahead when the consumer stops early
+            batches.close()  # cancels the decoding ahead when the consumer stops early
