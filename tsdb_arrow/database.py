@@ -26,7 +26,7 @@ from tsdb_arrow.ingest.head import Head
 from tsdb_arrow.ingest.histograms import HistogramHead
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
-from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member
+from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member, present_labels
 from tsdb_arrow.query.export import export_format, sink
 from tsdb_arrow.query.selector import matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
@@ -368,7 +368,7 @@ class Database:
             np.unique(hist.refs) if hist is not None else np.empty(0, np.uint64),
         )
         series = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
-        series = series.select(REF, *_present_labels(series))
+        series = series.select(REF, *present_labels(series))
         meta = write_block(
             self._fs,
             self._blocks_dir,
@@ -392,7 +392,7 @@ class Database:
         matchers = query_matchers(selector)
         with self._lock:
             frame = self._index.select(matchers)
-        return frame.select(REF, *_present_labels(frame))
+        return frame.select(REF, *present_labels(frame))
 
     def select(
         self,
@@ -556,11 +556,6 @@ def _rest_histograms(hists: dict[int, HistogramWindow], done: set[int]) -> Histo
     for start in sorted(hists.keys() - done):
         rest.append(hists[start].refs, hists[start].timestamps, hists[start].fields)
     return rest
-
-
-def _present_labels(frame: pl.DataFrame) -> list[str]:
-    """Label columns that at least one row of ``frame`` has."""
-    return [c for c in frame.columns if c != REF and frame[c].null_count() < frame.height]
 
 
 def _blocks_bytes(fs: pafs.FileSystem, blocks: list[Block]) -> int:

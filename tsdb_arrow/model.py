@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 METRIC_NAME = "__name__"
@@ -96,3 +97,9 @@ def is_member(sorted_refs: np.ndarray, refs: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_refs, refs)
     pos[pos == len(sorted_refs)] = 0
     return sorted_refs[pos] == refs
+
+
+def present_labels(series: pl.DataFrame) -> list[str]:
+    """The label columns of a series table (``REF`` + labels, null = absent) that at least one
+    series has, sorted: the label columns a selection of those series returns."""
+    return sorted(c for c in series.columns if c != REF and series[c].null_count() < series.height)

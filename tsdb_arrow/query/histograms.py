@@ -23,6 +23,7 @@ from tsdb_arrow.model import (
     HISTOGRAM_TYPE,
     REF,
     TIMESTAMP,
+    present_labels,
 )
 from tsdb_arrow.query.read import T_MAX, T_MIN, Snapshot
 from tsdb_arrow.query.scan import DEFAULT_BATCH, TIME_DTYPE
@@ -30,9 +31,7 @@ from tsdb_arrow.query.scan import DEFAULT_BATCH, TIME_DTYPE
 
 def histogram_schema(series: pl.DataFrame) -> dict[str, pl.DataType]:
     """timestamp, histogram (struct), then every label name some selected series has."""
-    labels = sorted(
-        c for c in series.columns if c != REF and series[c].null_count() < series.height
-    )
+    labels = present_labels(series)
     dtype = pl.from_arrow(pa.array([], HISTOGRAM_TYPE)).dtype  # type: ignore[union-attr]
     return {TIMESTAMP: TIME_DTYPE, HISTOGRAM: dtype, **{c: pl.String() for c in labels}}
 

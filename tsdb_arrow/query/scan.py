@@ -16,7 +16,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from tsdb_arrow.blocks.cache import ChunkCache
-from tsdb_arrow.model import REF, TIMESTAMP, VALUE
+from tsdb_arrow.model import REF, TIMESTAMP, VALUE, present_labels
 from tsdb_arrow.query.frames import TIME_DTYPE, FrameBuilder
 from tsdb_arrow.query.pushdown import analyse
 from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples, submit
@@ -29,8 +29,8 @@ MIN_DECODE_BATCH = 1 << 18
 
 def schema_for(series: pl.DataFrame) -> dict[str, pl.DataType]:
     """Output schema: timestamp, value, then every label name that some selected series has."""
-    labels = [c for c in series.columns if c != REF and series[c].null_count() < series.height]
-    return {TIMESTAMP: TIME_DTYPE, VALUE: pl.Float64(), **{c: pl.String() for c in sorted(labels)}}
+    labels = present_labels(series)
+    return {TIMESTAMP: TIME_DTYPE, VALUE: pl.Float64(), **{c: pl.String() for c in labels}}
 
 
 @dataclass(frozen=True)
