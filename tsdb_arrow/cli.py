@@ -7,7 +7,6 @@ readers for ``load``): ``tsdb-arrow query`` starts as fast as a query can.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -314,17 +313,19 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    extension = os.path.splitext(args.out)[1].lower()
-    if args.selector is None and args.format is None and extension not in EXPORT_FORMATS:
-        # One argument: it is OUT. Without an extension it is most likely a selector.
+    try:
+        kind = export_format(args.out, args.format)
+    except ta.ExportError:
+        if args.selector is not None or args.format is not None:
+            raise
+        # One argument, taken as OUT, with no known extension: most likely a selector.
         raise ta.ExportError(
             f"export was given one argument, {args.out!r}, and takes it as the output file, "
             f"but it has none of the extensions {', '.join(EXPORT_FORMATS)}. To export a "
             f"selector, add the output file after it: tsdb-arrow export {shlex.quote(args.out)} "
             "out.parquet --data DIR; to export every series, name the output file with one of "
             "those extensions"
-        )
-    kind = export_format(args.out, args.format)
+        ) from None
     start, end = _times(args)
     with ta.open(_existing(args.data)) as db:
         rows = db.export(args.selector, args.out, start=start, end=end, format=kind)

@@ -20,6 +20,16 @@ VALUE = "value"
 REF = "series_ref"
 
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+#: File name extensions of long-format sample files (read by ``load``, written by ``export``)
+#: and the format each stands for.
+FILE_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+    ".csv": "csv",
+}
 #: Prometheus' metric name syntax, anchored.
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 

@@ -19,19 +19,12 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from tsdb_arrow.errors import InputError
+from tsdb_arrow.model import FILE_FORMATS
 
 __all__ = ["EXTENSIONS", "REQUIRED_COLUMNS", "SampleFile", "open_sample_file"]
 
 #: File name endings and the format each stands for.
-EXTENSIONS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".arrow": "ipc",
-    ".feather": "ipc",
-    ".ipc": "ipc",
-    ".csv": "csv",
-    ".csv.gz": "csv",
-}
+EXTENSIONS = {**FILE_FORMATS, ".csv.gz": "csv"}
 REQUIRED_COLUMNS = ("timestamp", "value")
 
 _IPC_FILE_MAGIC = b"ARROW1"

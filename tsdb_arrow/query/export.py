@@ -9,24 +9,16 @@ so a CSV read back has the standard NaN where a stale marker was.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+
+import polars as pl
 
 from tsdb_arrow.errors import ExportError
-
-if TYPE_CHECKING:  # the CLI's parser reads EXPORT_FORMATS without importing Polars
-    import polars as pl
+from tsdb_arrow.model import FILE_FORMATS
 
 __all__ = ["EXPORT_FORMATS", "export_format", "sink"]
 
 #: File name extensions and the format each stands for.
-EXPORT_FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".arrow": "ipc",
-    ".feather": "ipc",
-    ".ipc": "ipc",
-    ".csv": "csv",
-}
+EXPORT_FORMATS = FILE_FORMATS
 _KNOWN = ", ".join(EXPORT_FORMATS)
 # CSV times in RFC 3339 with a 'Z': every exported timestamp is UTC.
 _CSV_TIME = "%Y-%m-%dT%H:%M:%S%.3fZ"
