@@ -28,7 +28,7 @@ from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member, present_labels
 from tsdb_arrow.query.export import export_format, sink
-from tsdb_arrow.query.selector import matches_empty, query_matchers
+from tsdb_arrow.query.selector import Matcher, matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
 
 # The modules holding numba kernels (writing: labelsets, series, cut, writer, overlap; reading:
@@ -389,7 +389,9 @@ class Database:
     def series(self, selector: str | None = None) -> pl.DataFrame:
         """Label sets of the series matching ``selector`` (all when None), one row each."""
         self._check_open()
-        matchers = query_matchers(selector)
+        return self._series(query_matchers(selector))
+
+    def _series(self, matchers: tuple[Matcher, ...]) -> pl.DataFrame:
         with self._lock:
             frame = self._index.select(matchers)
         return frame.select(REF, *present_labels(frame))
@@ -420,7 +422,7 @@ class Database:
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         matchers = query_matchers(selector)
-        series = self.series(selector)
+        series = self._series(matchers)
         if series.height == 0:
             required = {METRIC_NAME} | {m.name for m in matchers if not matches_empty(m)}
             schema = {

@@ -394,8 +394,13 @@ def matches_empty(m: Matcher) -> bool:
         return m.value == ""
     if m.op == "!=":
         return m.value != ""
-    hit = pl.select(pl.lit("").str.contains(anchored_regex(m.value))).item()
-    return bool(hit) if m.op == "=~" else not hit
+    hit = _regex_matches_empty(m.value)
+    return hit if m.op == "=~" else not hit
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex_matches_empty(pattern: str) -> bool:
+    return bool(pl.select(pl.lit("").str.contains(anchored_regex(pattern))).item())
 
 
 def matchers_expr(matchers: Sequence[Matcher], columns: Collection[str]) -> pl.Expr:
