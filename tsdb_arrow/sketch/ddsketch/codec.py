@@ -17,11 +17,8 @@ from tsdb_arrow.errors import ConfigError, SketchError
 from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays, validate_arrays
 from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
 
-# Layout: docs/sketches.md, "DDSketch bytes". The kernels below spell these out as literals.
-MAGIC = b"DDSK"
-VERSION = 1
-HEADER_BYTES = 72
-FLAG_INTEGER_COUNTS = 1
+# Layout: docs/sketches.md, "DDSketch bytes" (magic b"DDSK", version 1, a 72-byte header, flag
+# bit 1 = integer counts); the kernels below spell these out as literals.
 _MAX_EXACT_INT = float(2**53)
 _DECODE_ERRORS = {
     1: "is shorter than the 72-byte header",
