@@ -159,9 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="runs per command (best of)")
     p.add_argument("--data", type=Path, default=None, help="data directory to create and use")
     args = p.parse_args(argv)
+    from tsdb_arrow.datadir import is_data_directory  # light: no kernels, no numba
+
     with tempfile.TemporaryDirectory(prefix="tsdb-cold-") as tmp:
         data = (args.data or Path(tmp) / "data").resolve()
-        if (data / "blocks").is_dir():
+        if is_data_directory(data):
             raise SystemExit(f"{data} exists already; give a new --data directory")
         samples = load_sample(data)
         cmds = commands(data, Path(tmp))

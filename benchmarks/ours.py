@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -57,13 +58,15 @@ def run(data: DataSet, work_dir: Path, repetitions: int) -> list[Row]:
 WARMUP_ROWS = 50_000
 
 
-def _load(ta: ModuleType, data_dir: Path, table: pa.Table) -> tuple[float, Any]:
-    """Open a fresh database in ``data_dir``, time write + flush; return (seconds, open db)."""
+def load(ta: ModuleType, data_dir: Path, batches: Sequence[pa.Table]) -> tuple[float, Any]:
+    """Open a fresh database in ``data_dir`` with the cache off, time writing ``batches`` and
+    one flush; return (seconds, the open database)."""
     db = ta.open(str(data_dir), config=ta.StorageConfig(cache_bytes=0))
     try:
 
         def load() -> None:
-            db.write(table)
+            for batch in batches:
+                db.write(batch)
             db.flush()
 
         seconds, _ = timed(load)
@@ -73,16 +76,19 @@ def _load(ta: ModuleType, data_dir: Path, table: pa.Table) -> tuple[float, Any]:
     return seconds, db
 
 
+def warmup_sample(data: DataSet) -> pa.Table:
+    """About WARMUP_ROWS rows of ``data``, strided so that every series and chunk kind is met."""
+    return data.table.take(np.arange(0, data.samples, max(1, data.samples // WARMUP_ROWS)))
+
+
 def warm_up(ta: ModuleType, data: DataSet, work_dir: Path) -> None:
     """Write, flush and read a strided sample of the data once, untimed.
 
     One-off costs (numba compiling its kernels, first imports) then do not count as load or
     select time; the stride reaches every series, so every kind of chunk is met.
     """
-    step = max(1, data.samples // WARMUP_ROWS)
-    sample = data.table.take(np.arange(0, data.samples, step))
     with tempfile.TemporaryDirectory(prefix="ours-warmup-", dir=work_dir) as tmp:
-        _, db = _load(ta, Path(tmp) / "db", sample)
+        _, db = load(ta, Path(tmp) / "db", [warmup_sample(data)])
         with db:
             db.select(ALL_SERIES).collect()
 
@@ -109,7 +115,7 @@ def _measure(
     for rep in range(repetitions):
         with tempfile.TemporaryDirectory(prefix="ours-", dir=work_dir) as tmp:
             data_dir = Path(tmp) / "db"
-            load_s, db = _load(ta, data_dir, data.table)
+            load_s, db = load(ta, data_dir, [data.table])
             best_load = min(best_load, load_s)
             with db:
                 if rep == repetitions - 1:

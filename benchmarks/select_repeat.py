@@ -1,9 +1,9 @@
 """``python -m benchmarks.select_repeat [FILE] [--runs N]``: repeated select-alls in one process.
 
-Loads FILE (default: the real data set) into a fresh directory with the cache off and times N
-select-alls back to back, so the first selects (kernel loading, memory faulted in for the
-output) show apart from the steady state; ``pl.read_parquet`` of the same table written by
-Polars is timed the same way, as the baseline.
+Loads FILE (default: the real data set, as ``benchmarks.run`` finds it) into a fresh directory
+with the cache off and times N select-alls back to back, so the first selects (kernel loading,
+memory faulted in for the output) show apart from the steady state; ``pl.read_parquet`` of the
+same table written by Polars is timed the same way, as the baseline.
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ import polars as pl
 import pyarrow.parquet as pq
 
 import tsdb_arrow as ta
-from benchmarks.datasets import repo_root
+from benchmarks import ours
+from benchmarks.datasets import load_real, repo_root
+from benchmarks.measure import rate
 
 
 def main() -> None:
     """Print one line per run: seconds, CPU seconds and M samples/s, ours then Parquet."""
-    default = repo_root().parent / "shared" / "data" / "real_node_1s.parquet"
     p = argparse.ArgumentParser(prog="python -m benchmarks.select_repeat")
-    p.add_argument("file", nargs="?", type=Path, default=default)
+    p.add_argument("file", nargs="?", type=Path, default=None)
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
-    table = pq.read_table(args.file)
+    table = pq.read_table(args.file) if args.file else load_real(repo_root()).table
     with tempfile.TemporaryDirectory() as work:
         plain = f"{work}/plain.parquet"
         pl.from_arrow(table).write_parquet(plain)
-        with ta.open(f"{work}/db", config=ta.StorageConfig(cache_bytes=0)) as db:
-            db.write(table)
-            db.flush()
+        _, db = ours.load(ta, Path(work) / "db", [table])
+        with db:
             for name, run in (
                 ("tsdb-arrow select-all", lambda: db.select().collect().height),
                 ("pl.read_parquet", lambda: pl.read_parquet(plain).height),
@@ -44,7 +44,7 @@ def main() -> None:
                     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                     print(
                         f"{name:<22} run {i + 1}: {wall:6.3f} s  cpu {cpu:6.3f} s  "
-                        f"{n / wall / 1e6:7.2f} M samples/s"
+                        f"{rate(n, wall) / 1e6:7.2f} M samples/s"
                     )
 
 

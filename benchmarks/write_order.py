@@ -15,17 +15,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks import ours
 from benchmarks.datasets import DataSet, repo_root
 from benchmarks.measure import Row, rate
 
-SYSTEM = "tsdb-arrow"
 ORDERS = ("series-sorted", "time-sorted", "shuffled")
 SHUFFLED_BATCHES = 41
 SEED = 42
@@ -35,7 +34,7 @@ COLD_TIMEOUT_S = 1800
 def system_name(order: str, cold: bool) -> str:
     """The table's system cell of one write-order row."""
     batches = f", {SHUFFLED_BATCHES} batches" if order == "shuffled" else ""
-    return f"{SYSTEM} {order}{batches} ({'cold' if cold else 'warm'})"
+    return f"{ours.SYSTEM} {order}{batches} ({'cold' if cold else 'warm'})"
 
 
 def ordered(table: pa.Table, order: str) -> pa.Table:
@@ -59,15 +58,9 @@ def load_seconds(batches: list[pa.Table], data_dir: Path) -> float:
     """Open a fresh database in ``data_dir``; time writing ``batches`` and flushing."""
     import tsdb_arrow as ta
 
-    db = ta.open(str(data_dir), config=ta.StorageConfig(cache_bytes=0))
-    try:
-        start = time.perf_counter()
-        for batch in batches:
-            db.write(batch)
-        db.flush()
-        return time.perf_counter() - start
-    finally:
-        db.close()
+    seconds, db = ours.load(ta, data_dir, batches)
+    db.close()
+    return seconds
 
 
 def _warm(table: pa.Table, n_batches: int, work_dir: Path, repetitions: int) -> float:
@@ -99,7 +92,7 @@ def _cold(path: Path, n_batches: int, work_dir: Path, repetitions: int) -> float
 def run(data: DataSet, work_dir: Path, repetitions: int) -> list[Row]:
     """Warm and cold rows for each order; a failure is recorded in its row, not raised."""
     rows: list[Row] = []
-    warm_up = data.table.take(np.arange(0, data.samples, max(1, data.samples // 50_000)))
+    warm_up = ours.warmup_sample(data)
     with tempfile.TemporaryDirectory(prefix="order-warmup-", dir=work_dir) as tmp:
         for order in ORDERS:  # compiles (or loads) every kernel each order meets
             load_seconds(batches_of(ordered(warm_up, order), 3), Path(tmp) / order)
