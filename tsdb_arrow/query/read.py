@@ -143,7 +143,7 @@ def iter_samples(
     """Yield the selected series' samples in [t_lo, t_hi], sorted by (ref, ts), deduplicated."""
     refs = np.unique(refs)
     head = _head_rows(snapshot, refs, t_lo, t_hi, values)
-    # Every selected chunk of every block: (ref, min, max, count, block no, chunk no, seq).
+    # Every selected chunk of every block: block no, chunk no, ref, min and max time, count.
     parts = []
     for b, block in enumerate(snapshot.blocks):
         if block.meta.max_time < t_lo or block.meta.min_time > t_hi:
