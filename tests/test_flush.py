@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import time
+
 import numpy as np
 import polars as pl
 import pytest
@@ -50,12 +52,18 @@ def test_blocks_are_aligned_to_block_duration(tmp_path):
     assert all("timestamp" in m["codecs"] and "value" in m["codecs"] for m in metas)
 
 
+def settled(db: ta.Database) -> dict:
+    """``db.stats()`` once the background thread has done what the writes asked of it."""
+    assert db._background.wait_idle(timeout=60)
+    return db.stats()
+
+
 def test_head_flushes_itself_when_it_spans_more_than_a_block(tmp_path):
     with ta.open(tmp_path / "db") as db:
         db.write(frame(np.arange(0, 2 * HOUR, 60_000), np.arange(120)))
-        assert db.stats()["blocks"] == 0
+        assert settled(db)["blocks"] == 0
         db.write(frame([2 * HOUR + 1000], [999]))
-        stats = db.stats()
+        stats = settled(db)
         # The complete window [0, 2h) was written; the newest window stays in the head.
         assert stats["blocks"] == 1
         assert stats["head_samples"] == 1
@@ -67,7 +75,7 @@ def test_head_flushes_itself_when_it_exceeds_head_max_bytes(tmp_path):
     with ta.open(tmp_path / "db", config=config) as db:
         n = 2**16 // 24 + 1
         db.write(frame(np.arange(n), np.arange(n)))
-        stats = db.stats()
+        stats = settled(db)
         assert stats["blocks"] == 1 and stats["head_samples"] == 0
         assert len(values_of(db)) == n
 
@@ -157,7 +165,7 @@ def test_a_failed_flush_loses_nothing_and_can_be_retried(tmp_path, monkeypatch):
         assert values_of(db) == [(1000, 1.0), (2000, 20.0), (3000, 3.0)]
 
 
-def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch):
+def test_a_failed_background_flush_keeps_the_samples_and_is_retried(tmp_path, monkeypatch):
     from tsdb_arrow.blocks import writer  # flushes import write_block from here
 
     real_write_block = writer.write_block
@@ -167,13 +175,46 @@ def test_a_failed_automatic_flush_keeps_the_accepted_batch(tmp_path, monkeypatch
 
     with ta.open(tmp_path / "db") as db:
         monkeypatch.setattr(writer, "write_block", disk_full)
-        with pytest.raises(ta.FlushError, match=r"call flush\(\)") as err:
-            db.write(frame([0, 3 * HOUR], [1, 2]))  # spans more than a block: flushes itself
-        assert err.value.accepted == 2
+        result = db.write(frame([0, 3 * HOUR], [1, 2]))  # spans more than a block: flush due
+        assert result.rows == 2  # the write itself never runs the flush
+        stats = settled(db)
+        assert stats["blocks"] == 0 and stats["head_samples"] == 2
+        assert "No space left on device" in stats["flush_error"]
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
         monkeypatch.setattr(writer, "write_block", real_write_block)
+        db._background.request()  # the retry after the pause, without waiting for it
+        deadline = time.monotonic() + 60
+        while db.stats()["blocks"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = settled(db)
+        assert stats["blocks"] == 1 and stats["head_samples"] == 1  # newest window kept
+        assert stats["flush_error"] is None
     with ta.open(tmp_path / "db") as db:
         assert values_of(db) == [(0, 1.0), (3 * HOUR, 2.0)]
+
+
+def test_a_full_head_makes_write_wait_then_refuse_the_whole_batch(tmp_path, monkeypatch):
+    from tsdb_arrow.blocks import writer
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    config = ta.StorageConfig(head_max_bytes=2**16, buffer_rows=1024, write_timeout=0.3)
+    with ta.open(tmp_path / "db", config=config) as db:
+        monkeypatch.setattr(writer, "write_block", disk_full)
+        n = 2**16 // 24 + 1
+        db.write(frame(np.arange(n), np.arange(n)))  # fills the head past its bound
+        settled(db)
+        started = time.monotonic()
+        with pytest.raises(ta.BackpressureError, match="retry the batch later") as err:
+            db.write(frame([10 * n, 10 * n + 1], [1, 2]))
+        assert time.monotonic() - started >= 0.3
+        assert "No space left on device" in str(err.value) and "none of the 2 rows" in str(err.value)
+        assert db.stats()["head_samples"] == n  # nothing of the refused batch
+        monkeypatch.undo()
+        db.flush()
+        db.write(frame([10 * n, 10 * n + 1], [1, 2]))  # room again: accepted
+        assert len(values_of(db)) == n + 2
 
 
 def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
@@ -183,7 +224,7 @@ def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
         db.write(frame([-(2**63)], [1]))
         for i in range(10):
             db.write(frame([10 * HOUR + i], [i]))
-        stats = db.stats()
+        stats = settled(db)
         assert stats["blocks"] == 1
         assert stats["head_samples"] == 10
         assert values_of(db)[0] == (-(2**63), 1.0)
@@ -196,7 +237,7 @@ def test_close_closes_every_block_file(tmp_path):
 
     def open_chunk_files() -> int:
         me = psutil.Process()
-        return sum(f.path.startswith(str(tmp_path)) for f in me.open_files())
+        return sum(f.path.endswith("chunks.parquet") for f in me.open_files())
 
     db = ta.open(tmp_path / "db")
     for i in range(3):
@@ -207,6 +248,11 @@ def test_close_closes_every_block_file(tmp_path):
         )
         db.flush()
     assert db.stats()["blocks"] == 3
-    assert open_chunk_files() >= 3
+    assert open_chunk_files() == 0  # no reader holds a block: no file is open
+    _, release = db._snapshot()  # what a query holds while it reads
+    assert open_chunk_files() == 3
+    release()
+    assert open_chunk_files() == 0
+    db._snapshot()  # a reader that never lets go
     db.close()
     assert open_chunk_files() == 0

@@ -114,6 +114,7 @@ def test_last_write_wins_and_floats_live_alongside(tmp_path):
 def test_histograms_flush_by_themselves_and_keep_the_newest_window(tmp_path):
     with ta.open(tmp_path / "db") as db:
         db.write(batch([{"scale": 0, "count": 0}] * 3, [0, HOUR, 2 * HOUR + 1]))
+        assert db._background.wait_idle(timeout=60)
         stats = db.stats()
         assert stats["blocks"] == 1 and stats["histogram_samples"] == 3
         assert db.select_histograms().collect().height == 3

@@ -19,13 +19,13 @@ from tsdb_arrow import kernel_cache
 from tsdb_arrow.config import HistogramConfig, StorageConfig
 from tsdb_arrow.database import Database, WriteResult, open
 from tsdb_arrow.errors import (
+    BackpressureError,
     ClosedError,
     CodecError,
     ConfigError,
     CorruptBlockError,
     DataDirectoryError,
     ExportError,
-    FlushError,
     InputError,
     LockedError,
     MissingDependencyError,
@@ -72,7 +72,7 @@ __all__ = [
     "ExportError",
     "LockedError",
     "ClosedError",
-    "FlushError",
+    "BackpressureError",
     "MissingDependencyError",
 ]
 

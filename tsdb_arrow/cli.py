@@ -18,7 +18,7 @@ import polars as pl
 
 import tsdb_arrow as ta
 from tsdb_arrow.datadir import MARKER_FILE, is_data_directory
-from tsdb_arrow.errors import FlushError, TsdbError
+from tsdb_arrow.errors import TsdbError
 from tsdb_arrow.query.export import EXPORT_FORMATS, export_format
 from tsdb_arrow.timeutil import format_ms, to_ms
 
@@ -229,12 +229,6 @@ def _load(args: argparse.Namespace) -> int:
                 for batch in sample_file.batches(args.batch_rows):
                     try:
                         result = db.write(batch, metric=args.metric)
-                    except FlushError as exc:  # the batch was accepted; its automatic flush failed
-                        raise FlushError(
-                            f"{sample_file.path}, rows {row}..{row + batch.num_rows - 1} were "
-                            f"accepted ({loaded + batch.num_rows:,} samples so far), then: {exc}",
-                            accepted=exc.accepted,
-                        ) from exc
                     except TsdbError as exc:
                         raise type(exc)(
                             f"{sample_file.path}, rows {row}..{row + batch.num_rows - 1}: {exc} "

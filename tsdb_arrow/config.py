@@ -33,6 +33,10 @@ class StorageConfig:
         Most samples one chunk (one row of the chunk table) holds.
     buffer_rows
         Rows of one pooled head buffer.
+    write_timeout
+        Seconds a ``write`` waits for room when the head is full (``head_max_bytes``) because
+        the background flush cannot keep up; then it raises ``BackpressureError`` and stores
+        nothing of the batch (retry it later).
     """
 
     block_duration: int = 2 * HOUR_MS
@@ -40,6 +44,7 @@ class StorageConfig:
     cache_bytes: int = 512 * 2**20
     chunk_samples: int = 8192
     buffer_rows: int = 65_536
+    write_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.block_duration, timedelta):
@@ -51,6 +56,7 @@ class StorageConfig:
         _positive_int("cache_bytes", self.cache_bytes, minimum=0)
         _positive_int("chunk_samples", self.chunk_samples, minimum=16, maximum=1 << 20)
         _positive_int("buffer_rows", self.buffer_rows, minimum=1024, maximum=1 << 24)
+        _seconds("write_timeout", self.write_timeout)
 
 
 def storage_config(value: StorageConfig | Mapping[str, object] | None) -> StorageConfig:
@@ -84,6 +90,13 @@ def _positive_int(name: str, value: object, *, minimum: int, maximum: int | None
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ConfigError(f"StorageConfig.{name} must be {bound}, got {value}")
+
+
+def _seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"StorageConfig.{name} must be seconds (a float), got {value!r}")
+    if not 0 < float(value) < float("inf"):
+        raise ConfigError(f"StorageConfig.{name} must be a positive number of seconds, got {value}")
 
 
 @dataclass(frozen=True)

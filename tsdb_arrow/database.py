@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,16 +15,16 @@ import polars as pl
 import pyarrow.fs as pafs
 
 from tsdb_arrow import datadir
+from tsdb_arrow.background import BackgroundWorker
+from tsdb_arrow.blocks.blockset import BlockSet
 from tsdb_arrow.blocks.cache import ChunkCache
-from tsdb_arrow.blocks.histograms import HistogramWindow
 from tsdb_arrow.blocks.ranges import overlapping_groups
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.config import StorageConfig, storage_config
 from tsdb_arrow.datadir import BLOCKS_DIR, data_path
-from tsdb_arrow.errors import ClosedError, DataDirectoryError, FlushError
+from tsdb_arrow.errors import BackpressureError, ClosedError, DataDirectoryError
 from tsdb_arrow.index import SeriesIndex
-from tsdb_arrow.ingest.head import Head
-from tsdb_arrow.ingest.histograms import HistogramHead
+from tsdb_arrow.ingest.head import Head, HeadWindow
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member, present_labels
@@ -37,7 +38,6 @@ from tsdb_arrow.timeutil import check_range, to_ms
 # (benchmarks/cold_start.py).
 if TYPE_CHECKING:
     from tsdb_arrow.ingest.convert import SampleBatch
-    from tsdb_arrow.ingest.cut import Window
     from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
 
@@ -71,7 +71,8 @@ class Database:
     """An open data directory. Thread-safe; one process owns a directory at a time.
 
     Samples are buffered in the head and flushed to Parquet blocks by ``flush()``, by ``close()``,
-    or by themselves when the head spans more than ``config.block_duration`` or holds more than
+    or by the database's background thread once the head spans more than
+    ``config.block_duration`` (the newest window stays in the head) or holds more than
     ``config.head_max_bytes``. Until the write-ahead log exists, a crash loses unflushed samples.
     """
 
@@ -109,16 +110,16 @@ class Database:
             )
             self._pool = BufferPool(self.config.buffer_rows, max_free=max_free)
             self._head = Head(self._pool)
-            self._flushing: list[Head] = []
-            self._hist_head = HistogramHead()
-            self._hist_flushing: list[HistogramHead] = []
+            self._flushing: list[Head] = []  # taken by a running flush, still read by queries
+            self._room = threading.Condition(self._lock)  # notified when the head is swapped
             self._index = SeriesIndex()
-            self._blocks: list[Block] = []
+            self._blockset = BlockSet(on_unused=self._delete_block)
             # Distinct samples of a group of overlapping blocks, by their ids (see stats()).
             self._distinct_counts: dict[tuple[str, ...], int] = {}
             self._closed = False
             self._closing = False
             self._load_blocks()
+            self._background = self._start_background()
         except BaseException:
             self._lockfile.release()
             raise
@@ -127,6 +128,7 @@ class Database:
 
     def _load_blocks(self) -> None:
         infos = self._fs.get_file_info(pafs.FileSelector(self._blocks_dir))
+        blocks = []
         for info in sorted(infos, key=lambda i: i.base_name):
             if info.type != pafs.FileType.Directory:
                 continue
@@ -136,9 +138,23 @@ class Database:
                 continue
             block = Block.open(self._fs, info.path)
             self._index.add(block.series())
-            self._blocks.append(block)
-        self._blocks.sort(key=lambda b: b.meta.seq)
-        self._seq = max((b.meta.seq for b in self._blocks), default=0)
+            blocks.append(block)
+        self._blockset.add(blocks)
+        self._seq = max((b.meta.seq for b in blocks), default=0)
+
+    def _delete_block(self, block: Block) -> None:
+        """Remove a retired block's directory (no reader holds it any more)."""
+        self._fs.delete_dir(block.path)
+
+    def _start_background(self) -> BackgroundWorker:
+        return BackgroundWorker(
+            self._background_pass, name=f"tsdb-arrow-background {self.path}", interval=1.0
+        )
+
+    def _background_pass(self) -> None:
+        """What the background thread does when woken: flush the head if it is due."""
+        if not self._closed:
+            self._flush(only_if_due=True)
 
     def close(self) -> None:
         """Flush the head and release the directory; further use raises ``ClosedError``.
@@ -151,17 +167,19 @@ class Database:
             if self._closed or self._closing:
                 return
             self._closing = True
+            self._room.notify_all()  # writers waiting for room give up: the database closes
+        self._background.stop()
         try:
             self.flush()
         except BaseException:
             with self._lock:
                 self._closing = False
+            self._background = self._start_background()
             raise
         with self._lock:
             self._closed = True
         self._pool_threads.shutdown(wait=True)
-        for block in self._blocks:  # no query can read them any more: their files close
-            block.close()
+        self._blockset.close()  # no query can read them any more: their files close
         self._lockfile.release()
 
     def __enter__(self) -> Database:
@@ -189,7 +207,9 @@ class Database:
         (int64 ms or datetime), ``value`` (castable to float64) or ``histogram`` (an exponential
         histogram struct, see ``docs/sketches.md``), ``__name__`` (or ``metric=``) and one string
         column per label. A refused batch raises an ``InputError`` (or
-        ``SeriesCollisionError``) and stores nothing. A row whose series and timestamp were
+        ``SeriesCollisionError``) and stores nothing. When the head is full and the background
+        flush cannot keep up, ``write`` waits up to ``config.write_timeout`` seconds, then raises
+        ``BackpressureError`` (nothing stored; retry later). A row whose series and timestamp were
         written before (earlier in the batch, or by an earlier write) replaces that sample:
         ``WriteResult.replaced`` counts those rows, ``WriteResult.added`` the samples that are
         new. Appending newer samples costs one pass over the batch to count; a batch that
@@ -208,7 +228,7 @@ class Database:
         check_metric_names(resolved.series, resolved.row_refs)
         series = resolved.series.column(REF).to_numpy()
         with self._lock:
-            self._check_writable()
+            self._wait_for_room(batch.num_rows)
             before = self._index.state()
             known = self._index.add(resolved.series)
             try:
@@ -217,7 +237,9 @@ class Database:
                     replaced = repeats_within_batch(
                         resolved.row_refs, batch.timestamps, resolved.row_sets
                     )
-                    self._hist_head.append(resolved.row_refs, batch.timestamps, batch.histograms)
+                    self._head.append(
+                        resolved.row_refs, batch.timestamps, histograms=batch.histograms
+                    )
                 else:
                     replaced = self._append_floats(resolved, batch, series[known])
             except BaseException:
@@ -225,15 +247,32 @@ class Database:
                 raise
             due = self._flush_due()
         if due:
-            try:
-                self._flush(keep_last_window=due == "span")
-            except Exception as exc:
-                raise FlushError(
-                    f"the {batch.num_rows} samples were accepted and are kept in the head, but "
-                    f"the automatic flush failed ({exc}); fix the cause and call flush()",
-                    accepted=batch.num_rows,
-                ) from exc
+            self._background.request()
         return WriteResult(rows=batch.num_rows, replaced=replaced)
+
+    def _wait_for_room(self, rows: int) -> None:
+        """Wait (caller holds the lock) until the head is below ``head_max_bytes``.
+
+        The background flush swaps a full head for an empty one as soon as the previous flush
+        is done; until then a writer waits, at most ``config.write_timeout`` seconds.
+        """
+        self._check_writable()
+        deadline = None
+        while self._head.nbytes >= self.config.head_max_bytes:
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + self.config.write_timeout
+            if now >= deadline:
+                failure = self._background.last_error
+                cause = f" (the last flush failed: {failure})" if failure is not None else ""
+                raise BackpressureError(
+                    f"the head is full ({self._head.nbytes} bytes, head_max_bytes="
+                    f"{self.config.head_max_bytes}) and the background flush made no room within "
+                    f"write_timeout={self.config.write_timeout} s{cause}; none of the {rows} "
+                    "rows was stored: retry the batch later"
+                )
+            self._background.request()
+            self._room.wait(deadline - now)
+            self._check_writable()
 
     def _append_floats(self, resolved: Resolved, batch: SampleBatch, known: np.ndarray) -> int:
         """Append a float batch to the head; return how many rows replaced an earlier sample.
@@ -250,7 +289,7 @@ class Database:
         stored_max = self._stored_max()
         if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
             replaced = repeats_within_batch(refs, ts, resolved.row_sets)
-            self._head.append(refs, ts, batch.values)
+            self._head.append(refs, ts, values=batch.values)
             return replaced
         try:
             repeated = self._head.repeats(refs, ts)
@@ -264,7 +303,7 @@ class Database:
                 self._cache,
                 self._pool_threads,
             )
-            self._head.append(refs, ts, batch.values, noted=True)
+            self._head.append(refs, ts, values=batch.values, noted=True)
         except BaseException:
             self._head.forget_pairs()  # it may hold pairs of rows that were not appended
             raise
@@ -272,99 +311,79 @@ class Database:
 
     def _stored_max(self) -> int | None:
         """Newest timestamp of a float sample in the blocks and the head (caller holds the lock)."""
-        heads = [h for h in (self._head, *self._flushing) if h.rows]
-        times = [b.meta.max_time for b in self._blocks if b.meta.num_samples]
-        times += [h.max_time for h in heads]
+        floats = [h.floats for h in (self._head, *self._flushing) if h.floats.rows]
+        times = [b.meta.max_time for b in self._blockset.blocks() if b.meta.num_samples]
+        times += [f.max_time for f in floats]
         return max(times, default=None)
 
     def _flush_due(self) -> str | None:
-        heads = [h for h in (self._head, self._hist_head) if h.rows]
-        if sum(h.nbytes for h in heads) > self.config.head_max_bytes:
+        """Why the head should be flushed now ("size" or "span"), or None (caller holds the
+        lock)."""
+        head = self._head
+        if head.nbytes > self.config.head_max_bytes:
             return "size"
-        if heads:
-            span = max(h.max_time for h in heads) - min(h.min_time for h in heads)
-            if span > self.config.block_duration:
-                return "span"
+        if head.rows and head.max_time - head.min_time > self.config.block_duration:
+            return "span"
         return None
 
     def flush(self) -> list[str]:
         """Write everything in the head to blocks now; returns the new block ids."""
         self._check_open()
-        return self._flush(keep_last_window=False)
+        return self._flush()
 
-    def _flush(self, *, keep_last_window: bool) -> list[str]:
-        duration = self.config.block_duration
+    def _flush(self, *, only_if_due: bool = False) -> list[str]:
+        """Cut the head into windows and write a block of each; returns the new block ids.
+
+        ``only_if_due`` (the background thread): flush only if the head is due, judged after
+        taking the flush lock, and keep its newest window when only its span made it due.
+        If writing fails, what did not reach a block goes back in front of the newer head:
+        nothing is lost and nothing doubled, and the next flush retries.
+        """
         with self._flush_lock:
             with self._lock:
-                head, hist = self._head, self._hist_head
-                if head.rows == 0 and hist.rows == 0:
+                due = self._flush_due() if only_if_due else "all"
+                head = self._head
+                if due is None or head.rows == 0:
                     return []
-                self._head, self._hist_head = Head(self._pool), HistogramHead()
+                self._head = Head(self._pool)
                 self._flushing.append(head)
-                self._hist_flushing.append(hist)
-            # Imported only now: closing a directory that was only read needs no kernels.
-            from tsdb_arrow.ingest.cut import cut, cut_rows
-
-            floats: dict[int, Window] = {}
-            hists: dict[int, HistogramWindow] = {}
-            done: set[int] = set()
+                self._room.notify_all()
+            windows: list[HeadWindow] = []
+            keep: list[HeadWindow] = []
             written: list[str] = []
             try:
-                floats = {w.start: w for w in cut(*head.columns(), duration)}
-                h_refs, h_ts, h_fields = hist.columns()
-                hists = {
-                    start: HistogramWindow(start, h_refs[idx], h_ts[idx], h_fields.take(idx))
-                    for start, idx in cut_rows(h_refs, h_ts, duration)
-                }
-                starts = sorted(floats.keys() | hists.keys())
-                # With keep_last_window, the newest window is still filling: it stays in the head.
-                keep = starts.pop() if keep_last_window and len(starts) > 1 else None
-                for start in starts:
-                    written.append(self._write_window(floats.get(start), hists.get(start)))
-                    done.add(start)
+                windows = head.windows(self.config.block_duration)
+                if due == "span" and len(windows) > 1:
+                    keep = [windows.pop()]  # the newest window is still filling
+                for window in windows:
+                    written.append(self._write_window(window))
             except BaseException:
                 with self._lock:
-                    # Nothing is lost and nothing doubled: what did not reach a block goes back
-                    # in front of newer samples, for a retry.
                     self._flushing.remove(head)
-                    self._hist_flushing.remove(hist)
-                    if floats or hists:
-                        self._head = self._rest(floats, done).followed_by(self._head)
-                        self._hist_head = _rest_histograms(hists, done).followed_by(self._hist_head)
+                    if windows:
+                        rest = Head.of_windows(self._pool, windows[len(written) :] + keep)
+                        self._head = rest.followed_by(self._head)
                         head.release()
                     else:
                         self._head = head.followed_by(self._head)
-                        self._hist_head = hist.followed_by(self._hist_head)
                 raise
             with self._lock:
-                if keep in floats:
-                    kept = Head(self._pool)
-                    kept.append(floats[keep].refs, floats[keep].timestamps, floats[keep].values)
-                    self._head = kept.followed_by(self._head)
-                if keep in hists:
-                    kept_h = HistogramHead()
-                    kept_h.append(hists[keep].refs, hists[keep].timestamps, hists[keep].fields)
-                    self._hist_head = kept_h.followed_by(self._hist_head)
+                if keep:
+                    self._head = Head.of_windows(self._pool, keep).followed_by(self._head)
                 self._flushing.remove(head)
-                self._hist_flushing.remove(hist)
                 head.release()
             return written
 
-    def _rest(self, floats: dict[int, Window], done: set[int]) -> Head:
-        rest = Head(self._pool)
-        for start in sorted(floats.keys() - done):
-            rest.append(floats[start].refs, floats[start].timestamps, floats[start].values)
-        return rest
-
-    def _write_window(self, window: Window | None, hist: HistogramWindow | None) -> str:
+    def _write_window(self, window: HeadWindow) -> str:
         from tsdb_arrow.blocks.writer import write_block
 
         with self._lock:
             self._seq += 1
             seq = self._seq
             frame = self._index.frame
+        floats, hist = window.floats, window.histograms
         refs = np.union1d(
-            window.series_refs() if window is not None else np.empty(0, np.uint64),
+            floats.series_refs() if floats is not None else np.empty(0, np.uint64),
             np.unique(hist.refs) if hist is not None else np.empty(0, np.uint64),
         )
         series = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
@@ -375,13 +394,11 @@ class Database:
             seq,
             series.to_arrow(),
             self.config.chunk_samples,
-            window=window,
+            window=floats,
             histograms=hist,
             pool=self._pool_threads,
         )
-        block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
-        with self._lock:
-            self._blocks.append(block)
+        self._blockset.add([Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")])
         return meta.id
 
     # -- reading -----------------------------------------------------------------------------
@@ -459,19 +476,24 @@ class Database:
                     "it is collected, so collect it (or sink it) before close() or the end of "
                     "the with block, or open the directory again with ta.open"
                 )
-            buffers = [
-                (buf, buf.size)
-                for head in [*self._flushing, *([self._head] if current_head else [])]
-                for buf in head.buffers
-            ]
+            heads = [*self._flushing, *([self._head] if current_head else [])]
+            buffers = [b for head in heads for b in head.buffers()]
             for buf, _ in buffers:
                 self._pool.pin(buf)
-            pieces = [p for h in [*self._hist_flushing, self._hist_head] for p in h.pieces]
-            snap = Snapshot(tuple(self._blocks), tuple(buffers), tuple(pieces))
+            # Histogram pieces are immutable tables: the whole head's, whatever current_head.
+            pieces = [p for h in [*self._flushing, self._head] for p in h.histogram_pieces()]
+            try:
+                blocks, release_blocks = self._blockset.acquire()
+            except BaseException:
+                for buf, _ in buffers:
+                    self._pool.unpin(buf)
+                raise
+            snap = Snapshot(blocks, tuple(buffers), tuple(pieces))
 
         def release() -> None:
             for buf, _ in buffers:
                 self._pool.unpin(buf)
+            release_blocks()
 
         return snap, release
 
@@ -510,10 +532,12 @@ class Database:
         """
         self._check_open()
         with self._lock:
-            blocks = list(self._blocks)
-            head_rows = self._head.rows + sum(h.rows for h in self._flushing)
-            head_histograms = self._hist_head.rows + sum(h.rows for h in self._hist_flushing)
+            blocks = list(self._blockset.blocks())
+            heads = [self._head, *self._flushing]
+            head_rows = sum(h.floats.rows for h in heads)
+            head_histograms = sum(h.histograms.rows for h in heads)
             n_series = len(self._index)
+        failure = self._background.last_error
         block_samples = self._distinct_block_samples(blocks)
         on_disk = _blocks_bytes(self._fs, blocks)
         return {
@@ -531,6 +555,7 @@ class Database:
             "cache": self._cache.stats(),
             "pool": self._pool.stats(),
             "block_reads": sum(b.reads for b in blocks),
+            "flush_error": None if failure is None else str(failure),
         }
 
     def _distinct_block_samples(self, blocks: list[Block]) -> int:
@@ -551,13 +576,6 @@ class Database:
             total += count
         self._distinct_counts = counts
         return total
-
-
-def _rest_histograms(hists: dict[int, HistogramWindow], done: set[int]) -> HistogramHead:
-    rest = HistogramHead()
-    for start in sorted(hists.keys() - done):
-        rest.append(hists[start].refs, hists[start].timestamps, hists[start].fields)
-    return rest
 
 
 def _blocks_bytes(fs: pafs.FileSystem, blocks: list[Block]) -> int:

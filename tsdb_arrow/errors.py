@@ -54,16 +54,9 @@ class ClosedError(TsdbError):
     """The ``Database`` was used after ``close()``."""
 
 
-class FlushError(TsdbError):
-    """A write was accepted into the head but the automatic flush after it failed.
-
-    Nothing is lost: the samples stay in the head and go to blocks on the next successful
-    ``flush()`` or ``close()``. ``accepted`` is the number of rows the write stored.
-    """
-
-    def __init__(self, message: str, *, accepted: int) -> None:
-        super().__init__(message)
-        self.accepted = accepted
+class BackpressureError(TsdbError):
+    """The head is full and the background flush has not made room within
+    ``StorageConfig.write_timeout``; nothing of the batch was stored: retry it later."""
 
 
 class SketchError(TsdbError, ValueError):

@@ -97,8 +97,8 @@ def many_row_groups(directory):
 @pytest.mark.parametrize("batch_size", [1, 7, 64, 333, 1000, 100_000])
 def test_row_groups_spanning_batches_read_once_and_exact(many_row_groups, batch_size):
     db, data = many_row_groups
-    blocks = db._blocks
-    row_groups = sum(b._file.num_row_groups for b in blocks)
+    blocks = db._blockset.blocks()
+    row_groups = sum(b.num_row_groups for b in blocks)
     assert len(blocks) == 2 and row_groups >= 12
     refs = db.series()["series_ref"].to_numpy()
     snapshot, release = db._snapshot()

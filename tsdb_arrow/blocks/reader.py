@@ -44,18 +44,21 @@ class Block:
         self.meta = meta
         self.reads = 0  # row-group payload reads from the file, for stats and tests
         self._read_lock = threading.Lock()  # a ParquetFile is not safe for concurrent reads
+        # Open only while a reader holds the block (see BlockSet); the footer is parsed once.
+        self._file: pq.ParquetFile | None = None
         try:
-            self._file = pq.ParquetFile(f"{path}/{CHUNKS_FILE}", filesystem=fs)
-            # Through Polars: pyarrow's to_numpy imports pandas (when installed) on first use,
-            # a large part of a cold start's cost.
-            index = pl.from_arrow(self._file.read(columns=INDEX_COLUMNS))
+            with pq.ParquetFile(f"{path}/{CHUNKS_FILE}", filesystem=fs) as file:
+                self._metadata = file.metadata
+                # Through Polars: pyarrow's to_numpy imports pandas (when installed) on first
+                # use, a large part of a cold start's cost.
+                index = pl.from_arrow(file.read(columns=INDEX_COLUMNS))
         except (OSError, pa.ArrowInvalid) as exc:
             raise CorruptBlockError(
                 f"cannot read {path}/{CHUNKS_FILE}: {exc}; move the block directory aside"
             ) from exc
         counts = index["count"].to_numpy().astype(np.int64)
         rg_rows = [
-            self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)
+            self._metadata.row_group(i).num_rows for i in range(self._metadata.num_row_groups)
         ]
         row_group = np.repeat(np.arange(len(rg_rows), dtype=np.int32), rg_rows)
         starts = np.cumsum(counts) - counts
@@ -94,10 +97,35 @@ class Block:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
         return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
 
-    def close(self) -> None:
-        """Close the chunk file (the database closes its blocks when it closes)."""
+    @property
+    def num_row_groups(self) -> int:
+        return self._metadata.num_row_groups
+
+    def open_file(self) -> None:
+        """Open the chunk file for reading (a no-op when open): the block set opens it when a
+        reader takes hold of the block, so that a block deleted later stays readable."""
         with self._read_lock:
-            self._file.close()
+            self._open_locked()
+
+    def _open_locked(self) -> pq.ParquetFile:
+        if self._file is None:
+            try:
+                self._file = pq.ParquetFile(
+                    f"{self.path}/{CHUNKS_FILE}", filesystem=self.fs, metadata=self._metadata
+                )
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise CorruptBlockError(
+                    f"cannot open {self.path}/{CHUNKS_FILE}: {exc}; the block was removed or "
+                    "damaged since it was opened"
+                ) from exc
+        return self._file
+
+    def close(self) -> None:
+        """Close the chunk file (the block set does when no reader holds the block)."""
+        with self._read_lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def chunk_range(self, rg: int) -> tuple[int, int]:
         """Block-wide indices ``[lo, hi)`` of the chunks in row group ``rg``."""
@@ -107,9 +135,10 @@ class Block:
         """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
         codec_col = "ts_codec" if column == "timestamps" else "value_codec"
         with self._read_lock:
+            file = self._open_locked()  # open already when a reader holds the block
             # Single-threaded: queries already read row groups in parallel on their own pool,
             # and Arrow's thread pool would only add hand-offs (twice the CPU time here).
-            table = self._file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
+            table = file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
             self.reads += 1
         payloads = table[column]
         if payloads.num_chunks == 1:

@@ -1,4 +1,4 @@
-"""The head: samples not yet flushed, kept in write order in pooled record-batch buffers."""
+"""The head's float samples: kept in write order in pooled record-batch buffers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from tsdb_arrow.ingest.pairs import PairSet
 
 
-class Head:
+class FloatHead:
     """An ordered list of pooled buffers plus the time span and size of what they hold."""
 
     def __init__(self, pool: BufferPool) -> None:
@@ -75,7 +75,7 @@ class Head:
         ]
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
-    def followed_by(self, newer: Head) -> Head:
+    def followed_by(self, newer: FloatHead) -> FloatHead:
         """This head with ``newer``'s buffers appended after its own (write order kept)."""
         self.buffers.extend(newer.buffers)
         self._pairs = None
