@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from tsdb_arrow import datadir
@@ -21,8 +23,15 @@ from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.ranges import overlapping_groups
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.config import StorageConfig, storage_config
-from tsdb_arrow.datadir import BLOCKS_DIR, data_path
-from tsdb_arrow.errors import BackpressureError, ClosedError, DataDirectoryError
+from tsdb_arrow.datadir import BLOCKS_DIR, QUARANTINE_DIR, data_path
+from tsdb_arrow.errors import (
+    BackpressureError,
+    ClosedError,
+    CorruptBlockError,
+    CorruptBlockWarning,
+    DataDirectoryError,
+    ReadOnlyError,
+)
 from tsdb_arrow.index import SeriesIndex
 from tsdb_arrow.ingest.head import Head, HeadWindow
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
@@ -80,24 +89,20 @@ class Database:
         self,
         path: str | os.PathLike[str],
         config: StorageConfig | Mapping[str, Any] | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.config = storage_config(config)
         self.path = data_path(path)
-        new = datadir.prepare(self.path)
-        self._lockfile = DirectoryLock(self.path)
+        self.read_only = read_only
+        if read_only:
+            datadir.check_existing(self.path)
+        self._lockfile = None if read_only else self._lock_directory()
         try:
-            self._lockfile.acquire()
-        except OSError as exc:  # no permission, a read-only file system, LOCK not a file
-            raise DataDirectoryError(
-                f"cannot lock {self.path} ({exc.strerror} on {LOCK_FILE}): a data directory must "
-                "be writable; fix its permissions or give another directory"
-            ) from exc
-        try:
-            if new:
-                datadir.write_marker(self.path)
             self._fs = pafs.LocalFileSystem()
             self._blocks_dir = str(self.path / BLOCKS_DIR)
-            self._fs.create_dir(self._blocks_dir, recursive=True)
+            if not read_only:
+                self._fs.create_dir(self._blocks_dir, recursive=True)
             self._lock = threading.RLock()
             self._flush_lock = threading.Lock()
             self._cache = ChunkCache(self.config.cache_bytes)
@@ -118,33 +123,132 @@ class Database:
             self._distinct_counts: dict[tuple[str, ...], int] = {}
             self._closed = False
             self._closing = False
-            self._load_blocks()
-            self._background = self._start_background()
+            self._seq = 0
+            self._skipped: set[str] = set()  # unreadable blocks a read-only open passes over
+            self._background: BackgroundWorker | None = None
+            self._refresh_blocks()
+            if not read_only:
+                self._background = self._start_background()
         except BaseException:
-            self._lockfile.release()
+            if self._lockfile is not None:
+                self._lockfile.release()
             raise
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _load_blocks(self) -> None:
-        infos = self._fs.get_file_info(pafs.FileSelector(self._blocks_dir))
-        blocks = []
-        for info in sorted(infos, key=lambda i: i.base_name):
+    def _lock_directory(self) -> DirectoryLock:
+        new = datadir.prepare(self.path)
+        lock = DirectoryLock(self.path)
+        try:
+            lock.acquire()
+        except OSError as exc:  # no permission, a read-only file system, LOCK not a file
+            raise DataDirectoryError(
+                f"cannot lock {self.path} ({exc.strerror} on {LOCK_FILE}): a data directory must "
+                "be writable; fix its permissions, give another directory, or open it with "
+                "read_only=True"
+            ) from exc
+        if new:
+            try:
+                datadir.write_marker(self.path)
+            except BaseException:
+                lock.release()
+                raise
+        return lock
+
+    def refresh(self) -> list[str]:
+        """Pick up blocks written since the directory was opened (by the process that owns it);
+        returns the ids of the blocks added.
+
+        For read-only opens: blocks a compaction replaced or retention removed leave the set
+        (queries running on them finish on the files they hold). An owner sees its own blocks
+        at once, so this finds nothing new there.
+        """
+        self._check_open()
+        return self._refresh_blocks()
+
+    def _refresh_blocks(self) -> list[str]:
+        """Bring the block set in line with ``blocks/``: open new blocks, drop vanished ones and
+        those another block was compacted from. The owner also deletes leftovers (a ``.tmp``
+        directory of a flush that died before its rename, sources of a finished compaction) and
+        moves corrupt blocks to ``quarantine/``. Runs under the lock: one refresh at a time."""
+        with self._lock:
+            for _ in range(100):  # a compaction may delete a listed block before it is opened
+                known = {b.meta.id: b for b in self._blockset.blocks()}
+                names, vanished = self._list_blocks(), False
+                opened: list[Block] = []
+                series: dict[str, pa.Table] = {}
+                for name in sorted(names.keys() - known.keys() - self._skipped):
+                    try:
+                        block = Block.open(self._fs, names[name])
+                        series[name] = block.series()
+                        opened.append(block)
+                    except CorruptBlockError as exc:
+                        if not os.path.isdir(names[name]):
+                            vanished = True  # removed under us by the owner: list again
+                            break
+                        self._quarantine(names[name], exc)
+                if not vanished:
+                    break
+                for block in opened:
+                    block.close()
+            else:
+                raise DataDirectoryError(f"the blocks of {self.path} keep changing; retry the open")
+            everything = [*known.values(), *opened]
+            replaced = {src for b in everything for src in b.meta.sources}
+            added = [b for b in opened if b.meta.id not in replaced]
+            for block in opened:
+                if block.meta.id in replaced:
+                    block.close()
+                    if not self.read_only:  # a compaction ended before deleting its sources
+                        self._fs.delete_dir(block.path)
+            for block in added:
+                self._index.add(series[block.meta.id])
+            self._blockset.add(added)
+            self._seq = max([self._seq, *(b.meta.seq for b in added)])
+            self._blockset.retire([i for i in known if i not in names or i in replaced])
+            return [b.meta.id for b in added]
+
+    def _list_blocks(self) -> dict[str, str]:
+        """Block directory names in ``blocks/`` and their paths (not ``.tmp`` ones)."""
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._blocks_dir))
+        except FileNotFoundError:
+            return {}  # a read-only open of a directory nothing was flushed to yet
+        names = {}
+        for info in infos:
             if info.type != pafs.FileType.Directory:
                 continue
             if info.base_name.endswith(".tmp"):
-                # A flush that died before its rename: the block never became visible.
-                self._fs.delete_dir(info.path)
+                if not self.read_only:  # a flush that died before its rename: never visible
+                    self._fs.delete_dir(info.path)
                 continue
-            block = Block.open(self._fs, info.path)
-            self._index.add(block.series())
-            blocks.append(block)
-        self._blockset.add(blocks)
-        self._seq = max((b.meta.seq for b in blocks), default=0)
+            names[info.base_name] = info.path
+        return names
+
+    def _quarantine(self, path: str, error: CorruptBlockError) -> None:
+        """Move a block that cannot be read out of ``blocks/`` (owner) or skip it (read-only),
+        with a warning naming it; ``stats()["quarantined"]`` lists them."""
+        name = os.path.basename(path)
+        if self.read_only:
+            warnings.warn(
+                f"skipping the unreadable block {path}: {error}", CorruptBlockWarning, stacklevel=4
+            )
+            self._skipped.add(name)
+            return
+        target = self.path / QUARANTINE_DIR / name
+        target.parent.mkdir(exist_ok=True)
+        os.replace(path, target)
+        warnings.warn(
+            f"moved the unreadable block {path} to {target}: {error}; the rest of the database "
+            "is open. Inspect or delete it there",
+            CorruptBlockWarning,
+            stacklevel=4,
+        )
 
     def _delete_block(self, block: Block) -> None:
-        """Remove a retired block's directory (no reader holds it any more)."""
-        self._fs.delete_dir(block.path)
+        """Remove a retired block's directory once no reader holds it (owner only)."""
+        if not self.read_only:
+            self._fs.delete_dir(block.path)
 
     def _start_background(self) -> BackgroundWorker:
         return BackgroundWorker(
@@ -168,19 +272,21 @@ class Database:
                 return
             self._closing = True
             self._room.notify_all()  # writers waiting for room give up: the database closes
-        self._background.stop()
-        try:
-            self.flush()
-        except BaseException:
-            with self._lock:
-                self._closing = False
-            self._background = self._start_background()
-            raise
+        if self._background is not None:
+            self._background.stop()
+            try:
+                self.flush()
+            except BaseException:
+                with self._lock:
+                    self._closing = False
+                self._background = self._start_background()
+                raise
         with self._lock:
             self._closed = True
         self._pool_threads.shutdown(wait=True)
         self._blockset.close()  # no query can read them any more: their files close
-        self._lockfile.release()
+        if self._lockfile is not None:
+            self._lockfile.release()
 
     def __enter__(self) -> Database:
         return self
@@ -193,6 +299,12 @@ class Database:
             raise ClosedError(f"the database at {self.path} is closed; open it again with ta.open")
 
     def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(
+                f"the database at {self.path} was opened read-only: write, flush, compact and "
+                "delete go to the process that owns the directory (open it without read_only "
+                "once that process has closed it)"
+            )
         if self._closed or self._closing:
             raise ClosedError(
                 f"the database at {self.path} is closed or closing; open it again with ta.open"
@@ -246,7 +358,7 @@ class Database:
                 self._index.restore(before)  # a refused batch adds no series either
                 raise
             due = self._flush_due()
-        if due:
+        if due and self._background is not None:
             self._background.request()
         return WriteResult(rows=batch.num_rows, replaced=replaced)
 
@@ -259,6 +371,7 @@ class Database:
         self._check_writable()
         deadline = None
         while self._head.nbytes >= self.config.head_max_bytes:
+            assert self._background is not None  # writable: the owner's thread runs
             now = time.monotonic()
             deadline = deadline if deadline is not None else now + self.config.write_timeout
             if now >= deadline:
@@ -329,6 +442,8 @@ class Database:
     def flush(self) -> list[str]:
         """Write everything in the head to blocks now; returns the new block ids."""
         self._check_open()
+        if self.read_only:
+            self._check_writable()
         return self._flush()
 
     def _flush(self, *, only_if_due: bool = False) -> list[str]:
@@ -483,7 +598,7 @@ class Database:
             # Histogram pieces are immutable tables: the whole head's, whatever current_head.
             pieces = [p for h in [*self._flushing, self._head] for p in h.histogram_pieces()]
             try:
-                blocks, release_blocks = self._blockset.acquire()
+                blocks, release_blocks = self._acquire_blocks()
             except BaseException:
                 for buf, _ in buffers:
                     self._pool.unpin(buf)
@@ -496,6 +611,21 @@ class Database:
             release_blocks()
 
         return snap, release
+
+    def _acquire_blocks(self) -> tuple[tuple[Block, ...], Callable[[], None]]:
+        """Hold the current blocks; a read-only open whose block the owner removed since the
+        last refresh (compaction, retention) refreshes and tries again."""
+        for _ in range(10):
+            try:
+                return self._blockset.acquire()
+            except CorruptBlockError:
+                if not self.read_only:
+                    raise
+                gone = [b.meta.id for b in self._blockset.blocks() if not os.path.isdir(b.path)]
+                if not gone:
+                    raise
+                self._refresh_blocks()
+        return self._blockset.acquire()
 
     def export(
         self,
@@ -537,7 +667,7 @@ class Database:
             head_rows = sum(h.floats.rows for h in heads)
             head_histograms = sum(h.histograms.rows for h in heads)
             n_series = len(self._index)
-        failure = self._background.last_error
+        failure = self._background.last_error if self._background is not None else None
         block_samples = self._distinct_block_samples(blocks)
         on_disk = _blocks_bytes(self._fs, blocks)
         return {
@@ -556,7 +686,17 @@ class Database:
             "pool": self._pool.stats(),
             "block_reads": sum(b.reads for b in blocks),
             "flush_error": None if failure is None else str(failure),
+            "quarantined": self._quarantined_names(),
+            "read_only": self.read_only,
         }
+
+    def _quarantined_names(self) -> list[str]:
+        """Blocks moved to ``quarantine/`` (owner) or skipped as unreadable (read-only)."""
+        try:
+            moved = set(os.listdir(self.path / QUARANTINE_DIR))
+        except FileNotFoundError:
+            moved = set()
+        return sorted(moved | self._skipped)
 
     def _distinct_block_samples(self, blocks: list[Block]) -> int:
         """Distinct float samples of ``blocks``; overlapping groups are read once and memoized."""
@@ -589,7 +729,10 @@ def _blocks_bytes(fs: pafs.FileSystem, blocks: list[Block]) -> int:
 
 
 def open(  # noqa: A001
-    path: str | os.PathLike[str], *, config: StorageConfig | Mapping[str, Any] | None = None
+    path: str | os.PathLike[str],
+    *,
+    config: StorageConfig | Mapping[str, Any] | None = None,
+    read_only: bool = False,
 ) -> Database:
     """Open the data directory at ``path``, creating it in a new or empty directory.
 
@@ -597,5 +740,10 @@ def open(  # noqa: A001
     ``tsdb-arrow.json``); anything else raises ``DataDirectoryError`` naming the path, as do
     missing permissions. ``config`` is a ``StorageConfig`` or a dict of its fields
     (``{"cache_bytes": 0}``); an unknown field raises ``ConfigError``.
+
+    ``read_only=True`` takes no lock and works while another process owns the directory (a
+    notebook reading what a running server stores): it sees the blocks flushed when it opened,
+    ``db.refresh()`` picks up newer ones, and ``write``/``flush``/``compact``/``delete`` raise
+    ``ReadOnlyError``. The directory must exist and be a tsdb-arrow data directory.
     """
-    return Database(path, config)
+    return Database(path, config, read_only=read_only)

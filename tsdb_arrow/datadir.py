@@ -20,6 +20,7 @@ MARKER_FILE = "tsdb-arrow.json"
 DATA_FORMAT = "tsdb-arrow-data"
 DATA_VERSION = 1
 BLOCKS_DIR = "blocks"
+QUARANTINE_DIR = "quarantine"  # blocks that could not be read, moved out of blocks/ on open
 
 _BLOCK_NAME = re.compile(r"b\d{10}(\.tmp)?")
 # Files a data directory can hold before its marker exists: the lock, a marker being written.
@@ -43,6 +44,22 @@ def data_path(path: str | os.PathLike[str]) -> Path:
 def is_data_directory(path: Path) -> bool:
     """Whether ``path`` holds the marker, or the layout of a directory made before it."""
     return (path / MARKER_FILE).is_file() or _legacy_layout(path)
+
+
+def check_existing(path: Path) -> None:
+    """Refuse ``path`` for a read-only open unless it is a tsdb-arrow data directory."""
+    if not path.is_dir():
+        raise DataDirectoryError(
+            f"{path} is not a directory; a read-only open needs an existing tsdb-arrow data "
+            "directory"
+        )
+    if (path / MARKER_FILE).is_file():
+        _check_marker(path / MARKER_FILE)
+    elif not _legacy_layout(path):
+        raise DataDirectoryError(
+            f"{path} is not a tsdb-arrow data directory (no {MARKER_FILE} in it); a read-only "
+            "open needs one made by tsdb-arrow"
+        )
 
 
 def prepare(path: Path) -> bool:

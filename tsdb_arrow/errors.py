@@ -50,6 +50,14 @@ class LockedError(TsdbError):
     """Another process (or an open ``Database``) already owns this data directory."""
 
 
+class ReadOnlyError(TsdbError):
+    """A database opened with ``read_only=True`` was asked to write, flush, compact or delete."""
+
+
+class CorruptBlockWarning(UserWarning):
+    """An unreadable block was moved to ``quarantine/`` (or skipped by a read-only open)."""
+
+
 class ClosedError(TsdbError):
     """The ``Database`` was used after ``close()``."""
 

@@ -31,6 +31,7 @@ class BlockMeta:
     chunk_samples: int
     codecs: dict[str, Any] = field(default_factory=dict)
     num_histograms: int = 0  # histogram samples in histograms.parquet (absent when 0)
+    sources: tuple[str, ...] = ()  # ids of the blocks a compaction merged into this one
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
 
@@ -44,9 +45,7 @@ class BlockMeta:
             with fs.open_input_stream(path) as f:
                 raw = json.loads(f.read().decode())
         except (OSError, ValueError) as exc:
-            raise CorruptBlockError(
-                f"cannot read {path}: {exc}; move the block directory aside to open the rest"
-            ) from exc
+            raise CorruptBlockError(f"cannot read {path}: {exc}") from exc
         if raw.get("format") != FORMAT_NAME:
             raise CorruptBlockError(
                 f"{path} is not a tsdb-arrow block (format={raw.get('format')!r})"

@@ -53,9 +53,7 @@ class Block:
                 # use, a large part of a cold start's cost.
                 index = pl.from_arrow(file.read(columns=INDEX_COLUMNS))
         except (OSError, pa.ArrowInvalid) as exc:
-            raise CorruptBlockError(
-                f"cannot read {path}/{CHUNKS_FILE}: {exc}; move the block directory aside"
-            ) from exc
+            raise CorruptBlockError(f"cannot read {path}/{CHUNKS_FILE}: {exc}") from exc
         counts = index["count"].to_numpy().astype(np.int64)
         rg_rows = [
             self._metadata.row_group(i).num_rows for i in range(self._metadata.num_row_groups)
