@@ -74,3 +74,8 @@ class SketchError(TsdbError, ValueError):
 class MissingDependencyError(TsdbError, ImportError):
     """An optional dependency a function needs is not installed; the message names the extra
     to install (e.g. ``pip install 'tsdb-arrow[otel]'``)."""
+
+
+class WalError(TsdbError):
+    """The write-ahead log could not be written, fsynced or read (disk full, permissions, an
+    unknown format version); the message names the segment and what to do."""
