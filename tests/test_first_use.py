@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import warnings
 from datetime import timedelta
@@ -36,7 +37,7 @@ def test_a_new_directory_gets_the_marker(tmp_path):
     ta.open(tmp_path / "db").close()
     marker = json.loads((tmp_path / "db" / MARKER_FILE).read_text())
     assert marker == {"format": "tsdb-arrow-data", "version": 1}
-    assert sorted(os.listdir(tmp_path / "db")) == ["LOCK", "blocks", MARKER_FILE]
+    assert sorted(os.listdir(tmp_path / "db")) == ["LOCK", "blocks", MARKER_FILE, "wal"]
 
 
 def test_an_empty_existing_directory_becomes_a_database(tmp_path):
@@ -64,7 +65,8 @@ def test_a_foreign_non_empty_directory_is_refused(tmp_path):
 def test_a_directory_made_before_the_marker_is_adopted(tmp_path):
     with ta.open(tmp_path / "db") as db:
         db.write(pl.DataFrame({"timestamp": [T0], "value": [1.0], "__name__": "m"}))
-    (tmp_path / "db" / MARKER_FILE).unlink()  # as the previous version left it
+    (tmp_path / "db" / MARKER_FILE).unlink()  # as the previous version left it: no marker,
+    shutil.rmtree(tmp_path / "db" / "wal")  # no write-ahead log
     with ta.open(tmp_path / "db") as db:
         assert db.select("m").collect()["value"].to_list() == [1.0]
     assert (tmp_path / "db" / MARKER_FILE).is_file()

@@ -9,6 +9,7 @@ from datetime import timedelta
 from tsdb_arrow.errors import ConfigError
 
 HOUR_MS = 3_600_000
+FSYNC_MODES = ("always", "interval", "never")  # the write-ahead log's (ingest/wal.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,21 @@ class StorageConfig:
         Seconds a ``write`` waits for room when the head is full (``head_max_bytes``) because
         the background flush cannot keep up; then it raises ``BackpressureError`` and stores
         nothing of the batch (retry it later).
+    wal
+        Log every accepted batch to ``<data>/wal/`` before ``write`` returns, so that a crash
+        loses nothing acknowledged. ``False`` is for bulk loads that ``flush()`` at the end:
+        a crash before that flush loses every sample not yet in a block.
+    wal_fsync
+        What a power loss (or an OS crash) can take; a killed process loses nothing in any
+        mode, because every record is handed to the OS before ``write`` returns.
+        ``"always"``: fsynced before ``write`` returns: nothing acknowledged is lost.
+        ``"interval"`` (default): fsynced every ``wal_fsync_interval`` seconds (group
+        commit): at most the last interval's writes. ``"never"``: left to the OS's
+        write-back (typically up to 30 s on Linux).
+    wal_fsync_interval
+        Seconds between fsyncs in ``"interval"`` mode.
+    wal_segment_bytes
+        Size at which a WAL segment file is closed and the next begun.
     """
 
     block_duration: int = 2 * HOUR_MS
@@ -45,6 +61,10 @@ class StorageConfig:
     chunk_samples: int = 8192
     buffer_rows: int = 65_536
     write_timeout: float = 60.0
+    wal: bool = True
+    wal_fsync: str = "interval"
+    wal_fsync_interval: float = 1.0
+    wal_segment_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         if isinstance(self.block_duration, timedelta):
@@ -57,6 +77,15 @@ class StorageConfig:
         _positive_int("chunk_samples", self.chunk_samples, minimum=16, maximum=1 << 20)
         _positive_int("buffer_rows", self.buffer_rows, minimum=1024, maximum=1 << 24)
         _seconds("write_timeout", self.write_timeout)
+        if not isinstance(self.wal, bool):
+            raise ConfigError(f"StorageConfig.wal must be True or False, got {self.wal!r}")
+        if self.wal_fsync not in FSYNC_MODES:
+            raise ConfigError(
+                f"StorageConfig.wal_fsync must be one of {', '.join(map(repr, FSYNC_MODES))}, "
+                f"got {self.wal_fsync!r}"
+            )
+        _seconds("wal_fsync_interval", self.wal_fsync_interval)
+        _positive_int("wal_segment_bytes", self.wal_segment_bytes, minimum=2**16)
 
 
 def storage_config(value: StorageConfig | Mapping[str, object] | None) -> StorageConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import warnings
@@ -33,7 +34,9 @@ from tsdb_arrow.errors import (
     ReadOnlyError,
 )
 from tsdb_arrow.index import SeriesIndex
+from tsdb_arrow.ingest import journal
 from tsdb_arrow.ingest.head import Head, HeadWindow
+from tsdb_arrow.ingest.journal import Journal
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member, present_labels
@@ -126,15 +129,50 @@ class Database:
             self._seq = 0
             self._skipped: set[str] = set()  # unreadable blocks a read-only open passes over
             self._background: BackgroundWorker | None = None
+            self._journal: Journal | None = None
+            self.replayed_samples = 0  # samples the write-ahead log gave back on open
             self._refresh_blocks()
             if not read_only:
+                self._recover()
                 self._background = self._start_background()
         except BaseException:
+            if self._journal is not None:
+                self._journal.close()
             if self._lockfile is not None:
                 self._lockfile.release()
             raise
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Replay the write-ahead log into the head, then open it for appends (``wal=True``).
+
+        With ``wal=False`` a log left by an earlier open is still replayed, then flushed to
+        blocks at once and removed, since nothing logs what stays in the head.
+        """
+        wal_dir = self.path / journal.WAL_DIR
+        replayed = 0
+        for logged in journal.recover(wal_dir):
+            if logged.series is not None:
+                self._index.add(logged.series)
+            self._head.append(
+                logged.refs,
+                logged.timestamps,
+                values=logged.values,
+                histograms=logged.histograms,
+            )
+            replayed += len(logged.refs)
+        self.replayed_samples = replayed
+        if self.config.wal:
+            self._journal = Journal(
+                wal_dir,
+                fsync=self.config.wal_fsync,
+                fsync_interval=self.config.wal_fsync_interval,
+                segment_bytes=self.config.wal_segment_bytes,
+            )
+        elif wal_dir.exists():
+            self._flush()
+            shutil.rmtree(wal_dir)
 
     def _lock_directory(self) -> DirectoryLock:
         new = datadir.prepare(self.path)
@@ -283,6 +321,8 @@ class Database:
                 raise
         with self._lock:
             self._closed = True
+        if self._journal is not None:
+            self._journal.close()
         self._pool_threads.shutdown(wait=True)
         self._blockset.close()  # no query can read them any more: their files close
         if self._lockfile is not None:
@@ -343,19 +383,27 @@ class Database:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
             known = self._index.add(resolved.series)
+            refs, ts = resolved.row_refs, batch.timestamps
             try:
+                noted = False
                 if batch.histograms is not None:
                     # Histogram samples: only rows repeating a pair of the batch are counted.
-                    replaced = repeats_within_batch(
-                        resolved.row_refs, batch.timestamps, resolved.row_sets
-                    )
-                    self._head.append(
-                        resolved.row_refs, batch.timestamps, histograms=batch.histograms
-                    )
+                    replaced = repeats_within_batch(refs, ts, resolved.row_sets)
                 else:
-                    replaced = self._append_floats(resolved, batch, series[known])
+                    replaced, noted = self._count_replaced(resolved, batch, series[known])
+                if self._journal is not None:  # logged before the head has it: all or nothing
+                    new = resolved.series.filter(pa.array(~known))
+                    self._journal.append(
+                        journal.entries(
+                            new, refs, ts, values=batch.values, histograms=batch.histograms
+                        )
+                    )
+                self._head.append(
+                    refs, ts, values=batch.values, histograms=batch.histograms, noted=noted
+                )
             except BaseException:
                 self._index.restore(before)  # a refused batch adds no series either
+                self._head.forget_pairs()  # it may hold pairs of rows that were not appended
                 raise
             due = self._flush_due()
         if due and self._background is not None:
@@ -387,8 +435,11 @@ class Database:
             self._room.wait(deadline - now)
             self._check_writable()
 
-    def _append_floats(self, resolved: Resolved, batch: SampleBatch, known: np.ndarray) -> int:
-        """Append a float batch to the head; return how many rows replaced an earlier sample.
+    def _count_replaced(
+        self, resolved: Resolved, batch: SampleBatch, known: np.ndarray
+    ) -> tuple[int, bool]:
+        """How many rows of a float batch replace an earlier sample, and whether the head's
+        pair set already noted the batch's pairs (pass on to ``Head.append``).
 
         A batch newer than everything stored (or of new series only) can only repeat its own
         rows. One that reaches back is checked against the head's pair set (one probe per row,
@@ -401,26 +452,18 @@ class Database:
         refs, ts = resolved.row_refs, batch.timestamps
         stored_max = self._stored_max()
         if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
-            replaced = repeats_within_batch(refs, ts, resolved.row_sets)
-            self._head.append(refs, ts, values=batch.values)
-            return replaced
-        try:
-            repeated = self._head.repeats(refs, ts)
-            new = ~repeated
-            replaced = len(refs) - int(np.count_nonzero(new))
-            replaced += stored_matches(
-                refs[new],
-                ts[new],
-                known,
-                lambda: self._snapshot(current_head=False),
-                self._cache,
-                self._pool_threads,
-            )
-            self._head.append(refs, ts, values=batch.values, noted=True)
-        except BaseException:
-            self._head.forget_pairs()  # it may hold pairs of rows that were not appended
-            raise
-        return replaced
+            return repeats_within_batch(refs, ts, resolved.row_sets), False
+        new = ~self._head.repeats(refs, ts)
+        replaced = len(refs) - int(np.count_nonzero(new))
+        replaced += stored_matches(
+            refs[new],
+            ts[new],
+            known,
+            lambda: self._snapshot(current_head=False),
+            self._cache,
+            self._pool_threads,
+        )
+        return replaced, True
 
     def _stored_max(self) -> int | None:
         """Newest timestamp of a float sample in the blocks and the head (caller holds the lock)."""
@@ -463,6 +506,8 @@ class Database:
                 self._head = Head(self._pool)
                 self._flushing.append(head)
                 self._room.notify_all()
+                # Writes from now on go to a new segment: the older ones hold only this head.
+                segment = self._journal.roll() if self._journal is not None else None
             windows: list[HeadWindow] = []
             keep: list[HeadWindow] = []
             written: list[str] = []
@@ -487,7 +532,35 @@ class Database:
                     self._head = Head.of_windows(self._pool, keep).followed_by(self._head)
                 self._flushing.remove(head)
                 head.release()
+                kept = [record for w in keep for record in self._logged_window(w)]
+            if segment is not None and self._journal is not None:
+                # The blocks are durable: the segments before `segment` can go, once what the
+                # flush kept in the head is in a checkpoint.
+                self._journal.checkpoint(segment, kept)
             return written
+
+    def _logged_window(self, window: HeadWindow) -> list[list[tuple[int, pa.Table]]]:
+        """WAL records of a window's floats and histograms, each with its series (caller holds
+        the lock)."""
+        records = []
+        for part, key in ((window.floats, "values"), (window.histograms, "fields")):
+            if part is None:
+                continue
+            refs = np.unique(part.refs)
+            frame = self._index.frame
+            series = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
+            series = series.select(REF, *present_labels(series)).to_arrow()
+            payload = getattr(part, key)
+            records.append(
+                journal.entries(
+                    series,
+                    part.refs,
+                    part.timestamps,
+                    values=payload if key == "values" else None,
+                    histograms=payload if key == "fields" else None,
+                )
+            )
+        return records
 
     def _write_window(self, window: HeadWindow) -> str:
         from tsdb_arrow.blocks.writer import write_block
@@ -658,7 +731,9 @@ class Database:
         rows a select-all returns after ``flush()``: a sample written twice counts once.
         ``head_samples`` counts rows written since the last flush as they came (a repeat is
         resolved at the flush); ``samples`` is their sum. ``histogram_samples`` counts stored
-        histogram rows.
+        histogram rows. ``flush_error`` is the last background flush's failure (None once
+        one succeeds), ``quarantined`` the blocks moved aside as unreadable, ``wal`` the
+        write-ahead log's mode, files, bytes and the samples it gave back when opened.
         """
         self._check_open()
         with self._lock:
@@ -688,6 +763,25 @@ class Database:
             "flush_error": None if failure is None else str(failure),
             "quarantined": self._quarantined_names(),
             "read_only": self.read_only,
+            "wal": self._wal_stats(),
+        }
+
+    def _wal_stats(self) -> dict[str, Any]:
+        """The write-ahead log: mode, files and bytes on disk, samples replayed at open."""
+        files, size = 0, 0
+        for root, _, names in os.walk(self.path / journal.WAL_DIR):
+            for name in names:
+                try:  # a flush may delete segments meanwhile
+                    size += os.stat(os.path.join(root, name)).st_size
+                    files += 1
+                except FileNotFoundError:
+                    continue
+        return {
+            "enabled": self._journal is not None,
+            "fsync": self.config.wal_fsync if self._journal is not None else None,
+            "files": files,
+            "bytes": size,
+            "replayed_samples": self.replayed_samples,
         }
 
     def _quarantined_names(self) -> list[str]:

@@ -29,6 +29,7 @@ import crc32c
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
+from tsdb_arrow.config import FSYNC_MODES
 from tsdb_arrow.errors import ClosedError, ConfigError, WalError
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "segment_name",
 ]
 
-FSYNC_MODES = ("always", "interval", "never")
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 
 MAGIC = b"TWAL"
