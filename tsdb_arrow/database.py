@@ -24,7 +24,7 @@ from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.ranges import overlapping_groups
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.config import StorageConfig, storage_config
-from tsdb_arrow.datadir import BLOCKS_DIR, QUARANTINE_DIR, data_path
+from tsdb_arrow.datadir import BLOCKS_DIR, QUARANTINE_DIR, TOMBSTONES_FILE, data_path
 from tsdb_arrow.errors import (
     BackpressureError,
     ClosedError,
@@ -49,6 +49,7 @@ from tsdb_arrow.timeutil import check_range, to_ms
 # methods that use them, so that importing tsdb_arrow and opening a directory stay cheap
 # (benchmarks/cold_start.py).
 if TYPE_CHECKING:
+    from tsdb_arrow.blocks.tombstones import Tombstones
     from tsdb_arrow.ingest.convert import SampleBatch
     from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
@@ -131,6 +132,8 @@ class Database:
             self._background: BackgroundWorker | None = None
             self._journal: Journal | None = None
             self.replayed_samples = 0  # samples the write-ahead log gave back on open
+            # Deleted ranges of block samples; None while there are none (no numba import).
+            self._tombstones: Tombstones | None = self._read_tombstones()
             self._refresh_blocks()
             if not read_only:
                 self._recover()
@@ -144,6 +147,13 @@ class Database:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _read_tombstones(self) -> Tombstones | None:
+        if not (self.path / TOMBSTONES_FILE).exists():
+            return None
+        from tsdb_arrow.blocks.tombstones import read_tombstones
+
+        return read_tombstones(self.path)
+
     def _recover(self) -> None:
         """Replay the write-ahead log into the head, then open it for appends (``wal=True``).
 
@@ -153,6 +163,9 @@ class Database:
         wal_dir = self.path / journal.WAL_DIR
         replayed = 0
         for logged in journal.recover(wal_dir):
+            if logged.tombstones is not None:  # a delete: what was written before it goes
+                self._apply_delete(logged.tombstones, persist=False)
+                continue
             if logged.series is not None:
                 self._index.add(logged.series)
             self._head.append(
@@ -163,6 +176,10 @@ class Database:
             )
             replayed += len(logged.refs)
         self.replayed_samples = replayed
+        if self._tombstones is not None:  # deletes replayed from the log: keep them on disk
+            from tsdb_arrow.blocks.tombstones import write_tombstones
+
+            write_tombstones(self.path, self._tombstones)
         if self.config.wal:
             self._journal = Journal(
                 wal_dir,
@@ -244,6 +261,8 @@ class Database:
             self._blockset.add(added)
             self._seq = max([self._seq, *(b.meta.seq for b in added)])
             self._blockset.retire([i for i in known if i not in names or i in replaced])
+            if self.read_only and hasattr(self, "_tombstones"):
+                self._tombstones = self._read_tombstones()  # the owner's deletes so far
             return [b.meta.id for b in added]
 
     def _list_blocks(self) -> dict[str, str]:
@@ -589,6 +608,60 @@ class Database:
         self._blockset.add([Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")])
         return meta.id
 
+    def delete(self, selector: str | None = None, *, start: Any = None, end: Any = None) -> int:
+        """Delete the samples of the series matching ``selector`` in [start, end] (all time
+        when None); returns how many series matched.
+
+        The samples are gone from every query and from ``stats()`` at once; the delete is
+        logged and persisted (``tombstones.parquet``), so it survives a reopen or a crash, and
+        compaction removes the samples from the blocks. Samples written afterwards in that range
+        are kept. The series stay known (``series()``) until compaction leaves them no sample.
+        """
+        from tsdb_arrow.blocks.tombstones import SCHEMA as TOMBSTONE_SCHEMA
+
+        self._check_writable()
+        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        check_range(lo, hi)
+        lo = int(np.iinfo(np.int64).min) if lo is None else lo
+        hi = int(np.iinfo(np.int64).max) if hi is None else hi
+        matchers = query_matchers(selector)
+        with self._flush_lock:  # no flush in flight: unflushed samples are all in the head
+            with self._lock:
+                self._check_writable()
+                refs = np.sort(self._index.select(matchers)[REF].to_numpy())
+                if len(refs) == 0:
+                    return 0
+                n = len(refs)
+                table = pa.Table.from_arrays(
+                    [
+                        pa.array(refs, pa.uint64()),
+                        pa.array(np.full(n, lo, np.int64)),
+                        pa.array(np.full(n, hi, np.int64)),
+                        pa.array(np.full(n, self._seq, np.int64)),
+                    ],
+                    schema=TOMBSTONE_SCHEMA,
+                )
+                if self._journal is not None:
+                    position = self._journal.append([(journal.TOMBSTONES, table)])
+                    self._journal.log.sync_to(position)
+                self._apply_delete(table, persist=True)
+        return n
+
+    def _apply_delete(self, table: pa.Table, *, persist: bool) -> None:
+        """Add tombstones and drop their samples from the head (caller holds the locks)."""
+        from tsdb_arrow.blocks.tombstones import Tombstones, write_tombstones
+
+        refs = np.sort(table.column(REF).to_numpy())
+        lo = int(table.column("min_time")[0].as_py())
+        hi = int(table.column("max_time")[0].as_py())
+        seq = int(table.column("seq")[0].as_py())
+        tombstones = (self._tombstones or Tombstones.empty()).added(refs, lo, hi, seq)
+        if persist:
+            write_tombstones(self.path, tombstones)
+        self._tombstones = tombstones
+        self._head = self._head.without(refs, lo, hi)
+        self._distinct_counts = {}
+
     # -- reading -----------------------------------------------------------------------------
 
     def series(self, selector: str | None = None) -> pl.DataFrame:
@@ -676,7 +749,7 @@ class Database:
                 for buf, _ in buffers:
                     self._pool.unpin(buf)
                 raise
-            snap = Snapshot(blocks, tuple(buffers), tuple(pieces))
+            snap = Snapshot(blocks, tuple(buffers), tuple(pieces), **self._tombstone_arg())
 
         def release() -> None:
             for buf, _ in buffers:
@@ -684,6 +757,9 @@ class Database:
             release_blocks()
 
         return snap, release
+
+    def _tombstone_arg(self) -> dict[str, Tombstones]:
+        return {} if self._tombstones is None else {"tombstones": self._tombstones}
 
     def _acquire_blocks(self) -> tuple[tuple[Block, ...], Callable[[], None]]:
         """Hold the current blocks; a read-only open whose block the owner removed since the
@@ -796,16 +872,23 @@ class Database:
         """Distinct float samples of ``blocks``; overlapping groups are read once and memoized."""
         total = 0
         counts: dict[tuple[str, ...], int] = {}
+        # Groups a tombstone touches are read too: the count excludes deleted samples.
+        tombstones = self._tombstones
         for group in overlapping_groups(blocks):
-            if len(group) == 1:
+            deleted = bool(tombstones is not None and len(tombstones)) and any(
+                b.meta.seq <= int(tombstones.seq.max())
+                and tombstones.touches(b.index.refs, b.index.min_time, b.index.max_time)
+                for b in group
+            )
+            if len(group) == 1 and not deleted:
                 total += group[0].meta.num_samples
                 continue
-            key = tuple(b.meta.id for b in group)
+            key = (*(b.meta.id for b in group), f"tombstones={len(tombstones or ())}")
             count = self._distinct_counts.get(key)
             if count is None:
                 from tsdb_arrow.query.overlap import distinct_block_samples
 
-                count = distinct_block_samples(group, self._pool_threads)
+                count = distinct_block_samples(group, self._pool_threads, tombstones)
             counts[key] = count
             total += count
         self._distinct_counts = counts

@@ -21,6 +21,7 @@ DATA_FORMAT = "tsdb-arrow-data"
 DATA_VERSION = 1
 BLOCKS_DIR = "blocks"
 QUARANTINE_DIR = "quarantine"  # blocks that could not be read, moved out of blocks/ on open
+TOMBSTONES_FILE = "tombstones.parquet"  # deleted ranges (blocks/tombstones.py)
 
 _BLOCK_NAME = re.compile(r"b\d{10}(\.tmp)?")
 # Files a data directory can hold before its marker exists: the lock, a marker being written.

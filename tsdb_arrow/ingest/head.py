@@ -113,6 +113,23 @@ class Head:
                 head.histograms.append(h.refs, h.timestamps, h.fields)
         return head
 
+    def without(self, refs: np.ndarray, lo: int, hi: int) -> Head:
+        """A new head holding these samples but those of ``refs`` (sorted) in ``[lo, hi]``;
+        this one is released."""
+        from tsdb_arrow.model import is_member
+
+        head = Head(self.pool)
+        r, t, v = self.floats.columns()
+        keep = ~(is_member(refs, r) & (t >= lo) & (t <= hi))
+        head.floats.append(r[keep], t[keep], v[keep])
+        r, t, fields = self.histograms.columns()
+        keep = ~(is_member(refs, r) & (t >= lo) & (t <= hi))
+        if keep.any():
+            idx = np.flatnonzero(keep)
+            head.histograms.append(r[idx], t[idx], fields.take(idx))
+        self.release()
+        return head
+
     def followed_by(self, newer: Head) -> Head:
         """This head with ``newer``'s samples after its own (write order kept)."""
         self.floats.followed_by(newer.floats)

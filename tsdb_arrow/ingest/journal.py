@@ -29,19 +29,22 @@ WAL_DIR = "wal"
 SERIES = 1  # series_ref and one string column per label: series new to the database
 FLOATS = 2  # series_ref, timestamp, value
 HISTOGRAMS = 3  # series_ref, timestamp and the histogram fields
+TOMBSTONES = 4  # series_ref, min_time, max_time, seq: a delete (blocks/tombstones.py)
 
 _CHECKPOINT = re.compile(r"^checkpoint\.(\d{8,})$")
 
 
 @dataclass(frozen=True)
 class Logged:
-    """One replayed write: new series (or None) and samples (floats or histogram fields)."""
+    """One replayed write (new series or None, and samples: floats or histogram fields), or a
+    delete (``tombstones``)."""
 
     series: pa.Table | None
     refs: np.ndarray
     timestamps: np.ndarray
     values: np.ndarray | None
     histograms: pa.Table | None
+    tombstones: pa.Table | None = None
 
 
 def entries(
@@ -72,6 +75,9 @@ def _logged(record: Sequence[tuple[int, pa.Table]], where: str) -> Logged:
         if kind == SERIES:
             series = table
             continue
+        if kind == TOMBSTONES:
+            empty = np.empty(0, np.uint64)
+            return Logged(None, empty, np.empty(0, np.int64), None, None, tombstones=table)
         if kind not in (FLOATS, HISTOGRAMS):
             raise WalError(
                 f"{where} holds an entry of unknown kind {kind}; open the directory with the "

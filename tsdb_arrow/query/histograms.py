@@ -117,6 +117,11 @@ def _read(snapshot: Snapshot, refs: np.ndarray, lo: int, hi: int) -> pa.Table:
     if not parts:
         return HISTOGRAM_SCHEMA.empty_table()
     table = pa.concat_tables(parts).combine_chunks()
+    if len(snapshot.tombstones):
+        dead = snapshot.tombstones.deleted(
+            table[REF].to_numpy(), table[TIMESTAMP].to_numpy(), table["seq"].to_numpy()
+        )
+        table = table.filter(pa.array(~dead))
     order, keep = last_writes(
         table[REF].to_numpy(), table[TIMESTAMP].to_numpy(), table["seq"].to_numpy()
     )

@@ -17,6 +17,7 @@ import polars as pl
 
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.blocks.tombstones import Tombstones
 from tsdb_arrow.ingest.cut import keep_last
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
@@ -26,13 +27,20 @@ __all__ = ["distinct_block_samples", "repeats_within_batch", "stored_matches"]
 _BATCH = 1 << 20
 
 
-def distinct_block_samples(group: Sequence[Block], pool: Executor) -> int:
-    """Distinct (series, timestamp) pairs stored in a group of overlapping blocks.
+def distinct_block_samples(
+    group: Sequence[Block], pool: Executor, tombstones: Tombstones | None = None
+) -> int:
+    """Distinct (series, timestamp) pairs stored in a group of overlapping blocks and not
+    deleted by ``tombstones``.
 
     The blocks (timestamps only, past the cache) are read and merged as a query merges them;
     a single block's count is in its meta and needs no read.
     """
-    snapshot = Snapshot(tuple(sorted(group, key=lambda b: b.meta.seq)), ())
+    snapshot = Snapshot(
+        tuple(sorted(group, key=lambda b: b.meta.seq)),
+        (),
+        tombstones=tombstones if tombstones is not None else Tombstones.empty(),
+    )
     refs = np.unique(np.concatenate([b.index.refs for b in group]))
     lo = min(b.meta.min_time for b in group)
     hi = max(b.meta.max_time for b in group)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numba as nb
@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.blocks.tombstones import Tombstones
 from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.ingest.cut import last_writes, run_starts
 from tsdb_arrow.ingest.pool import HeadBuffer
@@ -43,6 +44,8 @@ class Snapshot:
     head: tuple[tuple[HeadBuffer, int], ...]
     # Unflushed histogram samples: (refs, timestamps, fields) pieces in write order.
     histograms: tuple[tuple[np.ndarray, np.ndarray, pa.Table], ...] = ()
+    # Deleted ranges of samples in blocks (the head was filtered when they were deleted).
+    tombstones: Tombstones = field(default_factory=Tombstones.empty)
 
 
 @dataclass
@@ -187,7 +190,12 @@ def iter_samples(
             if i + LOOKAHEAD < len(plans):
                 decoder.submit(i + LOOKAHEAD)
             out_ts, out_val = decoder.wait(i)
-            batch = _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val)
+            dead = (
+                snapshot.tombstones
+                if snapshot.tombstones.touches(c_ref[cs], c_min[cs], c_max[cs])
+                else None
+            )
+            batch = _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val, dead)
             if not inside[cs].all():  # head rows were filtered already
                 keep = (batch.timestamps >= t_lo) & (batch.timestamps <= t_hi)
                 if not keep.all():
@@ -371,14 +379,15 @@ class _Decoder:
                 future.cancel()
 
 
-def _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val) -> Samples:
+def _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val, tombstones) -> Samples:
     """A batch from its decoded chunks and its head rows, overlaps merged (last write wins).
 
-    ``block_seqs``: the write sequence number of each block of the snapshot.
+    ``block_seqs``: the write sequence number of each block of the snapshot; ``tombstones``:
+    those that may hide samples of these chunks, or None.
     """
     c_block, _, c_ref, c_min, c_max, c_cnt = (a[cs] for a in chunks)
     n_head = hs.stop - hs.start
-    if not n_head and not _overlaps(c_ref, c_min, c_max):
+    if not n_head and tombstones is None and not _overlaps(c_ref, c_min, c_max):
         # The chunks' refs and counts describe the runs of one series.
         starts = run_starts(c_ref)
         return Samples(out_ts, out_val, c_ref[starts], np.add.reduceat(c_cnt, starts))
@@ -387,6 +396,10 @@ def _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val) -> Samples:
     vals = np.concatenate([out_val, head.values[hs]]) if out_val is not None else None
     # Later writes win: rows ranked by the sequence number of their block (head last).
     seqs = np.concatenate([np.repeat(block_seqs[c_block], c_cnt), np.full(n_head, T_MAX, np.int64)])
+    if tombstones is not None:  # before last-write-wins: a write after the delete stays
+        live = ~tombstones.deleted(refs, ts, seqs)
+        refs, ts, seqs = refs[live], ts[live], seqs[live]
+        vals = vals[live] if vals is not None else None
     order, keep = last_writes(refs, ts, seqs)
     refs, ts = refs[order], ts[order]
     vals = vals[order] if vals is not None else None
