@@ -32,6 +32,7 @@ test-fast: $(BIN)/.installed
 bench: $(BIN)/.installed
 	-bash benchmarks/install_peers.sh
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.durability
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check tsdb_arrow tests benchmarks

@@ -198,3 +198,13 @@ def test_write_order_rows_load_every_order_warm_and_cold(tmp_path):
         got = pl.from_arrow(write_order.ordered(data.table, order))
         assert got.sort(got.columns).equals(want.sort(want.columns))
     assert not pl.from_arrow(write_order.ordered(data.table, "shuffled")).equals(want)
+
+
+def test_durability_benchmark_replays_every_sample_and_reports_the_pool(tmp_path):
+    from benchmarks import durability
+
+    seconds, replayed, wal_bytes = durability.replay_time(20_000, tmp_path)
+    assert replayed == 20_000 and seconds > 0 and wal_bytes > 20_000 * 24
+    pool = durability.pool_reuse(tmp_path, batches=30)
+    assert pool["allocated"] >= 1 and 0.0 <= pool["reuse_ratio"] < 1.0
+    assert pool["reused"] + pool["allocated"] >= 30 * 10_000 // 16_384
