@@ -42,6 +42,18 @@ def write_histograms(fs: pafs.FileSystem, path: str, window: HistogramWindow) ->
     )
 
 
+def read_all_histograms(fs: pafs.FileSystem, path: str) -> pa.Table:
+    """Every histogram sample of the file, in stored order (for compaction)."""
+    try:
+        with pq.ParquetFile(path, filesystem=fs) as file:
+            table = file.read()
+        return table.select(HISTOGRAM_SCHEMA.names).cast(HISTOGRAM_SCHEMA)
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        raise CorruptBlockError(
+            f"cannot read {path}: {exc}; move the block directory aside"
+        ) from exc
+
+
 def read_histograms(
     fs: pafs.FileSystem, path: str, refs: np.ndarray, t_lo: int, t_hi: int
 ) -> pa.Table:

@@ -31,9 +31,15 @@ class BlockMeta:
     chunk_samples: int
     codecs: dict[str, Any] = field(default_factory=dict)
     num_histograms: int = 0  # histogram samples in histograms.parquet (absent when 0)
-    sources: tuple[str, ...] = ()  # ids of the blocks a compaction merged into this one
+    # Compaction: 1 for a flushed block, 1 + the highest input level for a merged one; and the
+    # ids of the blocks a merged block replaces (any of them still present is obsolete).
+    level: int = 1
+    sources: tuple[str, ...] = ()
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(self.sources))  # a list in meta.json
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

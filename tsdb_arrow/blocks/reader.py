@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from tsdb_arrow.errors import CodecError, CorruptBlockError
 from tsdb_arrow.model import REF
 
 INDEX_COLUMNS = [REF, "min_time", "max_time", "count"]
+_COLUMNS = ("timestamps", "values")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,29 @@ class Block:
         except (OSError, pa.ArrowInvalid) as exc:
             raise CorruptBlockError(f"cannot read {self.path}/{SERIES_FILE}: {exc}") from exc
 
+    def samples(self, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every float sample of the block, sorted by (ref, timestamp): refs, timestamps, values.
+
+        Whole row groups are decoded (on ``pool`` when given) past any cache: for compaction,
+        which reads each block once. A sample count other than ``meta.num_samples`` means a
+        damaged block and raises ``CorruptBlockError``.
+        """
+        jobs = [(rg, col) for rg in range(self.num_row_groups) for col in _COLUMNS]
+        if pool is None:
+            parts = [self._decode(rg, col) for rg, col in jobs]
+        else:
+            parts = [f.result() for f in [pool.submit(self._decode, rg, c) for rg, c in jobs]]
+        ts = np.concatenate([np.empty(0, np.int64), *parts[0::2]])
+        values = np.concatenate([np.empty(0, np.float64), *parts[1::2]])
+        refs = np.repeat(self.index.refs, self.index.counts)
+        if not len(ts) == len(values) == len(refs) == self.meta.num_samples:
+            raise CorruptBlockError(
+                f"{self.path}/{CHUNKS_FILE} holds {len(ts)} timestamps and {len(values)} values "
+                f"for {len(refs)} samples in its index, meta.json says {self.meta.num_samples}; "
+                "move the block directory aside"
+            )
+        return refs, ts, values
+
     def decoded(self, rg: int, column: str, cache: ChunkCache) -> np.ndarray:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
         return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
@@ -136,7 +161,12 @@ class Block:
             file = self._open_locked()  # open already when a reader holds the block
             # Single-threaded: queries already read row groups in parallel on their own pool,
             # and Arrow's thread pool would only add hand-offs (twice the CPU time here).
-            table = file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
+            try:
+                table = file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise CorruptBlockError(
+                    f"cannot read row group {rg} of {self.path}/{CHUNKS_FILE}: {exc}"
+                ) from exc
             self.reads += 1
         payloads = table[column]
         if payloads.num_chunks == 1:

@@ -1,11 +1,13 @@
 """Writing one block directory: series table, chunk table (encoded payloads), meta.json.
 
-The directory is written under a temporary name and renamed into place, so a reader (or a crash)
-never sees half a block.
+The directory is written under a temporary name, made durable and renamed into place
+(``publish``), so a reader (or a crash) never sees half a block.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 import numba as nb
@@ -15,6 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tsdb_arrow.blocks import codecs
+from tsdb_arrow.blocks.codecs.zstd_stage import LEVEL as ZSTD_LEVEL
 from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, write_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, BlockMeta
 from tsdb_arrow.ingest.cut import Window
@@ -54,7 +57,11 @@ def chunk_offsets(refs: np.ndarray, chunk_samples: int) -> np.ndarray:
     return out[: k + 1]
 
 
+TMP_SUFFIX = ".tmp"
+
+
 def block_name(seq: int) -> str:
+    """The directory name of the block flushed as ``seq``."""
     return f"b{seq:010d}"
 
 
@@ -68,53 +75,114 @@ def write_block(
     window: Window | None,
     histograms: HistogramWindow | None = None,
     pool: Executor | None = None,
+    name: str | None = None,
+    level: int = 1,
+    sources: Sequence[str] = (),
+    zstd_level: int = ZSTD_LEVEL,
 ) -> BlockMeta:
     """Encode one window's float samples (and histogram samples) as block ``seq``.
 
-    With a ``pool``, timestamps and values are encoded concurrently (the kernels release the GIL).
+    The directory is ``name`` (default ``block_name(seq)``); ``level`` and ``sources`` are
+    recorded in meta.json (a merged block's generation and the blocks it replaces). With a
+    ``pool``, timestamps and values are encoded concurrently (the kernels release the GIL);
+    ``zstd_level`` is the codecs' zstd stage effort (compaction spends more). On failure the
+    temporary directory is removed and nothing is visible.
     """
-    chunks, ends = _chunk_table(window, chunk_samples, pool)
-    name = block_name(seq)
-    tmp = f"{blocks_dir}/{name}.tmp"
+    chunks, ends = _chunk_table(window, chunk_samples, pool, zstd_level)
+    name = block_name(seq) if name is None else name
+    tmp = f"{blocks_dir}/{name}{TMP_SUFFIX}"
     final = f"{blocks_dir}/{name}"
+    if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+        fs.delete_dir(tmp)  # left by an attempt that died: start afresh
     fs.create_dir(tmp, recursive=True)
-    _write_chunks(fs, f"{tmp}/{CHUNKS_FILE}", chunks, ends)
-    pq.write_table(series, f"{tmp}/{SERIES_FILE}", filesystem=fs, compression="zstd")
-    times = [w.timestamps for w in (window, histograms) if w is not None and len(w.refs)]
-    if histograms is not None and len(histograms.refs):
-        write_histograms(fs, f"{tmp}/{HISTOGRAMS_FILE}", histograms)
-    meta = BlockMeta(
-        id=name,
-        seq=seq,
-        min_time=min(int(t.min()) for t in times),
-        max_time=max(int(t.max()) for t in times),
-        num_samples=len(window.refs) if window is not None else 0,
-        num_series=series.num_rows,
-        num_chunks=chunks.num_rows,
-        chunk_samples=chunk_samples,
-        codecs=codecs.codec_info(),
-        num_histograms=len(histograms.refs) if histograms is not None else 0,
-    )
-    with fs.open_output_stream(f"{tmp}/{META_FILE}") as f:
-        f.write(meta.to_json().encode())
-    fs.move(tmp, final)
+    try:
+        _write_chunks(fs, f"{tmp}/{CHUNKS_FILE}", chunks, ends)
+        _write_series(fs, f"{tmp}/{SERIES_FILE}", series)
+        times = [w.timestamps for w in (window, histograms) if w is not None and len(w.refs)]
+        if histograms is not None and len(histograms.refs):
+            write_histograms(fs, f"{tmp}/{HISTOGRAMS_FILE}", histograms)
+        meta = BlockMeta(
+            id=name,
+            seq=seq,
+            min_time=min(int(t.min()) for t in times),
+            max_time=max(int(t.max()) for t in times),
+            num_samples=len(window.refs) if window is not None else 0,
+            num_series=series.num_rows,
+            num_chunks=chunks.num_rows,
+            chunk_samples=chunk_samples,
+            codecs=codecs.codec_info(),
+            num_histograms=len(histograms.refs) if histograms is not None else 0,
+            level=level,
+            sources=tuple(sources),
+        )
+        with fs.open_output_stream(f"{tmp}/{META_FILE}") as f:
+            f.write(meta.to_json().encode())
+        publish(fs, tmp, final, blocks_dir)
+    except BaseException:
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_dir(tmp)
+        raise
     return meta
 
 
+def publish(fs: pafs.FileSystem, tmp: str, final: str, parent: str) -> None:
+    """Make the directory ``tmp`` durable and visible as ``final`` (in ``parent``).
+
+    Every file of ``tmp`` and ``tmp`` itself are fsynced, ``tmp`` is renamed to ``final``, then
+    ``parent`` is fsynced so that the rename survives a power loss. The fsyncs need a local
+    path: on other pyarrow filesystems (object stores) only the rename is done, and the store's
+    own durability applies.
+    """
+    local = isinstance(fs, pafs.LocalFileSystem)
+    if local:
+        for info in fs.get_file_info(pafs.FileSelector(tmp, recursive=True)):
+            if info.type == pafs.FileType.File:
+                _fsync(info.path, directory=False)
+        _fsync(tmp, directory=True)
+    fs.move(tmp, final)
+    if local:
+        _fsync(parent, directory=True)
+
+
+def _fsync(path: str, *, directory: bool) -> None:
+    if directory and not hasattr(os, "O_DIRECTORY"):
+        return  # directories cannot be opened for fsync there (Windows); renames are durable
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_series(fs: pafs.FileSystem, path: str, series: pa.Table) -> None:
+    """The series table: dictionary pages for the labels only (refs are distinct hashes), and
+    statistics for ``series_ref`` only (label statistics would only grow the footer)."""
+    labels = [name for name in series.column_names if name != REF]
+    pq.write_table(
+        series,
+        path,
+        filesystem=fs,
+        compression="zstd",
+        use_dictionary=labels,
+        write_statistics=[REF],
+    )
+
+
 def _chunk_table(
-    window: Window | None, chunk_samples: int, pool: Executor | None
+    window: Window | None, chunk_samples: int, pool: Executor | None, zstd_level: int
 ) -> tuple[pa.Table, np.ndarray]:
     if window is None or len(window.refs) == 0:
         return CHUNK_SCHEMA.empty_table(), np.empty(0, np.int64)
     offsets = chunk_offsets(window.refs, chunk_samples)
     starts, ends = offsets[:-1], offsets[1:]
+    level = {"zstd_level": zstd_level}
     if pool is not None:
-        ts_job = pool.submit(codecs.encode_timestamps, window.timestamps, offsets)
-        val_ids, val_payloads = codecs.encode_values(window.values, offsets)
+        ts_job = pool.submit(codecs.encode_timestamps, window.timestamps, offsets, **level)
+        val_ids, val_payloads = codecs.encode_values(window.values, offsets, **level)
         ts_ids, ts_payloads = ts_job.result()
     else:
-        ts_ids, ts_payloads = codecs.encode_timestamps(window.timestamps, offsets)
-        val_ids, val_payloads = codecs.encode_values(window.values, offsets)
+        ts_ids, ts_payloads = codecs.encode_timestamps(window.timestamps, offsets, **level)
+        val_ids, val_payloads = codecs.encode_values(window.values, offsets, **level)
     chunks = pa.Table.from_arrays(
         [
             pa.array(window.refs[starts], pa.uint64()),

@@ -139,17 +139,22 @@ def _decode(
 
 
 def encode_timestamps(
-    ts: np.ndarray, offsets: np.ndarray
+    ts: np.ndarray, offsets: np.ndarray, *, zstd_level: int = zstd_stage.LEVEL
 ) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Encode each chunk ``ts[offsets[i]:offsets[i+1]]`` (int64) with its smallest codec.
 
-    Returns ``(codec_ids uint8[n_chunks], payloads)``, one payload per chunk.
+    Returns ``(codec_ids uint8[n_chunks], payloads)``, one payload per chunk. ``zstd_level``:
+    the zstd stage's effort (the layout does not depend on it).
     """
-    return encode_timestamps_as(ts, offsets, None)
+    return encode_timestamps_as(ts, offsets, None, zstd_level=zstd_level)
 
 
 def encode_timestamps_as(
-    ts: np.ndarray, offsets: np.ndarray, codec: TimestampCodec | None
+    ts: np.ndarray,
+    offsets: np.ndarray,
+    codec: TimestampCodec | None,
+    *,
+    zstd_level: int = zstd_stage.LEVEL,
 ) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Like :func:`encode_timestamps`, but every chunk with ``codec`` (``None``: the smallest).
 
@@ -173,7 +178,9 @@ def encode_timestamps_as(
         cand = np.flatnonzero(estimates < sizes)
     else:
         cand = np.zeros(0, dtype=np.int64)
-    frames = _zstd_candidates(ts, offsets, cand, ids, params, sizes, planar_sizes, scratch)
+    frames = _zstd_candidates(
+        ts, offsets, cand, ids, params, sizes, planar_sizes, scratch, zstd_level
+    )
     return ids, assemble(
         sizes,
         frames,
@@ -190,6 +197,7 @@ def _zstd_candidates(
     sizes: np.ndarray,
     planar_sizes: np.ndarray,
     scratch: np.ndarray,
+    level: int,
 ) -> dict[int, bytes]:
     """Offer chunks ``cand`` to PACKED_ZSTD; switch ``ids``/``sizes`` where the frame is smaller."""
     if len(cand) == 0:
@@ -199,7 +207,7 @@ def _zstd_candidates(
     sub = np.zeros(int(sub_offsets[-1]), dtype=np.uint8)
     _emit_planar(ts, offsets, cand, params, sub_offsets, sub, scratch)
     zstd_ids = np.full(len(cand), _PACKED_ZSTD, dtype=np.uint8)
-    return zstd_stage.offer(sub_offsets, sub, cand, zstd_ids, ids, sizes)
+    return zstd_stage.offer(sub_offsets, sub, cand, zstd_ids, ids, sizes, level)
 
 
 @njit(cache=True, nogil=True)

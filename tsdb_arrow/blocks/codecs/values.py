@@ -198,18 +198,23 @@ def _decode(
 
 
 def encode_values(
-    values: np.ndarray, offsets: np.ndarray
+    values: np.ndarray, offsets: np.ndarray, *, zstd_level: int = zstd_stage.LEVEL
 ) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Encode each chunk ``values[offsets[i]:offsets[i+1]]`` (float64) with its smallest codec.
 
     Returns ``(codec_ids uint8[n_chunks], payloads)``, one payload per chunk; every bit pattern
-    (NaN payloads, -0.0, infinities) round-trips exactly.
+    (NaN payloads, -0.0, infinities) round-trips exactly. ``zstd_level``: the zstd stage's
+    effort (the layout does not depend on it).
     """
-    return encode_values_as(values, offsets, None)
+    return encode_values_as(values, offsets, None, zstd_level=zstd_level)
 
 
 def encode_values_as(
-    values: np.ndarray, offsets: np.ndarray, codec: ValueCodec | None
+    values: np.ndarray,
+    offsets: np.ndarray,
+    codec: ValueCodec | None,
+    *,
+    zstd_level: int = zstd_stage.LEVEL,
 ) -> tuple[np.ndarray, pa.LargeBinaryArray]:
     """Like :func:`encode_values`, but every chunk with ``codec`` (``None``: the smallest).
 
@@ -247,7 +252,7 @@ def encode_values_as(
                 f"{ValueCodec(codec).name} cannot hold it"
             )
     frames = _zstd_candidates(
-        bits, offsets, cand, m, exponents, params, ids, sizes, zsizes, scratch
+        bits, offsets, cand, m, exponents, params, ids, sizes, zsizes, scratch, zstd_level
     )
     return ids, assemble(
         sizes,
@@ -269,6 +274,7 @@ def _zstd_candidates(
     sizes: np.ndarray,
     zsizes: np.ndarray,
     scratch: np.ndarray,
+    level: int,
 ) -> dict[int, bytes]:
     """Offer chunks ``cand`` to the zstd stage; switch ``ids``/``sizes`` where the frame is
     smaller."""
@@ -279,7 +285,7 @@ def _zstd_candidates(
     sub = np.zeros(int(sub_offsets[-1]), dtype=np.uint8)
     _emit_zstd_inputs(bits, offsets, m, exponents, params, cand, sub_offsets, sub, scratch)
     zstd_ids = np.where(exponents[cand] >= 0, _DECIMAL_ZSTD, _PLAIN_ZSTD).astype(np.uint8)
-    return zstd_stage.offer(sub_offsets, sub, cand, zstd_ids, ids, sizes)
+    return zstd_stage.offer(sub_offsets, sub, cand, zstd_ids, ids, sizes, level)
 
 
 def decode_values(
