@@ -26,7 +26,7 @@ from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.writer import TMP_SUFFIX, block_name, write_block
 from tsdb_arrow.errors import ConfigError
 from tsdb_arrow.ingest.cut import Window, last_writes
-from tsdb_arrow.model import HISTOGRAM_FIELDS, REF, TIMESTAMP, present_labels
+from tsdb_arrow.model import HISTOGRAM_FIELDS, REF, TIMESTAMP, is_member, present_labels
 
 #: Default compaction levels, as multiples of the block duration: 2 h -> 12 h -> 48 h.
 LEVEL_FACTORS = (1, 6, 24)
@@ -165,9 +165,9 @@ def _merged_series(ordered: Sequence[Block], refs: np.ndarray) -> pa.Table:
     frame = (
         pl.concat(frames, how="diagonal_relaxed")
         .unique(subset=REF, keep="first", maintain_order=True)
-        .filter(pl.col(REF).is_in(pl.Series(refs, dtype=pl.UInt64)))
         .sort(REF)
     )
+    frame = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
     labels = sorted(c for c in frame.columns if c != REF)
     frame = frame.select(REF, *labels)
     return frame.select(REF, *present_labels(frame)).to_arrow()
