@@ -208,3 +208,15 @@ def test_durability_benchmark_replays_every_sample_and_reports_the_pool(tmp_path
     pool = durability.pool_reuse(tmp_path, batches=30)
     assert pool["allocated"] >= 1 and 0.0 <= pool["reuse_ratio"] < 1.0
     assert pool["reused"] + pool["allocated"] >= 30 * 10_000 // 16_384
+
+
+def test_compaction_rows_end_both_ways_of_writing_at_the_same_blocks(tmp_path, real_table):
+    from benchmarks import compaction
+
+    table = real_table.slice(0, 40_000)
+    rows = compaction.measure(table, "tiny", tmp_path)
+    one, many, verdict = rows
+    assert [one[1], many[1]] == ["one call", "41 shuffled batches"]
+    assert int(many[2]) > int(one[2]) and one[4] == many[4] == "1"
+    assert float(one[5]) < float(one[3])  # rewritten with more effort: smaller
+    assert verdict[1] == "chunk and series files of both ways: identical"

@@ -73,9 +73,10 @@ def merge_blocks(
     (``plan_compaction`` does), or a sample the merge lost to such a block would come back
     ahead of it.
 
-    Memory: every input is decoded in full and held at once (about 60 bytes per input sample
-    with the sort), which bounds the merge size to what fits in memory; a damaged input raises
-    ``CorruptBlockError`` before anything is written.
+    Memory: every input is decoded in full and held at once, with the sort and the encoding
+    about 100 bytes per input sample at the peak (the real node data: 3.6 M samples, 0.4 GB),
+    which bounds a merge to what fits in memory. A damaged input raises ``CorruptBlockError``
+    before anything is written.
     """
     if not blocks:
         raise ValueError("merge_blocks needs at least one block")
@@ -129,12 +130,21 @@ def _free_name(fs: pafs.FileSystem, blocks_dir: str, seq: int, level: int) -> st
 
 
 def _merged_floats(ordered: Sequence[Block], pool: Executor | None) -> Window | None:
-    parts = [b.samples(pool) for b in ordered if b.meta.num_samples]
-    if not parts:
+    """The inputs' float samples, sorted by (ref, timestamp), the last write of a pair kept."""
+    sizes = [b.meta.num_samples for b in ordered]
+    n = sum(sizes)
+    if n == 0:
         return None
-    refs, ts, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    if len(parts) > 1:
-        rank = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p[0]) for p in parts])
+    ts, values = np.empty(n, np.int64), np.empty(n, np.float64)
+    bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    refs = np.concatenate(
+        [
+            b.samples_into(ts[lo:hi], values[lo:hi], pool)
+            for b, lo, hi in zip(ordered, bounds, bounds[1:])
+        ]
+    )
+    if sum(1 for s in sizes if s) > 1:
+        rank = np.repeat(np.arange(len(ordered), dtype=np.int32), sizes)
         order, keep = last_writes(refs, ts, rank)
         order = order[keep]
         refs, ts, values = refs[order], ts[order], values[order]

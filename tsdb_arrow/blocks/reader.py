@@ -22,7 +22,6 @@ from tsdb_arrow.errors import CodecError, CorruptBlockError
 from tsdb_arrow.model import REF
 
 INDEX_COLUMNS = [REF, "min_time", "max_time", "count"]
-_COLUMNS = ("timestamps", "values")
 
 
 @dataclass(frozen=True)
@@ -96,25 +95,45 @@ class Block:
     def samples(self, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every float sample of the block, sorted by (ref, timestamp): refs, timestamps, values.
 
-        Whole row groups are decoded (on ``pool`` when given) past any cache: for compaction,
-        which reads each block once. A sample count other than ``meta.num_samples`` means a
-        damaged block and raises ``CorruptBlockError``.
+        For compaction, which reads each block once: see :meth:`samples_into`.
         """
-        jobs = [(rg, col) for rg in range(self.num_row_groups) for col in _COLUMNS]
-        if pool is None:
-            parts = [self._decode(rg, col) for rg, col in jobs]
-        else:
-            parts = [f.result() for f in [pool.submit(self._decode, rg, c) for rg, c in jobs]]
-        ts = np.concatenate([np.empty(0, np.int64), *parts[0::2]])
-        values = np.concatenate([np.empty(0, np.float64), *parts[1::2]])
-        refs = np.repeat(self.index.refs, self.index.counts)
-        if not len(ts) == len(values) == len(refs) == self.meta.num_samples:
+        n = self.meta.num_samples
+        ts, values = np.empty(n, np.int64), np.empty(n, np.float64)
+        return self.samples_into(ts, values, pool), ts, values
+
+    def samples_into(
+        self, ts: np.ndarray, values: np.ndarray, pool: Executor | None = None
+    ) -> np.ndarray:
+        """Decode every timestamp and value of the block into ``ts`` and ``values`` (each
+        ``meta.num_samples`` long); return the ref of each sample.
+
+        Whole row groups are decoded (on ``pool`` when given) past any cache. A chunk index
+        whose counts disagree with ``meta.num_samples`` or the output means a damaged block
+        and raises ``CorruptBlockError``.
+        """
+        counts = self.index.counts
+        total = int(counts.sum())
+        if not total == len(ts) == len(values) == self.meta.num_samples:
             raise CorruptBlockError(
-                f"{self.path}/{CHUNKS_FILE} holds {len(ts)} timestamps and {len(values)} values "
-                f"for {len(refs)} samples in its index, meta.json says {self.meta.num_samples}; "
-                "move the block directory aside"
+                f"{self.path}/{CHUNKS_FILE} indexes {total} samples, meta.json says "
+                f"{self.meta.num_samples}"
             )
-        return refs, ts, values
+        starts = np.cumsum(counts) - counts
+        outs = {"timestamps": ts, "values": values}
+
+        def job(rg: int, column: str) -> None:
+            lo, hi = self.chunk_range(rg)
+            read = self.payloads(rg, column)
+            self.decode_into(rg, column, read, np.arange(lo, hi), outs[column], starts[lo:hi])
+
+        jobs = [(rg, col) for rg in range(self.num_row_groups) for col in outs]
+        if pool is None:
+            for rg, col in jobs:
+                job(rg, col)
+        else:
+            for future in [pool.submit(job, rg, col) for rg, col in jobs]:
+                future.result()
+        return np.repeat(self.index.refs, counts)
 
     def decoded(self, rg: int, column: str, cache: ChunkCache) -> np.ndarray:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
