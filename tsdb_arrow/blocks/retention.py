@@ -43,6 +43,11 @@ def plan_retention(
             if meta.id not in gone:
                 gone.add(meta.id)
                 total -= sizes[meta.id]
+        if retention_ms is not None:  # blocks past the age limit that only kept ones held
+            cutoff = newest_time - retention_ms
+            for group in groups:
+                past = {m.id for m in group if m.max_time < cutoff}
+                gone |= _without_resurrection(group, past | (gone & {m.id for m in group}))
     return [m.id for m in order if m.id in gone]
 
 
