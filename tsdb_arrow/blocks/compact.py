@@ -33,6 +33,7 @@ LEVEL_FACTORS = (1, 6, 24)
 
 __all__ = [
     "LEVEL_FACTORS",
+    "check_levels",
     "default_levels",
     "merge_blocks",
     "merged_name",
