@@ -10,7 +10,7 @@ deletion are recognised (``obsolete_sources``) and deleted on open.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Executor
 
 import numpy as np
@@ -23,6 +23,7 @@ from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, read_
 from tsdb_arrow.blocks.meta import BlockMeta
 from tsdb_arrow.blocks.ranges import overlapping_metas
 from tsdb_arrow.blocks.reader import Block
+from tsdb_arrow.blocks.tombstones import Tombstones
 from tsdb_arrow.blocks.writer import TMP_SUFFIX, block_name, write_block
 from tsdb_arrow.errors import ConfigError
 from tsdb_arrow.ingest.cut import Window, last_writes
@@ -57,12 +58,16 @@ def merge_blocks(
     *,
     chunk_samples: int,
     pool: Executor | None = None,
-) -> BlockMeta:
+    tombstones: Tombstones | None = None,
+) -> BlockMeta | None:
     """Write one new block holding the union of ``blocks``' samples, the last write winning.
 
     Float and histogram samples of every input are read whole, concatenated in ``seq`` order and
     sorted by (series, timestamp); of samples sharing a (series, timestamp) the one of the input
-    with the highest ``seq`` is kept. The series table holds the series that have samples.
+    with the highest ``seq`` is kept. Samples that ``tombstones`` hide (deleted after their
+    block was written) are dropped first, as a query drops them: the merged block's higher
+    ``seq`` must not bring them back. The series table holds the series that have samples left;
+    when none has, nothing is written and None is returned (the inputs can simply go).
 
     The new block gets the highest ``seq`` of its inputs, so that a block flushed while the merge
     ran (a higher ``seq``) still wins over it where they overlap; its directory is
@@ -84,8 +89,11 @@ def merge_blocks(
     ordered = sorted(blocks, key=lambda b: (b.meta.seq, b.meta.id))
     seq = ordered[-1].meta.seq
     level = 1 + max(b.meta.level for b in ordered)
-    window = _merged_floats(ordered, pool)
-    hists = _merged_histograms(ordered)
+    dead = tombstones if tombstones is not None and len(tombstones) else None
+    window = _merged_floats(ordered, pool, dead)
+    hists = _merged_histograms(ordered, dead)
+    if window is None and hists is None:
+        return None
     refs = np.union1d(
         window.series_refs() if window is not None else np.empty(0, np.uint64),
         np.unique(hists.refs) if hists is not None else np.empty(0, np.uint64),
@@ -130,8 +138,10 @@ def _free_name(fs: pafs.FileSystem, blocks_dir: str, seq: int, level: int) -> st
     return name
 
 
-def _merged_floats(ordered: Sequence[Block], pool: Executor | None) -> Window | None:
-    """The inputs' float samples, sorted by (ref, timestamp), the last write of a pair kept."""
+def _merged_floats(
+    ordered: Sequence[Block], pool: Executor | None, tombstones: Tombstones | None
+) -> Window | None:
+    """The inputs' float samples, sorted by (ref, timestamp), the last live write of a pair."""
     sizes = [b.meta.num_samples for b in ordered]
     n = sum(sizes)
     if n == 0:
@@ -144,30 +154,44 @@ def _merged_floats(ordered: Sequence[Block], pool: Executor | None) -> Window | 
             for b, lo, hi in zip(ordered, bounds, bounds[1:])
         ]
     )
+    rank = np.repeat(np.arange(len(ordered), dtype=np.int32), sizes)
+    if tombstones is not None:
+        seqs = np.repeat(np.array([b.meta.seq for b in ordered], np.int64), sizes)
+        live = ~tombstones.deleted(refs, ts, seqs)
+        if not live.all():
+            refs, ts, values, rank = refs[live], ts[live], values[live], rank[live]
+            if len(refs) == 0:
+                return None
     if sum(1 for s in sizes if s) > 1:
-        rank = np.repeat(np.arange(len(ordered), dtype=np.int32), sizes)
         order, keep = last_writes(refs, ts, rank)
         order = order[keep]
         refs, ts, values = refs[order], ts[order], values[order]
     return Window(int(ts.min()), refs, ts, values)
 
 
-def _merged_histograms(ordered: Sequence[Block]) -> HistogramWindow | None:
-    tables = [
-        read_all_histograms(b.fs, f"{b.path}/{HISTOGRAMS_FILE}")
-        for b in ordered
-        if b.meta.num_histograms
-    ]
-    if not tables:
+def _merged_histograms(
+    ordered: Sequence[Block], tombstones: Tombstones | None
+) -> HistogramWindow | None:
+    """The inputs' histogram samples, sorted by (ref, timestamp), the last live write of a pair."""
+    with_hists = [b for b in ordered if b.meta.num_histograms]
+    if not with_hists:
         return None
+    tables = [read_all_histograms(b.fs, f"{b.path}/{HISTOGRAMS_FILE}") for b in with_hists]
     table = pa.concat_tables(tables)
     refs = table[REF].to_numpy()
     ts = table[TIMESTAMP].to_numpy()
-    rank = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for t in tables])
-    order, keep = last_writes(refs, ts, rank)
-    take = pa.array(order[keep])
-    fields = table.select([f.name for f in HISTOGRAM_FIELDS]).take(take)
-    return HistogramWindow(int(ts.min()), refs[order[keep]], ts[order[keep]], fields)
+    sizes = [t.num_rows for t in tables]
+    rank = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
+    rows = np.arange(len(refs))
+    if tombstones is not None:
+        seqs = np.repeat(np.array([b.meta.seq for b in with_hists], np.int64), sizes)
+        rows = np.flatnonzero(~tombstones.deleted(refs, ts, seqs))
+        if len(rows) == 0:
+            return None
+    order, keep = last_writes(refs[rows], ts[rows], rank[rows])
+    take = rows[order[keep]]
+    fields = table.select([f.name for f in HISTOGRAM_FIELDS]).take(pa.array(take))
+    return HistogramWindow(int(ts[take].min()), refs[take], ts[take], fields)
 
 
 def _merged_series(ordered: Sequence[Block], refs: np.ndarray) -> pa.Table:
@@ -215,6 +239,7 @@ def plan_compaction(
     *,
     block_duration: int,
     newest_time: int | None,
+    rewrite: Collection[str] = (),
 ) -> list[list[str]]:
     """Which blocks to merge: groups of block ids, each group to become one block.
 
@@ -232,7 +257,10 @@ def plan_compaction(
        block per range then ends as small as the same data written in many batches;
     3. a unit of several blocks that joins no complete range is merged by itself, unless it
        spans more than the largest level (only blocks written with another block duration
-       can): no group spans more than ``levels[-1]`` ms.
+       can): no group spans more than ``levels[-1]`` ms;
+    4. a block listed in ``rewrite`` that no group holds is rewritten alone (e.g. the blocks
+       tombstones touch, so that their deleted samples go; a block rewritten alone keeps its
+       seq and time range or less, which is always safe).
 
     No block outside a group overlaps the group's time span, so a merged block (with the highest
     ``seq`` of its group) wins over nothing it should lose to. A plan carried out leaves nothing
@@ -253,6 +281,8 @@ def plan_compaction(
         elif len(unit) > 1 and hi - lo < largest:
             alone.append(unit)
     groups = [g for g in targets.values() if len(g) > 1 or g[0].level == 1] + alone
+    grouped = {m.id for g in groups for m in g}
+    groups += [[m] for m in metas if m.id in rewrite and m.id not in grouped]
     ordered = [sorted(g, key=lambda m: (m.seq, m.id)) for g in groups]
     ordered.sort(key=lambda g: (min(m.min_time for m in g), sorted(m.id for m in g)))
     return [[m.id for m in g] for g in ordered]
