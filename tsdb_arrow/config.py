@@ -53,6 +53,17 @@ class StorageConfig:
         Seconds between fsyncs in ``"interval"`` mode.
     wal_segment_bytes
         Size at which a WAL segment file is closed and the next begun.
+    compaction_levels
+        Range lengths (ms or ``timedelta``) blocks are merged into, each a multiple of the one
+        before; by default ``block_duration`` x (1, 6, 24): 2 h, 12 h, 48 h. Overlapping blocks
+        (out-of-order or late writes) are merged whatever their range.
+    compaction_interval
+        Seconds between the background thread's compactions (``db.compact()`` runs one now).
+    retention
+        Age (ms or ``timedelta``) past which whole blocks are deleted, measured back from the
+        newest sample stored; None keeps everything.
+    retention_bytes
+        Bytes the blocks may take; the oldest whole blocks go beyond it. None: no limit.
     """
 
     block_duration: int = 2 * HOUR_MS
@@ -65,6 +76,10 @@ class StorageConfig:
     wal_fsync: str = "interval"
     wal_fsync_interval: float = 1.0
     wal_segment_bytes: int = 64 * 2**20
+    compaction_levels: tuple[int, ...] | None = None
+    compaction_interval: float = 60.0
+    retention: int | None = None
+    retention_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.block_duration, timedelta):
@@ -86,6 +101,18 @@ class StorageConfig:
             )
         _seconds("wal_fsync_interval", self.wal_fsync_interval)
         _positive_int("wal_segment_bytes", self.wal_segment_bytes, minimum=2**16)
+        if self.compaction_levels is None:
+            levels = tuple(self.block_duration * f for f in (1, 6, 24))
+        else:
+            levels = tuple(_ms(x) for x in self.compaction_levels)
+        _check_levels(levels, self.block_duration)
+        object.__setattr__(self, "compaction_levels", levels)
+        _seconds("compaction_interval", self.compaction_interval)
+        if self.retention is not None:
+            object.__setattr__(self, "retention", _ms(self.retention))
+            _positive_int("retention", self.retention, minimum=1)
+        if self.retention_bytes is not None:
+            _positive_int("retention_bytes", self.retention_bytes, minimum=1)
 
 
 def storage_config(value: StorageConfig | Mapping[str, object] | None) -> StorageConfig:
@@ -119,6 +146,31 @@ def _positive_int(name: str, value: object, *, minimum: int, maximum: int | None
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ConfigError(f"StorageConfig.{name} must be {bound}, got {value}")
+
+
+def _ms(value: object) -> object:
+    """A ``timedelta`` as whole milliseconds; anything else as given (checked by the caller)."""
+    return value // timedelta(milliseconds=1) if isinstance(value, timedelta) else value
+
+
+def _check_levels(levels: tuple[object, ...], block_duration: int) -> None:
+    """Compaction ranges must nest: increasing, each a multiple of the one before, and of the
+    block duration (a block lies inside one range of every level)."""
+    if not levels:
+        raise ConfigError("StorageConfig.compaction_levels must name at least one range (ms)")
+    previous = block_duration
+    for i, level in enumerate(levels):
+        if isinstance(level, bool) or not isinstance(level, int) or level <= 0:
+            raise ConfigError(
+                f"StorageConfig.compaction_levels holds {level!r}: each must be a positive "
+                "number of ms (or a timedelta)"
+            )
+        if level < previous or level % previous or (i and level == previous):
+            raise ConfigError(
+                f"StorageConfig.compaction_levels {list(levels)} must increase, each a multiple "
+                f"of the one before and the first of block_duration ({block_duration} ms)"
+            )
+        previous = level
 
 
 def _seconds(name: str, value: object) -> None:

@@ -109,6 +109,8 @@ class Database:
                 self._fs.create_dir(self._blocks_dir, recursive=True)
             self._lock = threading.RLock()
             self._flush_lock = threading.Lock()
+            self._compact_lock = threading.Lock()
+            self._last_compaction = time.monotonic()
             self._cache = ChunkCache(self.config.cache_bytes)
             # Codec kernels release the GIL: row groups and columns encode/decode in parallel.
             self._pool_threads = ThreadPoolExecutor(
@@ -313,9 +315,13 @@ class Database:
         )
 
     def _background_pass(self) -> None:
-        """What the background thread does when woken: flush the head if it is due."""
-        if not self._closed:
-            self._flush(only_if_due=True)
+        """What the background thread does when woken (and every second): flush the head if it
+        is due; compact and apply retention every ``config.compaction_interval`` seconds."""
+        if self._closed or self._closing:
+            return
+        self._flush(only_if_due=True)
+        if time.monotonic() - self._last_compaction >= self.config.compaction_interval:
+            self._compact()
 
     def close(self) -> None:
         """Flush the head and release the directory; further use raises ``ClosedError``.
@@ -661,6 +667,122 @@ class Database:
         self._tombstones = tombstones
         self._head = self._head.without(refs, lo, hi)
         self._distinct_counts = {}
+
+    def compact(self) -> dict[str, list[Any]]:
+        """Merge blocks and apply retention now (the background thread does it by itself every
+        ``config.compaction_interval`` seconds); returns what was done.
+
+        Overlapping blocks (out-of-order or late writes) are merged, the last write winning;
+        blocks of a complete aligned range (``config.compaction_levels``) become one; blocks
+        holding deleted samples are rewritten without them; blocks past ``config.retention`` or
+        beyond ``config.retention_bytes`` are deleted whole. Returns ``{"merged": [{"sources":
+        [ids], "block": new id or None}], "expired": [ids]}``. Queries running meanwhile finish
+        on the blocks they started with.
+        """
+        self._check_writable()
+        return self._compact()
+
+    def _compact(self) -> dict[str, list[Any]]:
+        from tsdb_arrow.blocks.compact import merge_blocks, plan_compaction
+        from tsdb_arrow.blocks.retention import plan_retention
+
+        with self._compact_lock:
+            with self._lock:
+                blocks = list(self._blockset.blocks())
+                newest = self._newest_time()
+                tombstones = self._tombstones
+            rewrite = self._deleted_in(blocks, tombstones)
+            levels = list(self.config.compaction_levels or ())
+            groups = plan_compaction(
+                [b.meta for b in blocks],
+                levels,
+                block_duration=self.config.block_duration,
+                newest_time=newest,
+                rewrite=rewrite,
+            )
+            merged: list[dict[str, Any]] = []
+            held, release = self._blockset.acquire()  # files open while they are read
+            try:
+                by_id = {b.meta.id: b for b in held}
+                for group in groups:
+                    meta = merge_blocks(
+                        self._fs,
+                        self._blocks_dir,
+                        [by_id[i] for i in group],
+                        chunk_samples=self.config.chunk_samples,
+                        pool=self._pool_threads,
+                        tombstones=tombstones,
+                    )
+                    new = (
+                        None
+                        if meta is None
+                        else Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
+                    )
+                    self._blockset.replace(group, new)
+                    merged.append(
+                        {"sources": list(group), "block": None if meta is None else meta.id}
+                    )
+            finally:
+                release()
+            expired = self._expire(plan_retention, newest)
+            rewritten = {i for group in groups for i in group}
+            if tombstones is not None and set(rewrite) <= rewritten:
+                self._drop_applied(tombstones)
+            self._last_compaction = time.monotonic()
+            return {"merged": merged, "expired": expired}
+
+    def _newest_time(self) -> int | None:
+        """The newest sample's time in blocks and head (caller holds the lock)."""
+        times = [b.meta.max_time for b in self._blockset.blocks()]
+        times += [h.max_time for h in (self._head, *self._flushing) if h.rows]
+        return max(times, default=None)
+
+    @staticmethod
+    def _deleted_in(blocks: list[Block], tombstones: Tombstones | None) -> list[str]:
+        """Blocks holding samples that ``tombstones`` hide (to be rewritten without them)."""
+        if tombstones is None or not len(tombstones):
+            return []
+        newest_delete = int(tombstones.seq.max())
+        return [
+            b.meta.id
+            for b in blocks
+            if b.meta.seq <= newest_delete
+            and tombstones.touches(b.index.refs, b.index.min_time, b.index.max_time)
+        ]
+
+    def _expire(self, plan_retention: Callable[..., list[str]], newest: int | None) -> list[str]:
+        """Delete the blocks past ``config.retention`` / ``config.retention_bytes``."""
+        if newest is None or (
+            self.config.retention is None and self.config.retention_bytes is None
+        ):
+            return []
+        blocks = list(self._blockset.blocks())
+        sizes = {b.meta.id: _blocks_bytes(self._fs, [b]) for b in blocks}
+        expired = plan_retention(
+            [b.meta for b in blocks],
+            sizes,
+            retention_ms=self.config.retention,
+            retention_bytes=self.config.retention_bytes,
+            newest_time=newest,
+        )
+        self._blockset.retire(expired)
+        return expired
+
+    def _drop_applied(self, applied: Tombstones) -> None:
+        """Forget the tombstones of ``applied``: every block they touched was rewritten
+        without the samples they hide (deletes made meanwhile are kept)."""
+        from tsdb_arrow.blocks.tombstones import Tombstones, write_tombstones
+
+        with self._lock:
+            current = self._tombstones
+            if current is None:
+                return
+            done = pl.from_arrow(applied.table())
+            left = pl.from_arrow(current.table()).join(done, on=done.columns, how="anti")
+            remaining = Tombstones.of_table(left.to_arrow())
+            write_tombstones(self.path, remaining)
+            self._tombstones = remaining if len(remaining) else None
+            self._distinct_counts = {}
 
     # -- reading -----------------------------------------------------------------------------
 

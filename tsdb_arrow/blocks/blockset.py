@@ -86,19 +86,30 @@ class BlockSet:
                 unused.append(block)
         return unused
 
+    def replace(self, ids: Iterable[str], block: Block | None) -> list[Block]:
+        """Put ``block`` (a compaction's output) in place of the blocks ``ids`` at once: a
+        reader acquires either the inputs or the output, never both."""
+        with self._lock:
+            if block is not None:
+                self._blocks.append(block)
+                self._blocks.sort(key=lambda b: (b.meta.seq, b.meta.id))
+            return self._retire_locked(set(ids))
+
     def retire(self, ids: Iterable[str]) -> list[Block]:
         """Take the blocks ``ids`` out of the set; each is handed to ``on_unused`` once no
         reader holds it (at once when none does). Returns the blocks retired."""
-        wanted = set(ids)
         with self._lock:
-            gone = [b for b in self._blocks if b.meta.id in wanted]
-            self._blocks = [b for b in self._blocks if b.meta.id not in wanted]
-            unused = []
-            for block in gone:
-                if id(block) in self._holds:
-                    self._retired[id(block)] = block
-                else:
-                    unused.append(block)
+            return self._retire_locked(set(ids))
+
+    def _retire_locked(self, wanted: set[str]) -> list[Block]:
+        gone = [b for b in self._blocks if b.meta.id in wanted]
+        self._blocks = [b for b in self._blocks if b.meta.id not in wanted]
+        unused = []
+        for block in gone:
+            if id(block) in self._holds:
+                self._retired[id(block)] = block
+            else:
+                unused.append(block)
         self._hand_over(unused)
         return gone
 
