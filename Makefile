@@ -33,6 +33,7 @@ bench: $(BIN)/.installed
 	-bash benchmarks/install_peers.sh
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.durability
+	$(BIN)/python -m benchmarks.compaction
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check tsdb_arrow tests benchmarks
