@@ -33,10 +33,12 @@ from tsdb_arrow.errors import (
     ReadOnlyError,
     SelectorError,
     SeriesCollisionError,
+    ServerError,
     SketchError,
     TimeRangeError,
     TsdbError,
 )
+from tsdb_arrow.server import Server, serve
 
 if TYPE_CHECKING:
     from tsdb_arrow import sketch
@@ -58,6 +60,9 @@ __all__ = [
     "WriteResult",
     "StorageConfig",
     "HistogramConfig",
+    # serving a directory over the network (tsdb-arrow serve, in this process)
+    "serve",
+    "Server",
     # quantile sketches: ta.sketch.quantiles(...), ta.sketch.histogram_quantiles(...)
     "sketch",
     # errors
@@ -77,6 +82,7 @@ __all__ = [
     "ClosedError",
     "ReadOnlyError",
     "BackpressureError",
+    "ServerError",
     "MissingDependencyError",
 ]
 

@@ -74,6 +74,15 @@ examples:
 A file is long format: timestamp (int ms since the epoch or RFC 3339), value, __name__ (or
 --metric) and one column per label."""
 
+_SERVE_EXAMPLES = """\
+examples:
+  tsdb-arrow serve --data ./data
+  tsdb-arrow serve --data ./data --otlp-grpc 127.0.0.1:4317 --otlp-http off
+  tsdb-arrow serve --data ./data --promote-resource-attributes deployment.environment
+
+Point an OpenTelemetry SDK or Collector at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317).
+Stop it with Ctrl-C or SIGTERM: requests in flight finish, the head is flushed."""
+
 _INFO_EXAMPLES = """\
 examples:
   tsdb-arrow info --data ./data"""
@@ -150,7 +159,22 @@ def _parser() -> argparse.ArgumentParser:
         help="the output format, when OUT's extension does not say it",
     )
     export.set_defaults(run=_export)
+
+    serve = command(
+        "serve", "run the server: OTLP over gRPC and HTTP into a data directory", _SERVE_EXAMPLES
+    )
+    _data_arg(serve)
+    from tsdb_arrow.server.process import add_arguments
+
+    add_arguments(serve)
+    serve.set_defaults(run=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tsdb_arrow.server.process import run
+
+    return run(args)
 
 
 def _positive(text: str) -> int:

@@ -67,6 +67,10 @@ class BackpressureError(TsdbError):
     ``StorageConfig.write_timeout``; nothing of the batch was stored: retry it later."""
 
 
+class ServerError(TsdbError):
+    """A server listener could not start (port taken, bad address) or a serve option is bad."""
+
+
 class SketchError(TsdbError, ValueError):
     """A sketch or histogram is invalid: negative counts, mismatched bucket arrays, bad bounds."""
 

@@ -1,0 +1,75 @@
+"""What an OTLP metrics export means for the database, whatever transport carried it.
+
+The body is converted by ``ingest.otlp.convert_request`` and written; the outcome says what the
+transport answers: OK with the protobuf response (partial success when some points were
+refused), invalid (nothing stored), or retry later (the head is full). The response goes out
+only after ``write`` returned, that is once the accepted points are in the write-ahead log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tsdb_arrow.errors import BackpressureError, ClosedError, InputError, SeriesCollisionError
+
+if TYPE_CHECKING:
+    from tsdb_arrow.database import Database
+
+#: Seconds a client is told to wait before retrying when the head is full.
+RETRY_AFTER = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``kind``: "ok" (``response`` is the serialized ExportMetricsServiceResponse), "invalid"
+    (the request could not be decoded: nothing stored) or "unavailable" (retry later)."""
+
+    kind: str
+    response: bytes = b""
+    message: str = ""
+    retry_after: float = RETRY_AFTER
+
+
+class OtlpReceiver:
+    """Turns OTLP export requests into writes on one database; shared by gRPC and HTTP."""
+
+    def __init__(self, db: Database, *, promote_resource_attributes: Sequence[str] = ()) -> None:
+        from tsdb_arrow.ingest.otlp import DeltaState
+
+        self.db = db
+        self.promote = tuple(promote_resource_attributes)
+        self.delta = DeltaState()
+
+    def export(self, body: bytes) -> Outcome:
+        """Store the points of one serialized ExportMetricsServiceRequest."""
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceResponse,
+        )
+
+        from tsdb_arrow.ingest.otlp import convert_request
+
+        try:
+            converted = convert_request(
+                body, promote_resource_attributes=self.promote, delta=self.delta
+            )
+        except InputError as exc:
+            return Outcome("invalid", message=str(exc))
+        rejected, errors = converted.rejected_points, list(converted.errors)
+        try:
+            for frame in (converted.floats, converted.histograms):
+                if frame is not None and frame.num_rows:
+                    self.db.write(frame)
+        except (BackpressureError, ClosedError) as exc:
+            # Retried whole: points already written are written again, and the last write of
+            # a (series, timestamp) wins, so nothing doubles.
+            return Outcome("unavailable", message=str(exc))
+        except (InputError, SeriesCollisionError) as exc:
+            rejected += converted.accepted_points
+            errors.append(str(exc))
+        response = ExportMetricsServiceResponse()
+        if rejected:
+            response.partial_success.rejected_data_points = rejected
+            response.partial_success.error_message = "; ".join(errors)[:4096]
+        return Outcome("ok", response=response.SerializeToString())

@@ -1,0 +1,90 @@
+"""``tsdb-arrow serve``: one process owning a data directory, listeners until SIGINT/SIGTERM.
+
+Ready when it says so: one line per listener with its address on stderr (and stdout, for
+scripts that wait for it). SIGINT or SIGTERM stops accepting, lets requests in flight finish,
+flushes and closes the database, and exits 0. SIGKILL loses nothing acknowledged (the WAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import tsdb_arrow as ta
+from tsdb_arrow.server import DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP, serve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--otlp-grpc",
+        default=DEFAULT_OTLP_GRPC,
+        metavar="HOST:PORT|off",
+        help=f"OTLP gRPC listener (default {DEFAULT_OTLP_GRPC})",
+    )
+    parser.add_argument(
+        "--otlp-http",
+        default=DEFAULT_OTLP_HTTP,
+        metavar="HOST:PORT|off",
+        help=f"OTLP/HTTP listener, POST /v1/metrics (default {DEFAULT_OTLP_HTTP})",
+    )
+    parser.add_argument(
+        "--promote-resource-attributes",
+        default="",
+        metavar="A,B",
+        help="resource attributes that become labels of every series",
+    )
+    parser.add_argument(
+        "--grpc-max-message-bytes",
+        type=int,
+        default=4 * 2**20,
+        help="largest gRPC request accepted (default 4 MiB, as the Collector)",
+    )
+    parser.add_argument(
+        "--http-max-body-bytes",
+        type=int,
+        default=4 * 2**20,
+        help="largest HTTP body accepted, after gunzip (default 4 MiB): 413 beyond",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until a signal; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="tsdb-arrow: %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    promote = [a.strip() for a in args.promote_resource_attributes.split(",") if a.strip()]
+    db = ta.open(args.data)
+    try:
+        server = serve(
+            db,
+            otlp_grpc=args.otlp_grpc,
+            otlp_http=args.otlp_http,
+            promote_resource_attributes=promote,
+            grpc_max_message_bytes=args.grpc_max_message_bytes,
+            http_max_body_bytes=args.http_max_body_bytes,
+        )
+    except BaseException:
+        db.close()
+        raise
+    try:
+        replayed = db.stats()["wal"]["replayed_samples"]
+        print(
+            f"tsdb-arrow: serving {db.path} ({replayed:,} samples replayed from the WAL)",
+            flush=True,
+        )
+        for name, address in server.addresses.items():
+            print(f"tsdb-arrow: {name} listening on {address}", flush=True)
+        if not server.addresses:
+            print("tsdb-arrow: every listener is off; serving nothing until stopped", flush=True)
+        print("tsdb-arrow: ready", flush=True)
+        stop.wait()
+        print("tsdb-arrow: stopping: finishing requests in flight, flushing", flush=True)
+    finally:
+        server.stop()
+        db.close()
+    print("tsdb-arrow: stopped", flush=True)
+    return 0
