@@ -34,8 +34,10 @@ from tsdb_arrow.errors import (
     SelectorError,
     SeriesCollisionError,
     SketchError,
+    StorageError,
     TimeRangeError,
     TsdbError,
+    WalError,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ __all__ = [
     "ClosedError",
     "ReadOnlyError",
     "BackpressureError",
+    "StorageError",
+    "WalError",
     "MissingDependencyError",
 ]
 

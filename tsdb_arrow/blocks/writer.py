@@ -6,6 +6,8 @@ never sees half a block.
 
 from __future__ import annotations
 
+import errno
+import os
 from concurrent.futures import Executor
 
 import numba as nb
@@ -17,6 +19,7 @@ import pyarrow.parquet as pq
 from tsdb_arrow.blocks import codecs
 from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, write_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, BlockMeta
+from tsdb_arrow.errors import StorageError
 from tsdb_arrow.ingest.cut import Window
 from tsdb_arrow.model import REF
 
@@ -72,7 +75,69 @@ def write_block(
     """Encode one window's float samples (and histogram samples) as block ``seq``.
 
     With a ``pool``, timestamps and values are encoded concurrently (the kernels release the GIL).
+    An ``OSError`` (disk full, permissions) raises ``StorageError`` and leaves no ``.tmp``
+    directory behind.
     """
+    name = block_name(seq)
+    try:
+        return _write_block(
+            fs,
+            blocks_dir,
+            seq,
+            series,
+            chunk_samples,
+            window=window,
+            histograms=histograms,
+            pool=pool,
+        )
+    except BaseException as exc:
+        _discard(fs, f"{blocks_dir}/{name}.tmp")  # space back; the retry writes a new name
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise _storage_error(exc, name, blocks_dir) from exc
+        raise
+
+
+def _discard(fs: pafs.FileSystem, tmp: str) -> None:
+    """Delete a block's temporary directory, if any, after a failed write."""
+    try:
+        fs.delete_dir(tmp)
+    except OSError:
+        pass  # never created, or undeletable: the next open removes it
+
+
+# What to do about a failed block write, by errno.
+_ADVICE = {
+    errno.ENOSPC: "free space on that file system",
+    errno.EDQUOT: "free space, or raise the disk quota of this user",
+    errno.EACCES: "give this process write permission on {dir}",
+    errno.EPERM: "give this process write permission on {dir}",
+    errno.EROFS: "the file system is mounted read-only: remount it read-write",
+}
+
+
+def _storage_error(exc: OSError, name: str, blocks_dir: str) -> StorageError:
+    """``exc`` as a ``StorageError`` naming the block, its directory and what to do."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    advice = _ADVICE.get(exc.errno or 0, "fix the cause").format(dir=blocks_dir)
+    error = StorageError(
+        f"cannot write block {name} in {blocks_dir}: {reason}; {advice}. Nothing acknowledged "
+        "is lost: the samples stay where they were and the next flush retries"
+    )
+    error.errno = exc.errno
+    return error
+
+
+def _write_block(
+    fs: pafs.FileSystem,
+    blocks_dir: str,
+    seq: int,
+    series: pa.Table,
+    chunk_samples: int,
+    *,
+    window: Window | None,
+    histograms: HistogramWindow | None,
+    pool: Executor | None,
+) -> BlockMeta:
     chunks, ends = _chunk_table(window, chunk_samples, pool)
     name = block_name(seq)
     tmp = f"{blocks_dir}/{name}.tmp"
