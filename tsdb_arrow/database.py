@@ -503,11 +503,12 @@ class Database:
                 head = self._head
                 if due is None or head.rows == 0:
                     return []
+                # Writes from now on go to a new segment: the older ones hold only this head.
+                # Rolled first: if that fails, the head stays where it is, not half swapped.
+                segment = self._journal.roll() if self._journal is not None else None
                 self._head = Head(self._pool)
                 self._flushing.append(head)
                 self._room.notify_all()
-                # Writes from now on go to a new segment: the older ones hold only this head.
-                segment = self._journal.roll() if self._journal is not None else None
             windows: list[HeadWindow] = []
             keep: list[HeadWindow] = []
             written: list[str] = []
