@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -258,7 +259,8 @@ class Database:
                 continue
             if info.base_name.endswith(".tmp"):
                 if not self.read_only:  # a flush that died before its rename: never visible
-                    self._fs.delete_dir(info.path)
+                    with contextlib.suppress(OSError):  # blocks/ read-only: a later open does it
+                        self._fs.delete_dir(info.path)
                 continue
             names[info.base_name] = info.path
         return names
