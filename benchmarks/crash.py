@@ -55,10 +55,10 @@ MAX_BATCHES_PER_CHILD = 100_000  # a child whose parent is gone stops by itself
 CHILD_TIMEOUT_S = 300.0
 
 CHILD = """\
-import sys
+import ast, sys
 sys.path.insert(0, sys.argv[1])
 from benchmarks.crash import child
-child(sys.argv[2], eval(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+child(sys.argv[2], ast.literal_eval(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
 """
 
 
@@ -430,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     compact_every=args.compact_every,
                 )
             )
-            print(table(summaries[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+            print(table(summaries[-1:]), file=sys.stderr, flush=True)  # progress
     print(table(summaries))
     failures = [f for s in summaries for f in s.failures]
     for failure in failures:
