@@ -35,8 +35,10 @@ from tsdb_arrow.errors import (
     SeriesCollisionError,
     ServerError,
     SketchError,
+    StorageError,
     TimeRangeError,
     TsdbError,
+    WalError,
 )
 from tsdb_arrow.server import Server, serve
 
@@ -83,6 +85,8 @@ __all__ = [
     "ReadOnlyError",
     "BackpressureError",
     "ServerError",
+    "StorageError",
+    "WalError",
     "MissingDependencyError",
 ]
 

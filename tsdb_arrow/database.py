@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -279,7 +280,8 @@ class Database:
                 continue
             if info.base_name.endswith(".tmp"):
                 if not self.read_only:  # a flush that died before its rename: never visible
-                    self._fs.delete_dir(info.path)
+                    with contextlib.suppress(OSError):  # blocks/ read-only: a later open does it
+                        self._fs.delete_dir(info.path)
                 continue
             names[info.base_name] = info.path
         return names
@@ -528,11 +530,12 @@ class Database:
                 head = self._head
                 if due is None or head.rows == 0:
                     return []
+                # Writes from now on go to a new segment: the older ones hold only this head.
+                # Rolled first: if that fails, the head stays where it is, not half swapped.
+                segment = self._journal.roll() if self._journal is not None else None
                 self._head = Head(self._pool)
                 self._flushing.append(head)
                 self._room.notify_all()
-                # Writes from now on go to a new segment: the older ones hold only this head.
-                segment = self._journal.roll() if self._journal is not None else None
             windows: list[HeadWindow] = []
             keep: list[HeadWindow] = []
             written: list[str] = []

@@ -80,6 +80,13 @@ class MissingDependencyError(TsdbError, ImportError):
     to install (e.g. ``pip install 'tsdb-arrow[otel]'``)."""
 
 
+class StorageError(TsdbError, OSError):
+    """A block could not be written (disk full, no permission, a read-only file system); the
+    message names the directory and what to do. Nothing acknowledged is lost: the samples stay
+    where they were (head and write-ahead log) and the next flush retries. An ``OSError`` too,
+    with the ``errno`` of the failure."""
+
+
 class WalError(TsdbError):
     """The write-ahead log could not be written, fsynced or read (disk full, permissions, an
     unknown format version); the message names the segment and what to do."""

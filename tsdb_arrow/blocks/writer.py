@@ -6,6 +6,7 @@ The directory is written under a temporary name, made durable and renamed into p
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -20,6 +21,7 @@ from tsdb_arrow.blocks import codecs
 from tsdb_arrow.blocks.codecs.zstd_stage import LEVEL as ZSTD_LEVEL
 from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, write_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, BlockMeta
+from tsdb_arrow.errors import StorageError
 from tsdb_arrow.ingest.cut import Window
 from tsdb_arrow.model import REF
 
@@ -86,16 +88,17 @@ def write_block(
     recorded in meta.json (a merged block's generation and the blocks it replaces). With a
     ``pool``, timestamps and values are encoded concurrently (the kernels release the GIL);
     ``zstd_level`` is the codecs' zstd stage effort (compaction spends more). On failure the
-    temporary directory is removed and nothing is visible.
+    temporary directory is removed and nothing is visible; an ``OSError`` (disk full,
+    permissions) raises ``StorageError`` naming the block and what to do.
     """
     chunks, ends = _chunk_table(window, chunk_samples, pool, zstd_level)
     name = block_name(seq) if name is None else name
     tmp = f"{blocks_dir}/{name}{TMP_SUFFIX}"
     final = f"{blocks_dir}/{name}"
-    if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-        fs.delete_dir(tmp)  # left by an attempt that died: start afresh
-    fs.create_dir(tmp, recursive=True)
     try:
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_dir(tmp)  # left by an attempt that died: start afresh
+        fs.create_dir(tmp, recursive=True)
         _write_chunks(fs, f"{tmp}/{CHUNKS_FILE}", chunks, ends)
         _write_series(fs, f"{tmp}/{SERIES_FILE}", series)
         times = [w.timestamps for w in (window, histograms) if w is not None and len(w.refs)]
@@ -118,11 +121,42 @@ def write_block(
         with fs.open_output_stream(f"{tmp}/{META_FILE}") as f:
             f.write(meta.to_json().encode())
         publish(fs, tmp, final, blocks_dir)
-    except BaseException:
-        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-            fs.delete_dir(tmp)
+    except BaseException as exc:
+        _discard(fs, tmp)  # the space back; a retry writes afresh
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise _storage_error(exc, name, blocks_dir) from exc
         raise
     return meta
+
+
+def _discard(fs: pafs.FileSystem, tmp: str) -> None:
+    """Delete a block's temporary directory, if any, after a failed write."""
+    try:
+        fs.delete_dir(tmp)
+    except OSError:
+        pass  # never created, or undeletable: the next open removes it
+
+
+# What to do about a failed block write, by errno.
+_ADVICE = {
+    errno.ENOSPC: "free space on that file system",
+    errno.EDQUOT: "free space, or raise the disk quota of this user",
+    errno.EACCES: "give this process write permission on {dir}",
+    errno.EPERM: "give this process write permission on {dir}",
+    errno.EROFS: "the file system is mounted read-only: remount it read-write",
+}
+
+
+def _storage_error(exc: OSError, name: str, blocks_dir: str) -> StorageError:
+    """``exc`` as a ``StorageError`` naming the block, its directory and what to do."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    advice = _ADVICE.get(exc.errno or 0, "fix the cause").format(dir=blocks_dir)
+    error = StorageError(
+        f"cannot write block {name} in {blocks_dir}: {reason}; {advice}. Nothing acknowledged "
+        "is lost: the samples stay where they were and the next write of them retries"
+    )
+    error.errno = exc.errno
+    return error
 
 
 def publish(fs: pafs.FileSystem, tmp: str, final: str, parent: str) -> None:
