@@ -35,6 +35,7 @@ from benchmarks.datasets import load_real, repo_root
 from benchmarks.measure import dir_bytes
 
 BATCH_ROWS = 100_000
+T0 = 1_795_392_000_000  # 2026-11-22T00:00Z
 MODES: list[tuple[str, dict]] = [
     ("wal=False", {"wal": False}),
     ("never", {"wal_fsync": "never"}),
@@ -104,14 +105,14 @@ def replay_time(samples: int, work_dir: Path) -> tuple[float, int, int]:
     return seconds, replayed, wal_bytes
 
 
-def pool_reuse(work_dir: Path, batches: int = 1000) -> dict[str, float]:
+def pool_reuse(work_dir: Path, batches: int = 4000) -> dict[str, float]:
     """Steady time-ordered writes of 100 series with a 4 MiB head (flushes by themselves)."""
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         config = {"head_max_bytes": 4 * 2**20, "buffer_rows": 16_384, "cache_bytes": 0}
         with ta.open(Path(tmp) / "db", config=config) as db:
             names = np.repeat([f"s{i}" for i in range(100)], 100)
             for i in range(batches):
-                ts = (i * 100 + np.tile(np.arange(100), 100)) * 1000
+                ts = T0 + (i * 100 + np.tile(np.arange(100), 100)) * 1000
                 db.write(
                     pl.DataFrame(
                         {"timestamp": ts, "value": np.ones(len(ts)), "__name__": "m", "s": names}
@@ -121,7 +122,8 @@ def pool_reuse(work_dir: Path, batches: int = 1000) -> dict[str, float]:
             pool = db.stats()["pool"]
             size = dir_bytes(Path(tmp) / "db")
     taken = pool["allocated"] + pool["reused"]
-    return {**pool, "reuse_ratio": pool["reused"] / taken if taken else 0.0, "bytes": size}
+    ratio = pool["reused"] / taken if taken else 0.0
+    return {**pool, "reuse_ratio": ratio, "bytes": size, "batches": batches}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pool = pool_reuse(args.work_dir)
     print(
-        f"\nhead buffer pool, 1,000 steady batches of 10,000 rows, 4 MiB head: "
+        f"\nhead buffer pool, {pool['batches']:,} steady batches of 10,000 rows, 4 MiB head: "
         f"{pool['allocated']} allocated, {pool['reused']} reused, "
         f"reuse ratio {pool['reuse_ratio']:.3f}, {pool['dropped']} dropped"
     )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,15 +20,15 @@ from tsdb_arrow import datadir
 from tsdb_arrow.background import BackgroundWorker
 from tsdb_arrow.blocks.blockset import BlockSet
 from tsdb_arrow.blocks.cache import ChunkCache
+from tsdb_arrow.blocks.directory import BlockDirectory
 from tsdb_arrow.blocks.ranges import overlapping_groups
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.config import StorageConfig, storage_config
-from tsdb_arrow.datadir import BLOCKS_DIR, QUARANTINE_DIR, TOMBSTONES_FILE, data_path
+from tsdb_arrow.datadir import BLOCKS_DIR, TOMBSTONES_FILE, data_path
 from tsdb_arrow.errors import (
     BackpressureError,
     ClosedError,
     CorruptBlockError,
-    CorruptBlockWarning,
     DataDirectoryError,
     ReadOnlyError,
 )
@@ -117,21 +115,23 @@ class Database:
             self._pool_threads = ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-arrow"
             )
-            max_free = max(
-                2, self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows) + 2
-            )
+            # Free buffers kept for reuse: enough for the head and the one being flushed (the
+            # background flush swaps a full head while writes fill the next).
+            max_free = 2 * (self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows)) + 4
             self._pool = BufferPool(self.config.buffer_rows, max_free=max_free)
             self._head = Head(self._pool)
             self._flushing: list[Head] = []  # taken by a running flush, still read by queries
             self._room = threading.Condition(self._lock)  # notified when the head is swapped
             self._index = SeriesIndex()
-            self._blockset = BlockSet(on_unused=self._delete_block)
+            self._directory = BlockDirectory(
+                self._fs, self.path, self._blocks_dir, owner=not read_only
+            )
+            self._blockset = BlockSet(on_unused=self._directory.delete)
             # Distinct samples of a group of overlapping blocks, by their ids (see stats()).
             self._distinct_counts: dict[tuple[str, ...], int] = {}
             self._closed = False
             self._closing = False
             self._seq = 0
-            self._skipped: set[str] = set()  # unreadable blocks a read-only open passes over
             self._background: BackgroundWorker | None = None
             self._journal: Journal | None = None
             self.replayed_samples = 0  # samples the write-ahead log gave back on open
@@ -225,91 +225,18 @@ class Database:
         return self._refresh_blocks()
 
     def _refresh_blocks(self) -> list[str]:
-        """Bring the block set in line with ``blocks/``: open new blocks, drop vanished ones and
-        those another block was compacted from. The owner also deletes leftovers (a ``.tmp``
-        directory of a flush that died before its rename, sources of a finished compaction) and
-        moves corrupt blocks to ``quarantine/``. Runs under the lock: one refresh at a time."""
+        """Bring the block set in line with ``blocks/`` (see ``BlockDirectory.scan``). Runs
+        under the lock: one refresh at a time."""
         with self._lock:
-            for _ in range(100):  # a compaction may delete a listed block before it is opened
-                known = {b.meta.id: b for b in self._blockset.blocks()}
-                names, vanished = self._list_blocks(), False
-                opened: list[Block] = []
-                series: dict[str, pa.Table] = {}
-                for name in sorted(names.keys() - known.keys() - self._skipped):
-                    try:
-                        block = Block.open(self._fs, names[name])
-                        series[name] = block.series()
-                        opened.append(block)
-                    except CorruptBlockError as exc:
-                        if not os.path.isdir(names[name]):
-                            vanished = True  # removed under us by the owner: list again
-                            break
-                        self._quarantine(names[name], exc)
-                if not vanished:
-                    break
-                for block in opened:
-                    block.close()
-            else:
-                raise DataDirectoryError(f"the blocks of {self.path} keep changing; retry the open")
-            everything = [*known.values(), *opened]
-            replaced = {src for b in everything for src in b.meta.sources}
-            added = [b for b in opened if b.meta.id not in replaced]
-            for block in opened:
-                if block.meta.id in replaced:
-                    block.close()
-                    if not self.read_only:  # a compaction ended before deleting its sources
-                        self._fs.delete_dir(block.path)
-            for block in added:
-                self._index.add(series[block.meta.id])
-            self._blockset.add(added)
-            self._seq = max([self._seq, *(b.meta.seq for b in added)])
-            self._blockset.retire([i for i in known if i not in names or i in replaced])
+            scan = self._directory.scan({b.meta.id: b for b in self._blockset.blocks()})
+            for block in scan.added:
+                self._index.add(scan.series[block.meta.id])
+            self._blockset.add(scan.added)
+            self._seq = max([self._seq, *(b.meta.seq for b in scan.added)])
+            self._blockset.retire(scan.gone)
             if self.read_only and hasattr(self, "_tombstones"):
                 self._tombstones = self._read_tombstones()  # the owner's deletes so far
-            return [b.meta.id for b in added]
-
-    def _list_blocks(self) -> dict[str, str]:
-        """Block directory names in ``blocks/`` and their paths (not ``.tmp`` ones)."""
-        try:
-            infos = self._fs.get_file_info(pafs.FileSelector(self._blocks_dir))
-        except FileNotFoundError:
-            return {}  # a read-only open of a directory nothing was flushed to yet
-        names = {}
-        for info in infos:
-            if info.type != pafs.FileType.Directory:
-                continue
-            if info.base_name.endswith(".tmp"):
-                if not self.read_only:  # a flush that died before its rename: never visible
-                    with contextlib.suppress(OSError):  # blocks/ read-only: a later open does it
-                        self._fs.delete_dir(info.path)
-                continue
-            names[info.base_name] = info.path
-        return names
-
-    def _quarantine(self, path: str, error: CorruptBlockError) -> None:
-        """Move a block that cannot be read out of ``blocks/`` (owner) or skip it (read-only),
-        with a warning naming it; ``stats()["quarantined"]`` lists them."""
-        name = os.path.basename(path)
-        if self.read_only:
-            warnings.warn(
-                f"skipping the unreadable block {path}: {error}", CorruptBlockWarning, stacklevel=4
-            )
-            self._skipped.add(name)
-            return
-        target = self.path / QUARANTINE_DIR / name
-        target.parent.mkdir(exist_ok=True)
-        os.replace(path, target)
-        warnings.warn(
-            f"moved the unreadable block {path} to {target}: {error}; the rest of the database "
-            "is open. Inspect or delete it there",
-            CorruptBlockWarning,
-            stacklevel=4,
-        )
-
-    def _delete_block(self, block: Block) -> None:
-        """Remove a retired block's directory once no reader holds it (owner only)."""
-        if not self.read_only:
-            self._fs.delete_dir(block.path)
+            return [b.meta.id for b in scan.added]
 
     def _start_background(self) -> BackgroundWorker:
         return BackgroundWorker(
@@ -686,90 +613,31 @@ class Database:
         return self._compact()
 
     def _compact(self) -> dict[str, list[Any]]:
-        from tsdb_arrow.blocks.compact import merge_blocks, plan_compaction
-        from tsdb_arrow.blocks.retention import plan_retention
+        from tsdb_arrow.blocks.compactor import compact
 
         with self._compact_lock:
             with self._lock:
-                blocks = list(self._blockset.blocks())
                 newest = self._newest_time()
                 tombstones = self._tombstones
-            rewrite = self._deleted_in(blocks, tombstones)
-            levels = list(self.config.compaction_levels or ())
-            groups = plan_compaction(
-                [b.meta for b in blocks],
-                levels,
-                block_duration=self.config.block_duration,
+            done = compact(
+                self._fs,
+                self._blocks_dir,
+                self._blockset,
+                self.config,
                 newest_time=newest,
-                rewrite=rewrite,
+                tombstones=tombstones,
+                pool=self._pool_threads,
             )
-            merged: list[dict[str, Any]] = []
-            held, release = self._blockset.acquire()  # files open while they are read
-            try:
-                by_id = {b.meta.id: b for b in held}
-                for group in groups:
-                    meta = merge_blocks(
-                        self._fs,
-                        self._blocks_dir,
-                        [by_id[i] for i in group],
-                        chunk_samples=self.config.chunk_samples,
-                        pool=self._pool_threads,
-                        tombstones=tombstones,
-                    )
-                    new = (
-                        None
-                        if meta is None
-                        else Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
-                    )
-                    self._blockset.replace(group, new)
-                    merged.append(
-                        {"sources": list(group), "block": None if meta is None else meta.id}
-                    )
-            finally:
-                release()
-            expired = self._expire(plan_retention, newest)
-            rewritten = {i for group in groups for i in group}
-            if tombstones is not None and set(rewrite) <= rewritten:
+            if tombstones is not None and done.tombstones_applied:
                 self._drop_applied(tombstones)
             self._last_compaction = time.monotonic()
-            return {"merged": merged, "expired": expired}
+            return done.summary()
 
     def _newest_time(self) -> int | None:
         """The newest sample's time in blocks and head (caller holds the lock)."""
         times = [b.meta.max_time for b in self._blockset.blocks()]
         times += [h.max_time for h in (self._head, *self._flushing) if h.rows]
         return max(times, default=None)
-
-    @staticmethod
-    def _deleted_in(blocks: list[Block], tombstones: Tombstones | None) -> list[str]:
-        """Blocks holding samples that ``tombstones`` hide (to be rewritten without them)."""
-        if tombstones is None or not len(tombstones):
-            return []
-        newest_delete = int(tombstones.seq.max())
-        return [
-            b.meta.id
-            for b in blocks
-            if b.meta.seq <= newest_delete
-            and tombstones.touches(b.index.refs, b.index.min_time, b.index.max_time)
-        ]
-
-    def _expire(self, plan_retention: Callable[..., list[str]], newest: int | None) -> list[str]:
-        """Delete the blocks past ``config.retention`` / ``config.retention_bytes``."""
-        if newest is None or (
-            self.config.retention is None and self.config.retention_bytes is None
-        ):
-            return []
-        blocks = list(self._blockset.blocks())
-        sizes = {b.meta.id: _blocks_bytes(self._fs, [b]) for b in blocks}
-        expired = plan_retention(
-            [b.meta for b in blocks],
-            sizes,
-            retention_ms=self.config.retention,
-            retention_bytes=self.config.retention_bytes,
-            newest_time=newest,
-        )
-        self._blockset.retire(expired)
-        return expired
 
     def _drop_applied(self, applied: Tombstones) -> None:
         """Forget the tombstones of ``applied``: every block they touched was rewritten
@@ -945,7 +813,8 @@ class Database:
             n_series = len(self._index)
         failure = self._background.last_error if self._background is not None else None
         block_samples = self._distinct_block_samples(blocks)
-        on_disk = _blocks_bytes(self._fs, blocks)
+        # Only the blocks' own directories: never a .tmp one a flush is writing or renaming.
+        on_disk = sum(b.nbytes() for b in blocks)
         return {
             "path": str(self.path),
             "series": n_series,
@@ -962,7 +831,7 @@ class Database:
             "pool": self._pool.stats(),
             "block_reads": sum(b.reads for b in blocks),
             "flush_error": None if failure is None else str(failure),
-            "quarantined": self._quarantined_names(),
+            "quarantined": self._directory.quarantined(),
             "read_only": self.read_only,
             "wal": self._wal_stats(),
         }
@@ -984,14 +853,6 @@ class Database:
             "bytes": size,
             "replayed_samples": self.replayed_samples,
         }
-
-    def _quarantined_names(self) -> list[str]:
-        """Blocks moved to ``quarantine/`` (owner) or skipped as unreadable (read-only)."""
-        try:
-            moved = set(os.listdir(self.path / QUARANTINE_DIR))
-        except FileNotFoundError:
-            moved = set()
-        return sorted(moved | self._skipped)
 
     def _distinct_block_samples(self, blocks: list[Block]) -> int:
         """Distinct float samples of ``blocks``; overlapping groups are read once and memoized."""
@@ -1018,16 +879,6 @@ class Database:
             total += count
         self._distinct_counts = counts
         return total
-
-
-def _blocks_bytes(fs: pafs.FileSystem, blocks: list[Block]) -> int:
-    """Bytes of the files of ``blocks``: only their directories are listed, never a ``.tmp``
-    directory that a concurrent flush is writing or renaming."""
-    total = 0
-    for block in blocks:
-        selector = pafs.FileSelector(block.path, recursive=True, allow_not_found=True)
-        total += sum(i.size for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
-    return total
 
 
 def open(  # noqa: A001

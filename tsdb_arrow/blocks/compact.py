@@ -20,11 +20,11 @@ import pyarrow.fs as pafs
 
 from tsdb_arrow.blocks.codecs.zstd_stage import COMPACTION_LEVEL
 from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, read_all_histograms
-from tsdb_arrow.blocks.meta import BlockMeta
+from tsdb_arrow.blocks.meta import TMP_SUFFIX, BlockMeta
 from tsdb_arrow.blocks.ranges import overlapping_metas
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.tombstones import Tombstones
-from tsdb_arrow.blocks.writer import TMP_SUFFIX, block_name, write_block
+from tsdb_arrow.blocks.writer import block_name, write_block
 from tsdb_arrow.errors import ConfigError
 from tsdb_arrow.ingest.cut import Window, last_writes
 from tsdb_arrow.model import HISTOGRAM_FIELDS, REF, TIMESTAMP, is_member, present_labels

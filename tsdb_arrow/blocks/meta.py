@@ -15,6 +15,7 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 SERIES_FILE = "series.parquet"
 CHUNKS_FILE = "chunks.parquet"
+TMP_SUFFIX = ".tmp"  # a block directory being written; renamed without it when complete
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,12 @@ class Block:
         """All samples of one row group's ``timestamps`` or ``values``, decoded (cached)."""
         return cache.get_or_load((self.meta.id, rg, column), lambda: self._decode(rg, column))
 
+    def nbytes(self) -> int:
+        """Bytes of the block's files on disk."""
+        selector = pafs.FileSelector(self.path, recursive=True, allow_not_found=True)
+        infos = self.fs.get_file_info(selector)
+        return sum(i.size for i in infos if i.type == pafs.FileType.File)
+
     @property
     def num_row_groups(self) -> int:
         return self._metadata.num_row_groups

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from tsdb_arrow.blocks import codecs
 from tsdb_arrow.blocks.codecs.zstd_stage import LEVEL as ZSTD_LEVEL
 from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, write_histograms
-from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, BlockMeta
+from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, TMP_SUFFIX, BlockMeta
 from tsdb_arrow.errors import StorageError
 from tsdb_arrow.ingest.cut import Window
 from tsdb_arrow.model import REF
@@ -57,9 +57,6 @@ def chunk_offsets(refs: np.ndarray, chunk_samples: int) -> np.ndarray:
         run += 1
     out[k] = n
     return out[: k + 1]
-
-
-TMP_SUFFIX = ".tmp"
 
 
 def block_name(seq: int) -> str:
