@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
+from tsdb_arrow.query import streaming_stores
 from tsdb_arrow.query.buffers import pool_buffer
 
 TIME_DTYPE = pl.Datetime("ms", "UTC")
@@ -76,6 +77,31 @@ def _expand(views: np.ndarray, pos: np.ndarray, lengths: np.ndarray, out: np.nda
                 k += 1
 
 
+@nb.njit(cache=True, nogil=True)
+def _expand_streaming(
+    views: np.ndarray, pos: np.ndarray, lengths: np.ndarray, out: np.ndarray
+) -> None:
+    """:func:`_expand` into ``out`` flattened (16-byte aligned), with streaming stores."""
+    n = out.shape[0] // max(2 * views.shape[0], 1)
+    for j in range(views.shape[0]):
+        k = j * n
+        for r in range(pos.shape[0]):
+            lo = views[j, pos[r], 0]
+            hi = views[j, pos[r], 1]
+            for _ in range(lengths[r]):
+                streaming_stores.store_pair(out, k, lo, hi)
+                k += 1
+    streaming_stores.store_fence()
+
+
+def expand(views: np.ndarray, pos: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
+    """:func:`_expand`, with streaming stores where the CPU and ``out``'s alignment allow."""
+    if streaming_stores.AVAILABLE and out.ctypes.data % 16 == 0:
+        _expand_streaming(views, pos, lengths, out.reshape(-1))
+    else:
+        _expand(views, pos, lengths, out)
+
+
 class FrameBuilder:
     """Builds each batch's frame with the given columns, in order, for a query's series."""
 
@@ -118,7 +144,7 @@ class FrameBuilder:
                 size = 16 * n
                 buf = pool_buffer(len(varying) * size)
                 out = np.frombuffer(buf, np.uint64).reshape(len(varying), n, 2)
-                _expand(self.views[varying], pos, lengths, out)
+                expand(self.views[varying], pos, lengths, out)
                 for k, j in enumerate(varying.tolist()):
                     column = self.labels_views[j].array(buf.slice(k * size, size), n, pos, lengths)
                     built[self.names[j]] = pl.Series(self.names[j], column)
