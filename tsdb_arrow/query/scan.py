@@ -115,7 +115,7 @@ class Scan:
                 cache=self.cache,
                 pool=self.pool,
             )
-            for frame in self._frames(FrameBuilder(chosen, columns), batches):
+            for frame in self._frames(lambda: FrameBuilder(chosen, columns), batches):
                 if predicate is not None:
                     frame = frame.filter(predicate).select(wanted)
                 if remaining is not None:
@@ -133,13 +133,16 @@ class Scan:
             release()
 
     def _frames(
-        self, builder: FrameBuilder, batches: Generator[Samples, None, None]
+        self, make_builder: Callable[[], FrameBuilder], batches: Generator[Samples, None, None]
     ) -> Iterator[pl.DataFrame]:
         """The batches' frames, each built on the pool while the next batch is awaited, so
         label columns are expanded on one core while samples decode on the other."""
         pending: deque[Future[pl.DataFrame]] = deque()
+        builder: FrameBuilder | None = None
         try:
             for batch in batches:
+                if builder is None:  # made once the first batches decode on the pool
+                    builder = make_builder()
                 pending.append(
                     submit(
                         self.pool,
