@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import threading
 
 import numpy as np
 import polars as pl
@@ -129,3 +130,17 @@ def test_a_second_select_all_reuses_the_first_ones_memory(db) -> None:
     assert second.height == 600_000
     assert_frame_equal(second, expected)
     assert_frame_equal(canonical(second), canonical(data))
+
+
+def test_a_map_given_back_while_the_recycler_hands_one_out(monkeypatch: pytest.MonkeyPatch):
+    # A garbage collection set off inside buffer(), lock held, can release a view in the same
+    # thread: giving its map back must not wait for that lock.
+    r = Recycler(keep_bytes=64 * MIB)
+    held = [r.buffer(2 * MIB)]
+    monkeypatch.setattr(r, "_sweep", lambda now: held.clear())  # runs with the lock held
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(r.buffer(MIB).size), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done == [MIB]
+    assert r.reused == 1  # the map given back during the call served it

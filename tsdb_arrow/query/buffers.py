@@ -46,7 +46,9 @@ class Recycler:
     def __init__(self, keep_bytes: int = KEEP_BYTES, keep_seconds: float = KEEP_SECONDS) -> None:
         self.keep_bytes = keep_bytes
         self.keep_seconds = keep_seconds
-        self._lock = threading.Lock()
+        # Re-entrant: a view can be collected (and its map given back) by a garbage collection
+        # that an allocation inside ``buffer`` sets off, in the thread holding the lock.
+        self._lock = threading.RLock()
         # size class -> free maps with the time each came back, most recent last
         self._free: dict[int, list[tuple[float, mmap.mmap]]] = {}
         self._swept = time.monotonic()
@@ -61,7 +63,7 @@ class Recycler:
             self._sweep(now)
             # the smallest free map that fits, up to twice the size (pages past ``nbytes`` are
             # not touched, so a bigger map costs address space only)
-            fits = [c for c, free in self._free.items() if free and size <= c <= 2 * size]
+            fits = [c for c, free in list(self._free.items()) if free and size <= c <= 2 * size]
             region = None
             if fits:
                 size = min(fits)
@@ -87,7 +89,7 @@ class Recycler:
         if now - self._swept < 1.0:
             return
         self._swept = now
-        for size, free in self._free.items():
+        for size, free in list(self._free.items()):
             stale = sum(1 for freed, _ in free if now - freed > self.keep_seconds)
             if stale:
                 del free[:stale]  # oldest first: each list is in the order maps came back
