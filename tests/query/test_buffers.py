@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import os
 import threading
 
 import numpy as np
@@ -115,7 +116,7 @@ def test_free_maps_unused_for_keep_seconds_are_let_go(monkeypatch: pytest.Monkey
 
 
 def test_a_second_select_all_reuses_the_first_ones_memory(db) -> None:
-    data = synthetic(n_series=300, n_samples=2000)  # 600,000 samples: outputs of 1 MiB and up
+    data = synthetic(n_series=100, n_samples=2000)  # 200,000 samples: outputs of 1 MiB and up
     db.write(data)
     db.flush()
     first = db.select().collect()
@@ -127,7 +128,7 @@ def test_a_second_select_all_reuses_the_first_ones_memory(db) -> None:
     del first
     second = db.select().collect()
     assert RECYCLER.reused > reused
-    assert second.height == 600_000
+    assert second.height == 200_000
     assert_frame_equal(second, expected)
     assert_frame_equal(canonical(second), canonical(data))
 
@@ -144,3 +145,27 @@ def test_a_map_given_back_while_the_recycler_hands_one_out(monkeypatch: pytest.M
     worker.join(timeout=30)
     assert done == [MIB]
     assert r.reused == 1  # the map given back during the call served it
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * mmap.PAGESIZE
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="Linux only")
+def test_a_new_map_is_faulted_in_up_to_the_size_asked_for(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(buffers, "_can_populate", True)
+    r = Recycler()
+    before = _resident_bytes()
+    held = r.buffer(40 * MIB + 100)  # class 48 MiB: the last 8 MiB are not touched
+    grown = _resident_bytes() - before
+    assert 40 * MIB <= grown < 44 * MIB, grown / MIB
+    assert held.size == 40 * MIB + 100
+
+
+def test_a_kernel_without_populate_leaves_pages_to_fault_in(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(buffers, "_can_populate", True)
+    monkeypatch.setattr(buffers, "_MADV_POPULATE_WRITE", 0x7FFF)  # refused: EINVAL
+    a = np.frombuffer(Recycler().buffer(2 * MIB), np.uint8)
+    a[:] = 5
+    assert buffers._can_populate is False and int(a.sum()) == 10 * MIB
