@@ -6,7 +6,8 @@ page on first touch, which took longer than decoding the samples. So big outputs
 anonymous memory maps that return to a free list once Arrow and Polars release them (the user
 dropped the frame) and are handed out again, already mapped, by the next query. At most
 ``KEEP_BYTES`` stay on the list, and a map unused for ``KEEP_SECONDS`` is let go at the next
-query (as an allocator's decay would).
+query (as an allocator's decay would). A new map is faulted in with one call rather than a trap
+per page.
 
 Not numpy's allocator nor Arrow's default pool (mimalloc): both ask for transparent huge pages
 on big blocks, and a huge page that is not free already must be assembled (memory compaction,
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 #: Outputs from this size up come from recycled memory maps; smaller ones from the Arrow pool.
 MIN_RECYCLED = 1 << 20
+_CAN_RECYCLE = hasattr(mmap, "MAP_PRIVATE")  # not on Windows
 #: Most bytes of free maps kept for later queries.
 KEEP_BYTES = 1 << 30
 #: A free map unused for this long is unmapped when the recycler is next used.
@@ -136,7 +138,7 @@ def small_pool() -> pa.MemoryPool:
 
 def pool_buffer(nbytes: int) -> pa.Buffer:
     """A mutable buffer of ``nbytes`` for a query's output (contents undefined)."""
-    if nbytes >= MIN_RECYCLED:
+    if nbytes >= MIN_RECYCLED and _CAN_RECYCLE:
         return RECYCLER.buffer(nbytes)
     return pa.allocate_buffer(max(nbytes, 0), memory_pool=small_pool())
 
