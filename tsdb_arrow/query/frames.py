@@ -2,9 +2,9 @@
 
 A batch's rows come in runs of one series. A label column is therefore built from the series'
 Arrow string views (16 bytes each, the text stored once per query), repeated run by run by a
-numba kernel that releases the GIL: no per-row string work and no Polars gather. A label that is
-the same for the whole batch (often null) is a literal that Polars broadcasts, which costs
-nothing per row.
+numba kernel that releases the GIL and writes with streaming stores: no per-row string work and
+no Polars gather. A label that is the same for the whole batch (often null) is a literal that
+Polars broadcasts, which costs nothing per row.
 """
 
 from __future__ import annotations
