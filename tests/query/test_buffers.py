@@ -80,15 +80,15 @@ def test_a_bigger_free_map_serves_up_to_half_its_size() -> None:
 
 
 def test_maps_held_by_polars_come_back_when_the_frame_is_dropped() -> None:
-    before = RECYCLER.kept
-    values = pool_empty(MIB, np.float64)  # 8 MiB
+    r = Recycler(keep_bytes=64 * MIB)
+    values = np.frombuffer(r.buffer(8 * MIB), dtype=np.float64)
     values[:] = np.arange(MIB) / 3
     frame = pl.DataFrame({"value": values})
     del values
-    assert RECYCLER.kept == before
+    assert r.kept == 0
     assert frame["value"][-1] == (MIB - 1) / 3
     del frame
-    assert RECYCLER.kept == before + size_class(8 * MIB)
+    assert r.kept == 8 * MIB
 
 
 def test_free_maps_beyond_keep_bytes_are_let_go() -> None:
@@ -169,3 +169,11 @@ def test_a_kernel_without_populate_leaves_pages_to_fault_in(monkeypatch: pytest.
     a = np.frombuffer(Recycler().buffer(2 * MIB), np.uint8)
     a[:] = 5
     assert buffers._can_populate is False and int(a.sum()) == 10 * MIB
+
+
+@pytest.mark.parametrize("n", [0, 10, MIB])  # empty, from the Arrow pool, from a map
+def test_pool_empty_is_a_writable_array_of_n_items(n: int) -> None:
+    a = pool_empty(n, np.int64)
+    assert a.shape == (n,) and a.dtype == np.int64 and a.flags.writeable
+    a[:] = np.arange(n)
+    assert int(a.sum()) == n * (n - 1) // 2
