@@ -10,6 +10,7 @@ import pytest
 
 import tsdb_arrow as ta
 from tsdb_arrow.blocks import writer
+from tsdb_arrow.query import scan
 from tsdb_arrow.query.scan import Scan
 
 from .conftest import synthetic
@@ -100,9 +101,11 @@ def test_partly_failed_flush_does_not_write_a_window_twice(tmp_path, monkeypatch
         assert stats["head_samples"] == 0
 
 
-def test_close_during_a_streaming_read_raises_closed_error(tmp_path):
+def test_close_during_a_streaming_read_raises_closed_error(tmp_path, monkeypatch):
     """A reader that still has row groups to decode when the database closes gets a
     ClosedError (not a bare RuntimeError from the shut-down thread pool)."""
+    # Decode batches of 2^18 samples (a read without a row limit would take all 800,000 in one).
+    monkeypatch.setattr(scan, "MAX_DECODE_BATCH", scan.MIN_DECODE_BATCH)
     db = ta.open(tmp_path / "db", config=ta.StorageConfig(cache_bytes=0))
     db.write(synthetic(40, 20_000, step=300))  # 800,000 samples in one 2 h window
     db.flush()

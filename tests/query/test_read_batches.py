@@ -211,3 +211,20 @@ def test_time_ranges_cut_inside_chunks_and_runs(many_row_groups, batch_size):
     want = expected(data, db).filter(pl.col("timestamp").dt.epoch("ms").is_between(lo, hi))
     assert want.height == N_SERIES * 43
     same_bits(got.select(want.columns), want)
+
+
+def test_decode_batches_grow_for_few_label_columns_and_stay_small_for_limits():
+    from tsdb_arrow.query.scan import (
+        DECODE_BATCH_BYTES,
+        MAX_DECODE_BATCH,
+        MIN_DECODE_BATCH,
+        decode_batch,
+    )
+
+    four_labels = ["timestamp", "value", "__name__", "instance", "job", "region"]
+    assert decode_batch(four_labels, None) == DECODE_BATCH_BYTES // 80
+    assert MIN_DECODE_BATCH < decode_batch(four_labels, None) < MAX_DECODE_BATCH
+    assert decode_batch(["timestamp", "value", "__name__"], None) == MAX_DECODE_BATCH
+    assert decode_batch(["timestamp", *[f"l{i}" for i in range(38)]], None) == MIN_DECODE_BATCH
+    assert decode_batch(four_labels, 10) == MIN_DECODE_BATCH  # head(): little decoded ahead
+    assert decode_batch([], None) == MAX_DECODE_BATCH

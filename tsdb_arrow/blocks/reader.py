@@ -22,6 +22,7 @@ from tsdb_arrow.errors import CodecError, CorruptBlockError
 from tsdb_arrow.model import REF
 
 INDEX_COLUMNS = [REF, "min_time", "max_time", "count"]
+_CODEC_COLUMNS = {"timestamps": "ts_codec", "values": "value_codec"}
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,13 @@ class Block:
     def _open_locked(self) -> pq.ParquetFile:
         if self._file is None:
             try:
+                # No pre-buffering: it hands each read to Arrow's I/O threads and back, which
+                # costs more than the read itself for a query that reads on its own pool.
                 self._file = pq.ParquetFile(
-                    f"{self.path}/{CHUNKS_FILE}", filesystem=self.fs, metadata=self._metadata
+                    f"{self.path}/{CHUNKS_FILE}",
+                    filesystem=self.fs,
+                    metadata=self._metadata,
+                    pre_buffer=False,
                 )
             except (OSError, pa.ArrowInvalid) as exc:
                 raise CorruptBlockError(
@@ -181,24 +187,45 @@ class Block:
 
     def payloads(self, rg: int, column: str) -> tuple[np.ndarray, pa.Array]:
         """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
-        codec_col = "ts_codec" if column == "timestamps" else "value_codec"
+        return self.read_payloads(rg, (column,))[column]
+
+    def read_payloads(
+        self, rg: int, columns: tuple[str, ...]
+    ) -> dict[str, tuple[np.ndarray, pa.Array]]:
+        """:meth:`payloads` of each of ``columns`` (timestamps, values), in one read."""
+        names = [name for column in columns for name in (_CODEC_COLUMNS[column], column)]
         with self._read_lock:
             file = self._open_locked()  # open already when a reader holds the block
             # Single-threaded: queries already read row groups in parallel on their own pool,
             # and Arrow's thread pool would only add hand-offs (twice the CPU time here).
             try:
-                table = file.read_row_group(rg, columns=[codec_col, column], use_threads=False)
+                table = file.read_row_group(rg, columns=names, use_threads=False)
             except (OSError, pa.ArrowInvalid) as exc:
                 raise CorruptBlockError(
                     f"cannot read row group {rg} of {self.path}/{CHUNKS_FILE}: {exc}"
                 ) from exc
-            self.reads += 1
-        payloads = table[column]
-        if payloads.num_chunks == 1:
-            payloads = payloads.chunk(0)
-        # through Polars: pyarrow's to_numpy of a chunked column imports pandas (cold start)
-        ids = pl.from_arrow(table.select([codec_col])).to_series().to_numpy()
-        return ids, payloads
+            self.reads += len(columns)
+        read = {}
+        for column in columns:
+            payloads = table[column]
+            if payloads.num_chunks == 1:
+                payloads = payloads.chunk(0)
+            read[column] = (self._codec_ids(rg, table[_CODEC_COLUMNS[column]]), payloads)
+        return read
+
+    def _codec_ids(self, rg: int, ids: pa.ChunkedArray) -> np.ndarray:
+        """The uint8 codec ids as numpy, zero-copy for one chunk (not through pyarrow's
+        to_numpy, which imports pandas when installed: a cold start's cost)."""
+        if ids.null_count or ids.type != pa.uint8():
+            raise CorruptBlockError(
+                f"{self.path}/{CHUNKS_FILE} row group {rg}: codec ids must be non-null uint8, "
+                f"got {ids.type} with {ids.null_count} nulls"
+            )
+        parts = [
+            np.frombuffer(c.buffers()[1], np.uint8)[c.offset : c.offset + len(c)]
+            for c in ids.chunks
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts or [np.zeros(0, np.uint8)])
 
     def decode_into(
         self,

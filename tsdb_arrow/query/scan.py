@@ -25,6 +25,20 @@ DEFAULT_BATCH = 1 << 18
 #: Fewest samples decoded per internal batch: Polars asks for small frames (100,000 rows),
 #: which are then sliced from bigger batches, so fixed per-batch costs are paid less often.
 MIN_DECODE_BATCH = 1 << 18
+#: A read without a row limit decodes batches of about this many output bytes (8 per timestamp
+#: and value, 16 per label view), between MIN_DECODE_BATCH and MAX_DECODE_BATCH samples: a
+#: select-all of few label columns then pays a batch's fixed costs (one decode call per row
+#: group and batch, one frame) a quarter as often.
+DECODE_BATCH_BYTES = 64 << 20
+MAX_DECODE_BATCH = 1 << 20
+
+
+def decode_batch(columns: list[str], n_rows: int | None) -> int:
+    """Samples per internal batch for frames of ``columns``, at most ``n_rows`` wanted."""
+    if n_rows is not None:
+        return MIN_DECODE_BATCH
+    row_bytes = sum(8 if c in (TIMESTAMP, VALUE) else 16 for c in columns) or 8
+    return min(max(DECODE_BATCH_BYTES // row_bytes, MIN_DECODE_BATCH), MAX_DECODE_BATCH)
 
 
 def schema_for(series: pl.DataFrame) -> dict[str, pl.DataType]:
@@ -97,11 +111,11 @@ class Scan:
                 lo,
                 hi,
                 values=VALUE in needed,
-                batch_size=max(size, MIN_DECODE_BATCH),
+                batch_size=max(size, decode_batch(columns, n_rows)),
                 cache=self.cache,
                 pool=self.pool,
             )
-            for frame in self._frames(FrameBuilder(chosen, columns), batches):
+            for frame in self._frames(lambda: FrameBuilder(chosen, columns), batches):
                 if predicate is not None:
                     frame = frame.filter(predicate).select(wanted)
                 if remaining is not None:
@@ -119,13 +133,16 @@ class Scan:
             release()
 
     def _frames(
-        self, builder: FrameBuilder, batches: Generator[Samples, None, None]
+        self, make_builder: Callable[[], FrameBuilder], batches: Generator[Samples, None, None]
     ) -> Iterator[pl.DataFrame]:
         """The batches' frames, each built on the pool while the next batch is awaited, so
         label columns are expanded on one core while samples decode on the other."""
         pending: deque[Future[pl.DataFrame]] = deque()
+        builder: FrameBuilder | None = None
         try:
             for batch in batches:
+                if builder is None:  # made once the first batches decode on the pool
+                    builder = make_builder()
                 pending.append(
                     submit(
                         self.pool,
