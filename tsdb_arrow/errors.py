@@ -18,6 +18,11 @@ class InputError(TsdbError, ValueError):
     """A batch of samples handed to ``write`` or ``load`` was refused; nothing of it was stored."""
 
 
+class OtlpDecodeError(InputError):
+    """An OTLP request body is not a valid ``ExportMetricsServiceRequest`` (truncated, not
+    protobuf, bad UTF-8); nothing of it was stored. Servers answer INVALID_ARGUMENT / 400."""
+
+
 class SelectorError(TsdbError, ValueError):
     """A series selector could not be parsed or uses an unsupported construct."""
 

@@ -88,6 +88,17 @@ def resolve_series(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Resolved:
     )
 
 
+def row_refs(labels: dict[str, pa.Array], n_rows: int) -> np.ndarray:
+    """The series ref of every row of large_string label columns, without grouping the rows
+    first (for a few rows; ``resolve_series`` is faster on a whole batch)."""
+    h = np.full(n_rows, FNV_OFFSET, dtype=np.uint64)
+    for name in sorted(labels):
+        name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
+        valid, has_valid, offsets, _, data, _, base, _ = string_buffers(labels[name])
+        _hash_rows(valid, has_valid, offsets, data, base, name_bytes, h)
+    return _mix64(h)
+
+
 def _collision_message(ref: int) -> str:
     return (
         f"two different label sets have the same series ref {ref:#018x}; the batch was "
