@@ -74,16 +74,10 @@ def export_with_sdk(exporter) -> None:
 
 
 def latest(db: ta.Database, selector: str) -> pl.DataFrame:
-    return (
-        db.select(selector)
-        .collect()
-        .sort("timestamp")
-        .group_by(
-            [c for c in db.select(selector).collect_schema() if c not in ("timestamp", "value")],
-            maintain_order=True,
-        )
-        .last()
-    )
+    """The newest sample of each series (the SDK exports cumulative points again at shutdown)."""
+    got = db.select(selector).collect()
+    labels = [c for c in got.columns if c not in ("timestamp", "value")]
+    return got.sort("timestamp").group_by(labels, maintain_order=True).last().sort(labels)
 
 
 @pytest.fixture
@@ -110,27 +104,30 @@ def test_every_instrument_of_the_real_sdk_arrives_with_prometheus_names(served, 
         "otel_scope_name": "shop.meter",
         "otel_scope_version": "1.2.3",
     }
-    got = db.select('http_requests_total{route="/pay"}').collect()
+    got = latest(db, 'http_requests_total{route="/pay"}')
     assert got["value"].to_list() == [12.0]
     assert {k: got[k][0] for k in common} == common
-    assert db.select("queue_size").collect()["value"].to_list() == [2.0]
-    assert db.select('memory_usage_bytes{area="heap"}').collect()["value"].to_list() == [42.5]
-    buckets = db.select("request_duration_seconds_bucket").collect()
+    assert latest(db, "queue_size")["value"].to_list() == [2.0]
+    assert latest(db, 'memory_usage_bytes{area="heap"}')["value"].to_list() == [42.5]
+    buckets = latest(db, "request_duration_seconds_bucket")
     assert dict(zip(buckets["le"].to_list(), buckets["value"].to_list())) == {
         "0.25": 1.0,
         "0.5": 2.0,
         "1": 2.0,
         "+Inf": 3.0,
     }
-    assert db.select("request_duration_seconds_count").collect()["value"].to_list() == [3.0]
-    total = db.select("request_duration_seconds_sum").collect()["value"][0]
+    assert latest(db, "request_duration_seconds_count")["value"].to_list() == [3.0]
+    total = latest(db, "request_duration_seconds_sum")["value"][0]
     assert math.isclose(total, 2.4)
     hist = db.select_histograms("payload_size_bytes").collect()
-    assert hist.height == 1 and hist["histogram"].struct.field("count").to_list() == [4]
-    q = ta.sketch.histogram_quantiles(db.select_histograms("payload_size_bytes"), qs=[0.5])
+    assert set(hist["histogram"].struct.field("count").to_list()) == {4}
+    newest = hist["timestamp"].max()
+    q = ta.sketch.histogram_quantiles(
+        db.select_histograms("payload_size_bytes", start=newest), qs=[0.5]
+    )
     median = q.collect()["q0.5"].item()
     assert 20 * 0.9 <= median <= 40 * 1.1  # between the 2nd and 3rd of 10, 20, 40, 80
-    info = db.select("target_info").collect()
+    info = latest(db, "target_info")
     assert info["deployment_environment"].to_list() == ["test"]
     assert info["value"].to_list() == [1.0]
 
@@ -154,7 +151,8 @@ def test_http_gzip_json_and_the_answers_clients_act_on(served):
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read(), dict(response.headers)
         except HTTPError as err:
-            return err.code, err.read(), dict(err.headers)
+            with err:
+                return err.code, err.read(), dict(err.headers)
 
     request = ExportMetricsServiceRequest()
     metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
@@ -232,7 +230,8 @@ def test_a_full_head_answers_retry_later_on_both_transports(tmp_path, monkeypatc
         )
         with pytest.raises(HTTPError) as err:
             urllib.request.urlopen(http, timeout=30)
-        assert err.value.code == 503 and err.value.headers["Retry-After"] == "1"
+        with err.value:
+            assert err.value.code == 503 and err.value.headers["Retry-After"] == "1"
         with grpc.insecure_channel(server.addresses["otlp_grpc"]) as channel:
             export = channel.unary_unary(
                 "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"

@@ -16,6 +16,7 @@ from tsdb_arrow.errors import BackpressureError, ClosedError, InputError, Series
 
 if TYPE_CHECKING:
     from tsdb_arrow.database import Database
+    from tsdb_arrow.ingest.otlp import Converted
 
 #: Seconds a client is told to wait before retrying when the head is full.
 RETRY_AFTER = 1.0
@@ -41,6 +42,7 @@ class OtlpReceiver:
         self.db = db
         self.promote = tuple(promote_resource_attributes)
         self.delta = DeltaState()
+        _warm_up()
 
     def export(self, body: bytes) -> Outcome:
         """Store the points of one serialized ExportMetricsServiceRequest."""
@@ -58,18 +60,58 @@ class OtlpReceiver:
             return Outcome("invalid", message=str(exc))
         rejected, errors = converted.rejected_points, list(converted.errors)
         try:
-            for frame in (converted.floats, converted.histograms):
-                if frame is not None and frame.num_rows:
-                    self.db.write(frame)
+            for table in converted.tables:
+                if table.num_rows:
+                    self.db.write(table)
         except (BackpressureError, ClosedError) as exc:
             # Retried whole: points already written are written again, and the last write of
-            # a (series, timestamp) wins, so nothing doubles.
+            # a (series, timestamp) wins, so nothing doubles; delta totals are taken back so
+            # that the retry adds them once.
+            self._undo(converted)
             return Outcome("unavailable", message=str(exc))
         except (InputError, SeriesCollisionError) as exc:
+            self._undo(converted)
             rejected += converted.accepted_points
             errors.append(str(exc))
-        response = ExportMetricsServiceResponse()
+        response = ExportMetricsServiceResponse()  # partial_success unset on full success
         if rejected:
             response.partial_success.rejected_data_points = rejected
             response.partial_success.error_message = "; ".join(errors)[:4096]
         return Outcome("ok", response=response.SerializeToString())
+
+
+    def _undo(self, converted: Converted) -> None:
+        if converted.delta_change is not None:
+            self.delta.undo(converted.delta_change)
+
+
+def _warm_up() -> None:
+    """Convert one small request of every point kind, untimed: the kernels load (or compile,
+    on a first install) now rather than while an exporter's deadline runs."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from tsdb_arrow.ingest.otlp import convert_request
+
+    request = ExportMetricsServiceRequest()
+    scope = request.resource_metrics.add().scope_metrics.add()
+    gauge = scope.metrics.add()
+    gauge.name = "warm_up"
+    point = gauge.gauge.data_points.add()
+    point.time_unix_nano = 1_000_000_000_000_000
+    point.as_double = 1.0
+    attribute = point.attributes.add()
+    attribute.key, attribute.value.string_value = "k", "v"
+    histogram = scope.metrics.add()
+    histogram.name = "warm_up_histogram"
+    h = histogram.histogram.data_points.add()
+    h.time_unix_nano, h.count, h.sum = 1_000_000_000_000_000, 1, 1.0
+    h.bucket_counts.extend([1, 0])
+    h.explicit_bounds.append(1.0)
+    exponential = scope.metrics.add()
+    exponential.name = "warm_up_exponential"
+    e = exponential.exponential_histogram.data_points.add()
+    e.time_unix_nano, e.count, e.scale = 1_000_000_000_000_000, 1, 0
+    e.positive.bucket_counts.append(1)
+    convert_request(request.SerializeToString())

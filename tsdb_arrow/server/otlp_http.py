@@ -98,6 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if length < 0 or length > limit:
             self.close_connection = True
+            remaining = length if length <= 16 * limit else 0
+            while remaining > 0:  # read it away, so that the client sees the answer
+                chunk = self.rfile.read(min(2**20, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             self._fail(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 8,

@@ -1,0 +1,125 @@
+"""``tsdb-arrow serve`` as a real process: ready lines, SIGTERM, SIGKILL, a locked directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import tsdb_arrow as ta
+
+pytest.importorskip("opentelemetry.proto")
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # noqa: E402
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+
+T0_NS = 1_795_000_000_000 * 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(data: Path, http_port: int) -> subprocess.Popen:
+    cli = Path(sys.executable).with_name("tsdb-arrow")
+    return subprocess.Popen(
+        [
+            str(cli),
+            "serve",
+            "--data",
+            str(data),
+            "--otlp-grpc",
+            "off",
+            "--otlp-http",
+            f"127.0.0.1:{http_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_ready(proc: subprocess.Popen) -> list[str]:
+    lines = []
+    while True:
+        line = proc.stdout.readline()
+        assert line, f"the server exited: {proc.stderr.read()}"
+        lines.append(line.strip())
+        if line.strip() == "tsdb-arrow: ready":
+            return lines
+
+
+def export(port: int, i: int) -> None:
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name = "feed"
+    for j in range(100):
+        point = metric.gauge.data_points.add()
+        point.time_unix_nano = T0_NS + (i * 100 + j) * 1_000_000_000
+        point.as_double = float(i * 100 + j)
+    http = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/metrics",
+        data=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        method="POST",
+    )
+    with urllib.request.urlopen(http, timeout=60) as response:
+        assert response.status == 200
+        assert not ExportMetricsServiceResponse.FromString(response.read()).HasField(
+            "partial_success"
+        )
+
+
+def test_serve_says_where_it_listens_and_sigterm_flushes_and_exits_0(tmp_path):
+    port = free_port()
+    with start(tmp_path / "db", port) as proc:
+        lines = wait_ready(proc)
+        assert f"tsdb-arrow: otlp_http listening on 127.0.0.1:{port}" in lines
+        for i in range(3):
+            export(port, i)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read().strip().endswith("tsdb-arrow: stopped")
+    with ta.open(tmp_path / "db") as db:
+        stats = db.stats()
+        assert stats["wal"]["replayed_samples"] == 0  # flushed at the stop
+        assert stats["samples"] == 300 and stats["blocks"] >= 1
+        got = db.select("feed").collect()["value"].to_list()
+    assert got == [float(v) for v in range(300)]
+
+
+def test_sigkill_after_acknowledged_exports_loses_nothing(tmp_path):
+    port = free_port()
+    with start(tmp_path / "db", port) as proc:
+        wait_ready(proc)
+        for i in range(5):
+            export(port, i)  # each answered 200: in the WAL
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    with ta.open(tmp_path / "db") as db:
+        assert db.stats()["wal"]["replayed_samples"] == 500
+        assert db.select("feed").collect()["value"].to_list() == [float(v) for v in range(500)]
+
+
+def test_a_locked_directory_or_a_taken_port_exits_non_zero_with_a_message(tmp_path):
+    port = free_port()
+    with ta.open(tmp_path / "db"):
+        with start(tmp_path / "db", port) as proc:
+            assert proc.wait(timeout=60) == 1
+            assert "lock" in proc.stderr.read().lower()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with start(tmp_path / "db", taken.getsockname()[1]) as proc:
+            assert proc.wait(timeout=60) == 1
+            assert "cannot listen for OTLP/HTTP" in proc.stderr.read()
