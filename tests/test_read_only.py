@@ -163,3 +163,16 @@ def test_a_corrupt_block_is_quarantined_and_the_rest_opens(tmp_path, damage):
     assert not bad.exists() and (tmp_path / "db" / "quarantine" / bad.name).is_dir()
     with ta.open(tmp_path / "db") as db:  # opens without a warning now
         assert db.stats()["quarantined"] == [bad.name]
+
+
+def test_a_flipped_bit_in_a_payload_page_is_a_checksum_error_naming_the_file(tmp_path):
+    rng = np.random.default_rng(1)
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame(1_795_000_000_000 + np.arange(50_000) * 1000, rng.normal(size=50_000)))
+    chunks = next((tmp_path / "db" / "blocks").glob("*/chunks.parquet"))
+    data = bytearray(chunks.read_bytes())
+    data[len(data) // 3] ^= 0x10  # inside the encoded values, past the index columns
+    chunks.write_bytes(bytes(data))
+    with ta.open(tmp_path / "db") as db:
+        with pytest.raises(ta.CorruptBlockError, match=r"chunks\.parquet.*(CRC|checksum)"):
+            db.select("m").collect()

@@ -38,14 +38,19 @@ def write_histograms(fs: pafs.FileSystem, path: str, window: HistogramWindow) ->
         schema=HISTOGRAM_SCHEMA,
     )
     pq.write_table(
-        table, path, filesystem=fs, compression="zstd", row_group_size=HISTOGRAM_ROW_GROUP
+        table,
+        path,
+        filesystem=fs,
+        compression="zstd",
+        row_group_size=HISTOGRAM_ROW_GROUP,
+        write_page_checksum=True,
     )
 
 
 def read_all_histograms(fs: pafs.FileSystem, path: str) -> pa.Table:
     """Every histogram sample of the file, in stored order (for compaction)."""
     try:
-        with pq.ParquetFile(path, filesystem=fs) as file:
+        with pq.ParquetFile(path, filesystem=fs, page_checksum_verification=True) as file:
             table = file.read()
         return table.select(HISTOGRAM_SCHEMA.names).cast(HISTOGRAM_SCHEMA)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
@@ -66,9 +71,11 @@ def read_histograms(
             filesystem=fs,
             filters=[(TIMESTAMP, ">=", t_lo), (TIMESTAMP, "<=", t_hi)],
             schema=HISTOGRAM_SCHEMA,
+            page_checksum_verification=True,
         )
     except (OSError, pa.ArrowInvalid) as exc:
         raise CorruptBlockError(
-            f"cannot read {path}: {exc}; move the block directory aside"
+            f"cannot read {path}: {exc}; the block is damaged: restore it from a backup or move "
+            "its directory to quarantine/"
         ) from exc
     return table.filter(pc.is_in(table[REF], pa.array(refs, pa.uint64())))

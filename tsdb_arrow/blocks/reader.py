@@ -49,7 +49,9 @@ class Block:
         # Open only while a reader holds the block (see BlockSet); the footer is parsed once.
         self._file: pq.ParquetFile | None = None
         try:
-            with pq.ParquetFile(f"{path}/{CHUNKS_FILE}", filesystem=fs) as file:
+            with pq.ParquetFile(
+                f"{path}/{CHUNKS_FILE}", filesystem=fs, page_checksum_verification=True
+            ) as file:
                 self._metadata = file.metadata
                 # Through Polars: pyarrow's to_numpy imports pandas (when installed) on first
                 # use, a large part of a cold start's cost.
@@ -88,7 +90,9 @@ class Block:
         """The block's series table: ``series_ref`` and one string column per label name."""
         try:
             # ParquetFile, not read_table: one file needs no pyarrow.dataset (nor its import).
-            with pq.ParquetFile(f"{self.path}/{SERIES_FILE}", filesystem=self.fs) as file:
+            with pq.ParquetFile(
+                f"{self.path}/{SERIES_FILE}", filesystem=self.fs, page_checksum_verification=True
+            ) as file:
                 return file.read()
         except (OSError, pa.ArrowInvalid) as exc:
             raise CorruptBlockError(f"cannot read {self.path}/{SERIES_FILE}: {exc}") from exc
@@ -166,6 +170,7 @@ class Block:
                     filesystem=self.fs,
                     metadata=self._metadata,
                     pre_buffer=False,
+                    page_checksum_verification=True,
                 )
             except (OSError, pa.ArrowInvalid) as exc:
                 raise CorruptBlockError(

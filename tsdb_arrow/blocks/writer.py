@@ -194,6 +194,7 @@ def _write_series(fs: pafs.FileSystem, path: str, series: pa.Table) -> None:
         path,
         filesystem=fs,
         compression="zstd",
+        write_page_checksum=True,
         use_dictionary=labels,
         write_statistics=[REF],
     )
@@ -233,7 +234,7 @@ def _chunk_table(
 def _write_chunks(fs: pafs.FileSystem, path: str, chunks: pa.Table, ends: np.ndarray) -> None:
     """Write the chunk table in row groups of about ROW_GROUP_SAMPLES samples each."""
     if chunks.num_rows == 0:
-        pq.write_table(chunks, path, filesystem=fs, compression="zstd")
+        pq.write_table(chunks, path, filesystem=fs, compression="zstd", write_page_checksum=True)
         return
     cuts = np.searchsorted(ends, np.arange(ROW_GROUP_SAMPLES, ends[-1], ROW_GROUP_SAMPLES))
     bounds = np.unique(np.concatenate(([0], cuts + 1, [chunks.num_rows])))
@@ -243,6 +244,7 @@ def _write_chunks(fs: pafs.FileSystem, path: str, chunks: pa.Table, ends: np.nda
         CHUNK_SCHEMA,
         filesystem=fs,
         compression="zstd",
+        write_page_checksum=True,  # a flipped bit is an error on read, not a wrong sample
         use_dictionary=["timestamps", "values"],  # payloads shared by many series stored once
         write_statistics=[REF, "min_time", "max_time"],
     ) as writer:

@@ -79,7 +79,6 @@ class OtlpReceiver:
             response.partial_success.error_message = "; ".join(errors)[:4096]
         return Outcome("ok", response=response.SerializeToString())
 
-
     def _undo(self, converted: Converted) -> None:
         if converted.delta_change is not None:
             self.delta.undo(converted.delta_change)
