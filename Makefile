@@ -13,13 +13,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-## make run: load the shipped real metrics into ./data, run a few selections, print what is stored
+## make run: load the shipped real metrics into ./data, run a few selections, print what is stored,
+## then serve ./data and send it a live OpenTelemetry SDK feed (the server stops by itself)
 run: $(BIN)/.installed
 	rm -rf $(DATA)
 	$(BIN)/tsdb-arrow load $(SAMPLE) --data $(DATA)
 	$(BIN)/tsdb-arrow query 'node_load1' --data $(DATA) --limit 5
 	$(BIN)/tsdb-arrow query 'node_cpu_seconds_total{mode!="idle", cpu=~"0|1"}' --data $(DATA) --limit 5
 	$(BIN)/tsdb-arrow info --data $(DATA)
+	$(BIN)/python -m tsdb_arrow.server.demo --data $(DATA)
 
 ## make test: the whole test suite, slow tests included, on two workers
 test: $(BIN)/.installed
