@@ -123,3 +123,17 @@ def test_a_locked_directory_or_a_taken_port_exits_non_zero_with_a_message(tmp_pa
         with start(tmp_path / "db", taken.getsockname()[1]) as proc:
             assert proc.wait(timeout=60) == 1
             assert "cannot listen for OTLP/HTTP" in proc.stderr.read()
+
+
+def test_the_make_run_demo_serves_a_live_sdk_feed_and_stops(tmp_path, capsys):
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.grpc")
+    from tsdb_arrow.server import demo
+
+    assert demo.main(["--data", str(tmp_path / "db"), "--rounds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "tsdb-arrow: ready" in out and "tsdb-arrow: stopped" in out
+    assert "exported 12 points in 3 requests" in out
+    with ta.open(tmp_path / "db") as db:
+        orders = db.select("orders_total").collect()
+        newest = orders.sort("timestamp").group_by("region").last()
+        assert newest["value"].sum() == 60.0  # 20 orders a round, 3 rounds
