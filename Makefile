@@ -36,6 +36,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.durability
 	$(BIN)/python -m benchmarks.compaction
+	$(BIN)/python -m benchmarks.otlp
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check tsdb_arrow tests benchmarks

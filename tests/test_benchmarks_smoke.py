@@ -220,3 +220,12 @@ def test_compaction_rows_end_both_ways_of_writing_at_the_same_blocks(tmp_path, r
     assert int(many[2]) > int(one[2]) and one[4] == many[4] == "1"
     assert float(one[5]) < float(one[3])  # rewritten with more effort: smaller
     assert verdict[1] == "chunk and series files of both ways: identical"
+
+
+def test_otlp_benchmark_stores_every_acknowledged_point(tmp_path):
+    pytest.importorskip("opentelemetry.proto")
+    from benchmarks import otlp
+
+    result = otlp.run("grpc", clients=1, requests=3, work=tmp_path)
+    assert result["acknowledged"] == 3 * otlp.PER_REQUEST == result["stored"]
+    assert result["p99_ms"] >= result["p50_ms"] > 0
