@@ -247,3 +247,28 @@ def test_large_groups_sort_stably_whatever_their_time_span(span):
     assert np.array_equal(np.concatenate([x.refs for x in got]), r[last])
     assert np.array_equal(np.concatenate([x.timestamps for x in got]), t[last])
     assert np.array_equal(np.concatenate([x.values for x in got]), v[last])
+
+
+@pytest.mark.parametrize("kind", [pa.large_string(), pa.string_view()])
+def test_the_first_label_column_by_dictionary_gives_the_row_by_row_ids(kind):
+    """``refine_fresh`` (each distinct value once) numbers rows exactly as ``refine`` does:
+    absent values (null, "") stay in the empty set, across chunks and a sliced chunk."""
+    from tsdb_arrow.ingest.labelsets import _Arena
+
+    rng = np.random.default_rng(3)
+    pool = np.array(["", "a", "node_cpu_seconds_total", "b" * 40, "é"], dtype=object)
+    picks = pool[rng.integers(0, len(pool), 3000)]
+    picks[rng.random(3000) < 0.2] = None
+    values = pa.array(list(picks), type=kind)
+    chunks = [values.slice(0, 1000), values.slice(1000, 1500), values.slice(2500)]
+    expected, got = np.zeros(3000, dtype=np.int64), np.zeros(3000, dtype=np.int64)
+    by_row, by_value = _Arena(capacity=8), _Arena(capacity=8)
+    lo = 0
+    for chunk in chunks:
+        by_row.refine(0, chunk, expected[lo : lo + len(chunk)])
+        by_value.refine_fresh(0, chunk, got[lo : lo + len(chunk)])
+        lo += len(chunk)
+    assert got.tolist() == expected.tolist()
+    assert set(expected[[p in (None, "") for p in picks]].tolist()) == {0}
+    assert len(set(expected.tolist())) == 5  # four present values and the empty set
+    assert by_value.values().to_pylist() == by_row.values().to_pylist()
