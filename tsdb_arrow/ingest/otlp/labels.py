@@ -25,8 +25,10 @@ _MEMO = 64  # attribute positions remembered by ``intern``
 
 
 @nb.njit(cache=True, nogil=True)
-def intern(buf, rows, col_s, col_e, col_group, table):
+def intern(buf, rows, col_s, col_e, col_group, keep, table):
     """Number the distinct byte strings buf[rows[i, col_s]:rows[i, col_e]] by first appearance.
+
+    Rows where ``keep`` (bool per row, or empty for all) is false get the id -1.
 
     ``table`` (int64, a power of two at least twice ``len(rows)``, filled with -1) is the hash
     table. ``rows[:, col_group]`` (e.g. the data point of each attribute; -1 for none) lets a
@@ -45,6 +47,9 @@ def intern(buf, rows, col_s, col_e, col_group, table):
     for i in range(n):
         if col_group < 0 or (i > 0 and rows[i, col_group] != rows[i - 1, col_group]):
             position = 0
+        if keep.shape[0] and not keep[i]:
+            ids[i] = -1
+            continue
         s = rows[i, col_s]
         length = rows[i, col_e] - s
         if position < _MEMO:
@@ -93,13 +98,21 @@ def intern(buf, rows, col_s, col_e, col_group, table):
     return ids, first[:n_ids]
 
 
+_ALL = np.zeros(0, dtype=np.bool_)
+
+
 def intern_ranges(
-    buf: np.ndarray, rows: np.ndarray, col_s: int, col_e: int, col_group: int = -1
+    buf: np.ndarray,
+    rows: np.ndarray,
+    col_s: int,
+    col_e: int,
+    col_group: int = -1,
+    keep: np.ndarray = _ALL,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``intern`` with its hash table made here."""
     size = 1 << max(4, int(2 * len(rows)).bit_length())
     table = np.full(size, -1, dtype=np.int64)
-    return intern(buf, rows, col_s, col_e, col_group, table)
+    return intern(buf, rows, col_s, col_e, col_group, keep, table)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -113,10 +113,12 @@ class Attributes:
     end: np.ndarray
 
 
-def attribute_keys(sc: wire.Scan, names: LabelNames) -> Keys:
-    """Number the distinct keys (one Python step per distinct key) and name their labels."""
+def attribute_keys(sc: wire.Scan, names: LabelNames, ok: np.ndarray) -> Keys:
+    """Number the distinct keys of the ``ok`` points (one Python step per distinct key) and
+    name their labels; the entries of other points get key -1."""
     ent = sc.entries
-    entry_key, first = labels.intern_ranges(sc.body, ent, E_KEY_S, E_KEY_E, E_POINT)
+    keep = ok[ent[:, E_POINT]]
+    entry_key, first = labels.intern_ranges(sc.body, ent, E_KEY_S, E_KEY_E, E_POINT, keep)
     keys = [sc.text(ent[i, E_KEY_S], ent[i, E_KEY_E]) for i in first]
     label = np.array([names.id(n) if (n := stored_label_name(k)) else -1 for k in keys],
                      dtype=np.int64)  # fmt: skip
@@ -241,7 +243,7 @@ class Scopes:
     """The context of each scope row, and each resource row's target_info context (-1)."""
 
     scope_ctx: np.ndarray  # int64 per scope row
-    scope_resource: np.ndarray  # int64 per scope row: its distinct resource
+    resource_id: np.ndarray  # int64 per resource row: its distinct resource
     target_ctx: np.ndarray  # int64 per distinct resource: its target_info context, or -1
     contexts: Contexts
     dropped_targets: int  # resources whose target_info was left out (too many label names)
@@ -287,7 +289,7 @@ def scope_contexts(
         items.append([(names.id(k), True, pool.text(v)) for k, v in resource.target_info.items()])
     return Scopes(
         scope_ctx=inverse,
-        scope_resource=scope_resource,
+        resource_id=res_id,
         target_ctx=target_ctx,
         contexts=_csr(items),
         dropped_targets=dropped,
