@@ -969,3 +969,13 @@ def test_a_real_sdk_export_converts_writes_and_reads_back(tmp_path) -> None:  # 
         info = db.select("target_info").collect()
         assert info["deployment_environment"].to_list() == ["test"]
         assert info["telemetry_sdk_language"].to_list() == ["python"]
+
+
+def test_the_benchmark_runs_at_a_tiny_size(capsys) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import otlp_convert
+
+    otlp_convert.main(["--points", "300", "--repeat", "1"])
+    out = capsys.readouterr().out
+    for case in ("gauges, 5 attributes", "counters (delta, summed up)", "exponential histograms",
+                 "protobuf decoding alone", "Database.write"):  # fmt: skip
+        assert case in out

@@ -38,6 +38,7 @@ from tsdb_arrow.ingest.otlp.wire import (
     P_TIME,
     P_ZERO,
     P_ZT,
+    SUMMARY,
 )
 from tsdb_arrow.model import HISTOGRAM, HISTOGRAM_FIELDS, METRIC_NAME, TIMESTAMP, VALUE
 
@@ -201,7 +202,7 @@ class _Conversion:
         kind = metrics.kind[pt[:, P_METRIC]]
         float_points = np.flatnonzero(ok & (kind != EXPONENTIAL))
         exp_points = np.flatnonzero(ok & (kind == EXPONENTIAL))
-        self.side = self._side_after(float_points)
+        self.side = self._side_after(float_points, kind[float_points])
         floats, change = self._floats(float_points, kind[float_points])
         histograms = self._histograms(exp_points)
         target = self._target_info(ok, scopes)
@@ -233,8 +234,9 @@ class _Conversion:
                     refs[i, k] = self.pool.text(family + suffix)
         return refs
 
-    def _side_after(self, float_points: np.ndarray) -> np.ndarray:
-        """Format the ``le`` and ``quantile`` values first, then freeze the side buffer."""
+    def _side_after(self, float_points: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        """Format the ``le`` and ``quantile`` values (once per distinct value), then freeze
+        the side buffer."""
         sc = self.sc
         self.bound_refs = np.zeros((len(sc.floats), 2), dtype=np.int64)
         self.inf_ref = self.pool.text("+Inf")
@@ -247,7 +249,9 @@ class _Conversion:
         sizes = ends - starts
         if sizes.sum():
             idx = np.repeat(starts, sizes) + tables.ramp(sizes)
-            used[idx] = True
+            # a summary's floats are (quantile, value) pairs: only its quantiles are labels
+            pair = np.repeat(kinds == SUMMARY, sizes) & ((idx - np.repeat(starts, sizes)) % 2 == 1)
+            used[idx[~pair]] = True
         bits = sc.floats.view(np.int64)
         chosen = np.flatnonzero(used)
         distinct, inverse = np.unique(bits[chosen], return_inverse=True)
@@ -298,8 +302,11 @@ class _Conversion:
             assert self.delta is not None
             from tsdb_arrow.ingest.series import row_refs
 
-            picked = pa.array(np.flatnonzero(summed))
-            refs = row_refs({k: v.take(picked) for k, v in columns.items()}, len(picked))
+            if summed.all():
+                refs = row_refs(columns, len(summed))
+            else:
+                picked = pa.array(np.flatnonzero(summed))
+                refs = row_refs({k: v.take(picked) for k, v in columns.items()}, len(picked))
             value[summed], change = self.delta.accumulate(refs, ts[summed], value[summed])
         table = pa.table({TIMESTAMP: _times(ts), VALUE: value, **columns})
         return table, change
