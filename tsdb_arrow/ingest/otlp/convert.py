@@ -38,12 +38,15 @@ from tsdb_arrow.ingest.otlp.wire import (
     P_TIME,
     P_ZERO,
     P_ZT,
+    SUMMARY,
 )
 from tsdb_arrow.model import HISTOGRAM, HISTOGRAM_FIELDS, METRIC_NAME, TIMESTAMP, VALUE
 
 ExportMetricsServiceRequest = metrics_service_pb2.ExportMetricsServiceRequest
 _NS_PER_MS = 1_000_000
-_TARGET_INFO_STEP_NS = 150 * 1_000_000_000  # half of Prometheus' default lookback delta
+TARGET_INFO_STEP_NS = 150 * 1_000_000_000  # half of Prometheus' default lookback delta
+TARGET_INFO_SAMPLES = 64
+TIMES = pa.timestamp("ms", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class OtlpLimits:
 class Converted:
     """One request, converted: the tables to write and what was refused.
 
-    ``floats`` and ``target_info`` are float samples (``timestamp`` int64 ms, ``value``,
+    ``floats`` and ``target_info`` are float samples (``timestamp`` ms in UTC, ``value``,
     ``__name__`` and one large_string column per label), ``histograms`` exponential-histogram
     samples (``timestamp``, ``__name__``, labels, ``histogram``); each is ``None`` when empty
     and is written with ``Database.write``. ``accepted_points`` and ``rejected_points`` count
@@ -174,10 +177,9 @@ class _Conversion:
         sc, limits = self.sc, self.limits
         metrics = points.describe_metrics(sc, self.delta is not None)
         reason = points.check_points(sc, metrics, limits)
-        keys = tables.attribute_keys(sc, self.names)
-        entry_label = keys.label[keys.entry_key]
-        points.reject_entries(sc, reason, entry_label >= limits.max_label_names,
-                              points.TOO_MANY_LABELS)  # fmt: skip
+        keys = tables.attribute_keys(sc, self.names, reason == 0)
+        beyond = np.append(keys.label >= limits.max_label_names, False)  # key -1: False
+        points.reject_entries(sc, reason, beyond[keys.entry_key], points.TOO_MANY_LABELS)
         scopes = tables.scope_contexts(sc, self.names, self.pool, self.promote,
                                        limits.max_label_names)  # fmt: skip
         self.scopes_contexts = scopes.contexts
@@ -200,7 +202,7 @@ class _Conversion:
         kind = metrics.kind[pt[:, P_METRIC]]
         float_points = np.flatnonzero(ok & (kind != EXPONENTIAL))
         exp_points = np.flatnonzero(ok & (kind == EXPONENTIAL))
-        self.side = self._side_after(float_points)
+        self.side = self._side_after(float_points, kind[float_points])
         floats, change = self._floats(float_points, kind[float_points])
         histograms = self._histograms(exp_points)
         target = self._target_info(ok, scopes)
@@ -232,8 +234,9 @@ class _Conversion:
                     refs[i, k] = self.pool.text(family + suffix)
         return refs
 
-    def _side_after(self, float_points: np.ndarray) -> np.ndarray:
-        """Format the ``le`` and ``quantile`` values first, then freeze the side buffer."""
+    def _side_after(self, float_points: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        """Format the ``le`` and ``quantile`` values (once per distinct value), then freeze
+        the side buffer."""
         sc = self.sc
         self.bound_refs = np.zeros((len(sc.floats), 2), dtype=np.int64)
         self.inf_ref = self.pool.text("+Inf")
@@ -246,7 +249,9 @@ class _Conversion:
         sizes = ends - starts
         if sizes.sum():
             idx = np.repeat(starts, sizes) + tables.ramp(sizes)
-            used[idx] = True
+            # a summary's floats are (quantile, value) pairs: only its quantiles are labels
+            pair = np.repeat(kinds == SUMMARY, sizes) & ((idx - np.repeat(starts, sizes)) % 2 == 1)
+            used[idx[~pair]] = True
         bits = sc.floats.view(np.int64)
         chosen = np.flatnonzero(used)
         distinct, inverse = np.unique(bits[chosen], return_inverse=True)
@@ -256,15 +261,14 @@ class _Conversion:
         self.bound_refs[chosen] = refs[inverse.reshape(-1)]
         return self.pool.buffer()
 
-    def _own(self, label: str, mask: np.ndarray, refs: np.ndarray) -> dict[int, np.ndarray]:
-        """Rows' own values of ``label``: (source, start, end) arrays, source -1 off ``mask``."""
-        n = len(mask)
-        src = np.where(mask, tables.SIDE, -1).astype(np.int64)
-        start = np.zeros(n, dtype=np.int64)
-        end = np.zeros(n, dtype=np.int64)
-        start[mask] = refs[mask, 0]
-        end[mask] = refs[mask, 1]
-        return {self.names.id(label): (src, start, end)}
+    @staticmethod
+    def _side_refs(n: int, ref: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """n rows whose own value is the side buffer's ``ref``."""
+        return (
+            np.full(n, tables.SIDE, dtype=np.int64),
+            np.full(n, ref[0], dtype=np.int64),
+            np.full(n, ref[1], dtype=np.int64),
+        )
 
     def _columns(
         self, row_point: np.ndarray, row_ctx: np.ndarray, own: dict[int, np.ndarray]
@@ -298,10 +302,13 @@ class _Conversion:
             assert self.delta is not None
             from tsdb_arrow.ingest.series import row_refs
 
-            picked = pa.array(np.flatnonzero(summed))
-            refs = row_refs({k: v.take(picked) for k, v in columns.items()}, len(picked))
+            if summed.all():
+                refs = row_refs(columns, len(summed))
+            else:
+                picked = pa.array(np.flatnonzero(summed))
+                refs = row_refs({k: v.take(picked) for k, v in columns.items()}, len(picked))
             value[summed], change = self.delta.accumulate(refs, ts[summed], value[summed])
-        table = pa.table({TIMESTAMP: ts, VALUE: value, **columns})
+        table = pa.table({TIMESTAMP: _times(ts), VALUE: value, **columns})
         return table, change
 
     def _histograms(self, exp_points: np.ndarray) -> pa.Table | None:
@@ -312,7 +319,8 @@ class _Conversion:
         ptf = pt.view(np.float64)
         n = len(exp_points)
         metric = pt[:, P_METRIC]
-        own = self._own(METRIC_NAME, np.ones(n, bool), self.metric_names[metric, 0])
+        names = self.metric_names[metric, 0]
+        own = {self.names.id(METRIC_NAME): (np.full(n, tables.SIDE), names[:, 0], names[:, 1])}
         columns = self._columns(exp_points, self.point_ctx[exp_points], own)
         stale = (pt[:, P_FLAGS] & rows.NO_RECORDED_VALUE) != 0
         has = pt[:, P_HAS]
@@ -348,32 +356,44 @@ class _Conversion:
         histogram = pa.StructArray.from_arrays(
             [fields[f.name] for f in HISTOGRAM_FIELDS], fields=HISTOGRAM_FIELDS
         )
-        return pa.table({TIMESTAMP: self.ms[exp_points], **columns, HISTOGRAM: histogram})
+        return pa.table({TIMESTAMP: _times(self.ms[exp_points]), **columns, HISTOGRAM: histogram})
 
     def _target_info(self, ok: np.ndarray, scopes: tables.Scopes) -> pa.Table | None:
-        """One target_info series per resource, from its first to its last accepted point."""
-        targets = scopes.target_ctx
-        if not (targets >= 0).any() or not ok.any():
-            return None
+        """A target_info series per resource, sampled from its first to its last accepted point
+        every half lookback delta (as Prometheus does), at most ``TARGET_INFO_SAMPLES`` times."""
         sc = self.sc
         pt = sc.points
-        resource = scopes.scope_resource[sc.metrics[pt[ok, P_METRIC], M_SCOPE]]
-        times = pt[ok, P_TIME]
-        first, last = rows.group_range(resource, times, len(targets))
-        chosen = np.flatnonzero((targets >= 0) & (last >= 0))
+        row_ctx = scopes.target_ctx[scopes.resource_id]  # per ResourceMetrics
+        if not (row_ctx >= 0).any() or not ok.any():
+            return None
+        row = sc.scopes[sc.metrics[pt[ok, P_METRIC], M_SCOPE], wire.S_RES]
+        first, last = rows.group_range(row, pt[ok, P_TIME], len(row_ctx))
+        chosen = np.flatnonzero((row_ctx >= 0) & (last >= 0))
         if len(chosen) == 0:
             return None
-        ts_parts, ctx_parts = [], []
-        for r in chosen:  # one step per resource: Prometheus' samples every half lookback
-            ms = np.arange(first[r], last[r], _TARGET_INFO_STEP_NS) // _NS_PER_MS
-            end = last[r] // _NS_PER_MS
-            if len(ms) == 0 or ms[-1] < end:
-                ms = np.append(ms, end)
-            ts_parts.append(ms)
-            ctx_parts.append(np.full(len(ms), targets[r], dtype=np.int64))
-        ts = np.concatenate(ts_parts)
-        ctx = np.concatenate(ctx_parts)
+        stamps = [target_info_times(first[r], last[r]) for r in chosen]  # one step a resource
+        ts = np.concatenate(stamps)
+        ctx = np.repeat(row_ctx[chosen], [len(s) for s in stamps])
         n = len(ts)
-        own = self._own(METRIC_NAME, np.ones(n, bool), np.tile(self.target_name, (n, 1)))
+        own = {self.names.id(METRIC_NAME): self._side_refs(n, self.target_name)}
         columns = self._columns(np.full(n, -1, dtype=np.int64), ctx, own)
-        return pa.table({TIMESTAMP: ts, VALUE: np.ones(n), **columns})
+        return pa.table({TIMESTAMP: _times(ts), VALUE: np.ones(n), **columns})
+
+
+def _times(ms: np.ndarray) -> pa.Array:
+    """Milliseconds as a UTC timestamp column: unambiguous, where ``Database.write`` would
+    refuse integers of early 1970 as probably seconds."""
+    return pa.array(ms, type=TIMES)
+
+
+def target_info_times(first_ns: int, last_ns: int) -> np.ndarray:
+    """Prometheus' target_info sample times (ms) for points from first_ns to last_ns: every
+    half lookback delta from the first, then the last; only the latest
+    ``TARGET_INFO_SAMPLES`` (a request spanning days makes no more)."""
+    steps = -(-(int(last_ns) - int(first_ns)) // TARGET_INFO_STEP_NS)
+    k = np.arange(max(0, steps - TARGET_INFO_SAMPLES), steps, dtype=np.int64)
+    ms = (first_ns + k * TARGET_INFO_STEP_NS) // _NS_PER_MS
+    end = last_ns // _NS_PER_MS
+    if len(ms) == 0 or ms[-1] < end:
+        ms = np.append(ms, end)
+    return ms[-TARGET_INFO_SAMPLES:].astype(np.int64)

@@ -50,17 +50,24 @@ def _slot(keys, used, ref):
 
 
 @nb.njit(cache=True, nogil=True)
-def _accumulate(keys, used, sums, last, refs, timestamps, values, out, n_used):
+def _accumulate(keys, used, sums, last, refs, timestamps, values, out, n_used, changed, amounts):
     """Add rows (sorted by ref, then time) to the totals; ``out`` gets each row's total.
 
-    NaN values (stale markers included) are passed through and not added. Returns the number
-    of used slots.
+    NaN values (stale markers included) are passed through and not added. Each distinct ref
+    and what was added to it go to ``changed`` and ``amounts``. Returns (used slots, distinct
+    refs).
     """
+    n_changed = 0
     for i in range(refs.shape[0]):
-        slot = _slot(keys, used, refs[i])
+        ref = refs[i]
+        if i == 0 or ref != refs[i - 1]:
+            changed[n_changed] = ref
+            amounts[n_changed] = 0.0
+            n_changed += 1
+        slot = _slot(keys, used, ref)
         if not used[slot]:
             used[slot] = True
-            keys[slot] = refs[i]
+            keys[slot] = ref
             sums[slot] = 0.0
             last[slot] = timestamps[i]
             n_used += 1
@@ -70,10 +77,11 @@ def _accumulate(keys, used, sums, last, refs, timestamps, values, out, n_used):
             continue
         total = sums[slot] + v
         sums[slot] = total
+        amounts[n_changed - 1] += v
         out[i] = total
         if timestamps[i] > last[slot]:
             last[slot] = timestamps[i]
-    return n_used
+    return n_used, n_changed
 
 
 @nb.njit(cache=True, nogil=True)
@@ -127,23 +135,22 @@ class DeltaState:
         Rows of one series are summed in time order. Returns the totals (in the rows' order)
         and the change, for ``undo``.
         """
+        n = len(refs)
         order = np.lexsort((timestamps, refs))
-        out = np.empty(len(refs), dtype=np.float64)
+        sorted_out = np.empty(n, dtype=np.float64)
+        changed = np.empty(n, dtype=np.uint64)
+        amounts = np.empty(n, dtype=np.float64)
         with self._lock:
-            self._make_room(len(refs))
-            sorted_out = np.empty(len(refs), dtype=np.float64)
-            self._n = _accumulate(
-                self._keys, self._used, self._sums, self._last,
-                refs[order], timestamps[order], values[order], sorted_out, self._n,
+            self._make_room(n)
+            self._n, n_changed = _accumulate(
+                self._keys, self._used, self._sums, self._last, refs[order],
+                timestamps[order], values[order], sorted_out, self._n, changed, amounts,
             )  # fmt: skip
             if self._n > self.max_series:
                 self._evict()
+        out = np.empty(n, dtype=np.float64)
         out[order] = sorted_out
-        counted = ~np.isnan(values)
-        change_refs, inverse = np.unique(refs[counted], return_inverse=True)
-        amounts = np.zeros(len(change_refs), dtype=np.float64)
-        np.add.at(amounts, inverse, values[counted])
-        return out, DeltaChange(change_refs, amounts)
+        return out, DeltaChange(changed[:n_changed], amounts[:n_changed])
 
     def undo(self, change: DeltaChange) -> None:
         """Take back what ``accumulate`` added (the request was not stored after all)."""

@@ -19,6 +19,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from tsdb_arrow.errors import OtlpDecodeError
 from tsdb_arrow.ingest.otlp import labels, wire
 from tsdb_arrow.ingest.otlp.context import ResourceLabels, resource_labels, scope_labels
+from tsdb_arrow.ingest.otlp.labels import C_LABEL
 from tsdb_arrow.ingest.otlp.names import any_value_string, format_double, stored_label_name
 from tsdb_arrow.ingest.otlp.wire import (
     E_KEY_E,
@@ -104,19 +105,19 @@ class Keys:
 @dataclass(frozen=True)
 class Attributes:
     """The accepted attributes, listed per label (see ``labels.group_attributes``): label L's
-    are ``ptr[L]:ptr[L + 1]`` of the other arrays, by point."""
+    are rows ``ptr[L]:ptr[L + 1]`` of ``items``, by point."""
 
     ptr: np.ndarray
-    point: np.ndarray  # the data point of each listed attribute
-    src: np.ndarray  # its value: (source, start, end)
-    start: np.ndarray
-    end: np.ndarray
+    items: np.ndarray  # int64 (n, 4): data point, then the value's source, start, end
+    point: np.ndarray  # the data points again, contiguous
 
 
-def attribute_keys(sc: wire.Scan, names: LabelNames) -> Keys:
-    """Number the distinct keys (one Python step per distinct key) and name their labels."""
+def attribute_keys(sc: wire.Scan, names: LabelNames, ok: np.ndarray) -> Keys:
+    """Number the distinct keys of the ``ok`` points (one Python step per distinct key) and
+    name their labels; the entries of other points get key -1."""
     ent = sc.entries
-    entry_key, first = labels.intern_ranges(sc.body, ent, E_KEY_S, E_KEY_E, E_POINT)
+    keep = ok[ent[:, E_POINT]]
+    entry_key, first = labels.intern_ranges(sc.body, ent, E_KEY_S, E_KEY_E, E_POINT, keep)
     keys = [sc.text(ent[i, E_KEY_S], ent[i, E_KEY_E]) for i in first]
     label = np.array([names.id(n) if (n := stored_label_name(k)) else -1 for k in keys],
                      dtype=np.int64)  # fmt: skip
@@ -127,15 +128,13 @@ def attribute_keys(sc: wire.Scan, names: LabelNames) -> Keys:
 
 @nb.njit(cache=True, nogil=True)
 def _entry_values(ent, chosen, true_ref, false_ref, side_at):
-    """Point, source, start and end of each chosen entry's label value, for strings, booleans
-    and integers (integers formatted into the returned bytes, which go to the side buffer at
-    ``side_at``); the other chosen entries (doubles, bytes, arrays, maps) are listed, by
-    position, for the caller."""
+    """The point and the label value (source, start, end) of each chosen entry, for strings,
+    booleans and integers (integers formatted into the returned bytes, which go to the side
+    buffer at ``side_at``); the other chosen entries (doubles, bytes, arrays, maps) are listed,
+    by position, for the caller."""
     n = chosen.shape[0]
+    items = np.zeros((n, 4), dtype=np.int64)
     point = np.empty(n, dtype=np.int64)
-    src = np.full(n, SIDE, dtype=np.int64)  # no value: ""
-    start = np.zeros(n, dtype=np.int64)
-    end = np.zeros(n, dtype=np.int64)
     text = np.empty(20 * n, dtype=np.uint8)
     digits = np.empty(20, dtype=np.uint8)
     others = np.empty(n, dtype=np.int64)
@@ -143,16 +142,19 @@ def _entry_values(ent, chosen, true_ref, false_ref, side_at):
     at = 0
     for i in range(n):
         e = np.uint64(chosen[i])
-        point[i] = ent[e, E_POINT]
+        p = ent[e, E_POINT]
+        point[i] = p
+        items[i, 0] = p
+        items[i, 1] = SIDE  # no value: ""
         t = ent[e, E_TYPE]
         if t == V_STRING:
-            src[i] = BODY
-            start[i] = ent[e, E_VAL_S]
-            end[i] = ent[e, E_VAL_E]
+            items[i, 1] = BODY
+            items[i, 2] = ent[e, E_VAL_S]
+            items[i, 3] = ent[e, E_VAL_E]
         elif t == V_BOOL:
             ref = true_ref if ent[e, E_NUM] else false_ref
-            start[i] = ref[0]
-            end[i] = ref[1]
+            items[i, 2] = ref[0]
+            items[i, 3] = ref[1]
         elif t == V_INT:
             v = ent[e, E_NUM]
             # magnitude as uint64 (-(2**63) has no int64 magnitude)
@@ -164,18 +166,18 @@ def _entry_values(ent, chosen, true_ref, false_ref, side_at):
                 k += 1
                 if m == 0:
                     break
-            start[i] = side_at + at
+            items[i, 2] = side_at + at
             if v < 0:
                 text[at] = 45  # '-'
                 at += 1
             for q in range(k - 1, -1, -1):
                 text[at] = digits[q]
                 at += 1
-            end[i] = side_at + at
+            items[i, 3] = side_at + at
         elif t == V_DOUBLE or t == V_BYTES or t == V_ARRAY or t == V_KVLIST:
             others[n_others] = i
             n_others += 1
-    return point, src, start, end, text[:at], others[:n_others]
+    return items, point, text[:at], others[:n_others]
 
 
 def entry_values(sc: wire.Scan, ptr: np.ndarray, chosen: np.ndarray, pool: Pool) -> Attributes:
@@ -187,8 +189,7 @@ def entry_values(sc: wire.Scan, ptr: np.ndarray, chosen: np.ndarray, pool: Pool)
     ent = sc.entries
     true_ref = np.array(pool.text("true"), dtype=np.int64)
     false_ref = np.array(pool.text("false"), dtype=np.int64)
-    point, src, start, end, text, others = _entry_values(ent, chosen, true_ref, false_ref,
-                                                         pool.size)  # fmt: skip
+    items, point, text, others = _entry_values(ent, chosen, true_ref, false_ref, pool.size)
     if len(text):
         pool.raw(text.tobytes())
     if len(others):
@@ -197,10 +198,10 @@ def entry_values(sc: wire.Scan, ptr: np.ndarray, chosen: np.ndarray, pool: Pool)
         if len(doubles):
             distinct, inverse = np.unique(ent[chosen[doubles], E_NUM], return_inverse=True)
             refs = np.array([pool.text(format_double(x)) for x in distinct.view(np.float64)])
-            start[doubles], end[doubles] = refs[inverse.reshape(-1)].T
+            items[doubles, 2:] = refs[inverse.reshape(-1)]
         for i in others[kind != V_DOUBLE]:
-            start[i], end[i] = pool.text(_other_value(sc, int(chosen[i])))
-    return Attributes(ptr=ptr, point=point, src=src, start=start, end=end)
+            items[i, 2:] = pool.text(_other_value(sc, int(chosen[i])))
+    return Attributes(ptr=ptr, items=items, point=point)
 
 
 def _other_value(sc: wire.Scan, i: int) -> str:
@@ -224,16 +225,12 @@ def _other_value(sc: wire.Scan, i: int) -> str:
 class Contexts:
     """Labels each context (a resource and scope, or a resource's target_info) sets.
 
-    A compressed sparse row table: context c's items are ``ptr[c]:ptr[c + 1]``, each a label
-    id, whether it overrides attributes (else it is a promoted attribute), and its value.
+    Context c's items are rows ``ptr[c]:ptr[c + 1]`` of ``items``: a label id, whether it
+    overrides attributes (else it is a promoted attribute), and its value (source, start, end).
     """
 
     ptr: np.ndarray
-    label: np.ndarray
-    over: np.ndarray
-    src: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
+    items: np.ndarray  # int64 (n, 5)
 
 
 @dataclass(frozen=True)
@@ -241,7 +238,7 @@ class Scopes:
     """The context of each scope row, and each resource row's target_info context (-1)."""
 
     scope_ctx: np.ndarray  # int64 per scope row
-    scope_resource: np.ndarray  # int64 per scope row: its distinct resource
+    resource_id: np.ndarray  # int64 per resource row: its distinct resource
     target_ctx: np.ndarray  # int64 per distinct resource: its target_info context, or -1
     contexts: Contexts
     dropped_targets: int  # resources whose target_info was left out (too many label names)
@@ -287,7 +284,7 @@ def scope_contexts(
         items.append([(names.id(k), True, pool.text(v)) for k, v in resource.target_info.items()])
     return Scopes(
         scope_ctx=inverse,
-        scope_resource=scope_resource,
+        resource_id=res_id,
         target_ctx=target_ctx,
         contexts=_csr(items),
         dropped_targets=dropped,
@@ -308,21 +305,14 @@ def _decoded(fn, *args):  # type: ignore[no-untyped-def]
 def _csr(items: list[list[tuple[int, bool, tuple[int, int]]]]) -> Contexts:
     ptr = np.zeros(len(items) + 1, dtype=np.int64)
     ptr[1:] = np.cumsum([len(i) for i in items])
-    flat = [x for ctx in items for x in ctx]
-    return Contexts(
-        ptr=ptr,
-        label=np.array([x[0] for x in flat], dtype=np.int64),
-        over=np.array([x[1] for x in flat], dtype=np.bool_),
-        src=np.full(len(flat), SIDE, dtype=np.int64),
-        start=np.array([x[2][0] for x in flat], dtype=np.int64),
-        end=np.array([x[2][1] for x in flat], dtype=np.int64),
-    )
+    flat = [(label, over, SIDE, *ref) for ctx in items for label, over, ref in ctx]
+    return Contexts(ptr=ptr, items=np.array(flat, dtype=np.int64).reshape(-1, 5))
 
 
 def label_columns(
     row_point: np.ndarray,
     row_ctx: np.ndarray,
-    own: dict[int, np.ndarray],
+    own: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
     attributes: Attributes,
     contexts: Contexts,
     names: LabelNames,
@@ -332,45 +322,45 @@ def label_columns(
     """The label columns (large_string, null = absent) of rows from points and contexts.
 
     ``own`` maps a label id to the rows' own values, (source, start, end) per row (source -1:
-    none). Only labels that some row has get a column.
+    none). Only labels that some row has get a column; the columns share one data buffer.
     """
     n = len(row_point)
     n_labels = len(attributes.ptr) - 1
     used = np.zeros(n_labels, dtype=bool)
     used[list(own)] = True
     points = row_point[row_point >= 0]
-    if len(points) and len(attributes.point):
-        listed = np.repeat(np.arange(n_labels), np.diff(attributes.ptr))
+    if len(points) and len(attributes.items):
         here = np.zeros(len(sc.points), dtype=bool)
         here[points] = True
+        listed = np.repeat(np.arange(n_labels), np.diff(attributes.ptr))
         used[listed[here[attributes.point]]] = True
-    if len(contexts.label):
+    if len(contexts.items):
         here = np.zeros(len(contexts.ptr) - 1, dtype=bool)
         here[row_ctx] = True
         item_ctx = np.repeat(np.arange(len(here)), np.diff(contexts.ptr))
-        used[contexts.label[here[item_ctx]]] = True
-    candidates = np.flatnonzero(used).tolist()
-    none = np.zeros(0, dtype=np.int64)
-    att = attributes
+        used[contexts.items[here[item_ctx], C_LABEL]] = True
+    wanted = np.array(sorted(np.flatnonzero(used), key=names.names.__getitem__), dtype=np.int64)
+    own_slot = np.full(n_labels, -1, dtype=np.int64)
+    own_rows = np.zeros((len(own), 3, n), dtype=np.int64)
+    for slot, (label, refs) in enumerate(own.items()):
+        own_slot[label] = slot
+        for k in range(3):
+            own_rows[slot, k] = refs[k]
+    offsets, valid, data, nulls = labels.columns(
+        wanted, own_slot, own_rows, row_point, row_ctx, contexts.ptr, contexts.items,
+        attributes.ptr, attributes.items, sc.body, side,
+    )  # fmt: skip
+    data_buffer = pa.py_buffer(data)
     out = {}
-    for label in sorted(candidates, key=names.names.__getitem__):
-        rows_own = own.get(label)
-        src, s, e = (none, none, none) if rows_own is None else rows_own
-        lo, hi = attributes.ptr[label], attributes.ptr[label + 1]
-        offsets, valid, data, nulls = labels.column(
-            label, row_point, row_ctx, src, s, e,
-            contexts.ptr, contexts.label, contexts.over, contexts.src, contexts.start,
-            contexts.end, att.point[lo:hi], att.src[lo:hi], att.start[lo:hi], att.end[lo:hi],
-            sc.body, side,
-        )  # fmt: skip
-        if nulls == n:
+    for w, label in enumerate(wanted):
+        if nulls[w] == n:
             continue
         out[names.names[label]] = pa.LargeStringArray.from_buffers(
             n,
-            pa.py_buffer(offsets),
-            pa.py_buffer(data),
-            pa.py_buffer(valid) if nulls else None,
-            nulls,
+            pa.py_buffer(offsets[w]),
+            data_buffer,
+            pa.py_buffer(valid[w]) if nulls[w] else None,
+            int(nulls[w]),
         )
     return out
 

@@ -206,9 +206,11 @@ def _scan(buf, res, scope, met, pt, ent, u64, f64, cnt):  # noqa: C901 - one loo
         elif t == T_POINT:
             number = kind == GAUGE or kind == SUM
             if f == f_attr and wt == 2:
-                # The usual attribute, {key: "ascii", value: {string_value: "ascii"}} with
-                # one-byte lengths, is read here at once; anything else is walked field by field.
-                fast = False
+                # The usual attribute, {key: "ascii", value: {string_value: "ascii"}} or
+                # {int_value: n}, with one-byte lengths, is read here at once; anything else is
+                # walked field by field.
+                fast = 0  # V_STRING or V_INT when read here
+                ks = ke = number = np.int64(0)
                 if b - a >= 6 and buf[np.uint64(a)] == 0x0A and buf[np.uint64(a + 1)] < 0x80:
                     ks = a + 2
                     ke = ks + np.int64(buf[np.uint64(a + 1)])
@@ -216,16 +218,29 @@ def _scan(buf, res, scope, met, pt, ent, u64, f64, cnt):  # noqa: C901 - one loo
                         ke + 4 <= b
                         and buf[np.uint64(ke)] == 0x12
                         and buf[np.uint64(ke + 1)] == b - ke - 2
-                        and buf[np.uint64(ke + 2)] == 0x0A
-                        and buf[np.uint64(ke + 3)] == b - ke - 4
                     ):
-                        fast = True
-                        for k in range(ks, ke):
-                            if buf[np.uint64(k)] >= 0x80:
-                                fast = False
-                        for k in range(ke + 4, b):
-                            if buf[np.uint64(k)] >= 0x80:
-                                fast = False
+                        bits = np.uint8(0)  # any byte >= 0x80: not ASCII
+                        for k in range(np.uint64(ks), np.uint64(ke)):
+                            bits |= buf[k]
+                        inner = buf[np.uint64(ke + 2)]
+                        if inner == 0x0A and buf[np.uint64(ke + 3)] == b - ke - 4:
+                            for k in range(np.uint64(ke + 4), np.uint64(b)):
+                                bits |= buf[k]
+                            fast = V_STRING if bits < 0x80 else 0
+                        elif inner == 0x18 and bits < 0x80:  # int_value, a varint to the end
+                            w = np.uint64(0)
+                            shift = 0
+                            q = ke + 3
+                            while q < b and shift <= 63:
+                                byte = buf[np.uint64(q)]
+                                q += 1
+                                w |= np.uint64(byte & 0x7F) << np.uint64(shift)
+                                if byte < 0x80:
+                                    break
+                                shift += 7
+                            if q == b and buf[np.uint64(q - 1)] < 0x80:
+                                fast = V_INT
+                                number = np.int64(w)
                 if fast:
                     r_ent = cnt[C_ENT]
                     if r_ent >= ent.shape[0]:
@@ -235,10 +250,10 @@ def _scan(buf, res, scope, met, pt, ent, u64, f64, cnt):  # noqa: C901 - one loo
                     ent[r_ent, E_POINT] = r_pt
                     ent[r_ent, E_KEY_S] = ks
                     ent[r_ent, E_KEY_E] = ke
-                    ent[r_ent, E_TYPE] = V_STRING
-                    ent[r_ent, E_VAL_S] = ke + 4
+                    ent[r_ent, E_TYPE] = fast
+                    ent[r_ent, E_VAL_S] = ke + 4 if fast == V_STRING else b
                     ent[r_ent, E_VAL_E] = b
-                    ent[r_ent, E_NUM] = 0
+                    ent[r_ent, E_NUM] = number
                 else:
                     push = T_KEY_VALUE
             elif wt == 1 and 2 <= f <= 5:
