@@ -159,7 +159,9 @@ def test_a_new_map_is_faulted_in_up_to_the_size_asked_for(monkeypatch: pytest.Mo
     before = _resident_bytes()
     held = r.buffer(40 * MIB + 100)  # class 48 MiB: the last 8 MiB are not touched
     grown = _resident_bytes() - before
-    assert 40 * MIB <= grown < 44 * MIB, grown / MIB
+    # Process-wide RSS: other pages of the process may come and go meanwhile (a few hundred
+    # KiB were seen under xdist); without populate the map would add ~0, with it ~40 MiB.
+    assert 38 * MIB <= grown < 44 * MIB, grown / MIB
     assert held.size == 40 * MIB + 100
 
 
