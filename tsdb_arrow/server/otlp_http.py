@@ -23,7 +23,7 @@ DEFAULT_MAX_BODY_BYTES = 4 * 2**20
 
 
 class _TooLarge(Exception):
-    pass
+    """A gzip body inflates past the size limit."""
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
