@@ -745,6 +745,21 @@ def test_too_many_distinct_label_names_refuse_the_points_past_the_limit() -> Non
                         "distinct attribute names"]  # fmt: skip
 
 
+def test_target_info_past_the_label_name_limit_is_left_out_and_said() -> None:
+    req = Request()
+    for i in range(3):
+        other = request(
+            gauge("g", number(1.0)),
+            resource={"service.name": f"s{i}", f"k{i}.a": "x", f"k{i}.b": "y"},
+        )
+        req.resource_metrics.extend(other.resource_metrics)
+    c = convert_request(req.SerializeToString(), limits=OtlpLimits(max_label_names=4))
+    assert c.rejected_points == 0 and c.accepted_points == 3
+    assert c.errors == ["target_info of 1 resources left out: more than 4 distinct resource "
+                        "attribute names in one request"]  # fmt: skip
+    assert sorted(r["job"] for r in rows(c.target_info)) == ["s0", "s1"]
+
+
 def test_errors_are_capped_with_a_count_of_the_rest() -> None:
     req = request(*[gauge(f"m{i}", number(1.0, t=0)) for i in range(13)])
     c = convert_request(req.SerializeToString(), limits=OtlpLimits(max_errors=10))

@@ -193,7 +193,7 @@ class _Conversion:
         )  # fmt: skip
         reason[ok & repeated] = points.REPEATED_KEY
         ok = reason == 0
-        rejected, errors = points.messages(sc, metrics, reason, limits)
+        rejected, errors, n_errors = points.messages(sc, metrics, reason, limits)
         self.attributes = tables.entry_values(sc, ptr, entries, self.pool)
         self.point_ctx = scopes.scope_ctx[sc.metrics[pt[:, P_METRIC], M_SCOPE]]
         self.ms = pt[:, P_TIME] // _NS_PER_MS
@@ -207,13 +207,13 @@ class _Conversion:
         histograms = self._histograms(exp_points)
         target = self._target_info(ok, scopes)
         if scopes.dropped_targets:
+            n_errors += 1
             errors.append(
                 f"target_info of {scopes.dropped_targets} resources left out: more than "
                 f"{limits.max_label_names} distinct resource attribute names in one request"
             )
-        if len(errors) > limits.max_errors:
-            more = len(errors) - limits.max_errors
-            errors = errors[: limits.max_errors] + [f"and {more} more"]
+        if n_errors > limits.max_errors:
+            errors = errors[: limits.max_errors] + [f"and {n_errors - limits.max_errors} more"]
         return Converted(
             floats=floats,
             histograms=histograms,
@@ -226,13 +226,19 @@ class _Conversion:
 
     def _metric_names(self, metrics: points.Metrics) -> np.ndarray:
         """(start, end) in the side buffer of each metric's name and its _bucket, _count and
-        _sum names: int64 (n_metrics, 4, 2)."""
-        refs = np.zeros((len(metrics.family), 4, 2), dtype=np.int64)
-        for i, family in enumerate(metrics.family):
-            if family and metrics.reason[i] == 0:
-                for k, suffix in enumerate(("", "_bucket", "_count", "_sum")):
-                    refs[i, k] = self.pool.text(family + suffix)
-        return refs
+        _sum names: int64 (n_metrics, 4, 2); one Python step per distinct name."""
+        refs = np.zeros((len(metrics.families), 4, 2), dtype=np.int64)
+        ok = metrics.reason == 0
+        for k, suffix in enumerate(("", "_bucket", "_count", "_sum")):
+            kinds = (wire.GAUGE, wire.SUM, wire.SUMMARY, wire.EXPONENTIAL)
+            if k > 0:  # _bucket: histograms; _count and _sum: histograms and summaries
+                kinds = (wire.HISTOGRAM,) if k == 1 else (wire.HISTOGRAM, wire.SUMMARY)
+            used = np.zeros(len(metrics.families), dtype=bool)
+            used[metrics.family_id[ok & np.isin(metrics.kind, kinds)]] = True
+            chosen = np.flatnonzero(used)
+            if len(chosen):
+                refs[chosen, k] = self.pool.texts([metrics.families[i] + suffix for i in chosen])
+        return refs[metrics.family_id]
 
     def _side_after(self, float_points: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """Format the ``le`` and ``quantile`` values (once per distinct value), then freeze

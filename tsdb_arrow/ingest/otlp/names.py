@@ -83,8 +83,7 @@ def metric_name(name: str, unit: str, *, gauge: bool = False, counter: bool = Fa
 @functools.lru_cache(maxsize=4096)
 def _metric_name(name: str, unit: str, gauge: bool, counter: bool) -> str:
     tokens = [t for t in _NOT_METRIC_CHAR.split(name) if t]
-    main, per = _unit_suffixes(unit)
-    main, per = _clean_unit(main), _clean_unit(per)
+    main, per = _unit_words(unit)
     if main in tokens:
         main = ""
     if per == "per_":
@@ -104,6 +103,13 @@ def _metric_name(name: str, unit: str, gauge: bool, counter: bool) -> str:
     if joined[:1].isdigit():
         joined = "_" + joined
     return "" if joined.strip("_") == "" else joined
+
+
+@functools.lru_cache(maxsize=1024)
+def _unit_words(unit: str) -> tuple[str, str]:
+    """The cleaned main and "per_" words of a unit (few distinct units: cached)."""
+    main, per = _unit_suffixes(unit)
+    return _clean_unit(main), _clean_unit(per)
 
 
 def _unit_suffixes(unit: str) -> tuple[str, str]:

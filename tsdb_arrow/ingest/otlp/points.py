@@ -94,8 +94,8 @@ class Metrics:
     """Per metric of the request: its kind, Prometheus name and whether it is refused."""
 
     kind: np.ndarray  # int64 wire kind (0: no known data)
-    family: list[str]  # Prometheus metric name ("" when refused for its name)
-    source: list[str]  # the OTLP name, for messages
+    family_id: np.ndarray  # int64: its Prometheus name, in ``families``
+    families: list[str]  # the distinct Prometheus names ("" when nothing valid is left)
     reason: np.ndarray  # int64, 0 when the metric is accepted
     summed: np.ndarray  # bool: delta sums and histograms, summed up by a DeltaState
 
@@ -106,34 +106,46 @@ def describe_metrics(sc: wire.Scan, has_delta_state: bool) -> Metrics:
     n = len(met)
     kind = met[:, M_KIND]
     counter = (kind == SUM) & (met[:, M_MONO] != 0)
-    name_id, name_first = intern_ranges(sc.body, met, M_NAME_S, M_NAME_E)
+    name_id, _ = intern_ranges(sc.body, met, M_NAME_S, M_NAME_E)
     unit_id, unit_first = intern_ranges(sc.body, met, M_UNIT_S, M_UNIT_E)
-    names = [sc.text(met[i, M_NAME_S], met[i, M_NAME_E]) for i in name_first]
     units = [sc.text(met[i, M_UNIT_S], met[i, M_UNIT_E]) for i in unit_first]
-    gauge = (kind == GAUGE).astype(np.int64)
-    first, inverse = distinct_rows(name_id, unit_id, gauge, counter.astype(np.int64))
-    families = [
-        metric_name(
-            names[name_id[i]], units[unit_id[i]], gauge=bool(gauge[i]), counter=bool(counter[i])
-        )  # fmt: skip
-        for i in first
-    ]
-    family = [families[i] for i in inverse]
-    source = [names[i] for i in name_id]
     reason = np.zeros(n, dtype=np.int64)
     temporal = (kind == SUM) | (kind == HISTOGRAM) | (kind == EXPONENTIAL)
     temp = met[:, M_TEMP]
     summed = ((kind == SUM) | (kind == HISTOGRAM)) & (temp == DELTA)
     checks = [
         (met[:, M_NAME_E] == met[:, M_NAME_S], NO_NAME),
-        (np.array([f == "" for f in families], dtype=bool)[inverse], BAD_NAME),
         (kind == 0, NO_DATA),
         (temporal & (temp != DELTA) & (temp != CUMULATIVE), BAD_TEMPORALITY),
         (summed & (not has_delta_state), NO_DELTA_STATE),
     ]
     for bad, code in checks:
         reason[(reason == 0) & bad] = code
-    return Metrics(kind=kind, family=family, source=source, reason=reason, summed=summed)
+    # Only the metrics not refused yet are named (a refused one's points never need it).
+    gauge = (kind == GAUGE).astype(np.int64)
+    first, inverse = distinct_rows(name_id, unit_id, gauge, counter.astype(np.int64))
+    named = np.zeros(len(first), dtype=bool)
+    named[inverse[reason == 0]] = True
+    families = [
+        metric_name(
+            sc.text(met[i, M_NAME_S], met[i, M_NAME_E]),
+            units[unit_id[i]],
+            gauge=bool(gauge[i]),
+            counter=bool(counter[i]),
+        )
+        if named[f]
+        else ""
+        for f, i in enumerate(first)
+    ]
+    no_family = np.array([f == "" for f in families], dtype=bool)[inverse]
+    reason[(reason == 0) & no_family] = BAD_NAME
+    return Metrics(
+        kind=kind,
+        family_id=inverse,
+        families=families,
+        reason=reason,
+        summed=summed,
+    )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -203,8 +215,9 @@ def _any_entry(ent: np.ndarray, bad: np.ndarray, n_points: int) -> np.ndarray:
 
 def messages(
     sc: wire.Scan, metrics: Metrics, reason: np.ndarray, limits: OtlpLimits
-) -> tuple[int, list[str]]:
-    """(rejected data points, one message per metric and reason), messages in request order.
+) -> tuple[int, list[str], int]:
+    """(rejected data points, the first ``max_errors`` messages, how many there are): one
+    message per metric and reason, in request order.
 
     A metric of no known type counts as one rejected point: its points cannot be counted.
     """
@@ -214,13 +227,14 @@ def messages(
     keys = np.concatenate([no_data * _N_REASONS + NO_DATA, codes])
     firsts = np.concatenate([sc.metrics[no_data, wire.M_P0], bad])
     if len(keys) == 0:
-        return 0, []
+        return 0, [], 0
     distinct, first, counts = np.unique(keys, return_index=True, return_counts=True)
     out = []
-    for i in np.argsort(firsts[first], kind="stable"):
+    for i in np.argsort(firsts[first], kind="stable")[: limits.max_errors]:
         metric, code = divmod(int(distinct[i]), _N_REASONS)
         count = int(counts[i])
         text = _TEXT[code].format(**vars(limits))
         points = "data point" if count == 1 else "data points"
-        out.append(f"metric {metrics.source[metric]!r}: {count} {points} rejected: {text}")
-    return len(bad) + len(no_data), out
+        source = sc.text(sc.metrics[metric, M_NAME_S], sc.metrics[metric, M_NAME_E])
+        out.append(f"metric {source!r}: {count} {points} rejected: {text}")
+    return len(bad) + len(no_data), out, len(distinct)

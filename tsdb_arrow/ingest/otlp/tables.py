@@ -57,6 +57,16 @@ class Pool:
             ref = self._seen[value] = (start, self._size)
         return ref
 
+    def texts(self, values: list[str]) -> np.ndarray:
+        """(start, end) of each of ``values`` (not deduplicated): int64 (n, 2)."""
+        encoded = [v.encode() for v in values]
+        ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) + self._size
+        refs = np.empty((len(values), 2), dtype=np.int64)
+        refs[:, 1] = ends
+        refs[:, 0] = ends - [len(b) for b in encoded]
+        self.raw(b"".join(encoded))
+        return refs
+
     @property
     def size(self) -> int:
         return self._size
