@@ -6,6 +6,7 @@ The directory is written under a temporary name, made durable and renamed into p
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Sequence
@@ -127,11 +128,10 @@ def write_block(
 
 
 def _discard(fs: pafs.FileSystem, tmp: str) -> None:
-    """Delete a block's temporary directory, if any, after a failed write."""
-    try:
+    """Delete a block's temporary directory, if any, after a failed write (one never created,
+    or undeletable, is left: the next open removes it)."""
+    with contextlib.suppress(OSError):
         fs.delete_dir(tmp)
-    except OSError:
-        pass  # never created, or undeletable: the next open removes it
 
 
 # What to do about a failed block write, by errno.
