@@ -234,7 +234,7 @@ class Database:
             self._blockset.add(scan.added)
             self._seq = max([self._seq, *(b.meta.seq for b in scan.added)])
             self._blockset.retire(scan.gone)
-            if self.read_only and hasattr(self, "_tombstones"):
+            if self.read_only:
                 self._tombstones = self._read_tombstones()  # the owner's deletes so far
             return [b.meta.id for b in scan.added]
 
