@@ -95,3 +95,19 @@ class StorageError(TsdbError, OSError):
 class WalError(TsdbError):
     """The write-ahead log could not be written, fsynced or read (disk full, permissions, an
     unknown format version); the message names the segment and what to do."""
+
+
+class QueryError(TsdbError, ValueError):
+    """A PromQL expression cannot be evaluated: a parse error (with the position), a type error
+    (e.g. ``rate`` of an instant vector), or an execution error Prometheus also gives (many-to-
+    many matching, duplicate series after a function dropped the metric name)."""
+
+
+class QueryLimitError(QueryError):
+    """A query went over a configured limit (samples loaded, time, concurrent queries); narrow
+    the time range or the selectors, or raise the limit in the server's options."""
+
+
+class AuthError(TsdbError):
+    """A request carried no bearer token or a wrong one; the message says nothing about the
+    data (no series, no label names)."""
