@@ -86,3 +86,18 @@ class RangeVector:
 
 
 Value = Scalar | String | InstantVector | RangeVector
+
+
+@dataclass
+class Call:
+    """A function call as the evaluator hands it to ``promql/functions.py``.
+
+    ``args`` are the evaluated arguments; ``arg_exprs`` the parser's AST nodes of the same
+    arguments (``absent`` and ``absent_over_time`` build their labels from the selector's
+    equality matchers); ``steps`` the query's evaluation times.
+    """
+
+    name: str
+    args: list[Value]
+    arg_exprs: list[object]
+    steps: Steps
