@@ -40,7 +40,7 @@ def aggregate(
     if op == "count_values":
         if not isinstance(param, String):
             raise QueryError("count_values expects a string as its first argument")
-        return _count_values(vec, ids, keys, param.value)
+        return _count_values(vec, ids, uniq, param.value)
     raise QueryError(f"aggregation {op} is not supported")
 
 
@@ -196,14 +196,16 @@ def _count_values(
     vals = vec.values[rows, cols]
     uniq_vals, inverse = np.unique(vals, return_inverse=True)
     text = pl.Series(name, [format_value(v) for v in uniq_vals], pl.String)
-    frame = pl.DataFrame({"_g": ids[rows], "_v": inverse.astype(np.int64)})
-    series = frame.unique(maintain_order=True).with_row_index("_s")
-    sid = frame.join(series, on=["_g", "_v"], how="left", maintain_order="left")["_s"].to_numpy()
-    out = np.zeros((series.height, n_steps))
-    np.add.at(out, (sid, cols), 1.0)
+    pairs = pl.DataFrame({"_g": ids[rows], "_v": inverse.astype(np.int64)})
+    combos = pairs.unique(maintain_order=True).with_row_index("_c")
+    combo = pairs.join(combos, on=["_g", "_v"], how="left", maintain_order="left")["_c"]
     keys = keys.drop(name, strict=False)
-    labels = keys[series["_g"].to_numpy()].with_columns(text[series["_v"].to_numpy()])
-    return InstantVector(lab.tidy(labels), out, out > 0)
+    labels = keys[combos["_g"].to_numpy()].with_columns(text[combos["_v"].to_numpy()])
+    # Groups that differed only in the overwritten label count together.
+    sid, uniq = lab.group_ids(labels)
+    out = np.zeros((uniq.height, n_steps))
+    np.add.at(out, (sid[combo.to_numpy()], cols), 1.0)
+    return InstantVector(lab.tidy(uniq), out, out > 0)
 
 
 def _go_quote(text: str) -> str:

@@ -79,6 +79,7 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int, float]]]]:
     """The result as (labels, [(time, value)]) per series, in result order."""
+    from tsdb_arrow.promql import labels as lab
     from tsdb_arrow.promql.values import InstantVector, RangeVector, Scalar, Steps
 
     times = Steps(ev.start, ev.end, ev.step).times
@@ -86,7 +87,7 @@ def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int,
         return [((), list(zip(times.tolist(), value.values.tolist(), strict=True)))]
     if isinstance(value, InstantVector):
         out = []
-        for i, labels in enumerate(value.labels.iter_rows(named=True)):
+        for i, labels in enumerate(lab.rows(value.labels)):
             cols = np.flatnonzero(value.present[i])
             if cols.size:
                 out.append((_key(labels), list(zip(times[cols].tolist(), value.values[i, cols].tolist(), strict=True))))
@@ -94,7 +95,7 @@ def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int,
     if isinstance(value, RangeVector):
         end = int(value.window_ends[0])
         out = []
-        for i, labels in enumerate(value.labels.iter_rows(named=True)):
+        for i, labels in enumerate(lab.rows(value.labels)):
             lo, hi = value.offsets[i], value.offsets[i + 1]
             ts, vs = value.timestamps[lo:hi], value.values[lo:hi]
             keep = (ts > end - value.range) & (ts <= end)
@@ -233,6 +234,8 @@ def run_file(path: Path) -> FileResult:
                         problem = run_eval(db, cmd)
                     except TsdbError as exc:
                         problem = f"error: {exc}"
+                    except Exception as exc:  # a bug of ours: report it as this eval's failure
+                        problem = f"crash: {type(exc).__name__}: {exc}"
                     if problem:
                         result.failures.append((cmd.line, problem))
         finally:

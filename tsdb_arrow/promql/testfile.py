@@ -178,7 +178,7 @@ def _histograms_as_absent(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         return f" _x{int(m.group(1)[1:]) + 1} " if m.group(1) else " _ "
 
-    return re.sub(r"\{\{.*?\}\}(x\d+)?", repl, text)
+    return re.sub(r"\{\{.*?\}\}(?:[+-]\{\{.*?\}\})?(x\d+)?", repl, text)
 
 
 def parse_series(line: str) -> Series:
