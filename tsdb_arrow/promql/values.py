@@ -55,11 +55,14 @@ class InstantVector:
     lacks the label; ``__name__`` among them unless dropped), no two rows equal.
     ``values`` float64 and ``present`` bool, both ``[n_series, n_steps]``: the sample of series
     i at step j is ``values[i, j]`` when ``present[i, j]``.
+    ``sample_times`` (int64 ms, same shape, optional): when each sample was taken; set by vector
+    selectors (for ``timestamp()``), None elsewhere, where a sample's time is its step's time.
     """
 
     labels: pl.DataFrame
     values: np.ndarray
     present: np.ndarray
+    sample_times: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.labels.height
