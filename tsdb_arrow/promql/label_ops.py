@@ -47,7 +47,9 @@ def finish(labels: pl.DataFrame, values: np.ndarray, present: np.ndarray) -> Ins
     if not keep.all():
         idx = np.flatnonzero(keep)
         labels, values, present = labels[idx], values[idx], present[idx]
-    labels = labels.select([c for c in labels.columns if labels[c].null_count() < labels.height])
+    empty = [c for c in labels.columns if labels[c].null_count() == labels.height]
+    if empty:
+        labels = labels.drop(empty)
     ids, groups = group_rows(labels)
     if groups.height == labels.height:
         return InstantVector(labels, values, present)
