@@ -255,7 +255,7 @@ def _clamp_max(call: Call) -> Value:
 def _timestamp(call: Call) -> Value:
     _check(call, (InstantVector,))
     iv = call.args[0]
-    times = iv.sample_times
+    times = iv.timestamps
     if times is None:
         times = np.broadcast_to(call.steps.times[None, :].astype(np.int64), iv.values.shape)
     return finish(drop_name(iv.labels), np.asarray(times) / 1000.0, iv.present)

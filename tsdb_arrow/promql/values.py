@@ -54,15 +54,15 @@ class InstantVector:
     ``labels``: one row per series, one ``pl.String`` column per label name (null where a series
     lacks the label; ``__name__`` among them unless dropped), no two rows equal.
     ``values`` float64 and ``present`` bool, both ``[n_series, n_steps]``: the sample of series
-    i at step j is ``values[i, j]`` when ``present[i, j]``.
-    ``sample_times`` (int64 ms, same shape, optional): when each sample was taken; set by vector
-    selectors (for ``timestamp()``), None elsewhere, where a sample's time is its step's time.
+    i at step j is ``values[i, j]`` when ``present[i, j]``. ``timestamps`` (int64 ms,
+    ``[n_series, n_steps]``, only from a selector, else None) are the times of the samples a
+    selector picked, for ``timestamp()``.
     """
 
     labels: pl.DataFrame
     values: np.ndarray
     present: np.ndarray
-    sample_times: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.labels.height
