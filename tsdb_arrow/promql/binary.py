@@ -159,9 +159,7 @@ def _vector_vector(
         sig = int(np.argwhere(dup)[0][0])
         side = "left" if swapped else "right"
         both = [lab.rows(one.labels)[i] for i in np.flatnonzero(osig == sig)[:2]]
-        group = _format_labels(
-            {k: v for k, v in both[0].items() if _matching_label(k, matching)}
-        )
+        group = _format_labels({k: v for k, v in both[0].items() if _matching_label(k, matching)})
         listed = ", ".join(sorted(_format_labels(b) for b in both))
         raise QueryError(
             f"found duplicate series for the match group {group} on the {side} hand-side of the "
@@ -240,7 +238,11 @@ def _result_labels(
             labels = lab.keep_columns(labels, [c for c in labels.columns if c not in names])
     if include and one is not None:
         extra = {
-            name: (one[name] if name in one.columns else pl.repeat(None, one.height, dtype=pl.String, eager=True))
+            name: (
+                one[name]
+                if name in one.columns
+                else pl.repeat(None, one.height, dtype=pl.String, eager=True)
+            )
             for name in include
         }
         labels = labels.with_columns(pl.Series(k, v, pl.String) for k, v in extra.items())
@@ -268,9 +270,7 @@ def format_labels(labels: dict[str, str]) -> str:
     """A label set as Prometheus prints it: ``{__name__="x", a="b"}``, names sorted."""
     import json
 
-    inner = ", ".join(
-        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items())
-    )
+    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items()))
     return "{" + inner + "}"
 
 

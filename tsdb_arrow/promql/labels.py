@@ -108,4 +108,6 @@ def only_present(vec: InstantVector) -> InstantVector:
     if rows.all():
         return vec
     stamps = None if vec.timestamps is None else vec.timestamps[rows]
-    return InstantVector(vec.labels.filter(pl.Series(rows)), vec.values[rows], vec.present[rows], stamps)
+    return InstantVector(
+        vec.labels.filter(pl.Series(rows)), vec.values[rows], vec.present[rows], stamps
+    )

@@ -90,7 +90,14 @@ def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int,
         for i, labels in enumerate(lab.rows(value.labels)):
             cols = np.flatnonzero(value.present[i])
             if cols.size:
-                out.append((_key(labels), list(zip(times[cols].tolist(), value.values[i, cols].tolist(), strict=True))))
+                out.append(
+                    (
+                        _key(labels),
+                        list(
+                            zip(times[cols].tolist(), value.values[i, cols].tolist(), strict=True)
+                        ),
+                    )
+                )
         return out
     if isinstance(value, RangeVector):
         end = int(value.window_ends[0])
@@ -100,7 +107,9 @@ def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int,
             ts, vs = value.timestamps[lo:hi], value.values[lo:hi]
             keep = (ts > end - value.range) & (ts <= end)
             if keep.any():
-                out.append((_key(labels), list(zip(ts[keep].tolist(), vs[keep].tolist(), strict=True))))
+                out.append(
+                    (_key(labels), list(zip(ts[keep].tolist(), vs[keep].tolist(), strict=True)))
+                )
         return out
     raise QueryError(f"unexpected result type {type(value).__name__}")
 
@@ -149,7 +158,8 @@ def _compare(ev: Eval, value: object) -> str | None:
     for k, pts in exp.items():
         got = act[k]
         if len(got) != len(pts) or any(
-            t1 != t2 or not almost_equal(v1, v2) for (t1, v1), (t2, v2) in zip(pts, got, strict=False)
+            t1 != t2 or not almost_equal(v1, v2)
+            for (t1, v1), (t2, v2) in zip(pts, got, strict=False)
         ):
             return f"{dict(k)}: expected {pts[:6]}, got {got[:6]}"
     if ev.has("ordered") and [k for k, _ in actual] != [k for k, _ in expected]:
@@ -257,8 +267,13 @@ def read_exclusions(path: Path) -> dict[str, str]:
     return out
 
 
-def main(files: Sequence[str], *, exclusions: Path = EXCLUSIONS, verbose: bool = False,
-         out: object = None) -> int:
+def main(
+    files: Sequence[str],
+    *,
+    exclusions: Path = EXCLUSIONS,
+    verbose: bool = False,
+    out: object = None,
+) -> int:
     """Run the files, print ``FILE: passed P of T evals`` each; 1 on an unexcluded failure."""
     stream = out or sys.stdout
     excluded = read_exclusions(exclusions)
