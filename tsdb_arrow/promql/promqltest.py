@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import QueryError, TsdbError
-from tsdb_arrow.promql.testfile import STALE, Clear, Eval, Load, Series, parse_script
+from tsdb_arrow.promql.testfile import STALE, Clear, Eval, Load, parse_script
 
 EXCLUSIONS = Path(__file__).with_name("promqltest_exclusions.txt")
 EPSILON = 1e-6
