@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from tsdb_arrow.promql.annotations import info, warn
 from tsdb_arrow.promql.label_ops import drop_name, group_rows
 from tsdb_arrow.promql.values import InstantVector
 
@@ -55,6 +56,8 @@ def _gather(bounds, counts_in, present, a, b, j, ub, cnt):
 
 @nb.njit(cache=True, nogil=True)
 def _monotonic(cnt, m):
+    """Remove decreases (and relative noise up to 1e-12); True where a decrease was removed."""
+    forced = False
     prev = cnt[0]
     for k in range(1, m):
         cur = cnt[k]
@@ -65,27 +68,30 @@ def _monotonic(cnt, m):
             continue
         if cur < prev:
             cnt[k] = prev
+            forced = True
             continue
         prev = cur
+    return forced
 
 
 @nb.njit(cache=True, nogil=True)
 def bucket_quantile(q, ub, cnt, m):
-    """Prometheus' ``BucketQuantile`` of ``m`` sorted, coalesced buckets."""
+    """Prometheus' ``BucketQuantile`` of ``m`` sorted, coalesced buckets, and whether the
+    counts had to be made monotonic."""
     if math.isnan(q):
-        return math.nan
+        return math.nan, False
     if q < 0:
-        return -math.inf
+        return -math.inf, False
     if q > 1:
-        return math.inf
+        return math.inf, False
     if not (math.isinf(ub[m - 1]) and ub[m - 1] > 0):
-        return math.nan
-    _monotonic(cnt, m)
+        return math.nan, False
+    forced = _monotonic(cnt, m)
     if m < 2:
-        return math.nan
+        return math.nan, forced
     observations = cnt[m - 1]
     if observations == 0:
-        return math.nan
+        return math.nan, forced
     rank = q * observations
     b = m - 1
     for k in range(m - 1):
@@ -93,9 +99,9 @@ def bucket_quantile(q, ub, cnt, m):
             b = k
             break
     if b == m - 1:
-        return ub[m - 2]
+        return ub[m - 2], forced
     if b == 0 and ub[0] <= 0:
-        return ub[0]
+        return ub[0], forced
     start = 0.0
     end = ub[b]
     count = cnt[b]
@@ -103,7 +109,7 @@ def bucket_quantile(q, ub, cnt, m):
         start = ub[b - 1]
         count -= cnt[b - 1]
         rank -= cnt[b - 1]
-    return start + (end - start) * (rank / count)
+    return start + (end - start) * (rank / count), forced
 
 
 @nb.njit(cache=True, nogil=True)
@@ -162,7 +168,8 @@ def bucket_fraction(lower, upper, ub, cnt, m):
 
 @nb.njit(cache=True, nogil=True)
 def groups_kernel(bounds, counts, present, group_offsets, p1, p2, fraction):
-    """Every group x step: quantile ``p1[j]`` or, with ``fraction``, share in ``(p1, p2]``."""
+    """Every group x step: quantile ``p1[j]`` or, with ``fraction``, share in ``(p1, p2]``;
+    also whether any quantile needed its bucket counts made monotonic."""
     n_groups = group_offsets.shape[0] - 1
     n_steps = counts.shape[1]
     out = np.zeros((n_groups, n_steps), dtype=np.float64)
@@ -172,6 +179,7 @@ def groups_kernel(bounds, counts, present, group_offsets, p1, p2, fraction):
         width = max(width, group_offsets[g + 1] - group_offsets[g])
     ub = np.empty(width, dtype=np.float64)
     cnt = np.empty(width, dtype=np.float64)
+    any_forced = False
     for g in range(n_groups):
         a = group_offsets[g]
         b = group_offsets[g + 1]
@@ -183,28 +191,53 @@ def groups_kernel(bounds, counts, present, group_offsets, p1, p2, fraction):
             if fraction:
                 out[g, j] = bucket_fraction(p1[j], p2[j], ub, cnt, m)
             else:
-                out[g, j] = bucket_quantile(p1[j], ub, cnt, m)
-    return out, ok
+                out[g, j], forced = bucket_quantile(p1[j], ub, cnt, m)
+                any_forced = any_forced or forced
+    return out, ok, any_forced
+
+
+def _first_name(labels: pl.DataFrame, rows: np.ndarray) -> str:
+    if "__name__" not in labels.columns or rows.size == 0:
+        return ""
+    return labels["__name__"][int(rows[0])] or ""
+
+
+def _warn_bad_buckets(labels: pl.DataFrame, bad: np.ndarray) -> None:
+    """Prometheus' warning for a series whose ``le`` is missing or not a number."""
+    if not bad.any():
+        return
+    row = labels.row(int(np.flatnonzero(bad)[0]), named=True)
+    warn(f'PromQL warning: bucket label "le" is missing or has a malformed value of '
+         f'"{row.get(BUCKET_LABEL) or ""}" for metric name "{row.get("__name__") or ""}"')
 
 
 def over_buckets(
     iv: InstantVector, p1: np.ndarray, p2: np.ndarray, fraction: bool
 ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """Group ``iv``'s bucket series and run the kernel: (group labels, values, present)."""
-    labels = drop_name(iv.labels)
+    """Group ``iv``'s bucket series and run the kernel: (group labels, values, present).
+
+    Groups are label sets without ``le`` but with ``__name__`` (dropped from the result), so
+    two histograms that differ only by name collide afterwards, as in Prometheus.
+    """
+    labels = iv.labels
     n_steps = iv.values.shape[1]
-    if BUCKET_LABEL not in labels.columns or labels.height == 0:
+    if BUCKET_LABEL in labels.columns:
+        bounds = labels[BUCKET_LABEL].cast(pl.Float64, strict=False).to_numpy()
+    else:
+        bounds = np.full(labels.height, np.nan)
+    _warn_bad_buckets(labels, np.isnan(bounds) & iv.present.any(axis=1))
+    usable = np.flatnonzero(~np.isnan(bounds))
+    if usable.size == 0:
         empty = np.zeros((0, n_steps))
         return pl.DataFrame(), empty, empty.astype(bool)
-    bounds = labels[BUCKET_LABEL].cast(pl.Float64, strict=False).to_numpy()
-    usable = np.flatnonzero(~np.isnan(bounds))
     rest = labels[usable].drop(BUCKET_LABEL)
     ids, groups = group_rows(rest)
+    groups = drop_name(groups)
     order = np.lexsort((bounds[usable], ids))
     rows = usable[order]
     sizes = np.bincount(ids, minlength=groups.height)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    out, ok = groups_kernel(
+    out, ok, forced = groups_kernel(
         np.ascontiguousarray(bounds[rows]),
         np.ascontiguousarray(iv.values[rows], dtype=np.float64),
         np.ascontiguousarray(iv.present[rows]),
@@ -213,4 +246,9 @@ def over_buckets(
         np.ascontiguousarray(p2, dtype=np.float64),
         fraction,
     )
+    if forced:
+        info("PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see "
+             "https://prometheus.io/docs/prometheus/latest/querying/functions/"
+             "#histogram_quantile) for metric name "
+             f'"{_first_name(labels, rows)}"')
     return groups, out, ok

@@ -20,9 +20,11 @@ import polars as pl
 
 from tsdb_arrow.errors import QueryError
 from tsdb_arrow.promql import range_kernels as rk
+from tsdb_arrow.promql.annotations import info, warn
 from tsdb_arrow.promql.classic_histograms import over_buckets
 from tsdb_arrow.promql.label_ops import (
     absent_labels,
+    check_label_name,
     drop_name,
     finish,
     label_join,
@@ -32,6 +34,7 @@ from tsdb_arrow.promql.label_ops import (
 from tsdb_arrow.promql.values import Call, InstantVector, RangeVector, Scalar, String, Value
 
 STALE_BITS = np.uint64(0x7FF0000000000002)
+_COUNTER_SUFFIXES = ("_total", "_sum", "_count", "_bucket")
 
 _KIND_NAMES = {Scalar: "scalar", InstantVector: "instant vector", RangeVector: "range vector",
                String: "string"}
@@ -78,6 +81,30 @@ def _scalar(call: Call, i: int, default: float | None = None) -> np.ndarray:
 
 def _string(call: Call, i: int) -> str:
     return call.args[i].value
+
+
+def _check_quantile(q: np.ndarray) -> None:
+    """Prometheus' warning for a quantile outside [0, 1] (the result is then -Inf/+Inf/NaN)."""
+    bad = q[np.isnan(q) | (q < 0) | (q > 1)]
+    if bad.size:
+        warn(f"PromQL warning: quantile value should be between 0 and 1, got {_go_float(bad[0])}")
+
+
+def _go_float(f: float) -> str:
+    """A float as Go's ``%g`` prints it (``NaN``, ``+Inf``, ``0.5``, ``1e+06``)."""
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    return f"{f:g}"
+
+
+def _openmetrics_float(f: float) -> str:
+    """Prometheus' ``FormatOpenMetricsFloat`` (``0.0``, ``1.0``, ``0.25``, ``+Inf``)."""
+    if math.isnan(f) or math.isinf(f):
+        return _go_float(f)
+    text = repr(float(f))
+    return text if ("." in text or "e" in text) else text + ".0"
 
 
 def _empty(n_steps: int) -> InstantVector:
@@ -128,8 +155,22 @@ def _rate(is_counter: bool, is_rate: bool) -> Callable[[Call], Value]:
         ends = np.ascontiguousarray(rv.window_ends, dtype=np.int64)
         out, ok = rk.extrapolated_rate(ts, vals, lo, hi, ends, np.int64(rv.range), is_counter,
                                        is_rate)
+        if is_counter:
+            _check_counter_names(rv, ok)
         return _from_range(rv, out, ok)
     return fn
+
+
+def _check_counter_names(rv: RangeVector, ok: np.ndarray) -> None:
+    """Prometheus' info on ``rate``/``increase`` of a metric not named like a counter."""
+    if "__name__" not in rv.labels.columns or not ok.any():
+        return
+    names = rv.labels["__name__"].filter(pl.Series(ok.any(axis=1))).drop_nulls().unique()
+    for name in names.to_list():
+        if not name.endswith(_COUNTER_SUFFIXES):
+            info("PromQL info: metric might not be a counter, name does not end in "
+                 f'_total/_sum/_count/_bucket: "{name}"')
+            return
 
 
 def _instant_rate(is_rate: bool) -> Callable[[Call], Value]:
@@ -184,7 +225,10 @@ def _quantile_over_time(call: Call) -> Value:
     _check(call, (Scalar, RangeVector))
     rv = call.args[1]
     ts, vals, lo, hi = _windows(rv)
-    out, ok = rk.quantile_over_time(vals, lo, hi, _scalar(call, 0), False)
+    q = _scalar(call, 0)
+    if len(rv):
+        _check_quantile(q)
+    out, ok = rk.quantile_over_time(vals, lo, hi, q, False)
     return _from_range(rv, out, ok)
 
 
@@ -303,7 +347,9 @@ def _sort(descending: bool) -> Callable[[Call], Value]:
     def fn(call: Call) -> Value:
         _check(call, (InstantVector,))
         iv = call.args[0]
-        if iv.values.shape[1] != 1:
+        if iv.values.shape[1] != 1 or call.steps.start != call.steps.end:
+            warn("PromQL warning: sort is ineffective for range queries since results are "
+                 "always ordered by labels")
             return iv
         v = iv.values[:, 0]
         order = np.argsort(-v if descending else v, kind="stable")
@@ -347,8 +393,30 @@ def _absent(call: Call) -> Value:
 def _histogram_quantile(call: Call) -> Value:
     _check(call, (Scalar, InstantVector))
     q = _scalar(call, 0)
+    if len(call.args[1]):
+        _check_quantile(q)
     groups, out, ok = over_buckets(call.args[1], q, q, fraction=False)
     return finish(groups, out, ok)
+
+
+def _histogram_quantiles(call: Call) -> Value:
+    """``histogram_quantiles(v, "label", q...)``: one series per quantile, the label names it."""
+    _check(call, (InstantVector, String, Scalar), required=3, variadic=True)
+    iv, label = call.args[0], _string(call, 1)
+    check_label_name(label, "histogram_quantiles", "quantile")
+    parts, values, present = [], [], []
+    for i in range(2, len(call.args)):
+        q = _scalar(call, i)
+        if len(iv):
+            _check_quantile(q)
+        groups, out, ok = over_buckets(iv, q, q, fraction=False)
+        parts.append(groups.with_columns(pl.lit(_openmetrics_float(q[0])).alias(label)))
+        values.append(out)
+        present.append(ok)
+    labels = pl.concat(parts, how="diagonal") if parts else pl.DataFrame()
+    n = _n_steps(call)
+    return finish(labels, np.concatenate(values) if values else np.zeros((0, n)),
+                  np.concatenate(present) if present else np.zeros((0, n), bool))
 
 
 def _histogram_fraction(call: Call) -> Value:
@@ -459,6 +527,7 @@ FUNCTIONS: dict[str, Callable[[Call], Value]] = {
     "label_join": _label_join,
     "absent": _absent,
     "histogram_quantile": _histogram_quantile,
+    "histogram_quantiles": _histogram_quantiles,
     "histogram_fraction": _histogram_fraction,
     **{name: _native_only for name in ("histogram_count", "histogram_sum", "histogram_avg",
                                         "histogram_stddev", "histogram_stdvar")},
