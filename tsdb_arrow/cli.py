@@ -174,8 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     promqltest.add_argument("files", nargs="+", type=Path, metavar="FILE")
     promqltest.add_argument(
-        "--exclusions", type=Path, default=None, help="known failures, one 'file.test:LINE reason' "
-        "a line (default: the list shipped with tsdb-arrow)"
+        "--exclusions",
+        type=Path,
+        default=None,
+        help="known failures, one 'file.test:LINE reason' "
+        "a line (default: the list shipped with tsdb-arrow)",
     )
     promqltest.add_argument(
         "-v", "--verbose", action="store_true", help="also print the excluded failures"
