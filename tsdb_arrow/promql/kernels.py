@@ -19,23 +19,29 @@ def instant_select(ts, vals, offsets, times, lookback):  # pragma: no cover - co
     present = np.zeros((n_series, n_steps), dtype=np.bool_)
     sample_ts = np.zeros((n_series, n_steps), dtype=np.int64)
     bits = vals.view(np.uint64)
+    ascending = True
+    for j in range(1, n_steps):
+        if times[j] < times[j - 1]:
+            ascending = False
     for i in range(n_series):
         lo = offsets[i]
         hi = offsets[i + 1]
         if lo == hi:
             continue
+        k = lo  # first sample after the current time (times ascending: one walk per series)
         for j in range(n_steps):
             t = times[j]
-            # last index with ts <= t
-            k = np.searchsorted(ts[lo:hi], t, side="right") - 1
-            if k < 0:
+            if ascending:
+                while k < hi and ts[k] <= t:
+                    k += 1
+                last = k - 1
+            else:
+                last = lo + np.searchsorted(ts[lo:hi], t, side="right") - 1
+            if last < lo or ts[last] <= t - lookback or bits[last] == STALE_BITS:
                 continue
-            k += lo
-            if ts[k] <= t - lookback or bits[k] == STALE_BITS:
-                continue
-            out[i, j] = vals[k]
+            out[i, j] = vals[last]
             present[i, j] = True
-            sample_ts[i, j] = ts[k]
+            sample_ts[i, j] = ts[last]
     return out, present, sample_ts
 
 

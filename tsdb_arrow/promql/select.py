@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from tsdb_arrow.model import REF
 from tsdb_arrow.promql.values import METRIC_NAME
 
 STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
@@ -50,18 +51,51 @@ def selector_text(node: object) -> str:
     return "{" + ", ".join(matchers) + "}"
 
 
+def _key_columns(series: pl.DataFrame) -> list[str]:
+    """Label columns that tell the series apart: one unique column when there is one, else
+    every column whose value varies (constant columns cannot start a new series)."""
+    if series.height <= 1:
+        return []
+    varying = [c for c in series.columns if series[c].n_unique() > 1]
+    for c in varying:
+        if series[c].null_count() == 0 and series[c].is_unique().all():
+            return [c]
+    return varying
+
+
 def load(db: object, node: object, lo: int, hi: int) -> Samples:
-    """Samples of the series matching ``node`` with timestamps in ``[lo, hi]`` (ms)."""
+    """Samples of the series matching ``node`` with timestamps in ``[lo, hi]`` (ms).
+
+    Rows come sorted by series, then time; a series starts where a label column telling the
+    series apart changes, so only those columns are read beside timestamps and values.
+    """
+    text = selector_text(node)
+    series = db.series(text).drop(REF)  # type: ignore[attr-defined]
+    series = series.select(c for c in series.columns if series[c].null_count() < series.height)
+    key = _key_columns(series)
     start, end = np.datetime64(lo, "ms"), np.datetime64(hi, "ms")
-    frame = db.select(selector_text(node), start=start, end=end).collect()  # type: ignore[attr-defined]
-    label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]
+    frame = (
+        db.select(text, start=start, end=end)  # type: ignore[attr-defined]
+        .select("timestamp", "value", *key)
+        .collect()
+    )
     if frame.height == 0:
-        empty = pl.DataFrame(schema={c: pl.String for c in label_cols})
+        empty = pl.DataFrame(schema=dict.fromkeys(series.columns, pl.String))
         return Samples(empty, np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64))
-    run = frame.select(pl.struct(label_cols).rle_id().alias("run"))["run"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    if key:
+        changed = frame.select(
+            pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift()) for c in key])
+        ).to_series()
+        is_start = changed.fill_null(True).to_numpy().copy()
+        is_start[0] = True
+        starts = np.flatnonzero(is_start)
+        firsts = frame.select(key)[starts]
+        labels = firsts.join(series, on=key, how="left", nulls_equal=True, maintain_order="left")
+        labels = labels.select(series.columns)
+    else:
+        starts = np.zeros(1, np.int64)
+        labels = series
     offsets = np.r_[starts, frame.height].astype(np.int64)
-    labels = frame.select(label_cols)[starts]
     timestamps = frame["timestamp"].dt.epoch("ms").to_numpy().astype(np.int64, copy=False)
     values = frame["value"].to_numpy().astype(np.float64, copy=False)
     return Samples(labels, timestamps, values, offsets)
