@@ -123,7 +123,14 @@ def _select_k(op: str, vec: InstantVector, ids: np.ndarray, ks: np.ndarray) -> I
         firsts[order] = vec.present[order] & (within <= ks[None, :])
         keep, ranks = firsts, np.zeros(vec.present.shape, np.int64)
     else:
-        keep, ranks = kernels.top_k(order, starts, vec.values, vec.present, ks, op == "topk")
+        keep, ranks = kernels.top_k(
+            order,
+            starts,
+            np.ascontiguousarray(vec.values.T),
+            np.ascontiguousarray(vec.present.T),
+            ks,
+            op == "topk",
+        )
     result = InstantVector(vec.labels, vec.values, keep, vec.timestamps)
     if vec.present.shape[1] == 1:
         # An instant query lists each group's series best first (order-sensitive tests).

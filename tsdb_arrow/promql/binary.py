@@ -106,9 +106,9 @@ def _signatures(
 
 def _presence(sigs: np.ndarray, present: np.ndarray, n_sig: int) -> np.ndarray:
     """How many series of each match group are present per step, ``[n_sig, n_steps]``."""
-    counts = np.zeros((n_sig, present.shape[1]), np.int64)
-    np.add.at(counts, sigs, present.astype(np.int64))
-    return counts
+    from tsdb_arrow.promql.kernels import group_presence
+
+    return group_presence(sigs.astype(np.int64), n_sig, present)[0]
 
 
 def _set_op(op: str, lhs: InstantVector, rhs: InstantVector, modifier: object) -> InstantVector:
@@ -151,8 +151,10 @@ def _vector_vector(
     n_steps = lhs.present.shape[1]
     if len(many) == 0 or len(one) == 0:
         return _empty(n_steps)
+    from tsdb_arrow.promql.kernels import group_presence, single_partner
+
     msig, osig, n_sig = _signatures(many, one, matching)
-    one_count = _presence(osig, one.present, n_sig)
+    one_count, one_idx = group_presence(osig.astype(np.int64), n_sig, one.present)
     active = many.present.any(axis=0) & one.present.any(axis=0)
     dup = (one_count > 1) & active[None, :]
     if dup.any():
@@ -166,9 +168,6 @@ def _vector_vector(
             f"operation: [{listed}];many-to-many matching not allowed: matching labels must be "
             "unique on one side"
         )
-    one_idx = np.full((n_sig, n_steps), -1, np.int64)
-    rows, cols = np.nonzero(one.present)
-    one_idx[osig[rows], cols] = rows
     match = one_idx[msig]  # [n_many, n_steps]
     matched = many.present & (match >= 0)
     steps = np.broadcast_to(np.arange(n_steps)[None, :], match.shape)
@@ -189,22 +188,33 @@ def _vector_vector(
                 "multiple matches for labels: many-to-one matching must be explicit "
                 "(group_left/group_right)"
             )
-    # One output series per (many-side series, one-side series) pair that produced a sample.
-    pr, pc = np.nonzero(kept)
-    pair_one = match[pr, pc] if include else np.zeros(pr.size, np.int64)
-    pairs = pl.DataFrame({"m": pr, "o": pair_one}).unique(maintain_order=True).with_row_index("p")
-    pid = (
-        pl.DataFrame({"m": pr, "o": pair_one})
-        .join(pairs, on=["m", "o"], how="left", maintain_order="left")["p"]
-        .to_numpy()
-    )
-    out_values = np.zeros((pairs.height, n_steps))
-    out_present = np.zeros((pairs.height, n_steps), bool)
-    out_values[pid, pc] = values[pr, pc]
-    out_present[pid, pc] = True
+    # One output series per (many-side series, one-side series) pair that produced a sample;
+    # one-to-one, or each series matched with one partner throughout, needs no pairing pass.
+    partner, simple = single_partner(match, kept)
+    if simple or not include:
+        rows = np.flatnonzero(kept.any(axis=1))
+        pair_many, pair_one = rows, np.maximum(partner[rows], 0)
+        out_values = np.where(kept[rows], values[rows], 0.0)
+        out_present = kept[rows]
+    else:
+        pr, pc = np.nonzero(kept)
+        pair_one = match[pr, pc]
+        pairs = (
+            pl.DataFrame({"m": pr, "o": pair_one}).unique(maintain_order=True).with_row_index("p")
+        )
+        pid = (
+            pl.DataFrame({"m": pr, "o": pair_one})
+            .join(pairs, on=["m", "o"], how="left", maintain_order="left")["p"]
+            .to_numpy()
+        )
+        out_values = np.zeros((pairs.height, n_steps))
+        out_present = np.zeros((pairs.height, n_steps), bool)
+        out_values[pid, pc] = values[pr, pc]
+        out_present[pid, pc] = True
+        pair_many, pair_one = pairs["m"].to_numpy(), pairs["o"].to_numpy()
     labels = _result_labels(
-        many.labels[pairs["m"].to_numpy()],
-        one.labels[pairs["o"].to_numpy()] if include else None,
+        many.labels[pair_many],
+        one.labels[pair_one] if include else None,
         op,
         matching,
         include,

@@ -194,11 +194,15 @@ class Evaluator:
         ends = np.repeat(times, len(steps)) if fixed else times
         samples = load(self.db, selector, int(times.min()) - rng + 1, int(times.max()))
         self._count(samples.count)
-        keep = ~is_stale(samples.values)
-        ts, vals = samples.timestamps[keep], samples.values[keep]
-        owner = np.repeat(np.arange(len(samples.labels)), np.diff(samples.offsets))
-        counts = np.bincount(owner[keep], minlength=len(samples.labels))
-        offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        stale = is_stale(samples.values)
+        if not stale.any():
+            ts, vals, offsets = samples.timestamps, samples.values, samples.offsets
+        else:  # range selectors skip stale markers
+            keep = ~stale
+            ts, vals = samples.timestamps[keep], samples.values[keep]
+            owner = np.repeat(np.arange(len(samples.labels)), np.diff(samples.offsets))
+            counts = np.bincount(owner[keep], minlength=len(samples.labels))
+            offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
         return RangeVector(samples.labels, ts, vals, offsets, ends, rng)
 
     def _eval_SubqueryExpr(self, node: object, steps: Steps) -> Value:

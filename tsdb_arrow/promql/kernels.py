@@ -151,11 +151,12 @@ def _better(a, b, top):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True, nogil=True)
-def top_k(by_group, group_starts, vals, present, ks, top):  # pragma: no cover - compiled
+def top_k(by_group, group_starts, vals_t, present_t, ks, top):  # pragma: no cover - compiled
     """Which series topk/bottomk keep per step (``ks[step]`` per group) and each kept series'
     rank in its group (0 = first). ``by_group`` lists the series sorted by group, group g
-    being ``by_group[group_starts[g]:group_starts[g+1]]``."""
-    n_series, n_steps = vals.shape
+    being ``by_group[group_starts[g]:group_starts[g+1]]``. Values and presence come
+    transposed, ``[step, series]``, so that one step's series are contiguous in memory."""
+    n_steps, n_series = vals_t.shape
     keep = np.zeros((n_series, n_steps), dtype=np.bool_)
     rank = np.zeros((n_series, n_steps), dtype=np.int64)
     best = np.empty(n_series + 1, dtype=np.int64)
@@ -167,12 +168,13 @@ def top_k(by_group, group_starts, vals, present, ks, top):  # pragma: no cover -
             m = 0
             for q in range(group_starts[g], group_starts[g + 1]):
                 i = by_group[q]
-                if not present[i, j]:
+                if not present_t[j, i]:
                     continue
-                if m == k and not _better(vals[i, j], vals[best[m - 1], j], top):
+                v = vals_t[j, i]
+                if m == k and not _better(v, vals_t[j, best[m - 1]], top):
                     continue
                 pos = min(m, k - 1)
-                while pos > 0 and _better(vals[i, j], vals[best[pos - 1], j], top):
+                while pos > 0 and _better(v, vals_t[j, best[pos - 1]], top):
                     best[pos] = best[pos - 1]
                     pos -= 1
                 best[pos] = i
@@ -182,3 +184,35 @@ def top_k(by_group, group_starts, vals, present, ks, top):  # pragma: no cover -
                 keep[best[q], j] = True
                 rank[best[q], j] = q
     return keep, rank
+
+
+@nb.njit(cache=True, nogil=True)
+def group_presence(group_ids, n_groups, present):  # pragma: no cover - compiled
+    """Per group and step: how many series are present, and the last such series (-1 if
+    none)."""
+    n_series, n_steps = present.shape
+    counts = np.zeros((n_groups, n_steps), dtype=np.int64)
+    last = np.full((n_groups, n_steps), -1, dtype=np.int64)
+    for i in range(n_series):
+        g = group_ids[i]
+        for j in range(n_steps):
+            if present[i, j]:
+                counts[g, j] += 1
+                last[g, j] = i
+    return counts, last
+
+
+@nb.njit(cache=True, nogil=True)
+def single_partner(match, kept):  # pragma: no cover - compiled
+    """Per row, the one partner index it is kept with at every step (-1: none), and whether
+    every row has at most one partner over all steps."""
+    n_rows, n_steps = match.shape
+    partner = np.full(n_rows, -1, dtype=np.int64)
+    for i in range(n_rows):
+        for j in range(n_steps):
+            if kept[i, j]:
+                if partner[i] == -1:
+                    partner[i] = match[i, j]
+                elif partner[i] != match[i, j]:
+                    return partner, False
+    return partner, True
