@@ -343,13 +343,17 @@ def _scalar_fn(call: Call) -> Value:
     return Scalar(np.where(count == 1, total, math.nan))
 
 
+def _warn_sort_in_range_query() -> None:
+    warn("PromQL warning: sort is ineffective for range queries since results are always "
+         "ordered by labels")
+
+
 def _sort(descending: bool) -> Callable[[Call], Value]:
     def fn(call: Call) -> Value:
         _check(call, (InstantVector,))
         iv = call.args[0]
         if iv.values.shape[1] != 1 or call.steps.start != call.steps.end:
-            warn("PromQL warning: sort is ineffective for range queries since results are "
-                 "always ordered by labels")
+            _warn_sort_in_range_query()
             return iv
         v = iv.values[:, 0]
         order = np.argsort(-v if descending else v, kind="stable")
@@ -361,6 +365,8 @@ def _sort_by_label(descending: bool) -> Callable[[Call], Value]:
     def fn(call: Call) -> Value:
         _check(call, (InstantVector, String), required=1, variadic=True)
         iv = call.args[0]
+        if iv.values.shape[1] != 1 or call.steps.start != call.steps.end:
+            _warn_sort_in_range_query()
         names = [_string(call, i) for i in range(1, len(call.args))]
         order = sort_by_label_order(iv.labels, names, descending)
         return finish(iv.labels[order], iv.values[order], iv.present[order])
