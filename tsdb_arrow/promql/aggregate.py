@@ -22,9 +22,16 @@ _LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 
 def aggregate(
-    op: str, vec: InstantVector, param: Value | None, modifier: object, n_steps: int
+    op: str,
+    vec: InstantVector,
+    param: Value | None,
+    modifier: object,
+    n_steps: int,
+    where: str = "",
 ) -> InstantVector:
-    """Apply aggregation ``op`` (with its parameter, if any) grouped by ``modifier``."""
+    """Apply aggregation ``op`` (with its parameter, if any) grouped by ``modifier``.
+
+    ``where`` is the parameter's position, appended to annotations as Prometheus does."""
     names = list(modifier.labels) if modifier is not None else []  # type: ignore[attr-defined]
     without = modifier is not None and str(modifier.type).endswith("Without")  # type: ignore[attr-defined]
     keys = lab.grouping_keys(vec.labels, names, without=without)
@@ -34,13 +41,13 @@ def aggregate(
     if op in ("topk", "bottomk", "limitk"):
         return _select_k(op, vec, ids, _k_values(param, n_steps))
     if op == "limit_ratio":
-        return _limit_ratio(vec, _ratio_values(param, n_steps))
+        return _limit_ratio(vec, _ratio_values(param, n_steps, where))
     if op == "quantile":
-        return _quantile(vec, ids, uniq, _scalar(param, n_steps))
+        return _quantile(vec, ids, uniq, _scalar(param, n_steps), where)
     if op == "count_values":
         if not isinstance(param, String):
             raise QueryError("count_values expects a string as its first argument")
-        return _count_values(vec, ids, keys, param.value)
+        return _count_values(vec, ids, uniq, param.value)
     raise QueryError(f"aggregation {op} is not supported")
 
 
@@ -70,7 +77,7 @@ def _k_values(param: Value | None, n_steps: int) -> np.ndarray:
     return np.trunc(ks).astype(np.int64)
 
 
-def _ratio_values(param: Value | None, n_steps: int) -> np.ndarray:
+def _ratio_values(param: Value | None, n_steps: int, where: str) -> np.ndarray:
     ratios = _scalar(param, n_steps)
     if np.isnan(ratios).any():
         raise QueryError("Ratio value is NaN")
@@ -78,13 +85,17 @@ def _ratio_values(param: Value | None, n_steps: int) -> np.ndarray:
         capped = 1 if r > 0 else -1
         annotations.warn(
             f"PromQL warning: ratio value should be between -1 and 1, got {_go_float(r)}, "
-            f"capping to {capped}"
+            f"capping to {capped}{where}"
         )
     return np.clip(ratios, -1.0, 1.0)
 
 
 def _go_float(f: float) -> str:
     """``f`` as Go's ``%v`` prints a float64 (shortest digits)."""
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
     return repr(float(f)).removesuffix(".0")
 
 
@@ -139,7 +150,7 @@ def _limit_ratio(vec: InstantVector, ratios: np.ndarray) -> InstantVector:
 
 
 def _quantile(
-    vec: InstantVector, ids: np.ndarray, uniq: pl.DataFrame, qs: np.ndarray
+    vec: InstantVector, ids: np.ndarray, uniq: pl.DataFrame, qs: np.ndarray, where: str
 ) -> InstantVector:
     if len(vec) == 0:
         return vec
@@ -159,8 +170,12 @@ def _quantile(
     upper = np.minimum(counts - 1, lower + 1)
     weight = rank - np.floor(rank)
     with np.errstate(invalid="ignore"):
-        lo_v = vals[np.clip(starts + np.nan_to_num(lower).astype(np.int64), 0, max(vals.size - 1, 0))]
-        hi_v = vals[np.clip(starts + np.nan_to_num(upper).astype(np.int64), 0, max(vals.size - 1, 0))]
+        lo_v = vals[
+            np.clip(starts + np.nan_to_num(lower).astype(np.int64), 0, max(vals.size - 1, 0))
+        ]
+        hi_v = vals[
+            np.clip(starts + np.nan_to_num(upper).astype(np.int64), 0, max(vals.size - 1, 0))
+        ]
         result = lo_v * (1 - weight) + hi_v * weight
     result = np.where(np.isnan(q), np.nan, result)
     result = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, result))
@@ -168,9 +183,9 @@ def _quantile(
     has = np.zeros(out.shape, bool)
     out[groups[starts], cols[starts]] = result
     has[groups[starts], cols[starts]] = True
-    for bad in np.unique(qs[(qs < 0) | (qs > 1)]):
+    for bad in np.unique(qs[~((qs >= 0) & (qs <= 1))]):
         annotations.warn(
-            f"PromQL warning: quantile value should be between 0 and 1, got {_go_float(bad)}"
+            f"PromQL warning: quantile value should be between 0 and 1, got {_go_float(bad)}{where}"
         )
     return lab.only_present(InstantVector(lab.tidy(uniq), out, has))
 
@@ -196,15 +211,18 @@ def _count_values(
     vals = vec.values[rows, cols]
     uniq_vals, inverse = np.unique(vals, return_inverse=True)
     text = pl.Series(name, [format_value(v) for v in uniq_vals], pl.String)
-    frame = pl.DataFrame({"_g": ids[rows], "_v": inverse.astype(np.int64)})
-    series = frame.unique(maintain_order=True).with_row_index("_s")
-    sid = frame.join(series, on=["_g", "_v"], how="left", maintain_order="left")["_s"].to_numpy()
-    out = np.zeros((series.height, n_steps))
-    np.add.at(out, (sid, cols), 1.0)
+    pairs = pl.DataFrame({"_g": ids[rows], "_v": inverse.astype(np.int64)})
+    combos = pairs.unique(maintain_order=True).with_row_index("_c")
+    combo = pairs.join(combos, on=["_g", "_v"], how="left", maintain_order="left")["_c"]
     keys = keys.drop(name, strict=False)
-    labels = keys[series["_g"].to_numpy()].with_columns(text[series["_v"].to_numpy()])
-    return InstantVector(lab.tidy(labels), out, out > 0)
+    labels = keys[combos["_g"].to_numpy()].with_columns(text[combos["_v"].to_numpy()])
+    # Groups that differed only in the overwritten label count together.
+    sid, uniq = lab.group_ids(labels)
+    out = np.zeros((uniq.height, n_steps))
+    np.add.at(out, (sid[combo.to_numpy()], cols), 1.0)
+    return InstantVector(lab.tidy(uniq), out, out > 0)
 
 
 def _go_quote(text: str) -> str:
-    return '"' + text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace") + '"'
+    # promql-parser reads "\xc5" as U+00C5 where Go keeps the byte; both print as \xc5.
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'

@@ -48,3 +48,38 @@ def info(message: str) -> None:
     notes = _CURRENT.get()
     if notes is not None and message not in notes.infos:
         notes.infos.append(message)
+
+
+_QUERY: contextvars.ContextVar[str | None] = contextvars.ContextVar("promql_query", default=None)
+
+
+@contextmanager
+def query_text(text: str) -> Iterator[None]:
+    """Make ``text`` the query that :func:`position` looks nodes up in."""
+    token = _QUERY.set(text)
+    try:
+        yield
+    finally:
+        _QUERY.reset(token)
+
+
+def position(node: object) -> str:
+    """Where ``node`` starts in the query, as Prometheus appends it to annotations:
+    `` (line:column)``; empty when it cannot be found.
+
+    ``promql-parser`` keeps no positions, so the node is looked up by its text: a call by
+    ``name(``, anything else by its printed form (first occurrence).
+    """
+    text = _QUERY.get()
+    if not text:
+        return ""
+    func = getattr(node, "func", None)
+    needles = [f"{func.name}("] if func is not None else []
+    needles.append(str(node))
+    for needle in needles:
+        at = text.find(needle)
+        if at >= 0:
+            line = text.count("\n", 0, at) + 1
+            column = at - (text.rfind("\n", 0, at) + 1) + 1
+            return f" ({line}:{column})"
+    return ""

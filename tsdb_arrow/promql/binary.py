@@ -99,10 +99,7 @@ def _signatures(
     """Match-group numbers of the left and right series (equal number = they match)."""
     on = matching is not None and str(matching.type).endswith("Include")  # type: ignore[attr-defined]
     names = list(matching.labels) if matching is not None else []  # type: ignore[attr-defined]
-    keys = [lab.grouping_keys(v.labels, names, without=not on) for v in (lhs, rhs)]
-    both = pl.concat(keys, how="diagonal") if any(k.width for k in keys) else lab.empty_labels(
-        len(lhs) + len(rhs)
-    )
+    both = lab.concat([lab.grouping_keys(v.labels, names, without=not on) for v in (lhs, rhs)])
     ids, uniq = lab.group_ids(both)
     return ids[: len(lhs)], ids[len(lhs) :], max(uniq.height, 1)
 
@@ -129,7 +126,7 @@ def _set_op(op: str, lhs: InstantVector, rhs: InstantVector, modifier: object) -
         return lhs
     if len(lhs) == 0:
         return extra
-    labels = pl.concat([lhs.labels, extra.labels], how="diagonal")
+    labels = lab.concat([lhs.labels, extra.labels])
     out = InstantVector(
         labels,
         np.concatenate([lhs.values, extra.values]),
@@ -159,11 +156,15 @@ def _vector_vector(
     active = many.present.any(axis=0) & one.present.any(axis=0)
     dup = (one_count > 1) & active[None, :]
     if dup.any():
+        sig = int(np.argwhere(dup)[0][0])
         side = "left" if swapped else "right"
+        both = [lab.rows(one.labels)[i] for i in np.flatnonzero(osig == sig)[:2]]
+        group = _format_labels({k: v for k, v in both[0].items() if _matching_label(k, matching)})
+        listed = ", ".join(sorted(_format_labels(b) for b in both))
         raise QueryError(
-            f"found duplicate series for the match group on the {side} hand-side of the "
-            "operation;many-to-many matching not allowed: matching labels must be unique on "
-            "one side"
+            f"found duplicate series for the match group {group} on the {side} hand-side of the "
+            f"operation: [{listed}];many-to-many matching not allowed: matching labels must be "
+            "unique on one side"
         )
     one_idx = np.full((n_sig, n_steps), -1, np.int64)
     rows, cols = np.nonzero(one.present)
@@ -182,7 +183,7 @@ def _vector_vector(
     else:
         values, kept = arithmetic(op, a, b), matched
     if one_to_one:
-        per_sig = _presence(msig, kept, n_sig)
+        per_sig = _presence(msig, matched, n_sig)
         if (per_sig > 1).any():
             raise QueryError(
                 "multiple matches for labels: many-to-one matching must be explicit "
@@ -237,7 +238,11 @@ def _result_labels(
             labels = lab.keep_columns(labels, [c for c in labels.columns if c not in names])
     if include and one is not None:
         extra = {
-            name: (one[name] if name in one.columns else pl.repeat(None, one.height, dtype=pl.String, eager=True))
+            name: (
+                one[name]
+                if name in one.columns
+                else pl.repeat(None, one.height, dtype=pl.String, eager=True)
+            )
             for name in include
         }
         labels = labels.with_columns(pl.Series(k, v, pl.String) for k, v in extra.items())
@@ -250,3 +255,23 @@ def _empty(n_steps: int) -> InstantVector:
         np.zeros((0, n_steps)),
         np.zeros((0, n_steps), bool),
     )
+
+
+def _matching_label(name: str, matching: object) -> bool:
+    if matching is None:
+        return name != METRIC_NAME
+    names = set(matching.labels)  # type: ignore[attr-defined]
+    if str(matching.type).endswith("Include"):  # type: ignore[attr-defined]
+        return name in names
+    return name not in names and name != METRIC_NAME
+
+
+def format_labels(labels: dict[str, str]) -> str:
+    """A label set as Prometheus prints it: ``{__name__="x", a="b"}``, names sorted."""
+    import json
+
+    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+_format_labels = format_labels

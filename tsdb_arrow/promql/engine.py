@@ -18,6 +18,7 @@ import numpy as np
 import promql_parser
 
 from tsdb_arrow.errors import QueryError, QueryLimitError
+from tsdb_arrow.promql import annotations
 from tsdb_arrow.promql import labels as lab
 from tsdb_arrow.promql.select import is_stale, load
 from tsdb_arrow.promql.values import (
@@ -32,6 +33,7 @@ from tsdb_arrow.promql.values import (
 
 DEFAULT_LOOKBACK = 300_000
 DEFAULT_SUBQUERY_STEP = 60_000
+_SORTS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -68,7 +70,8 @@ def evaluate(
     """
     node = parse(expr) if isinstance(expr, str) else expr
     ev = Evaluator(db, steps, lookback, limits or QueryLimits(), subquery_step)
-    value = ev.eval(node, steps)
+    with annotations.query_text(expr if isinstance(expr, str) else str(expr)):
+        value = ev.eval(node, steps)
     if isinstance(value, RangeVector) and len(steps) > 1:
         raise QueryError(
             'invalid expression type "range vector" for range query, must be Scalar or instant '
@@ -235,6 +238,11 @@ class Evaluator:
         impl = functions.FUNCTIONS.get(name)
         if impl is None:
             raise QueryError(f"function {name} not implemented")
+        if name in _SORTS and steps.start != steps.end:
+            annotations.warn(
+                "PromQL warning: sort is ineffective for range queries since results are always "
+                f"ordered by labels{annotations.position(node)}"
+            )
         value = impl(Call(name, args, exprs, steps))
         if isinstance(value, InstantVector):
             return lab.merge_same_labels(value)
@@ -249,7 +257,8 @@ class Evaluator:
         param = None
         if node.param is not None:  # type: ignore[attr-defined]
             param = self.eval(node.param, steps)  # type: ignore[attr-defined]
-        return aggregate(str(node.op), vec, param, node.modifier, len(steps))  # type: ignore[attr-defined]
+        where = annotations.position(node.param) if node.param is not None else ""  # type: ignore[attr-defined]
+        return aggregate(str(node.op), vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
 
     def _eval_BinaryExpr(self, node: object, steps: Steps) -> Value:
         from tsdb_arrow.promql.binary import binary

@@ -37,6 +37,19 @@ def keep_columns(labels: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
     return labels.select(cols) if cols else empty_labels(labels.height)
 
 
+def concat(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Label tables stacked (columns unioned, null where absent), zero-width ones too."""
+    marked = [f.with_columns(pl.lit(0, pl.Int8).alias("_")) for f in frames]
+    return pl.concat(marked, how="diagonal").drop("_")
+
+
+def rows(labels: pl.DataFrame) -> list[dict[str, str]]:
+    """One ``{name: value}`` per series, absent labels left out."""
+    if labels.width == 0:
+        return [{} for _ in range(labels.height)]
+    return [{k: v for k, v in r.items() if v is not None} for r in labels.iter_rows(named=True)]
+
+
 def drop_name(labels: pl.DataFrame) -> pl.DataFrame:
     """The labels without ``__name__``."""
     return labels.drop(METRIC_NAME, strict=False)
@@ -62,9 +75,8 @@ def grouping_keys(labels: pl.DataFrame, names: Sequence[str], *, without: bool) 
     cols = sorted(set(names))
     if not cols:
         return empty_labels(labels.height)
-    return labels.select(
-        pl.col(c) if c in labels.columns else pl.lit(None, pl.String).alias(c) for c in cols
-    )
+    missing = [pl.lit(None, pl.String).alias(c) for c in cols if c not in labels.columns]
+    return labels.with_columns(missing).select(cols)
 
 
 def merge_same_labels(vec: InstantVector, message: str = DUPLICATE_LABELSET) -> InstantVector:
@@ -96,4 +108,6 @@ def only_present(vec: InstantVector) -> InstantVector:
     if rows.all():
         return vec
     stamps = None if vec.timestamps is None else vec.timestamps[rows]
-    return InstantVector(vec.labels.filter(pl.Series(rows)), vec.values[rows], vec.present[rows], stamps)
+    return InstantVector(
+        vec.labels.filter(pl.Series(rows)), vec.values[rows], vec.present[rows], stamps
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import QueryError, TsdbError
-from tsdb_arrow.promql.testfile import STALE, Clear, Eval, Load, Series, parse_script
+from tsdb_arrow.promql.testfile import STALE, Clear, Eval, Load, parse_script
 
 EXCLUSIONS = Path(__file__).with_name("promqltest_exclusions.txt")
 EPSILON = 1e-6
@@ -79,6 +79,7 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int, float]]]]:
     """The result as (labels, [(time, value)]) per series, in result order."""
+    from tsdb_arrow.promql import labels as lab
     from tsdb_arrow.promql.values import InstantVector, RangeVector, Scalar, Steps
 
     times = Steps(ev.start, ev.end, ev.step).times
@@ -86,20 +87,29 @@ def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int,
         return [((), list(zip(times.tolist(), value.values.tolist(), strict=True)))]
     if isinstance(value, InstantVector):
         out = []
-        for i, labels in enumerate(value.labels.iter_rows(named=True)):
+        for i, labels in enumerate(lab.rows(value.labels)):
             cols = np.flatnonzero(value.present[i])
             if cols.size:
-                out.append((_key(labels), list(zip(times[cols].tolist(), value.values[i, cols].tolist(), strict=True))))
+                out.append(
+                    (
+                        _key(labels),
+                        list(
+                            zip(times[cols].tolist(), value.values[i, cols].tolist(), strict=True)
+                        ),
+                    )
+                )
         return out
     if isinstance(value, RangeVector):
         end = int(value.window_ends[0])
         out = []
-        for i, labels in enumerate(value.labels.iter_rows(named=True)):
+        for i, labels in enumerate(lab.rows(value.labels)):
             lo, hi = value.offsets[i], value.offsets[i + 1]
             ts, vs = value.timestamps[lo:hi], value.values[lo:hi]
             keep = (ts > end - value.range) & (ts <= end)
             if keep.any():
-                out.append((_key(labels), list(zip(ts[keep].tolist(), vs[keep].tolist(), strict=True))))
+                out.append(
+                    (_key(labels), list(zip(ts[keep].tolist(), vs[keep].tolist(), strict=True)))
+                )
         return out
     raise QueryError(f"unexpected result type {type(value).__name__}")
 
@@ -148,7 +158,8 @@ def _compare(ev: Eval, value: object) -> str | None:
     for k, pts in exp.items():
         got = act[k]
         if len(got) != len(pts) or any(
-            t1 != t2 or not almost_equal(v1, v2) for (t1, v1), (t2, v2) in zip(pts, got, strict=False)
+            t1 != t2 or not almost_equal(v1, v2)
+            for (t1, v1), (t2, v2) in zip(pts, got, strict=False)
         ):
             return f"{dict(k)}: expected {pts[:6]}, got {got[:6]}"
     if ev.has("ordered") and [k for k, _ in actual] != [k for k, _ in expected]:
@@ -233,6 +244,8 @@ def run_file(path: Path) -> FileResult:
                         problem = run_eval(db, cmd)
                     except TsdbError as exc:
                         problem = f"error: {exc}"
+                    except Exception as exc:  # a bug of ours: report it as this eval's failure
+                        problem = f"crash: {type(exc).__name__}: {exc}"
                     if problem:
                         result.failures.append((cmd.line, problem))
         finally:
@@ -254,8 +267,13 @@ def read_exclusions(path: Path) -> dict[str, str]:
     return out
 
 
-def main(files: Sequence[str], *, exclusions: Path = EXCLUSIONS, verbose: bool = False,
-         out: object = None) -> int:
+def main(
+    files: Sequence[str],
+    *,
+    exclusions: Path = EXCLUSIONS,
+    verbose: bool = False,
+    out: object = None,
+) -> int:
     """Run the files, print ``FILE: passed P of T evals`` each; 1 on an unexcluded failure."""
     stream = out or sys.stdout
     excluded = read_exclusions(exclusions)

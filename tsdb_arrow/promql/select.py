@@ -52,7 +52,8 @@ def selector_text(node: object) -> str:
 
 def load(db: object, node: object, lo: int, hi: int) -> Samples:
     """Samples of the series matching ``node`` with timestamps in ``[lo, hi]`` (ms)."""
-    frame = db.select(selector_text(node), start=lo, end=hi).collect()  # type: ignore[attr-defined]
+    start, end = np.datetime64(lo, "ms"), np.datetime64(hi, "ms")
+    frame = db.select(selector_text(node), start=start, end=end).collect()  # type: ignore[attr-defined]
     label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]
     if frame.height == 0:
         empty = pl.DataFrame(schema={c: pl.String for c in label_cols})

@@ -16,8 +16,15 @@ import promql_parser
 from tsdb_arrow.errors import QueryError
 
 STALE = "stale"
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
-          "y": 31_536_000_000}
+_UNITS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+    "y": 31_536_000_000,
+}
 _EVAL = re.compile(
     r"^eval(?P<old>_fail|_warn|_info|_ordered)?\s+(?:instant\s+at\s+(?P<at>\S+)|"
     r"range\s+from\s+(?P<start>\S+)\s+to\s+(?P<end>\S+)\s+step\s+(?P<step>\S+))\s+(?P<expr>.+)$"
@@ -178,7 +185,7 @@ def _histograms_as_absent(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         return f" _x{int(m.group(1)[1:]) + 1} " if m.group(1) else " _ "
 
-    return re.sub(r"\{\{.*?\}\}(x\d+)?", repl, text)
+    return re.sub(r"\{\{.*?\}\}(?:[+-]\{\{.*?\}\})?(x\d+)?", repl, text)
 
 
 def parse_series(line: str) -> Series:
