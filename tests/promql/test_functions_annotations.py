@@ -7,7 +7,6 @@ import math
 from tests.promql.helpers import MIN, call, instant, loaded, scalar
 from tsdb_arrow.promql import annotations
 from tsdb_arrow.promql.functions import FUNCTIONS
-from tsdb_arrow.promql.values import Steps, String
 
 
 def notes(name, *args, steps=None):
@@ -50,14 +49,3 @@ def test_histogram_quantile_monotonicity_and_bad_le():
     missing = instant([{"__name__": "series", "ale": "0.1"}], [[2.0]])
     got = notes("histogram_fraction", scalar(-math.inf), scalar(1), missing)
     assert 'value of "" for metric name "series"' in got.warnings[0]
-
-
-def test_sort_in_a_range_query_warns_and_keeps_the_order():
-    iv = instant([{"a": "2"}, {"a": "1"}], [[2.0, 2.0], [1.0, 1.0]])
-    steps = Steps(0, MIN, MIN)
-    for name, extra in (("sort", ()), ("sort_desc", ()), ("sort_by_label", (String("a"),))):
-        got = notes(name, iv, *extra, steps=steps)
-        assert got.warnings == ["PromQL warning: sort is ineffective for range queries since "
-                                "results are always ordered by labels"], name
-    one_step = instant([{"a": "2"}, {"a": "1"}], [[2.0], [1.0]])
-    assert notes("sort", one_step).warnings == []
