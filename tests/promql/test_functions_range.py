@@ -379,3 +379,12 @@ def test_quantile_orders_nan_first_as_prometheus():
     rv = range_vector([({}, many)], [50_000], 50_000)
     assert one(run("quantile_over_time", scalar(0.9, 1), rv)) == pytest.approx(
         float(np.quantile([v for _, v in many], 0.9)))
+
+
+def test_benchmark_runs_at_tiny_size():
+    from benchmarks.promql_functions import NAMES, range_vector
+    from benchmarks.promql_functions import run as bench
+
+    rv, steps = range_vector(3, 40)
+    assert len(rv.window_ends) == len(steps) == 20
+    assert set(bench(3, 40)) == set(NAMES)

@@ -411,7 +411,7 @@ def quantile_over_time(values, lo, hi, qs, mad):
             if not mad:
                 out[i, j] = quantile_sorted(qs[j], buf)
                 continue
-            if math.isnan(buf[0]):
+            if math.isnan(buf[0]):  # a NaN sample makes the MAD NaN (Prometheus' test data)
                 out[i, j] = math.nan
                 continue
             median = quantile_sorted(0.5, buf)
