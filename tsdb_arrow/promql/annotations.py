@@ -7,6 +7,7 @@ The evaluator (and ``functions.py``) call :func:`warn` / :func:`info` anywhere b
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,18 +37,33 @@ def collect() -> Iterator[Annotations]:
         _CURRENT.reset(token)
 
 
+_POSITION = re.compile(r" \(\d+:\d+\)$")
+
+
+def _add(messages: list[str], message: str) -> None:
+    """Add ``message`` unless it is there already; raised twice, once with its position
+    and once without, it is kept once, with the position."""
+    bare = _POSITION.sub("", message)
+    for i, old in enumerate(messages):
+        if _POSITION.sub("", old) == bare:
+            if old == bare and message != bare:
+                messages[i] = message
+            return
+    messages.append(message)
+
+
 def warn(message: str) -> None:
     """Record a warning (e.g. a mix of floats and histograms) for the current query."""
     notes = _CURRENT.get()
-    if notes is not None and message not in notes.warnings:
-        notes.warnings.append(message)
+    if notes is not None:
+        _add(notes.warnings, message)
 
 
 def info(message: str) -> None:
     """Record an info (e.g. a metric that might not be a counter) for the current query."""
     notes = _CURRENT.get()
-    if notes is not None and message not in notes.infos:
-        notes.infos.append(message)
+    if notes is not None:
+        _add(notes.infos, message)
 
 
 _QUERY: contextvars.ContextVar[str | None] = contextvars.ContextVar("promql_query", default=None)
