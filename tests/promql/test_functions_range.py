@@ -356,3 +356,35 @@ def test_over_time_match_the_reference(case):
         if w:
             assert got.values[0, j] == pytest.approx(statistics.pvariance(w), rel=1e-9, abs=1e-9)
             assert q.values[0, j] == pytest.approx(float(np.quantile(w, 0.3)), rel=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(windows())
+def test_window_bounds_merge_pass_matches_binary_search(case):
+    samples, ends, range_ms = case
+    ascending = sorted(ends)
+    up = run("count_over_time", range_vector([({}, samples)], ascending, range_ms))
+    down = run("count_over_time", range_vector([({}, samples)], ascending[::-1], range_ms))
+    assert up.values.shape == down.values.shape
+    np.testing.assert_array_equal(up.values, down.values[:, ::-1])
+    np.testing.assert_array_equal(up.present, down.present[:, ::-1])
+
+
+def test_quantile_orders_nan_first_as_prometheus():
+    rv = range_vector([({}, [(1000, 2.0), (2000, math.nan), (3000, 1.0)])], [3000], 3000)
+    assert math.isnan(one(run("quantile_over_time", scalar(0), rv)))
+    assert one(run("quantile_over_time", scalar(0.5), rv)) == 1
+    assert one(run("quantile_over_time", scalar(1), rv)) == 2
+    many = [(1000 * (k + 1), float((k * 7) % 50)) for k in range(50)]
+    rv = range_vector([({}, many)], [50_000], 50_000)
+    assert one(run("quantile_over_time", scalar(0.9, 1), rv)) == pytest.approx(
+        float(np.quantile([v for _, v in many], 0.9)))
+
+
+def test_benchmark_runs_at_tiny_size():
+    from benchmarks.promql_functions import NAMES, range_vector
+    from benchmarks.promql_functions import run as bench
+
+    rv, steps = range_vector(3, 40)
+    assert len(rv.window_ends) == len(steps) == 20
+    assert set(bench(3, 40)) == set(NAMES)

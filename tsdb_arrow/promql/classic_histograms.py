@@ -202,17 +202,17 @@ def _first_name(labels: pl.DataFrame, rows: np.ndarray) -> str:
     return labels["__name__"][int(rows[0])] or ""
 
 
-def _warn_bad_buckets(labels: pl.DataFrame, bad: np.ndarray) -> None:
+def _warn_bad_buckets(labels: pl.DataFrame, bad: np.ndarray, where: str) -> None:
     """Prometheus' warning for a series whose ``le`` is missing or not a number."""
     if not bad.any():
         return
     row = labels.row(int(np.flatnonzero(bad)[0]), named=True)
     warn(f'PromQL warning: bucket label "le" is missing or has a malformed value of '
-         f'"{row.get(BUCKET_LABEL) or ""}" for metric name "{row.get("__name__") or ""}"')
+         f'"{row.get(BUCKET_LABEL) or ""}" for metric name "{row.get("__name__") or ""}"{where}')
 
 
 def over_buckets(
-    iv: InstantVector, p1: np.ndarray, p2: np.ndarray, fraction: bool
+    iv: InstantVector, p1: np.ndarray, p2: np.ndarray, fraction: bool, where: str = ""
 ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     """Group ``iv``'s bucket series and run the kernel: (group labels, values, present).
 
@@ -225,7 +225,7 @@ def over_buckets(
         bounds = labels[BUCKET_LABEL].cast(pl.Float64, strict=False).to_numpy()
     else:
         bounds = np.full(labels.height, np.nan)
-    _warn_bad_buckets(labels, np.isnan(bounds) & iv.present.any(axis=1))
+    _warn_bad_buckets(labels, np.isnan(bounds) & iv.present.any(axis=1), where)
     usable = np.flatnonzero(~np.isnan(bounds))
     if usable.size == 0:
         empty = np.zeros((0, n_steps))
@@ -250,5 +250,5 @@ def over_buckets(
         info("PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see "
              "https://prometheus.io/docs/prometheus/latest/querying/functions/"
              "#histogram_quantile) for metric name "
-             f'"{_first_name(labels, rows)}"')
+             f'"{_first_name(labels, rows)}"{where}')
     return groups, out, ok

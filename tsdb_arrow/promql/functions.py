@@ -20,7 +20,7 @@ import polars as pl
 
 from tsdb_arrow.errors import QueryError
 from tsdb_arrow.promql import range_kernels as rk
-from tsdb_arrow.promql.annotations import info, warn
+from tsdb_arrow.promql.annotations import info, position, warn
 from tsdb_arrow.promql.classic_histograms import over_buckets
 from tsdb_arrow.promql.label_ops import (
     absent_labels,
@@ -83,11 +83,17 @@ def _string(call: Call, i: int) -> str:
     return call.args[i].value
 
 
-def _check_quantile(q: np.ndarray) -> None:
+def _where(call: Call, i: int) -> str:
+    """`` (line:column)`` of argument ``i`` in the query, as annotations end (or empty)."""
+    return position(call.arg_exprs[i]) if i < len(call.arg_exprs) and call.arg_exprs[i] else ""
+
+
+def _check_quantile(q: np.ndarray, where: str) -> None:
     """Prometheus' warning for a quantile outside [0, 1] (the result is then -Inf/+Inf/NaN)."""
     bad = q[np.isnan(q) | (q < 0) | (q > 1)]
     if bad.size:
-        warn(f"PromQL warning: quantile value should be between 0 and 1, got {_go_float(bad[0])}")
+        warn("PromQL warning: quantile value should be between 0 and 1, got "
+             f"{_go_float(bad[0])}{where}")
 
 
 def _go_float(f: float) -> str:
@@ -156,12 +162,12 @@ def _rate(is_counter: bool, is_rate: bool) -> Callable[[Call], Value]:
         out, ok = rk.extrapolated_rate(ts, vals, lo, hi, ends, np.int64(rv.range), is_counter,
                                        is_rate)
         if is_counter:
-            _check_counter_names(rv, ok)
+            _check_counter_names(rv, ok, _where(call, 0))
         return _from_range(rv, out, ok)
     return fn
 
 
-def _check_counter_names(rv: RangeVector, ok: np.ndarray) -> None:
+def _check_counter_names(rv: RangeVector, ok: np.ndarray, where: str) -> None:
     """Prometheus' info on ``rate``/``increase`` of a metric not named like a counter."""
     if "__name__" not in rv.labels.columns or not ok.any():
         return
@@ -169,7 +175,7 @@ def _check_counter_names(rv: RangeVector, ok: np.ndarray) -> None:
     for name in names.to_list():
         if not name.endswith(_COUNTER_SUFFIXES):
             info("PromQL info: metric might not be a counter, name does not end in "
-                 f'_total/_sum/_count/_bucket: "{name}"')
+                 f'_total/_sum/_count/_bucket: "{name}"{where}')
             return
 
 
@@ -227,7 +233,7 @@ def _quantile_over_time(call: Call) -> Value:
     ts, vals, lo, hi = _windows(rv)
     q = _scalar(call, 0)
     if len(rv):
-        _check_quantile(q)
+        _check_quantile(q, _where(call, 0))
     out, ok = rk.quantile_over_time(vals, lo, hi, q, False)
     return _from_range(rv, out, ok)
 
@@ -348,9 +354,7 @@ def _sort(descending: bool) -> Callable[[Call], Value]:
         _check(call, (InstantVector,))
         iv = call.args[0]
         if iv.values.shape[1] != 1 or call.steps.start != call.steps.end:
-            warn("PromQL warning: sort is ineffective for range queries since results are "
-                 "always ordered by labels")
-            return iv
+            return iv  # the evaluator warns that sorting a range query is ineffective
         v = iv.values[:, 0]
         order = np.argsort(-v if descending else v, kind="stable")
         return finish(iv.labels[order], iv.values[order], iv.present[order])
@@ -394,8 +398,8 @@ def _histogram_quantile(call: Call) -> Value:
     _check(call, (Scalar, InstantVector))
     q = _scalar(call, 0)
     if len(call.args[1]):
-        _check_quantile(q)
-    groups, out, ok = over_buckets(call.args[1], q, q, fraction=False)
+        _check_quantile(q, _where(call, 0))
+    groups, out, ok = over_buckets(call.args[1], q, q, False, _where(call, 1))
     return finish(groups, out, ok)
 
 
@@ -408,8 +412,8 @@ def _histogram_quantiles(call: Call) -> Value:
     for i in range(2, len(call.args)):
         q = _scalar(call, i)
         if len(iv):
-            _check_quantile(q)
-        groups, out, ok = over_buckets(iv, q, q, fraction=False)
+            _check_quantile(q, _where(call, i))
+        groups, out, ok = over_buckets(iv, q, q, False, _where(call, 0))
         parts.append(groups.with_columns(pl.lit(_openmetrics_float(q[0])).alias(label)))
         values.append(out)
         present.append(ok)
@@ -421,7 +425,8 @@ def _histogram_quantiles(call: Call) -> Value:
 
 def _histogram_fraction(call: Call) -> Value:
     _check(call, (Scalar, Scalar, InstantVector))
-    groups, out, ok = over_buckets(call.args[2], _scalar(call, 0), _scalar(call, 1), True)
+    groups, out, ok = over_buckets(call.args[2], _scalar(call, 0), _scalar(call, 1), True,
+                                   _where(call, 2))
     return finish(groups, out, ok)
 
 

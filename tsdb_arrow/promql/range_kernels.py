@@ -30,11 +30,28 @@ def window_bounds(timestamps, offsets, window_ends, range_ms):
     lo = np.empty((n_series, n_steps), dtype=np.int64)
     hi = np.empty((n_series, n_steps), dtype=np.int64)
     starts = window_ends - range_ms
+    ascending = True
+    for j in range(1, n_steps):
+        if window_ends[j] < window_ends[j - 1]:
+            ascending = False
     for i in range(n_series):
         a = offsets[i]
-        seg = timestamps[a : offsets[i + 1]]
-        lo[i, :] = np.searchsorted(seg, starts, side="right") + a
-        hi[i, :] = np.searchsorted(seg, window_ends, side="right") + a
+        b = offsets[i + 1]
+        if not ascending:
+            seg = timestamps[a:b]
+            lo[i, :] = np.searchsorted(seg, starts, side="right") + a
+            hi[i, :] = np.searchsorted(seg, window_ends, side="right") + a
+            continue
+        # Both edges only move forward: one merge pass per series.
+        p = a
+        q = a
+        for j in range(n_steps):
+            while p < b and timestamps[p] <= starts[j]:
+                p += 1
+            while q < b and timestamps[q] <= window_ends[j]:
+                q += 1
+            lo[i, j] = p
+            hi[i, j] = q
     return lo, hi
 
 
@@ -331,15 +348,25 @@ def double_exponential_smoothing(values, lo, hi, sf, tf):
 def _sort_nan_first(buf):
     """Sort in place with NaNs first (the order of Prometheus' ``vectorByValueHeap``)."""
     m = buf.shape[0]
-    nans = 0
-    for k in range(m):
-        if math.isnan(buf[k]):
-            nans += 1
-    rest = np.sort(buf)  # NaNs last in numpy
-    for k in range(nans):
-        buf[k] = math.nan
-    for k in range(m - nans):
-        buf[nans + k] = rest[k]
+    if m > 32:
+        nans = 0
+        for k in range(m):
+            if math.isnan(buf[k]):
+                nans += 1
+        rest = np.sort(buf)  # NaNs last in numpy
+        for k in range(nans):
+            buf[k] = math.nan
+        for k in range(m - nans):
+            buf[nans + k] = rest[k]
+        return
+    for k in range(1, m):  # insertion sort: windows are short
+        x = buf[k]
+        x_nan = math.isnan(x)
+        p = k - 1
+        while p >= 0 and (x_nan and not math.isnan(buf[p]) or (not x_nan and x < buf[p])):
+            buf[p + 1] = buf[p]
+            p -= 1
+        buf[p + 1] = x
 
 
 @nb.njit(cache=True, nogil=True)
@@ -366,6 +393,11 @@ def quantile_over_time(values, lo, hi, qs, mad):
     n_series, n_steps = lo.shape
     out = np.zeros((n_series, n_steps), dtype=np.float64)
     ok = np.zeros((n_series, n_steps), dtype=np.bool_)
+    width = 0
+    for i in range(n_series):
+        for j in range(n_steps):
+            width = max(width, hi[i, j] - lo[i, j])
+    scratch = np.empty(width, dtype=np.float64)
     for i in range(n_series):
         for j in range(n_steps):
             a = lo[i, j]
@@ -373,16 +405,19 @@ def quantile_over_time(values, lo, hi, qs, mad):
             if b <= a:
                 continue
             ok[i, j] = True
-            buf = values[a:b].copy()
+            buf = scratch[: b - a]
+            buf[:] = values[a:b]
             _sort_nan_first(buf)
             if not mad:
                 out[i, j] = quantile_sorted(qs[j], buf)
                 continue
-            if math.isnan(buf[0]):
+            if math.isnan(buf[0]):  # a NaN sample makes the MAD NaN (Prometheus' test data)
                 out[i, j] = math.nan
                 continue
             median = quantile_sorted(0.5, buf)
-            dev = np.abs(values[a:b] - median)
+            dev = scratch[: b - a]
+            for k in range(a, b):
+                dev[k - a] = abs(values[k] - median)
             _sort_nan_first(dev)
             out[i, j] = quantile_sorted(0.5, dev)
     return out, ok
