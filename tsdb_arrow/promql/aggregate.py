@@ -148,8 +148,10 @@ def _select_k(op: str, vec: InstantVector, ids: np.ndarray, ks: np.ndarray) -> I
 def _limit_ratio(vec: InstantVector, ratios: np.ndarray) -> InstantVector:
     if len(vec) == 0:
         return vec
-    hashes = vec.labels.select(pl.struct(pl.all()).hash(seed=0)).to_series().to_numpy()
-    offset = hashes.astype(np.float64) / float(2**64 - 1)
+    from tsdb_arrow.promql.hashing import label_hashes
+
+    # The share of the hash space below a series' hash, as Prometheus' AddRatioSample.
+    offset = label_hashes(vec.labels).astype(np.float64) / float(2**64 - 1)
     r = ratios[None, :]
     take = np.where(r >= 0, offset[:, None] < r, offset[:, None] >= 1.0 + r)
     keep = vec.present & take
