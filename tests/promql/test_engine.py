@@ -128,5 +128,10 @@ def test_limits(db) -> None:
     with pytest.raises(QueryLimitError, match="limit of 10"):
         at(db, "m[1m]", 100 * S, limits=QueryLimits(max_samples=10))
     assert isinstance(at(db, "m[1m]", 100 * S, limits=QueryLimits(max_samples=100)), RangeVector)
+    # An instant selector counts its raw samples and its series x steps result cells.
+    steps = Steps(0, 99 * S, S)
+    with pytest.raises(QueryLimitError, match="loaded 200 samples"):
+        evaluate(db, "m", steps, limits=QueryLimits(max_samples=199))
+    assert isinstance(evaluate(db, "m", steps, limits=QueryLimits(max_samples=200)), InstantVector)
     with pytest.raises(QueryLimitError, match="timed out"):
         at(db, "m + m", 100 * S, limits=QueryLimits(timeout=-1.0))

@@ -40,7 +40,9 @@ _MS = timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """Bounds on one query: samples loaded from storage, and wall-clock seconds."""
+    """Bounds on one query: ``max_samples`` counts the raw samples loaded from storage plus,
+    for every instant selector and subquery, its ``series x steps`` result cells (what the
+    query holds in memory); ``timeout`` is wall-clock seconds, checked between nodes."""
 
     max_samples: int | None = None
     timeout: float | None = None
@@ -177,7 +179,7 @@ class Evaluator:
         times, fixed = self._times(node, steps)
         lo, hi = int(times.min()) - self.lookback + 1, int(times.max())
         samples = load(self.db, node, lo, hi)
-        self._count(samples.count)
+        self._count(samples.count + len(samples.labels) * len(steps))
         values, present, stamps = instant_select(
             samples.timestamps, samples.values, samples.offsets, times, self.lookback
         )
@@ -222,6 +224,7 @@ class Evaluator:
             inner = self.eval(node.expr, inner_steps)  # type: ignore[attr-defined]
         if not isinstance(inner, InstantVector):
             raise QueryError(f"subquery is only allowed on instant vector, got {_type_name(inner)}")
+        self._count(inner.present.size)
         rows, cols = np.nonzero(inner.present)
         ts = inner_steps.times[cols] if cols.size else np.empty(0, np.int64)
         vals = inner.values[rows, cols]
