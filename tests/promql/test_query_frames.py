@@ -66,6 +66,8 @@ def test_range_selector_and_string(up) -> None:
 def test_query_errors(up) -> None:
     with pytest.raises(QueryError, match="range vector"):
         up.query_range("up[1m]", T0, T0 + 60_000, "15s")
+    with pytest.raises(QueryError, match='"string" for range query'):
+        up.query_range('"text"', T0, T0 + 60_000, "15s")
     with pytest.raises(QueryError, match="step"):
         up.query_range("up", T0, T0 + 60_000, 0)
     with pytest.raises(QueryError, match="end is before start"):

@@ -74,10 +74,10 @@ def evaluate(
     ev = Evaluator(db, steps, lookback, limits or QueryLimits(), subquery_step)
     with annotations.query_text(expr if isinstance(expr, str) else str(expr)):
         value = ev.eval(node, steps)
-    if isinstance(value, RangeVector) and len(steps) > 1:
+    if isinstance(value, RangeVector | String) and len(steps) > 1:
         raise QueryError(
-            'invalid expression type "range vector" for range query, must be Scalar or instant '
-            "Vector"
+            f'invalid expression type "{_type_name(value)}" for range query, must be Scalar or '
+            "instant Vector"
         )
     return value
 
