@@ -91,14 +91,21 @@ def to_frame(value: Value, steps: Steps) -> pl.DataFrame:
     if isinstance(value, Scalar):
         return _frame(pl.DataFrame(), np.zeros(times.size, np.int64), times, value.values)
     if isinstance(value, InstantVector):
-        rows, cols = np.nonzero(value.present)
-        return _sorted(_frame(value.labels, rows, times[cols], value.values[rows, cols]), value)
+        order = _series_order(value.labels, keep=value.present.shape[1] == 1)
+        rows, cols = np.nonzero(value.present[order])
+        rows = order[rows]
+        return _frame(value.labels, rows, times[cols], value.values[rows, cols])
     if isinstance(value, RangeVector):
-        owner = np.repeat(np.arange(len(value)), np.diff(value.offsets))
         end = int(value.window_ends[-1])
+        order = _series_order(value.labels, keep=False)
+        owner = np.repeat(np.arange(len(value)), np.diff(value.offsets))
         keep = (value.timestamps > end - value.range) & (value.timestamps <= end)
-        frame = _frame(value.labels, owner[keep], value.timestamps[keep], value.values[keep])
-        return _sorted(frame, value)
+        # Samples regrouped series by series in label order; each series' samples stay sorted.
+        rank = np.empty(len(value), np.int64)
+        rank[order] = np.arange(len(value))
+        picked = np.flatnonzero(keep)
+        picked = picked[np.argsort(rank[owner[picked]], kind="stable")]
+        return _frame(value.labels, owner[picked], value.timestamps[picked], value.values[picked])
     raise QueryError(f"cannot turn a {type(value).__name__} into a frame")
 
 
@@ -116,8 +123,11 @@ def _frame(
     )
 
 
-def _sorted(frame: pl.DataFrame, value: InstantVector | RangeVector) -> pl.DataFrame:
-    labels = [c for c in frame.columns if c not in ("timestamp", "value")]
-    if len(value) and value.values.ndim == 2 and value.values.shape[1] == 1:
-        return frame  # one step: keep the evaluator's order (topk, sort)
-    return frame.sort([*labels, "timestamp"], nulls_last=False, maintain_order=True)
+def _series_order(labels: pl.DataFrame, *, keep: bool) -> np.ndarray:
+    """Series in label order (nulls first), or as they are when ``keep`` (one step: the
+    evaluator's order stands, e.g. ``topk`` or ``sort``)."""
+    if keep or labels.width == 0 or labels.height <= 1:
+        return np.arange(labels.height)
+    columns = sorted(labels.columns)
+    ranked = labels.with_row_index("_row").sort(columns, nulls_last=False, maintain_order=True)
+    return ranked["_row"].to_numpy().astype(np.int64)
