@@ -217,16 +217,18 @@ class Evaluator:
         if start <= first:
             start += step
         end = int(times.max())
-        inner_steps = Steps(start, max(end, start - step), step)
-        if end < start:
-            inner = InstantVector(lab.empty_labels(0), np.zeros((0, 0)), np.zeros((0, 0), bool))
-        else:
-            inner = self.eval(node.expr, inner_steps)  # type: ignore[attr-defined]
+        if end < start:  # no inner step falls in any window
+            empty = InstantVector(lab.empty_labels(0), np.zeros((0, 0)), np.zeros((0, 0), bool))
+            return RangeVector(
+                empty.labels, np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64), ends, rng
+            )
+        inner_steps = Steps(start, end, step)
+        inner = self.eval(node.expr, inner_steps)  # type: ignore[attr-defined]
         if not isinstance(inner, InstantVector):
             raise QueryError(f"subquery is only allowed on instant vector, got {_type_name(inner)}")
         self._count(inner.present.size)
         rows, cols = np.nonzero(inner.present)
-        ts = inner_steps.times[cols] if cols.size else np.empty(0, np.int64)
+        ts = inner_steps.times[cols]
         vals = inner.values[rows, cols]
         counts = np.bincount(rows, minlength=len(inner))
         offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
