@@ -141,6 +141,15 @@ def test_count_values(loaded) -> None:
     ]
 
 
+def test_count_values_tells_negative_zero_apart(db) -> None:
+    db.write(
+        pl.DataFrame(
+            {"__name__": ["z", "z"], "i": ["0", "1"], "timestamp": [0, 0], "value": [-0.0, 0.0]}
+        )
+    )
+    assert result(db, 'count_values("v", z)') == {(("v", "-0"),): 1.0, (("v", "0"),): 1.0}
+
+
 def test_limitk_and_limit_ratio(loaded) -> None:
     assert len(result(loaded, "limitk by (job) (1, x)")) == 2
     everything = result(loaded, "x")

@@ -218,7 +218,9 @@ def _count_values(
     n_steps = vec.present.shape[1]
     rows, cols = np.nonzero(vec.present)
     vals = vec.values[rows, cols]
-    uniq_vals, inverse = np.unique(vals, return_inverse=True)
+    # By bit pattern: -0 and 0 are two label values ("-0", "0"), as Go formats them.
+    uniq_bits, inverse = np.unique(vals.view(np.uint64), return_inverse=True)
+    uniq_vals = uniq_bits.view(np.float64)
     text = pl.Series(name, [format_value(v) for v in uniq_vals], pl.String)
     pairs = pl.DataFrame({"_g": ids[rows], "_v": inverse.astype(np.int64)})
     combos = pairs.unique(maintain_order=True).with_row_index("_c")
