@@ -34,6 +34,13 @@ EXPRESSIONS = (
     "-m or m",
     "max_over_time(m[40s:10s] offset 5s)",
     "sum(sum_over_time(m[30s:15s]))",
+    "stddev by (job) (m)",
+    "bottomk by (job) (1, m)",
+    "max by (job) (m) * on(job) group_right m",
+    "m != bool 0",
+    "m @ 100 offset 1m",
+    "limitk(1, m)",
+    "limit_ratio(0.5, m)",
 )
 SAMPLE = st.one_of(
     st.none(), st.just("stale"), st.floats(-10, 10, allow_nan=False).map(lambda v: round(v, 1))
