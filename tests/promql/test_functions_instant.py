@@ -305,7 +305,7 @@ def test_query_scalars_and_min_max_of():
 
 def test_wrong_argument_kinds():
     iv = instant([{}], [[1.0]])
-    with pytest.raises(QueryError, match=r"abs\(\): argument 1 must be a instant vector"):
+    with pytest.raises(QueryError, match=r"abs\(\): argument 1 must be an instant vector"):
         run("abs", scalar(1))
     with pytest.raises(QueryError, match="argument 2 must be a string"):
         run("label_join", iv, scalar(1), s(","))
