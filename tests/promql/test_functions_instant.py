@@ -283,6 +283,9 @@ def test_histogram_quantile_edge_rules():
     bumpy = instant([{"le": "1"}, {"le": "2"}, {"le": "2.0"}, {"le": "3"}, {"le": "+Inf"}],
                     [[4.0], [3.0], [1.0], [2.0], [8.0]])
     assert rows(run("histogram_quantile", scalar(0.5), bumpy))[()] == pytest.approx(1.0)
+    # 0/0 inside the kernel is NaN, as in Go (no ZeroDivisionError).
+    first_empty = instant([{"le": "0.5"}, {"le": "+Inf"}], [[0.0], [1.0]])
+    assert math.isnan(rows(run("histogram_quantile", scalar(0), first_empty))[()])
     no_le = instant([{"x": "1"}], [[1.0]])
     assert len(run("histogram_quantile", scalar(0.5), no_le)) == 0
     assert rows(run("histogram_fraction", scalar(0), scalar(4), two))[()] == pytest.approx(2 / 3)
@@ -368,7 +371,7 @@ def ref_bucket_quantile(q, buckets):
         start = merged[b - 1][0]
         count -= merged[b - 1][1]
         rank -= merged[b - 1][1]
-    return start + (merged[b][0] - start) * (rank / count)
+    return start + (merged[b][0] - start) * (rank / count if count else NAN)
 
 
 @settings(max_examples=200, deadline=None)
@@ -377,7 +380,7 @@ def ref_bucket_quantile(q, buckets):
        st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99, 1.0, -0.5, 1.5]))
 def test_histogram_quantile_matches_the_reference(buckets, q):
     # Equal bounds spelled differently ("1e+00", "1.0e+00") are distinct series of one bucket.
-    labels = [{"le": f"{ub:.{i}e}" if ub != math.inf else ("+Inf", "+inf", "Inf")[i % 3]}
+    labels = [{"le": f"{ub:.{i + 2}e}" if ub != math.inf else ("+Inf", "+inf", "Inf")[i % 3]}
               for i, (ub, _) in enumerate(buckets)]
     iv = instant(labels, [[float(c)] for _, c in buckets])
     if iv.labels.n_unique() != iv.labels.height:
