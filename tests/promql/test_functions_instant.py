@@ -283,6 +283,9 @@ def test_histogram_quantile_edge_rules():
     bumpy = instant([{"le": "1"}, {"le": "2"}, {"le": "2.0"}, {"le": "3"}, {"le": "+Inf"}],
                     [[4.0], [3.0], [1.0], [2.0], [8.0]])
     assert rows(run("histogram_quantile", scalar(0.5), bumpy))[()] == pytest.approx(1.0)
+    # 0/0 inside the kernel is NaN, as in Go (no ZeroDivisionError).
+    first_empty = instant([{"le": "0.5"}, {"le": "+Inf"}], [[0.0], [1.0]])
+    assert math.isnan(rows(run("histogram_quantile", scalar(0), first_empty))[()])
     no_le = instant([{"x": "1"}], [[1.0]])
     assert len(run("histogram_quantile", scalar(0.5), no_le)) == 0
     assert rows(run("histogram_fraction", scalar(0), scalar(4), two))[()] == pytest.approx(2 / 3)
@@ -305,7 +308,7 @@ def test_query_scalars_and_min_max_of():
 
 def test_wrong_argument_kinds():
     iv = instant([{}], [[1.0]])
-    with pytest.raises(QueryError, match=r"abs\(\): argument 1 must be a instant vector"):
+    with pytest.raises(QueryError, match=r"abs\(\): argument 1 must be an instant vector"):
         run("abs", scalar(1))
     with pytest.raises(QueryError, match="argument 2 must be a string"):
         run("label_join", iv, scalar(1), s(","))
@@ -326,3 +329,65 @@ stdvar_over_time sum_over_time tan tanh time timestamp vector year"""
 
 def test_every_documented_function_is_there():
     assert set(DOCUMENTED.split()) - set(FUNCTIONS) == set()
+
+
+def ref_bucket_quantile(q, buckets):
+    """Prometheus' BucketQuantile, written out bucket by bucket."""
+    if math.isnan(q):
+        return NAN
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    buckets = sorted(buckets)
+    if buckets[-1][0] != math.inf:
+        return NAN
+    merged = []
+    for ub, c in buckets:
+        if merged and merged[-1][0] == ub:
+            merged[-1][1] += c
+        else:
+            merged.append([ub, c])
+    prev = merged[0][1]
+    for b in merged[1:]:
+        if b[1] == prev:
+            continue
+        if abs(b[1] - prev) / (abs(b[1]) + abs(prev)) < 1e-12:
+            b[1] = prev
+        elif b[1] < prev:
+            b[1] = prev
+        else:
+            prev = b[1]
+    if len(merged) < 2 or merged[-1][1] == 0:
+        return NAN
+    rank = q * merged[-1][1]
+    b = next((i for i in range(len(merged) - 1) if merged[i][1] >= rank), len(merged) - 1)
+    if b == len(merged) - 1:
+        return merged[-2][0]
+    if b == 0 and merged[0][0] <= 0:
+        return merged[0][0]
+    start, count = 0.0, merged[b][1]
+    if b > 0:
+        start = merged[b - 1][0]
+        count -= merged[b - 1][1]
+        rank -= merged[b - 1][1]
+    return start + (merged[b][0] - start) * (rank / count if count else NAN)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.5, 10.0, math.inf]),
+                          st.integers(0, 50)), min_size=1, max_size=8),
+       st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99, 1.0, -0.5, 1.5]))
+def test_histogram_quantile_matches_the_reference(buckets, q):
+    # Equal bounds spelled differently ("1e+00", "1.0e+00") are distinct series of one bucket.
+    labels = [{"le": f"{ub:.{i + 2}e}" if ub != math.inf else ("+Inf", "+inf", "Inf")[i % 3]}
+              for i, (ub, _) in enumerate(buckets)]
+    iv = instant(labels, [[float(c)] for _, c in buckets])
+    if iv.labels.n_unique() != iv.labels.height:
+        return
+    got = rows(run("histogram_quantile", scalar(q), iv))[()]
+    want = ref_bucket_quantile(q, [(ub, float(c)) for ub, c in buckets])
+    if math.isnan(want):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
