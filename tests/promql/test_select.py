@@ -63,3 +63,34 @@ def test_load_nothing(db) -> None:
     samples = load(db, promql_parser.parse("nothing"), 0, 1000)
     assert samples.count == 0 and samples.offsets.tolist() == [0]
     assert samples.labels.height == 0 and np.array_equal(samples.timestamps, [])
+
+
+def test_load_when_series_change_between_select_and_series(db, monkeypatch) -> None:
+    """``db.series`` after ``db.select`` may list more series (new ones); were one missing,
+    the labels are read with the samples. Either way each series keeps its samples."""
+    db.write(
+        pl.DataFrame(
+            {
+                "__name__": ["m"] * 6,
+                "a": ["x", "x", "y", "y", "z", "z"],
+                "timestamp": [0, 1000] * 3,
+                "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            }
+        )
+    )
+    real = db.series
+    for fake in (
+        lambda text: real(text).head(2),  # one missing: its key value matches no series
+        lambda text: pl.concat(  # a new series, differing only by a new label
+            [real(text), real(text).head(1).with_columns(pl.lit("1").alias("b"))],
+            how="diagonal",
+        ),
+    ):
+        monkeypatch.setattr(db, "series", fake)
+        samples = load(db, promql_parser.parse("m"), 0, 2000)
+        got = {
+            row["a"]: samples.values[samples.offsets[i] : samples.offsets[i + 1]].tolist()
+            for i, row in enumerate(samples.labels.to_dicts())
+        }
+        assert got == {"x": [1.0, 2.0], "y": [3.0, 4.0], "z": [5.0, 6.0]}
+        assert set(samples.labels.columns) == {"__name__", "a"}
