@@ -54,6 +54,7 @@ STATUS = {
     "not_found": 404,
     "internal": 500,
 }
+JSON = (("Content-Type", "application/json"),)
 #: At most this many points per series in a range query (Prometheus' limit).
 MAX_POINTS = 11_000
 
@@ -152,7 +153,7 @@ class PromApi:
         except Exception as exc:  # an answer, not a dropped connection; the log has the trace
             log.exception("Prometheus API request failed")
             return error_answer("internal", f"{type(exc).__name__}: {exc}")
-        return Answer(200, prom_json.success(data, warnings))
+        return Answer(200, prom_json.success(data, warnings), JSON)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -341,4 +342,4 @@ def _truncated(items: list[str], limit: int) -> tuple[str, Sequence[str]]:
 
 def error_answer(kind: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
     """The error envelope with the status Prometheus gives ``kind``."""
-    return Answer(STATUS.get(kind, 500), prom_json.error(kind, message), headers)
+    return Answer(STATUS.get(kind, 500), prom_json.error(kind, message), JSON + headers)

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tsdb_arrow.server")
 
-JSON = (("Content-Type", "application/json"),)
 GZIP_MIN_BYTES = 1024
 WRITE_WORKERS = 4
 LIGHT_WORKERS = 2

@@ -123,17 +123,12 @@ def _series_list(
     samples = pl.DataFrame(
         {
             "s": np.asarray(series, dtype=np.int64),
-            "sample": pl.concat_str(
-                pl.lit("["),
-                format_timestamps(ms),
-                pl.lit(',"'),
-                format_values(values),
-                pl.lit('"]'),
-                eager=True,
-            )
-            if len(ms)
-            else pl.Series([], dtype=pl.String),
+            "t": format_timestamps(ms),
+            "v": format_values(values),
         }
+    ).select(
+        "s",
+        pl.concat_str(pl.lit("["), "t", pl.lit(',"'), "v", pl.lit('"]')).alias("sample"),
     )
     grouped = samples.group_by("s", maintain_order=True).agg(pl.col("sample").str.join(","))
     frame = pl.DataFrame({"s": np.arange(metrics.len(), dtype=np.int64), "metric": metrics})

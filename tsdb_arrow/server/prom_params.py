@@ -66,7 +66,7 @@ def parse_time(text: str, name: str) -> int:
     if seconds is not None:
         if not math.isfinite(seconds):
             raise BadData(f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp')
-        whole, fraction = math.modf(seconds)
+        fraction, whole = math.modf(seconds)
         # Go's math.Round: halves away from zero.
         millis = math.copysign(math.floor(abs(fraction) * 1000 + 0.5), fraction)
         ms = int(whole) * 1000 + int(millis)
