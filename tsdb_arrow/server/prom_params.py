@@ -12,10 +12,10 @@ import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
-# Prometheus' boundary times (model.Time of math.MinInt64/MaxInt64 seconds as RFC 3339): clients
-# such as promtool send them for an open range.
-MIN_TIME = -(2**63) // 1000
-MAX_TIME = (2**63 - 1) // 1000
+# Prometheus' boundary times (its minTime and maxTime, in ms): clients such as promtool send
+# them, as RFC 3339 or as seconds, for an open range; times beyond are clamped to them.
+MIN_TIME = -9_223_309_901_257_974_000
+MAX_TIME = 9_223_309_901_257_974_999
 _MIN_TIME_TEXT = "-292273086-05-16T16:47:06Z"
 _MAX_TIME_TEXT = "292277025-08-18T07:12:54.999999999Z"
 
@@ -70,11 +70,11 @@ def parse_time(text: str, name: str) -> int:
         # Go's math.Round: halves away from zero.
         millis = math.copysign(math.floor(abs(fraction) * 1000 + 0.5), fraction)
         ms = int(whole) * 1000 + int(millis)
-        return max(min(ms, MAX_TIME * 1000), MIN_TIME * 1000)
+        return max(min(ms, MAX_TIME), MIN_TIME)
     if text == _MIN_TIME_TEXT:
-        return MIN_TIME * 1000
+        return MIN_TIME
     if text == _MAX_TIME_TEXT:
-        return MAX_TIME * 1000
+        return MAX_TIME
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise BadData(f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp')
@@ -134,8 +134,8 @@ def time_range(form: Form) -> tuple[int, int]:
     times, as in Prometheus."""
     start = value(form, "start")
     end = value(form, "end")
-    lo = MIN_TIME * 1000 if start is None else parse_time(start, "start")
-    hi = MAX_TIME * 1000 if end is None else parse_time(end, "end")
+    lo = MIN_TIME if start is None else parse_time(start, "start")
+    hi = MAX_TIME if end is None else parse_time(end, "end")
     if hi < lo:
         raise BadData("end timestamp must not be before start time")
     return lo, hi
