@@ -273,7 +273,7 @@ def _table(
             ends = np.zeros(n_series, dtype=np.int64)
             starts[owners] = labels[mine, V_S]
             ends[owners] = labels[mine, V_E]
-            valid = ends > starts  # absent, or empty: no label
+            valid = (ends > starts) & (per_series > 0)  # absent, or empty: no label
             if not valid.any():
                 continue
             column = _strings(buf, starts, ends, valid)
