@@ -168,7 +168,41 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    promqltest = command(
+        "promqltest", "run Prometheus PromQL test scripts against the engine", _PROMQLTEST_EXAMPLES
+    )
+    promqltest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    promqltest.add_argument(
+        "--exclusions",
+        type=Path,
+        default=None,
+        help="known failures, one 'file.test:LINE reason' "
+        "a line (default: the list shipped with tsdb-arrow)",
+    )
+    promqltest.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the excluded failures"
+    )
+    promqltest.set_defaults(run=_promqltest)
     return parser
+
+
+_PROMQLTEST_EXAMPLES = """examples:
+  tsdb-arrow promqltest ../shared/promql/*.test
+  tsdb-arrow promqltest -v --exclusions my_exclusions.txt tests/promql/cases/*.test"""
+
+
+def _promqltest(args: argparse.Namespace) -> int:
+    from tsdb_arrow.errors import InputError
+    from tsdb_arrow.promql import promqltest
+
+    for path in args.files:
+        if not path.is_file():
+            raise InputError(f"{path}: no such test file; pass .test files such as promql/*.test")
+    exclusions = promqltest.EXCLUSIONS if args.exclusions is None else args.exclusions
+    return promqltest.main(
+        [str(p) for p in args.files], exclusions=exclusions, verbose=args.verbose
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
