@@ -8,11 +8,13 @@ place that turns either into the JSON envelope and the HTTP status. Queries are 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -59,6 +61,8 @@ JSON = (("Content-Type", "application/json"),)
 MAX_POINTS = 11_000
 
 Engine = Callable[..., "Value"]
+#: What an endpoint returns: the encoded ``data``, its warnings and its infos.
+Result = tuple[str, Sequence[str], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -140,10 +144,10 @@ class PromApi:
 
     # -- the envelope -------------------------------------------------------------------------
 
-    def respond(self, endpoint: Callable[..., tuple[str, Sequence[str]]], *args: Any) -> Answer:
+    def respond(self, endpoint: Callable[..., Result], *args: Any) -> Answer:
         """Run ``endpoint`` and turn its data or its error into Prometheus' envelope."""
         try:
-            data, warnings = endpoint(*args)
+            data, warnings, infos = endpoint(*args)
         except BadData as exc:
             return error_answer("bad_data", str(exc))
         except ApiError as exc:
@@ -153,11 +157,11 @@ class PromApi:
         except Exception as exc:  # an answer, not a dropped connection; the log has the trace
             log.exception("Prometheus API request failed")
             return error_answer("internal", f"{type(exc).__name__}: {exc}")
-        return Answer(200, prom_json.success(data, warnings), JSON)
+        return Answer(200, prom_json.success(data, warnings, infos), JSON)
 
     # -- queries ------------------------------------------------------------------------------
 
-    def query(self, form: Form) -> tuple[str, Sequence[str]]:
+    def query(self, form: Form) -> Result:
         """``/api/v1/query``: evaluate at ``time`` (default now)."""
         from tsdb_arrow.promql.values import Steps
 
@@ -165,10 +169,10 @@ class PromApi:
         text = value(form, "time")
         at = round(self._now() * 1000) if text is None else parse_time(text, "time")
         steps = Steps(at, at, 0)
-        result = self._evaluate(expr, steps, form)
-        return prom_json.encode_instant(result, at, limit=parse_limit(form)), ()
+        result, warnings, infos = self._evaluate(expr, steps, form)
+        return prom_json.encode_instant(result, at, limit=parse_limit(form)), warnings, infos
 
-    def query_range(self, form: Form) -> tuple[str, Sequence[str]]:
+    def query_range(self, form: Form) -> Result:
         """``/api/v1/query_range``: evaluate at ``start``, ``start + step``, ... ``<= end``."""
         from tsdb_arrow.promql.values import Steps
 
@@ -189,10 +193,13 @@ class PromApi:
             )
         expr = _expr(form)
         steps = Steps(start, end, step)
-        result = self._evaluate(expr, steps, form)
-        return prom_json.encode_range(result, steps, limit=parse_limit(form)), ()
+        result, warnings, infos = self._evaluate(expr, steps, form)
+        return prom_json.encode_range(result, steps, limit=parse_limit(form)), warnings, infos
 
-    def _evaluate(self, expr: str, steps: Steps, form: Form) -> Value:
+    def _evaluate(
+        self, expr: str, steps: Steps, form: Form
+    ) -> tuple[Value, Sequence[str], Sequence[str]]:
+        """The value of ``expr`` with the warnings and infos the engine raised."""
         import promql_parser
 
         timeout = self.options.timeout
@@ -213,13 +220,15 @@ class PromApi:
         engine = self._engine or default_engine()
         started = time.monotonic()
         try:
-            return engine(
-                self.db,
-                expr,
-                steps,
-                lookback=lookback,
-                limits=self._limits(self.options.max_samples, timeout),
-            )
+            with _annotations() as notes:
+                result = engine(
+                    self.db,
+                    expr,
+                    steps,
+                    lookback=lookback,
+                    limits=self._limits(self.options.max_samples, timeout),
+                )
+            return result, notes.warnings, notes.infos
         except QueryLimitError as exc:
             timed_out = time.monotonic() - started >= timeout * 0.99
             raise ApiError("timeout" if timed_out else "execution", str(exc)) from None
@@ -256,7 +265,7 @@ class PromApi:
             return frames[0]
         return pl.concat(frames, how="diagonal_relaxed").unique(REF, maintain_order=True)
 
-    def series(self, form: Form) -> tuple[str, Sequence[str]]:
+    def series(self, form: Form) -> Result:
         """``/api/v1/series``: the label sets of the series matching any ``match[]``."""
         limit = parse_limit(form)
         frame = self._matched(form, required=True).drop(REF)
@@ -265,9 +274,9 @@ class PromApi:
         if limit and frame.height > limit:
             frame = frame[pl.Series(prom_json.sort_key(frame).arg_sort()[:limit])]
             warnings.append("results truncated due to limit")
-        return prom_json.label_sets(frame), warnings
+        return prom_json.label_sets(frame), warnings, ()
 
-    def labels(self, form: Form) -> tuple[str, Sequence[str]]:
+    def labels(self, form: Form) -> Result:
         """``/api/v1/labels``: the label names the (matching) series have, sorted."""
         limit = parse_limit(form)
         frame = self._matched(form, required=False).drop(REF)
@@ -279,13 +288,13 @@ class PromApi:
         )  # fmt: skip
         return _truncated(names, limit)
 
-    def label_values(self, name: str, form: Form) -> tuple[str, Sequence[str]]:
+    def label_values(self, name: str, form: Form) -> Result:
         """``/api/v1/label/<name>/values``: the values of label ``name``, sorted."""
         check_label_name(name)
         limit = parse_limit(form)
         frame = self._matched(form, required=False)
         if name not in frame.columns:
-            return "[]", ()
+            return "[]", (), ()
         values = frame[name].drop_nulls().unique()
         values = sorted(v for v in values.filter(values != "").to_list())
         return _truncated(values, limit)
@@ -298,7 +307,7 @@ class PromApi:
             for metric, entry in entries.items():
                 self.metadata_store[metric] = [entry]
 
-    def metadata(self, form: Form) -> tuple[str, Sequence[str]]:
+    def metadata(self, form: Form) -> Result:
         """``/api/v1/metadata``: type, help and unit per metric, as remote write sent them."""
         limit = parse_limit(form)
         metric = value(form, "metric")
@@ -308,9 +317,9 @@ class PromApi:
             items = [(m, e) for m, e in items if m == metric]
         if limit:
             items = items[:limit]
-        return prom_json.json_object(dict(items)), ()
+        return prom_json.json_object(dict(items)), (), ()
 
-    def buildinfo(self, form: Form) -> tuple[str, Sequence[str]]:
+    def buildinfo(self, form: Form) -> Result:
         """``/api/v1/status/buildinfo``: this server's version (Grafana reads it)."""
         import tsdb_arrow
 
@@ -322,7 +331,19 @@ class PromApi:
             "buildDate": "",
             "goVersion": "",
         }
-        return prom_json.json_object(info), ()
+        return prom_json.json_object(info), (), ()
+
+
+@contextlib.contextmanager
+def _annotations() -> Iterator[Any]:
+    """The engine's annotation collector (``promql.annotations``), or an empty one without."""
+    try:
+        from tsdb_arrow.promql.annotations import collect
+    except ImportError:  # an engine without annotations
+        yield SimpleNamespace(warnings=[], infos=[])
+        return
+    with collect() as notes:
+        yield notes
 
 
 def _expr(form: Form) -> str:
@@ -334,10 +355,10 @@ def _expr(form: Form) -> str:
     return expr
 
 
-def _truncated(items: list[str], limit: int) -> tuple[str, Sequence[str]]:
+def _truncated(items: list[str], limit: int) -> Result:
     if limit and len(items) > limit:
-        return prom_json.strings(items[:limit]), ["results truncated due to limit"]
-    return prom_json.strings(items), ()
+        return prom_json.strings(items[:limit]), ["results truncated due to limit"], ()
+    return prom_json.strings(items), (), ()
 
 
 def error_answer(kind: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:

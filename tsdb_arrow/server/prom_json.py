@@ -255,9 +255,10 @@ def json_object(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def success(data: str, warnings: Sequence[str] = ()) -> bytes:
-    """The success envelope around an encoded ``data``."""
+def success(data: str, warnings: Sequence[str] = (), infos: Sequence[str] = ()) -> bytes:
+    """The success envelope around an encoded ``data`` (with Prometheus 3's ``infos``)."""
     extra = ',"warnings":' + strings(warnings) if warnings else ""
+    extra += ',"infos":' + strings(infos) if infos else ""
     return ('{"status":"success","data":' + data + extra + "}").encode()
 
 
