@@ -98,9 +98,19 @@ def _prometheus_query(port: int, expr: str, at: float) -> list:
         return json.loads(r.read())["data"]["result"]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (apt install ...)")
-def test_prometheus_remote_writes_its_own_scrapes_to_us(tmp_path):
+def _get(address: str, path: str, params: dict) -> dict:
+    url = f"http://{address}{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory):
+    """Our server and a Prometheus that scrapes itself each second and remote-writes to us;
+    yields once at least 12 s of samples have arrived, stops both after the module."""
+    if PROMETHEUS is None:
+        pytest.skip("prometheus is not installed (apt install prometheus)")
+    tmp_path = tmp_path_factory.mktemp("prometheus")
     db = ta.open(tmp_path / "db")
     server = ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0")
     port = free_port()
@@ -134,45 +144,18 @@ remote_write:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 90
-        samples = None
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert prometheus.poll() is None, prometheus.stderr.read().decode()
             if db.series('up{job="prometheus"}').height:
-                samples = db.select('up{job="prometheus"}').collect()
-                if samples.height >= 3:
+                ts = db.select('up{job="prometheus"}').collect()["timestamp"].dt.epoch("ms")
+                if ts.max() - ts.min() >= 12_000:
                     break
             time.sleep(0.5)
-        assert samples is not None and samples.height >= 3, "no samples arrived in 90 s"
-        assert set(samples["instance"]) == {f"127.0.0.1:{port}"}
-        assert samples["value"].to_list() == [1.0] * samples.height
-        # what we stored is what Prometheus stored: the same raw samples of a counter
-        stored = db.select('prometheus_http_requests_total{handler="/metrics"}').collect()
-        assert stored.height > 0
-        last = stored["timestamp"].dt.epoch("ms").max()
-        theirs = _prometheus_query(
-            port, 'prometheus_http_requests_total{handler="/metrics"}[1h]', last / 1000
-        )
-        assert len(theirs) == 1
-        their_samples = {(round(float(t) * 1000), float(v)) for t, v in theirs[0]["values"]}
-        ours = set(zip(stored["timestamp"].dt.epoch("ms").to_list(), stored["value"].to_list()))
-        assert ours and ours <= their_samples
-        assert np.all(np.diff(stored["timestamp"].dt.epoch("ms").to_numpy()) > 0)
-        # and the metadata Prometheus sent is answered
-        with urllib.request.urlopen(
-            f"http://{server.addresses['http']}/api/v1/metadata?metric=prometheus_build_info",
-            timeout=30,
-        ) as r:
-            metadata = json.loads(r.read())["data"]
-        deadline = time.monotonic() + 30
-        while not metadata and time.monotonic() < deadline:
-            time.sleep(0.5)
-            with urllib.request.urlopen(
-                f"http://{server.addresses['http']}/api/v1/metadata?metric=prometheus_build_info",
-                timeout=30,
-            ) as r:
-                metadata = json.loads(r.read())["data"]
-        assert metadata["prometheus_build_info"][0]["type"] == "gauge"
+        else:
+            pytest.fail("Prometheus did not remote-write 12 s of samples within 120 s")
+        time.sleep(3)  # the batches of the scrapes before now have arrived
+        yield db, server.addresses["http"], port
     finally:
         prometheus.terminate()
         try:
@@ -183,3 +166,95 @@ remote_write:
         prometheus.stderr.close()
         server.stop()
         db.close()
+
+
+@pytest.mark.slow
+def test_prometheus_remote_writes_its_own_scrapes_to_us(feed):
+    db, ours, port = feed
+    samples = db.select('up{job="prometheus"}').collect()
+    assert set(samples["instance"]) == {f"127.0.0.1:{port}"}
+    assert samples["value"].to_list() == [1.0] * samples.height
+    # what we stored is what Prometheus stored: the same raw samples of a counter
+    stored = db.select('prometheus_http_requests_total{handler="/metrics"}').collect()
+    times = stored["timestamp"].dt.epoch("ms")
+    theirs = _get(
+        f"127.0.0.1:{port}",
+        "/api/v1/query",
+        {
+            "query": 'prometheus_http_requests_total{handler="/metrics"}[1h]',
+            "time": times.max() / 1000,
+        },
+    )["data"]["result"]
+    assert len(theirs) == 1
+    their_samples = {(round(float(t) * 1000), float(v)) for t, v in theirs[0]["values"]}
+    ours_samples = set(zip(times.to_list(), stored["value"].to_list()))
+    assert len(ours_samples) >= 10 and ours_samples <= their_samples
+    # and the metadata Prometheus sent is answered
+    deadline = time.monotonic() + 30
+    while True:
+        metadata = _get(ours, "/api/v1/metadata", {"metric": "prometheus_build_info"})["data"]
+        if metadata or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert metadata["prometheus_build_info"][0]["type"] == "gauge"
+
+
+QUERIES = [
+    "up",
+    "rate(prometheus_http_requests_total[5s])",
+    "sum by (handler) (rate(prometheus_http_requests_total[5s]))",
+    "histogram_quantile(0.9, sum by (le) "
+    "(rate(prometheus_http_request_duration_seconds_bucket[5s])))",
+    # values that never tie (alloc and heap_alloc are equal, and topk would pick either)
+    'topk(2, {__name__=~"go_memstats_(sys|alloc)_bytes|process_resident_memory_bytes"})',
+    "max_over_time(rate(prometheus_http_requests_total[3s])[6s:1s])",
+]
+
+
+def _series(result: list, key: str) -> dict:
+    out = {}
+    for item in result:
+        points = [item[key]] if key == "value" else item[key]
+        out[tuple(sorted(item["metric"].items()))] = [(float(t), float(v)) for t, v in points]
+    return out
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        if len(a[k]) != len(b[k]):
+            return False
+        for (ta_, va), (tb, vb) in zip(a[k], b[k]):
+            if ta_ != tb or not (
+                (np.isnan(va) and np.isnan(vb)) or np.isclose(va, vb, rtol=1e-9, atol=0)
+            ):
+                return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("expr", QUERIES)
+def test_same_answers_as_prometheus(feed, expr):
+    """Instant and range queries answered by the real engine equal Prometheus' own, at times
+    no sample sits on (Prometheus 2's windows are closed, 3's left-open; see the issue)."""
+    db, ours, port = feed
+    ts = db.select('up{job="prometheus"}').collect()["timestamp"].dt.epoch("ms").to_numpy()
+    phases = set((ts % 1000).tolist())
+    if 0 in phases and "[6s:1s]" in expr:
+        pytest.skip("a sample sits on a subquery step: the two versions' windows differ there")
+    phase = next(p for p in range(250, 1250) if p % 1000 not in phases) % 1000
+    end = (int(ts.max()) - 2000) // 1000 * 1000 + phase
+    start = end - 6000
+    theirs_address = f"127.0.0.1:{port}"
+    for path, params, key in [
+        ("/api/v1/query", {"query": expr, "time": end / 1000}, "value"),
+        ("/api/v1/query_range",
+         {"query": expr, "start": start / 1000, "end": end / 1000, "step": 1}, "values"),
+    ]:  # fmt: skip
+        mine = _get(ours, path, params)
+        theirs = _get(theirs_address, path, params)
+        assert mine["status"] == theirs["status"] == "success", (mine, theirs)
+        assert mine["data"]["resultType"] == theirs["data"]["resultType"]
+        a, b = _series(mine["data"]["result"], key), _series(theirs["data"]["result"], key)
+        assert a and _same(a, b), (expr, path, a, b)
