@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tsdb_arrow.errors import ServerError
 from tsdb_arrow.server.auth import bearer_ok
+from tsdb_arrow.server.group_write import GroupWriter
 from tsdb_arrow.server.prom_api import Answer, Engine, PromApi, QueryOptions, error_answer
 from tsdb_arrow.server.prom_params import BadData, parse_form
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tsdb_arrow.server")
 
 GZIP_MIN_BYTES = 1024
-WRITE_WORKERS = 4
+WRITE_WORKERS = 8
 LIGHT_WORKERS = 2
 #: Queries waiting for a slot beyond this many times ``max_concurrent`` are refused at once.
 QUEUE_FACTOR = 4
@@ -86,6 +87,7 @@ class PromApp:
         self.queries = ThreadPoolExecutor(slots, thread_name_prefix="tsdb-arrow-query")
         self.writes = ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="tsdb-arrow-write")
         self.light = ThreadPoolExecutor(LIGHT_WORKERS, thread_name_prefix="tsdb-arrow-api")
+        self.group = GroupWriter(api.db)
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
 
@@ -193,10 +195,11 @@ class PromApp:
         if path == "/api/v1/write":
             from tsdb_arrow.server.remote_write import receive_write
 
+            group = self.group
             return await loop.run_in_executor(
                 self.writes,
                 lambda: receive_write(
-                    db, body, headers, max_bytes=limit, on_metadata=self.api.remember_metadata
+                    group, body, headers, max_bytes=limit, on_metadata=self.api.remember_metadata
                 ),
             )
         if path == "/api/v1/read":

@@ -17,6 +17,7 @@ from tsdb_arrow.server.prom_api import Answer
 
 if TYPE_CHECKING:
     from tsdb_arrow.database import Database
+    from tsdb_arrow.server.group_write import GroupWriter
 
 TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 RETRY_AFTER = "1"
@@ -53,14 +54,15 @@ def unsnappy(body: bytes, limit: int) -> bytes | Answer:
 
 
 def receive_write(
-    db: Database,
+    db: Database | GroupWriter,
     body: bytes,
     headers: Mapping[str, str],
     *,
     max_bytes: int,
     on_metadata: Callable[[dict[str, dict[str, str]]], None] | None = None,
 ) -> Answer:
-    """Store one remote-write request; the answer says whether the sender should retry."""
+    """Store one remote-write request through ``db`` (a database, or a group writer over one);
+    the answer says whether the sender should retry."""
     from tsdb_arrow.ingest.remote_write import decode_write_request
 
     kind = headers.get("content-type", "application/x-protobuf")
