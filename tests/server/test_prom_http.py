@@ -421,3 +421,45 @@ def test_query_options_refuse_bad_values():
         QueryOptions(max_concurrent=0)
     with pytest.raises(ta.ConfigError, match="positive"):
         QueryOptions(timeout=0)
+
+
+def test_tsdb_arrow_serve_answers_queries_with_the_engine(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db = ta.open(tmp_path / "db")
+    write_fixture(db)
+    db.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = Path(sys.executable).with_name("tsdb-arrow")
+    command = [str(cli), "serve", "--data", str(tmp_path / "db"), "--otlp-grpc", "off",
+               "--otlp-http", "off", "--http", f"127.0.0.1:{port}",
+               "--query-timeout", "30"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            lines = []
+            for line in p.stdout:
+                lines.append(line.strip())
+                if line.strip() == "tsdb-arrow: ready":
+                    break
+            assert f"tsdb-arrow: http listening on 127.0.0.1:{port}" in lines, lines
+
+            class Address:
+                address = f"127.0.0.1:{port}"
+
+            status, _, body = call(
+                Address, "/api/v1/query", {"query": "sum by (job) (up)", "time": S0 + 20}
+            )
+            assert status == 200
+            assert sorted((r["metric"]["job"], r["value"][1]) for r in body["data"]["result"]) == [
+                ("api", "0"),
+                ("web", "NaN"),
+            ]
+        finally:
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(60) == 0, p.stderr.read()
