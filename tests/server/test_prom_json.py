@@ -8,10 +8,10 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsdb_arrow.promql.values import InstantVector, Steps
+from tsdb_arrow.promql.values import InstantVector, RangeVector, Steps
 from tsdb_arrow.server import prom_json
 from tsdb_arrow.server.prom_params import (
     MAX_TIME,
@@ -50,6 +50,7 @@ def test_values_format_as_go(x, text):
     assert prom_json.format_values(np.array([x])).to_list() == [text]
 
 
+@settings(deadline=None)  # the first example loads the kernels
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=50))
 def test_values_format_as_go_for_any_float(xs):
     got = prom_json.format_values(np.array(xs, dtype=np.float64)).to_list()
@@ -63,6 +64,7 @@ def test_stale_marker_and_nan_payloads_are_nan():
     assert prom_json.format_values(bits.view(np.float64)).to_list() == ["NaN"] * 3
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(-(2**62), 2**62), max_size=50))
 def test_timestamps_are_seconds_with_millisecond_digits(ms):
     got = prom_json.format_timestamps(np.array(ms, dtype=np.int64)).to_list()
@@ -102,6 +104,25 @@ def test_range_matrix_drops_empty_series_and_orders_steps():
         "result": [
             {"metric": {"__name__": "a"}, "values": [[1, "3"], [2, "4"]]},
             {"metric": {"__name__": "b"}, "values": [[1, "1"]]},
+        ],
+    }
+
+
+def test_range_vector_window_and_empty_series():
+    labels = pl.DataFrame({"__name__": ["b", "empty", "a", "outside", "last"]})
+    value = RangeVector(
+        labels,
+        timestamps=np.array([1000, 2000, 3000, 500, 1500, 100], dtype=np.int64),
+        values=np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        offsets=np.array([0, 3, 3, 5, 6, 6], dtype=np.int64),
+        window_ends=np.array([3000], dtype=np.int64),
+        range=2000,
+    )
+    assert json.loads(prom_json.encode_instant(value, 3000)) == {
+        "resultType": "matrix",
+        "result": [
+            {"metric": {"__name__": "a"}, "values": [[1.5, "5"]]},
+            {"metric": {"__name__": "b"}, "values": [[2, "2"], [3, "3"]]},
         ],
     }
 

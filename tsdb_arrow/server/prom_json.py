@@ -15,73 +15,61 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tsdb_arrow.promql.values import InstantVector, RangeVector, Scalar, Steps, String, Value
 
-_NUMBER = r"^(-?)(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$"
+
+def _strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets and bytes of a String series without nulls (zero-copy where Arrow allows)."""
+    arr = series.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+        arr.offset : arr.offset + len(arr) + 1
+    ]
+    data = arr.buffers()[2]
+    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(
+        0, np.uint8
+    )
+
+
+def _float_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polars' shortest round-trip text of each float: the digits the kernels rewrite."""
+    return _strings(pl.Series(np.asarray(values, dtype=np.float64)).cast(pl.String))
+
+
+def _string_series(offsets: np.ndarray, data: np.ndarray, name: str) -> pl.Series:
+    arr = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
+    )
+    return pl.Series(name, arr)
 
 
 def format_values(values: np.ndarray) -> pl.Series:
     """Sample values as the strings Prometheus writes (Go's ``strconv.FormatFloat``)."""
-    v = pl.col("v")
-    text = v.cast(pl.String)
-    parts = text.str.extract_groups(_NUMBER)
-    sign = parts.struct.field("1")
-    whole = parts.struct.field("2")
-    raw = pl.concat_str(whole, parts.struct.field("3").fill_null(""))
-    exponent = parts.struct.field("4").cast(pl.Int64).fill_null(0)
-    stripped = raw.str.strip_chars_start("0")
-    digits = stripped.str.strip_chars_end("0")
-    n = digits.str.len_chars().cast(pl.Int64)
-    # the decimal point sits after ``point`` digits of ``digits`` (negative: zeros before them)
-    point = whole.str.len_chars().cast(pl.Int64) + exponent
-    point = point - (raw.str.len_chars() - stripped.str.len_chars()).cast(pl.Int64)
-    positional = (
-        pl.when(point <= 0)
-        .then(pl.concat_str(pl.lit("0."), digits.str.zfill(n - point)))
-        .when(point >= n)
-        .then(digits.str.pad_end(point, "0"))
-        .otherwise(pl.concat_str(digits.str.slice(0, point), pl.lit("."), digits.str.slice(point)))
-    )
-    e = point - 1
-    scientific = pl.concat_str(
-        digits.str.slice(0, 1),
-        pl.when(n > 1).then(pl.concat_str(pl.lit("."), digits.str.slice(1))).otherwise(pl.lit("")),
-        pl.when(e < 0).then(pl.lit("e-")).otherwise(pl.lit("e+")),
-        e.abs().cast(pl.String).str.zfill(2),
-    )
-    magnitude = v.abs()
-    formatted = (
-        pl.when(v.is_nan())
-        .then(pl.lit("NaN"))
-        .when(v == float("inf"))
-        .then(pl.lit("+Inf"))
-        .when(v == float("-inf"))
-        .then(pl.lit("-Inf"))
-        .when(n == 0)
-        .then(pl.concat_str(sign, pl.lit("0")))
-        .when((magnitude < 1e-6) | (magnitude >= 1e21))
-        .then(pl.concat_str(sign, scientific))
-        .otherwise(pl.concat_str(sign, positional))
-    )
-    frame = pl.DataFrame({"v": np.asarray(values, dtype=np.float64)})
-    return frame.select(formatted.alias("value")).to_series()
+    from tsdb_arrow.server.json_kernels import numbers
+
+    offsets, data = _float_texts(values)
+    out_offsets = np.empty(len(offsets), dtype=np.int64)
+    size = numbers(offsets, data, out_offsets, np.empty(0, np.uint8), False)
+    out = np.empty(size, dtype=np.uint8)
+    numbers(offsets, data, out_offsets, out, True)
+    return _string_series(out_offsets, out, "value")
 
 
 def format_timestamps(ms: np.ndarray) -> pl.Series:
     """Millisecond timestamps as Prometheus writes them: Unix seconds, ``.ddd`` when not whole."""
-    t = pl.col("t")
-    magnitude = t.abs()
-    fraction = magnitude % 1000
-    text = pl.concat_str(
-        pl.when(t < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-        (magnitude // 1000).cast(pl.String),
-        pl.when(fraction != 0)
-        .then(pl.concat_str(pl.lit("."), fraction.cast(pl.String).str.zfill(3)))
-        .otherwise(pl.lit("")),
-    )
-    frame = pl.DataFrame({"t": np.asarray(ms, dtype=np.int64)})
-    return frame.select(text.alias("t")).to_series()
+    from tsdb_arrow.server.json_kernels import timestamps
+
+    ts = np.ascontiguousarray(ms, dtype=np.int64)
+    out_offsets = np.empty(len(ts) + 1, dtype=np.int64)
+    size = timestamps(ts, out_offsets, np.empty(0, np.uint8), False)
+    out = np.empty(size, dtype=np.uint8)
+    timestamps(ts, out_offsets, out, True)
+    return _string_series(out_offsets, out, "t")
 
 
 def metric_objects(labels: pl.DataFrame) -> pl.Series:
@@ -113,37 +101,28 @@ def sort_key(labels: pl.DataFrame) -> pl.Series:
     return labels.select(pl.concat_str(pairs, ignore_nulls=True).fill_null("").alias("key"))["key"]
 
 
+def _starts(counts: np.ndarray) -> np.ndarray:
+    starts = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    return starts
+
+
 def _series_list(
-    metrics: pl.Series, series: np.ndarray, ms: np.ndarray, values: np.ndarray, *, many: bool
+    metrics: pl.Series, starts: np.ndarray, ms: np.ndarray, values: np.ndarray, *, many: bool
 ) -> str:
     """``[{"metric":{...},"values":[[t,"v"],...]}, ...]`` (``"value":[t,"v"]`` when not
-    ``many``) for samples given by their series index, in the order of ``metrics``."""
+    ``many``): series i is ``metrics[i]`` with the samples ``[starts[i], starts[i+1])``."""
+    from tsdb_arrow.server.json_kernels import series_list
+
     if metrics.len() == 0:
         return "[]"
-    samples = pl.DataFrame(
-        {
-            "s": np.asarray(series, dtype=np.int64),
-            "t": format_timestamps(ms),
-            "v": format_values(values),
-        }
-    ).select(
-        "s",
-        pl.concat_str(pl.lit("["), "t", pl.lit(',"'), "v", pl.lit('"]')).alias("sample"),
-    )
-    grouped = samples.group_by("s", maintain_order=True).agg(pl.col("sample").str.join(","))
-    frame = pl.DataFrame({"s": np.arange(metrics.len(), dtype=np.int64), "metric": metrics})
-    frame = frame.join(grouped, on="s", how="inner", maintain_order="left")
-    if many:
-        item = pl.concat_str(
-            pl.lit('{"metric":'), pl.col("metric"), pl.lit(',"values":['), pl.col("sample"),
-            pl.lit("]}"),
-        )  # fmt: skip
-    else:
-        item = pl.concat_str(
-            pl.lit('{"metric":'), pl.col("metric"), pl.lit(',"value":'), pl.col("sample"),
-            pl.lit("}"),
-        )  # fmt: skip
-    return "[" + frame.select(item.str.join(",")).item() + "]"
+    m_offsets, m_data = _strings(metrics)
+    ts = np.ascontiguousarray(ms, dtype=np.int64)
+    v_offsets, v_data = _float_texts(values)
+    args = (m_offsets, m_data, starts, ts, v_offsets, v_data, many)
+    out = np.empty(series_list(*args, np.empty(0, np.uint8), False), dtype=np.uint8)
+    series_list(*args, out, True)
+    return out.tobytes().decode()
 
 
 def _sorted(labels: pl.DataFrame) -> np.ndarray:
@@ -171,7 +150,7 @@ def encode_instant(value: Value, time: int, *, limit: int = 0) -> str:
     values = np.asarray(value.values)[rows, 0]
     result = _series_list(
         metric_objects(labels),
-        np.arange(len(rows)),
+        np.arange(len(rows) + 1, dtype=np.int64),
         np.full(len(rows), time, dtype=np.int64),
         values,
         many=False,
@@ -182,33 +161,32 @@ def encode_instant(value: Value, time: int, *, limit: int = 0) -> str:
 def _range_vector(value: RangeVector, limit: int) -> str:
     """A range vector's samples in the window of its (only) step, series sorted by labels."""
     end = int(value.window_ends[0])
-    counts = np.diff(np.asarray(value.offsets))
-    series = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    offsets = np.asarray(value.offsets, dtype=np.int64)
     ts = np.asarray(value.timestamps)
     inside = (ts > end - value.range) & (ts <= end)
+    running = np.concatenate(([0], np.cumsum(inside, dtype=np.int64)))
+    counts = running[offsets[1:]] - running[offsets[:-1]]
     return _matrix(
-        value.labels, series[inside], ts[inside], np.asarray(value.values)[inside], limit
+        value.labels, _starts(counts), ts[inside], np.asarray(value.values)[inside], limit
     )
 
 
 def _matrix(
-    labels: pl.DataFrame, series: np.ndarray, ms: np.ndarray, values: np.ndarray, limit: int
+    labels: pl.DataFrame, starts: np.ndarray, ms: np.ndarray, values: np.ndarray, limit: int
 ) -> str:
-    """Series that have samples, sorted by their label sets; samples in time order."""
-    has = np.zeros(labels.height, dtype=bool)
-    has[series] = True
+    """Series that have samples, sorted by their label sets; series i's samples are
+    ``[starts[i], starts[i+1])``, in time order."""
+    counts = np.diff(starts)
     order = _sorted(labels)
-    order = _limited(order[has[order]], limit)
-    rank = np.full(labels.height, -1, dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    new_series = rank[series]
-    keep = new_series >= 0
-    by = np.lexsort((ms[keep], new_series[keep]))
+    order = _limited(order[counts[order] > 0], limit)
+    new_counts = counts[order]
+    new_starts = _starts(new_counts)
+    gather = np.repeat(starts[order] - new_starts[:-1], new_counts) + np.arange(new_starts[-1])
     return _series_list(
         metric_objects(labels[pl.Series(order)]),
-        new_series[keep][by],
-        ms[keep][by],
-        values[keep][by],
+        new_starts,
+        ms[gather],
+        values[gather],
         many=True,
     )
 
@@ -220,7 +198,7 @@ def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str:
     if isinstance(value, Scalar):
         result = _series_list(
             pl.Series(["{}"]),
-            np.zeros(len(times), dtype=np.int64),
+            np.array([0, len(times)], dtype=np.int64),
             times,
             np.asarray(value.values),
             many=True,
@@ -228,12 +206,12 @@ def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str:
         return '{"resultType":"matrix","result":' + result + "}"
     assert isinstance(value, InstantVector)
     present = np.asarray(value.present)
-    series, step = np.nonzero(present)
-    return (
-        '{"resultType":"matrix","result":'
-        + _matrix(value.labels, series, times[step], np.asarray(value.values)[series, step], limit)
-        + "}"
+    series, step = np.nonzero(present)  # row-major: grouped by series, steps in order
+    starts = _starts(present.sum(axis=1))
+    matrix = _matrix(
+        value.labels, starts, times[step], np.asarray(value.values)[series, step], limit
     )
+    return '{"resultType":"matrix","result":' + matrix + "}"
 
 
 def label_sets(series: pl.DataFrame) -> str:
