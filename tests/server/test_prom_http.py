@@ -328,6 +328,14 @@ def test_buildinfo_metadata_ready_healthy(served):
     assert call(server, "/-/healthy", method="HEAD")[:3:2] == (200, b"")
 
 
+def test_endpoints_grafana_asks_for_that_have_nothing_here(served):
+    server, _ = served
+    params = {"query": "up", "start": S0, "end": S0 + 30}
+    assert call(server, "/api/v1/query_exemplars", params)[2] == ok([])
+    assert call(server, "/api/v1/rules")[2] == ok({"groups": []})
+    assert call(server, "/api/v1/alerts")[2] == ok({"alerts": []})
+
+
 def test_unknown_path_and_method(served):
     server, _ = served
     assert call(server, "/api/v1/nothing")[:3:2] == (404, b"404 page not found\n")

@@ -319,6 +319,20 @@ class PromApi:
             items = items[:limit]
         return prom_json.json_object(dict(items)), (), ()
 
+    def query_exemplars(self, form: Form) -> Result:
+        """``/api/v1/query_exemplars``: no exemplars are stored (remote write skips them)."""
+        _expr(form)
+        time_range(form)
+        return "[]", (), ()
+
+    def rules(self, form: Form) -> Result:
+        """``/api/v1/rules``: no recording or alerting rules run here (Grafana asks)."""
+        return '{"groups":[]}', (), ()
+
+    def alerts(self, form: Form) -> Result:
+        """``/api/v1/alerts``: no alerts fire here (Grafana asks)."""
+        return '{"alerts":[]}', (), ()
+
     def buildinfo(self, form: Form) -> Result:
         """``/api/v1/status/buildinfo``: this server's version (Grafana reads it)."""
         import tsdb_arrow

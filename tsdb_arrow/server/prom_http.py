@@ -51,6 +51,9 @@ _LIGHT = {
     "/api/v1/labels": "labels",
     "/api/v1/metadata": "metadata",
     "/api/v1/status/buildinfo": "buildinfo",
+    "/api/v1/query_exemplars": "query_exemplars",
+    "/api/v1/rules": "rules",
+    "/api/v1/alerts": "alerts",
 }
 _OPEN = {"/-/ready": b"tsdb-arrow is Ready.\n", "/-/healthy": b"tsdb-arrow is Healthy.\n"}
 
