@@ -325,3 +325,16 @@ def test_otlp_on_the_prometheus_port(served):
     assert db.select("load").collect()["value"].to_list() == [0.75]
     status, _, _ = post(server, "/api/v1/otlp/v1/metrics", b"{}", {"Content-Type": "text/plain"})
     assert status == 415
+
+
+def test_an_unexpected_failure_is_a_500_not_a_dropped_connection(served, monkeypatch, caplog):
+    server, db = served
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(db, "write", broken)
+    body = cramjam.snappy.compress_raw(write_request([({"__name__": "up"}, [(T0, 1.0)])])).read()
+    status, _, answer = post(server, "/api/v1/write", body, RW_HEADERS)
+    assert (status, answer) == (500, b"internal error: RuntimeError\n")
+    assert "request POST /api/v1/write failed" in caplog.text

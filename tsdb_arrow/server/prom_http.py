@@ -107,6 +107,13 @@ class PromApp:
             answer = await self._route(scope, headers, receive)
         except _Disconnected:
             return
+        except Exception as exc:  # an answer, not a dropped connection; the log has the trace
+            log.exception("request %s %s failed", scope["method"], scope["path"])
+            answer = Answer(
+                500,
+                f"internal error: {type(exc).__name__}\n".encode(),
+                (("Content-Type", "text/plain"),),
+            )
         if scope["method"] == "HEAD":
             answer = Answer(answer.status, b"", answer.headers)
         await send(
