@@ -130,7 +130,7 @@ def test_decode_refuses_a_repeated_label():
     body = write_request([({"__name__": "up"}, [(T0, 1.0)])])
     request = prompb.WriteRequest.FromString(body)
     request.timeseries[0].labels.add(name="__name__", value="again")
-    with pytest.raises(InputError, match="label '__name__' twice"):
+    with pytest.raises(InputError, match="series 0 of the WriteRequest has a label name twice"):
         decode_write_request(request.SerializeToString())
 
 

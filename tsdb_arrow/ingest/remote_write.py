@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.model import TIMESTAMP, VALUE
@@ -174,31 +173,92 @@ def _walk(buf, fill, series, labels, ts, bits, meta, cnt):  # noqa: C901 - one l
 
 
 @nb.njit(cache=True, nogil=True)
-def _gather(buf, starts, ends, offsets, out):
-    """Copy buf[starts[i]:ends[i]] to out[offsets[i]:offsets[i+1]] for every i."""
-    for i in range(starts.shape[0]):
-        o = offsets[i]
-        for k in range(ends[i] - starts[i]):
-            out[o + k] = buf[starts[i] + k]
+def _intern(buf, labels, table):
+    """Number the distinct label names by first appearance: (id per label row, first row of
+    each id). ``table`` is an open-addressing hash table (a power of two, filled with -1)."""
+    n = labels.shape[0]
+    mask = table.shape[0] - 1
+    ids = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    n_ids = 0
+    for i in range(n):
+        s, e = labels[i, N_S], labels[i, N_E]
+        h = np.uint64(0xCBF29CE484222325)
+        for k in range(s, e):
+            h = (h ^ np.uint64(buf[k])) * np.uint64(0x100000001B3)
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = n_ids
+                first[n_ids] = i
+                ids[i] = n_ids
+                n_ids += 1
+                break
+            fs, fe = labels[first[j], N_S], labels[first[j], N_E]
+            if fe - fs == e - s:
+                same = True
+                for k in range(e - s):
+                    if buf[fs + k] != buf[s + k]:
+                        same = False
+                        break
+                if same:
+                    ids[i] = j
+                    break
+            slot = (slot + 1) & mask
+    return ids, first[:n_ids]
 
 
-def _strings(
-    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, valid: np.ndarray | None
-) -> pa.Array:
-    """A large_string array of byte ranges of ``buf`` (null where ``valid`` is False)."""
-    lengths = np.where(valid, ends - starts, 0) if valid is not None else ends - starts
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    data = np.empty(int(offsets[-1]), dtype=np.uint8)
-    s = np.where(valid, starts, 0) if valid is not None else starts
-    _gather(buf, s, s + lengths, offsets, data)
-    mask = None
-    if valid is not None and not valid.all():
-        mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+@nb.njit(cache=True, nogil=True)
+def _spread(labels, series, ids, starts, ends):
+    """Each series' value range of each label name into ``starts``/``ends`` [name, series];
+    returns the first series that has a name twice, or -1."""
+    seen = np.full(starts.shape[0], -1, dtype=np.int64)
+    for r in range(series.shape[0]):
+        for i in range(series[r, L0], series[r, L1]):
+            k = ids[i]
+            if seen[k] == r:
+                return r
+            seen[k] = r
+            starts[k, r] = labels[i, V_S]
+            ends[k, r] = labels[i, V_E]
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _column(buf, starts, ends, counts, offsets, valid, data):
+    """One label's column over the samples: series r's value repeated ``counts[r]`` times."""
+    o = 0
+    row = 0
+    for r in range(starts.shape[0]):
+        s = starts[r]
+        length = ends[r] - s
+        for _ in range(counts[r]):
+            offsets[row] = o
+            valid[row] = length > 0
+            for k in range(length):
+                data[o + k] = buf[s + k]
+            o += length
+            row += 1
+    offsets[row] = o
+
+
+def _sample_column(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, counts: np.ndarray, n: int
+) -> pa.Array | None:
+    """A label's large_string column over ``n`` samples (null where a series lacks the
+    label); None when no sample has it."""
+    lengths = ends - starts
+    if not ((lengths > 0) & (counts > 0)).any():
+        return None
+    offsets = np.empty(n + 1, dtype=np.int64)
+    valid = np.empty(n, dtype=bool)
+    data = np.empty(int((lengths * counts).sum()), dtype=np.uint8)
+    _column(buf, starts, ends, counts, offsets, valid, data)
+    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.LargeStringArray.from_buffers(
-        len(lengths), pa.py_buffer(offsets), pa.py_buffer(data), mask,
-        null_count=-1 if mask is not None else 0,
-    )  # fmt: skip
+        n, pa.py_buffer(offsets), pa.py_buffer(data), mask, null_count=-1 if mask else 0
+    )
 
 
 @dataclass
@@ -242,44 +302,39 @@ def decode_write_request(body: bytes) -> Decoded:
 def _table(
     buf: np.ndarray, series: np.ndarray, labels: np.ndarray, ts: np.ndarray, values: np.ndarray
 ) -> pa.Table:
-    n_series = series.shape[0]
-    per_series = series[:, S1] - series[:, S0]
-    sample_series = pa.array(np.repeat(np.arange(n_series, dtype=np.int64), per_series))
-    label_series = np.repeat(np.arange(n_series, dtype=np.int64), series[:, L1] - series[:, L0])
+    n_series, n = series.shape[0], len(ts)
+    counts = series[:, S1] - series[:, S0]
     columns: dict[str, pa.Array] = {
         TIMESTAMP: pa.array(ts, type=pa.int64()).cast(TIMES),
         VALUE: pa.array(values, type=pa.float64()),
     }
-    if len(labels):
-        names = _strings(buf, labels[:, N_S], labels[:, N_E], None)
+    if not len(labels):
+        return pa.table(columns)
+    table = np.full(1 << max(4, int(2 * len(labels)).bit_length()), -1, dtype=np.int64)
+    ids, first = _intern(buf, labels, table)
+    names = []
+    for row in first:  # one per distinct label name
         try:
-            names.validate(full=True)
-        except pa.ArrowInvalid:
+            names.append(bytes(buf[labels[row, N_S] : labels[row, N_E]]).decode())
+        except UnicodeDecodeError:
             raise InputError(
                 "a label name of the WriteRequest is not UTF-8; nothing of it was stored"
             ) from None
-        encoded = pc.dictionary_encode(names)
-        ids = encoded.indices.to_numpy()
-        for k, name in enumerate(encoded.dictionary.to_pylist()):
-            mine = np.flatnonzero(ids == k)
-            owners = label_series[mine]
-            if len(owners) > 1 and (owners[1:] == owners[:-1]).any():
-                row = int(owners[1:][owners[1:] == owners[:-1]][0])
-                raise InputError(
-                    f"time series {row} of the WriteRequest has the label {name!r} twice; a "
-                    "label name may appear once per series. Nothing of the request was stored"
-                )
-            starts = np.zeros(n_series, dtype=np.int64)
-            ends = np.zeros(n_series, dtype=np.int64)
-            starts[owners] = labels[mine, V_S]
-            ends[owners] = labels[mine, V_E]
-            valid = (ends > starts) & (per_series > 0)  # absent, or empty: no label
-            if not valid.any():
-                continue
-            column = _strings(buf, starts, ends, valid)
-            if name in columns:
-                raise InputError(
-                    f"the label name {name!r} is reserved for the sample columns; rename it"
-                )
-            columns[name] = column.take(sample_series)
+    starts = np.zeros((len(names), n_series), dtype=np.int64)
+    ends = np.zeros((len(names), n_series), dtype=np.int64)
+    twice = _spread(labels, series, ids, starts, ends)
+    if twice >= 0:
+        raise InputError(
+            f"time series {twice} of the WriteRequest has a label name twice; a label name may "
+            "appear once per series. Nothing of the request was stored"
+        )
+    for k, name in enumerate(names):
+        column = _sample_column(buf, starts[k], ends[k], counts, n)
+        if column is None:
+            continue
+        if name in columns:
+            raise InputError(
+                f"the label name {name!r} is reserved for the sample columns; rename it"
+            )
+        columns[name] = column
     return pa.table(columns)
