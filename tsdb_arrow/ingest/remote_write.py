@@ -1,11 +1,12 @@
 """A Prometheus remote-write 1.0 ``WriteRequest`` as a long Arrow table ``Database.write`` takes.
 
 The protobuf bytes are walked by one numba kernel (twice: count, then fill) into flat tables of
-series, label byte ranges and samples; label columns are built per distinct label name from
-those ranges and spread over the samples with Arrow ``take``. No Python loop runs per sample,
-per label or per series. Sample values are copied as their bits: stale markers and every NaN
-payload arrive unchanged. A label with an empty value is no label, as in Prometheus.
-Native histograms and exemplars are counted and skipped; metric metadata is decoded apart.
+series, label byte ranges and samples; label names are interned by a hash kernel and each
+label's column is written over the samples by another. No Python loop runs per sample, per
+label or per series (one runs per distinct label name). Sample values are copied as their bits:
+stale markers and every NaN payload arrive unchanged. A label with an empty value is no label,
+as in Prometheus. Native histograms and exemplars are counted and skipped; metric metadata is
+decoded apart.
 """
 
 from __future__ import annotations
