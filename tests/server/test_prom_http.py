@@ -290,6 +290,30 @@ def test_series(served, method):
     )
 
 
+def test_series_and_labels_of_a_time_range(served):
+    server, _ = served
+    both = {"match[]": ["up", "node_load1"]}
+    assert call(server, "/api/v1/series", {**both, "start": S0 + 100})[2] == ok([])
+    assert call(server, "/api/v1/series", {**both, "start": S0 + 1, "end": S0 + 30})[2] == ok(
+        [
+            {"__name__": "up", "instance": "a", "job": "api"},
+            {"__name__": "up", "instance": "b", "job": "web"},
+        ]
+    )
+    assert call(server, "/api/v1/series", {**both, "end": S0})[2]["data"][0] == {
+        "__name__": "node_load1", "instance": "a",
+    }  # fmt: skip
+    params = {"match[]": '{instance="a"}', "start": S0 + 1}
+    assert call(server, "/api/v1/labels", params)[2] == ok(["__name__", "instance", "job"])
+    assert call(server, "/api/v1/label/__name__/values", params)[2] == ok(["up"])
+    params = {"match[]": "node_load1", "start": S0 + 1}
+    assert call(server, "/api/v1/labels", params)[2] == ok([])
+    # without match[], the range does not narrow (the index has no per-series times)
+    assert call(server, "/api/v1/label/__name__/values", {"start": S0 + 100})[2] == ok(
+        ["node_load1", "up"]
+    )
+
+
 def test_series_limit_warns(served):
     server, _ = served
     status, _, body = call(server, "/api/v1/series", {"match[]": "up", "limit": 1})

@@ -49,13 +49,21 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt install prometheus)")
 class TestPromtool:
     def test_series(self, served):
-        done = promtool("series", "--match=up", "--match=node_load1", served)
+        # promtool's default range is the year around now; the samples are from 2023
+        done = promtool(
+            "series", "--match=up", "--match=node_load1", f"--start={S0}", f"--end={S0 + 30}",
+            served,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [
             '{__name__="node_load1", instance="a"}',
             '{__name__="up", instance="a", job="api"}',
             '{__name__="up", instance="b", job="web"}',
         ]
+
+    def test_series_out_of_the_range(self, served):
+        done = promtool("series", "--match=up", served)
+        assert (done.returncode, done.stdout) == (0, "")
 
     def test_labels(self, served):
         done = promtool("labels", served, "job")

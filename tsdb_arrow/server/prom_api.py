@@ -30,6 +30,8 @@ from tsdb_arrow.errors import (
 from tsdb_arrow.model import REF
 from tsdb_arrow.server import prom_json
 from tsdb_arrow.server.prom_params import (
+    MAX_TIME,
+    MIN_TIME,
     BadData,
     Form,
     check_label_name,
@@ -244,31 +246,47 @@ class PromApi:
     # -- series and labels ---------------------------------------------------------------------
 
     def _matched(self, form: Form, *, required: bool) -> pl.DataFrame:
-        """The union of the series of every ``match[]`` (every series when none and allowed).
+        """The label sets (no ``series_ref``) of the series of every ``match[]``; every series
+        when none is given and that is allowed.
 
-        ``start`` and ``end`` are checked but do not narrow the answer: the series index
-        knows no per-series time range, so every series still stored is answered.
+        With ``match[]`` and ``start`` or ``end``, only series with samples in that range are
+        answered (their samples are read, without values). Without ``match[]`` the range is
+        checked but does not narrow the answer: the series index knows no per-series time
+        range, and reading every sample would cost what Prometheus answers from its index.
         """
-        time_range(form)
+        lo, hi = time_range(form)
+        ranged = lo > MIN_TIME or hi < MAX_TIME  # promtool sends the boundaries for "all"
         selectors = [s for s in form.get("match[]", []) if s != ""]
         if not selectors:
             if required:
                 raise BadData("no match[] parameter provided")
-            return self.db.series(None)
+            return self.db.series(None).drop(REF)
         frames = []
         for selector in selectors:
             try:
-                frames.append(self.db.series(selector))
+                frames.append(
+                    self._series(selector, lo, hi) if ranged else self.db.series(selector)
+                )
             except SelectorError as exc:
                 raise BadData(f'invalid parameter "match[]": {exc}') from None
-        if len(frames) == 1:
-            return frames[0]
-        return pl.concat(frames, how="diagonal_relaxed").unique(REF, maintain_order=True)
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        frame = frame.drop(REF, strict=False)
+        return frame.unique(maintain_order=True) if len(frames) > 1 else frame
+
+    def _series(self, selector: str, lo: int, hi: int) -> pl.DataFrame:
+        """The label sets of the series matching ``selector`` with samples in [lo, hi]."""
+        from tsdb_arrow.model import TIMESTAMP, VALUE
+
+        lazy = self.db.select(
+            selector, start=None if lo <= MIN_TIME else lo, end=None if hi >= MAX_TIME else hi
+        )
+        labels = [c for c in lazy.collect_schema().names() if c not in (TIMESTAMP, VALUE)]
+        return lazy.select(labels).unique(maintain_order=True).collect()
 
     def series(self, form: Form) -> Result:
         """``/api/v1/series``: the label sets of the series matching any ``match[]``."""
         limit = parse_limit(form)
-        frame = self._matched(form, required=True).drop(REF)
+        frame = self._matched(form, required=True)
         frame = frame.select(c for c in frame.columns if frame[c].null_count() < frame.height)
         warnings: list[str] = []
         if limit and frame.height > limit:
@@ -279,7 +297,7 @@ class PromApi:
     def labels(self, form: Form) -> Result:
         """``/api/v1/labels``: the label names the (matching) series have, sorted."""
         limit = parse_limit(form)
-        frame = self._matched(form, required=False).drop(REF)
+        frame = self._matched(form, required=False)
         names = sorted(
             c
             for c in frame.columns
