@@ -299,13 +299,16 @@ class PromHttpServer:
     ) -> None:
         import uvicorn
 
+        from tsdb_arrow.server.prom_json import warm_up
+
+        sock = _bind(address)
         self.api = PromApi(
             db, options=options or QueryOptions(), engine=engine, limits_factory=limits_factory
         )
         self.app = PromApp(
             self.api, receiver=receiver, auth_token=auth_token, max_body_bytes=max_body_bytes
         )
-        sock = _bind(address)
+        self.app.light.submit(warm_up)  # in the background: starting does not wait for it
         host = address.rpartition(":")[0]
         self.address = f"{host}:{sock.getsockname()[1]}"
         config = uvicorn.Config(
@@ -333,6 +336,8 @@ class PromHttpServer:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self._server.should_exit = True
+                self._thread.join()
+                self.app.shutdown()
                 sock.close()
                 raise ServerError(f"the Prometheus HTTP API on {address} did not start")
             time.sleep(0.005)

@@ -214,6 +214,15 @@ def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str:
     return '{"resultType":"matrix","result":' + matrix + "}"
 
 
+def warm_up() -> None:
+    """Encode a tiny vector and matrix: the kernels load (or compile, on a first install)
+    before the first query's answer waits for them."""
+    labels = pl.DataFrame({"__name__": ["warm_up"]})
+    value = InstantVector(labels, np.array([[0.5, 1e-7]]), np.array([[True, True]]))
+    encode_range(value, Steps(0, 1000, 1000))
+    encode_instant(InstantVector(labels, np.array([[0.5]]), np.array([[True]])), 0)
+
+
 def label_sets(series: pl.DataFrame) -> str:
     """``[{...}, ...]``: the label sets of ``series`` (``/api/v1/series``), sorted."""
     labels = series.select(c for c in series.columns if series.schema[c] == pl.String)
