@@ -79,8 +79,10 @@ examples:
   tsdb-arrow serve --data ./data
   tsdb-arrow serve --data ./data --otlp-grpc 127.0.0.1:4317 --otlp-http off
   tsdb-arrow serve --data ./data --promote-resource-attributes deployment.environment
+  tsdb-arrow serve --data ./data --http 127.0.0.1:9091 --query-timeout 30
 
-Point an OpenTelemetry SDK or Collector at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317).
+Point an OpenTelemetry SDK or Collector at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317),
+Grafana or promtool at http://127.0.0.1:9090, Prometheus' remote_write at .../api/v1/write.
 Stop it with Ctrl-C or SIGTERM: requests in flight finish, the head is flushed."""
 
 _INFO_EXAMPLES = """\
@@ -161,7 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     serve = command(
-        "serve", "run the server: OTLP over gRPC and HTTP into a data directory", _SERVE_EXAMPLES
+        "serve",
+        "run the server: OTLP over gRPC and HTTP, the Prometheus HTTP API",
+        _SERVE_EXAMPLES,
     )
     _data_arg(serve)
     from tsdb_arrow.server.process import add_arguments
