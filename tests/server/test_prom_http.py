@@ -51,7 +51,8 @@ def served(tmp_path_factory):
         "127.0.0.1:0",
         engine=engine,
         limits_factory=limits_tuple,
-        options=QueryOptions(max_samples=1000, timeout=10.0, max_concurrent=1),
+        # the waiting queries of the concurrency test must outlast a loaded machine
+        options=QueryOptions(max_samples=1000, timeout=120.0, max_concurrent=1),
     )
     yield server, engine
     engine.release.set()
