@@ -115,7 +115,7 @@ def test_instant_query_answers_a_vector(served, method):
     )  # fmt: skip
     call_ = engine.calls[-1]
     assert call_["steps"] == Steps(T0 + 20_000, T0 + 20_000, 0)
-    assert call_["lookback"] == 300_000 and call_["limits"] == (1000, 10.0)
+    assert call_["lookback"] == 300_000 and call_["limits"] == (1000, 120.0)
 
 
 def test_instant_query_times_rfc3339_and_milliseconds(served):
