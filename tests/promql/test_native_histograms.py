@@ -117,3 +117,21 @@ def test_stdvar_stddev(db):
 def test_float_functions_skip_histograms(db):
     assert _at(db, "abs(lat)") == {"f": 7.0}
     assert _at(db, "histogram_count(lat{job='f'})") == {}
+
+
+def test_script_histogram_notation():
+    from tsdb_arrow.promql.testfile import parse_series
+    from tsdb_arrow.promql.testfile_histograms import TestHistogram
+
+    s = parse_series('m{a="b"} {{schema:0 sum:5 count:4 buckets:[1 2 1] offset:-1}}'
+                     '-{{schema:0 sum:1 count:1 buckets:[0 1]}}x1 _ 3 {{count:2.5 buckets:[2.5]}}')
+    assert s.histogram and len(s.points) == 5
+    first, second = s.points[:2]
+    assert isinstance(first, TestHistogram) and first.positive == {-1: 1.0, 0: 2.0, 1: 1.0}
+    assert second.positive == {-1: 1.0, 0: 2.0, 1: 0.0} and second.count == 3.0
+    assert second.sum == 4.0
+    assert s.points[2:] == [None, 3.0, None]  # fractional counts cannot be stored
+    h = first.to_sample()
+    assert (h.scale, h.count, h.positive_offset) == (0, 4, -2)
+    assert h.positive_counts.tolist() == [1, 2, 1]
+    assert not TestHistogram(count=3, positive={0: 1.0}).storable

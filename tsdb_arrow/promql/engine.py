@@ -281,7 +281,10 @@ class Evaluator:
         if node.param is not None:  # type: ignore[attr-defined]
             param = self.eval(node.param, steps)  # type: ignore[attr-defined]
         where = annotations.position(node.param) if node.param is not None else ""  # type: ignore[attr-defined]
-        return aggregate(str(node.op), vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
+        op = str(node.op)  # type: ignore[attr-defined]
+        if vec.has_histograms:
+            vec = _histograms_in_aggregation(op, vec, node)
+        return aggregate(op, vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
 
     def _eval_BinaryExpr(self, node: object, steps: Steps) -> Value:
         from tsdb_arrow.promql.binary import binary
@@ -289,6 +292,26 @@ class Evaluator:
         lhs = self.eval(node.lhs, steps)  # type: ignore[attr-defined]
         rhs = self.eval(node.rhs, steps)  # type: ignore[attr-defined]
         return binary(str(node.op), lhs, rhs, node.modifier)  # type: ignore[attr-defined]
+
+
+_IGNORE_HISTOGRAMS = frozenset({"min", "max", "topk", "bottomk", "stddev", "stdvar", "quantile"})
+
+
+def _histograms_in_aggregation(op: str, vec: InstantVector, node: object) -> InstantVector:
+    """The vector an aggregation sees of native histogram samples: ``count`` and ``group``
+    count them as samples; ``min``, ``max``, ``topk``, ``bottomk``, ``stddev``, ``stdvar``
+    and ``quantile`` ignore them with Prometheus' info; the others see the floats only
+    (histogram sums are not implemented)."""
+    assert vec.hist is not None
+    is_hist = vec.hist >= 0
+    if op in ("count", "group"):
+        values = np.where(is_hist, 0.0, vec.values)
+        return InstantVector(vec.labels, values, vec.present | is_hist, vec.timestamps)
+    if op in _IGNORE_HISTOGRAMS:
+        annotations.info(
+            f"PromQL info: ignored histogram in {op} aggregation{annotations.position(node)}"
+        )
+    return InstantVector(vec.labels, vec.values, vec.present, vec.timestamps)
 
 
 def with_histograms(
