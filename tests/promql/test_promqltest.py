@@ -77,6 +77,11 @@ def test_own_cases_pass() -> None:
     assert result.failures == [] and result.total == 11
 
 
+def test_native_histogram_cases_pass() -> None:
+    result = promqltest.run_file(CASES / "native_histograms.test")
+    assert result.failures == [] and result.total == 9
+
+
 def test_failures_are_reported_and_exit_non_zero(tmp_path: Path, capsys) -> None:
     failing = str(CASES / "failing.test")
     empty = tmp_path / "none.txt"

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import polars as pl
 import promql_parser
 
 from tsdb_arrow.errors import QueryError, QueryLimitError
 from tsdb_arrow.promql import annotations
 from tsdb_arrow.promql import labels as lab
-from tsdb_arrow.promql.select import is_stale, load
+from tsdb_arrow.promql.native import NativeHistograms, load_histograms
+from tsdb_arrow.promql.select import is_stale, load, selector_text
 from tsdb_arrow.promql.values import (
     Call,
     InstantVector,
@@ -187,6 +189,18 @@ class Evaluator:
             n = len(steps)
             values, present, stamps = (np.repeat(a, n, axis=1) for a in (values, present, stamps))
         vec = InstantVector(samples.labels, values, present, stamps)
+        hs = load_histograms(self.db, selector_text(node), lo, hi)
+        if hs is not None:
+            self._count(hs.count + len(hs.labels) * len(steps))
+            idx, hpresent, hstamps = instant_select(
+                hs.timestamps, np.arange(hs.count, dtype=np.float64), hs.offsets, times,
+                self.lookback,
+            )
+            if fixed:
+                n = len(steps)
+                idx, hpresent, hstamps = (np.repeat(a, n, axis=1) for a in (idx, hpresent, hstamps))
+            hist = np.where(hpresent, idx, -1).astype(np.int64)
+            vec = with_histograms(vec, hs.labels, hist, hstamps, hs.pool)
         return lab.only_present(vec)
 
     def _eval_MatrixSelector(self, node: object, steps: Steps) -> Value:
@@ -267,7 +281,10 @@ class Evaluator:
         if node.param is not None:  # type: ignore[attr-defined]
             param = self.eval(node.param, steps)  # type: ignore[attr-defined]
         where = annotations.position(node.param) if node.param is not None else ""  # type: ignore[attr-defined]
-        return aggregate(str(node.op), vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
+        op = str(node.op)  # type: ignore[attr-defined]
+        if vec.has_histograms:
+            vec = _histograms_in_aggregation(op, vec, node)
+        return aggregate(op, vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
 
     def _eval_BinaryExpr(self, node: object, steps: Steps) -> Value:
         from tsdb_arrow.promql.binary import binary
@@ -275,6 +292,63 @@ class Evaluator:
         lhs = self.eval(node.lhs, steps)  # type: ignore[attr-defined]
         rhs = self.eval(node.rhs, steps)  # type: ignore[attr-defined]
         return binary(str(node.op), lhs, rhs, node.modifier)  # type: ignore[attr-defined]
+
+
+_IGNORE_HISTOGRAMS = frozenset({"min", "max", "topk", "bottomk", "stddev", "stdvar", "quantile"})
+
+
+def _histograms_in_aggregation(op: str, vec: InstantVector, node: object) -> InstantVector:
+    """The vector an aggregation sees of native histogram samples: ``count`` and ``group``
+    count them as samples; ``min``, ``max``, ``topk``, ``bottomk``, ``stddev``, ``stdvar``
+    and ``quantile`` ignore them with Prometheus' info; the others see the floats only
+    (histogram sums are not implemented)."""
+    assert vec.hist is not None
+    is_hist = vec.hist >= 0
+    if op in ("count", "group"):
+        values = np.where(is_hist, 0.0, vec.values)
+        return InstantVector(vec.labels, values, vec.present | is_hist, vec.timestamps)
+    if op in _IGNORE_HISTOGRAMS:
+        annotations.info(
+            f"PromQL info: ignored histogram in {op} aggregation{annotations.position(node)}"
+        )
+    return InstantVector(vec.labels, vec.values, vec.present, vec.timestamps)
+
+
+def with_histograms(
+    vec: InstantVector, labels: pl.DataFrame, hist: np.ndarray, stamps: np.ndarray,
+    pool: NativeHistograms,
+) -> InstantVector:
+    """The float samples of ``vec`` and the histogram samples of the series ``labels``: a
+    series with both kinds gets, at every step, the later of its float and histogram sample."""
+    n_f, n_steps = vec.values.shape[0], hist.shape[1]
+    ids, _ = lab.group_ids(lab.tidy(lab.concat([vec.labels, labels])))
+    first = np.full(ids.size, -1, np.int64)
+    first[ids[:n_f][::-1]] = np.arange(n_f)[::-1]
+    twin = first[ids[n_f:]]  # the float row with the same labels as each histogram row, or -1
+    present, values = vec.present.copy(), vec.values
+    f_stamps = vec.timestamps if vec.timestamps is not None else np.zeros(values.shape, np.int64)
+    merged_hist = np.full((n_f, n_steps), -1, np.int64)
+    keep = np.ones(labels.height, bool)
+    if (twin >= 0).any():
+        hi = np.flatnonzero(twin >= 0)
+        fi = twin[hi]
+        use_h = (hist[hi] >= 0) & (~present[fi] | (stamps[hi] > f_stamps[fi]))
+        present[fi] &= ~use_h
+        merged_hist[fi] = np.where(use_h, hist[hi], -1)
+        f_stamps = f_stamps.copy()
+        f_stamps[fi] = np.where(use_h, stamps[hi], f_stamps[fi])
+        keep[hi] = False
+    rest = labels.filter(pl.Series(keep))
+    n_h = rest.height
+    all_labels = lab.concat([vec.labels, rest]) if n_f else rest
+    return InstantVector(
+        all_labels,
+        np.concatenate([values, np.full((n_h, n_steps), np.nan)]),
+        np.concatenate([present, np.zeros((n_h, n_steps), bool)]),
+        np.concatenate([f_stamps, stamps[keep]]),
+        np.concatenate([merged_hist, hist[keep]]),
+        pool,
+    )
 
 
 def _go_div(a: int, b: int) -> int:

@@ -33,6 +33,7 @@ from tsdb_arrow.promql.label_ops import (
     label_replace,
     sort_by_label_order,
 )
+from tsdb_arrow.promql.labels import concat as lab_concat
 from tsdb_arrow.promql.values import Call, InstantVector, RangeVector, Scalar, String, Value
 
 STALE_BITS = np.uint64(0x7FF0000000000002)
@@ -345,8 +346,28 @@ def _histogram_quantile(call: Call) -> Value:
     q = scalar_arg(call, 0)
     if len(call.args[1]):
         _check_quantile(q, arg_position(call, 0))
-    groups, out, ok = over_buckets(call.args[1], q, q, False, arg_position(call, 1))
+    iv = call.args[1]
+    groups, out, ok = over_buckets(_floats_only(iv), q, q, False, arg_position(call, 1))
+    if iv.has_histograms:
+        from tsdb_arrow.promql import native_functions
+
+        groups, out, ok = _stack((groups, out, ok), native_functions.quantile(iv, q))
     return finish(groups, out, ok)
+
+
+def _floats_only(iv: InstantVector) -> InstantVector:
+    """``iv`` without its native histogram samples (series left with none dropped)."""
+    if not iv.has_histograms:
+        return iv
+    keep = iv.present.any(axis=1)
+    return InstantVector(iv.labels.filter(pl.Series(keep)), iv.values[keep], iv.present[keep])
+
+
+def _stack(*parts: tuple[pl.DataFrame, np.ndarray, np.ndarray]
+           ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Function results of several parts as one (``finish`` merges equal label sets)."""
+    return (lab_concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
 
 
 def _histogram_quantiles(call: Call) -> Value:
@@ -371,15 +392,24 @@ def _histogram_quantiles(call: Call) -> Value:
 
 def _histogram_fraction(call: Call) -> Value:
     check_args(call, (Scalar, Scalar, InstantVector))
-    groups, out, ok = over_buckets(call.args[2], scalar_arg(call, 0), scalar_arg(call, 1), True,
-                                   arg_position(call, 2))
+    iv, lo, hi = call.args[2], scalar_arg(call, 0), scalar_arg(call, 1)
+    groups, out, ok = over_buckets(_floats_only(iv), lo, hi, True, arg_position(call, 2))
+    if iv.has_histograms:
+        from tsdb_arrow.promql import native_functions
+
+        groups, out, ok = _stack((groups, out, ok), native_functions.fraction(iv, lo, hi))
     return finish(groups, out, ok)
 
 
 def _native_only(call: Call) -> Value:
-    """``histogram_count`` and the like read native histograms, which float series are not."""
+    """``histogram_count`` and the like read native histograms; float samples are ignored."""
     check_args(call, (InstantVector,))
-    return _empty(n_steps(call))
+    iv = call.args[0]
+    if not iv.has_histograms:
+        return _empty(n_steps(call))
+    from tsdb_arrow.promql import native_functions
+
+    return finish(*native_functions.statistic(call.name, iv))
 
 
 def _date(part: str) -> Callable[[Call], Value]:

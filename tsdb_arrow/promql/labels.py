@@ -85,7 +85,7 @@ def merge_same_labels(vec: InstantVector, message: str = DUPLICATE_LABELSET) -> 
     ids, uniq = group_ids(labels)
     n = int(ids.max()) + 1 if ids.size else 0
     if n == ids.size:
-        return InstantVector(labels, vec.values, vec.present, vec.timestamps)
+        return InstantVector(labels, vec.values, vec.present, vec.timestamps, vec.hist, vec.pool)
     counts = np.zeros((n, vec.present.shape[1]), np.int64)
     np.add.at(counts, ids, vec.present.astype(np.int64))
     if (counts > 1).any():
@@ -105,9 +105,13 @@ def merge_same_labels(vec: InstantVector, message: str = DUPLICATE_LABELSET) -> 
 def only_present(vec: InstantVector) -> InstantVector:
     """The vector without the series that have no sample at any step."""
     rows = vec.present.any(axis=1)
+    if vec.hist is not None:
+        rows |= (vec.hist >= 0).any(axis=1)
     if rows.all():
         return vec
     stamps = None if vec.timestamps is None else vec.timestamps[rows]
+    hist = None if vec.hist is None else vec.hist[rows]
     return InstantVector(
-        vec.labels.filter(pl.Series(rows)), vec.values[rows], vec.present[rows], stamps
+        vec.labels.filter(pl.Series(rows)), vec.values[rows], vec.present[rows], stamps,
+        hist, vec.pool,
     )

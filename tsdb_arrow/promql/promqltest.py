@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tsdb_arrow.errors import QueryError, TsdbError
 from tsdb_arrow.promql.testfile import STALE, Clear, Eval, Load, parse_script
+from tsdb_arrow.promql.testfile_histograms import TestHistogram
 
 EXCLUSIONS = Path(__file__).with_name("promqltest_exclusions.txt")
 EPSILON = 1e-6
@@ -60,7 +62,7 @@ def load_frame(cmd: Load) -> pl.DataFrame | None:
     rows: list[dict[str, object]] = []
     for series in cmd.series:
         for i, point in enumerate(series.points):
-            if point is None:
+            if point is None or isinstance(point, TestHistogram):
                 continue
             value = _STALE_NAN if point == STALE else float(point)  # type: ignore[arg-type]
             rows.append({**series.labels, "timestamp": i * cmd.interval, "value": value})
@@ -71,6 +73,22 @@ def load_frame(cmd: Load) -> pl.DataFrame | None:
     data["timestamp"] = pl.Series("timestamp", [r["timestamp"] for r in rows], pl.Int64)
     data["value"] = pl.Series("value", np.array([r["value"] for r in rows], np.float64))
     return pl.DataFrame(data)
+
+
+def load_histogram_table(cmd: Load) -> pa.Table | None:
+    """The native histogram samples of a ``load`` command as a table for ``db.write``."""
+    from tsdb_arrow.sketch import histogram_column
+
+    rows = [(series.labels, i * cmd.interval, point)
+            for series in cmd.series for i, point in enumerate(series.points)
+            if isinstance(point, TestHistogram)]
+    if not rows:
+        return None
+    names = sorted({k for labels, _, _ in rows for k in labels})
+    data = {n: pa.array([labels.get(n) for labels, _, _ in rows], pa.string()) for n in names}
+    data["timestamp"] = pa.array([t for _, t, _ in rows], pa.int64())
+    data["histogram"] = histogram_column([h.to_sample() for _, _, h in rows])
+    return pa.table(data)
 
 
 def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -143,10 +161,10 @@ def _compare(ev: Eval, value: object) -> str | None:
         if not isinstance(value, Scalar) or not almost_equal(float(value.values[0]), ev.scalar):
             return f"expected scalar {ev.scalar}, got {value!r}"
         return None
-    actual = _actual_series(value, ev)
-    expected = _expected_series(ev)
     if any(s.histogram for s in ev.series):
         return "expects native histogram samples (not supported)"
+    actual = _actual_series(value, ev)
+    expected = _expected_series(ev)
     act = {k: pts for k, pts in actual}
     exp = {k: pts for k, pts in expected}
     if len(act) != len(actual):
@@ -236,6 +254,9 @@ def run_file(path: Path) -> FileResult:
                     frame = load_frame(cmd)
                     if frame is not None:
                         db.write(frame)
+                    hists = load_histogram_table(cmd)
+                    if hists is not None:
+                        db.write(hists)
                 elif isinstance(cmd, Eval):
                     result.total += 1
                     try:

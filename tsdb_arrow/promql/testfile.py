@@ -2,8 +2,8 @@
 
 ``load <interval>`` with series lines (``metric{l="v"} 1 2+3x4 _ stale Inf``), ``clear``,
 ``eval instant at <t> <expr>`` and ``eval range from <s> to <e> step <d> <expr>`` with
-``expect`` lines and expected series. Native-histogram points (``{{...}}``) are read as
-``None`` values: the engine has no native histograms yet.
+``expect`` lines and expected series. Native-histogram points (``{{...}}``) are read by
+``testfile_histograms`` (those storage cannot hold as ``None``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import promql_parser
 
 from tsdb_arrow.errors import QueryError
+from tsdb_arrow.promql.testfile_histograms import expand_histograms, split_points
 
 STALE = "stale"
 _UNITS = {
@@ -36,10 +37,11 @@ _STRING_EXPECT = re.compile(r"^expect\s+string\s+(?P<text>.*)$")
 
 @dataclass
 class Series:
-    """One series line: its labels and its points (float, ``None`` = absent, or "stale")."""
+    """One series line: its labels and its points (float, ``None`` = absent, "stale", or a
+    ``TestHistogram``)."""
 
     labels: dict[str, str]
-    points: list[float | str | None]
+    points: list[object]
     histogram: bool = False
 
 
@@ -181,22 +183,19 @@ def _descriptor_end(line: str) -> int:
     return i
 
 
-def _histograms_as_absent(text: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        return f" _x{int(m.group(1)[1:]) + 1} " if m.group(1) else " _ "
-
-    return re.sub(r"\{\{.*?\}\}(?:[+-]\{\{.*?\}\})?(x\d+)?", repl, text)
-
-
 def parse_series(line: str) -> Series:
-    """A series line: a description then points (native histograms ``{{...}}`` as absent)."""
+    """A series line: a description then points."""
     line = line.strip()
     cut = _descriptor_end(line)
     desc, rest = line[:cut], line[cut:]
     histogram = "{{" in rest
-    points: list[float | str | None] = []
-    for token in _histograms_as_absent(rest).split():
-        points.extend(expand(token))
+    points: list[object] = []
+    for token in split_points(rest):
+        hists = expand_histograms(token)
+        if hists is None:
+            points.extend(expand(token))
+        else:
+            points.extend(h if h.storable else None for h in hists)
     return Series(parse_labels(desc), points, histogram)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from tsdb_arrow.promql.native import NativeHistograms
+
 METRIC_NAME = "__name__"
 
 
@@ -57,12 +59,22 @@ class InstantVector:
     i at step j is ``values[i, j]`` when ``present[i, j]``. ``timestamps`` (int64 ms,
     ``[n_series, n_steps]``, only from a selector, else None) are the times of the samples a
     selector picked, for ``timestamp()``.
+    Native histogram samples, when there are any: ``hist`` (int64 ``[n_series, n_steps]``) is
+    the row of ``pool`` holding the histogram sample of series i at step j, -1 where there is
+    none; a cell holds a float sample (``present``) or a histogram sample, never both.
     """
 
     labels: pl.DataFrame
     values: np.ndarray
     present: np.ndarray
     timestamps: np.ndarray | None = None
+    hist: np.ndarray | None = None
+    pool: NativeHistograms | None = None
+
+    @property
+    def has_histograms(self) -> bool:
+        """Whether any cell holds a native histogram sample."""
+        return self.hist is not None and bool((self.hist >= 0).any())
 
     def __len__(self) -> int:
         return self.labels.height

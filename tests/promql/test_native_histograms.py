@@ -1,0 +1,137 @@
+"""Native histogram samples in PromQL: selectors load them beside floats, and the
+``histogram_*`` functions read them (values worked out by hand from Prometheus 3's rules)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import tsdb_arrow as ta
+from tsdb_arrow.promql.engine import evaluate
+from tsdb_arrow.promql.values import InstantVector, Steps
+from tsdb_arrow.sketch import ExponentialHistogram, histogram_column
+
+# Prometheus {{schema:0 sum:5 count:4 buckets:[1 2 1]}}: buckets (0.5,1] (1,2] (2,4], which
+# are OpenTelemetry buckets -1, 0, 1 at scale 0.
+H = ExponentialHistogram(scale=0, count=4, sum=5.0, positive_offset=-1,
+                         positive_counts=np.array([1, 2, 1], np.uint64))
+# {{schema:1 sum:-3 count:3 z_bucket:1 z_bucket_w:0.5 n_buckets:[2]}}: buckets [-0.5,0.5]
+# (zero) and [-sqrt2, -1) (negative Prometheus bucket 1 = OpenTelemetry bucket 0).
+NEG = ExponentialHistogram(scale=1, count=3, sum=-3.0, zero_count=1, zero_threshold=0.5,
+                           negative_offset=0, negative_counts=np.array([2], np.uint64))
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = ta.open(tmp_path / "db")
+    d.write(pa.table({
+        "timestamp": [0, 0, 60_000],
+        "histogram": histogram_column([H, NEG, H]),
+        "__name__": ["lat", "lat", "mixed"],
+        "job": ["a", "b", "m"],
+    }))
+    d.write(pa.table({
+        "timestamp": [0, 0],
+        "value": [7.0, 1.0],
+        "__name__": ["lat", "mixed"],
+        "job": ["f", "m"],
+    }))
+    yield d
+    d.close()
+
+
+def _at(db, expr: str, t: int = 30_000) -> dict[str, float]:
+    v = evaluate(db, expr, Steps(t, t, 0))
+    assert isinstance(v, InstantVector)
+    if "job" not in v.labels.columns:
+        return {}
+    jobs = v.labels["job"].to_list()
+    return {j: float(v.values[i, 0]) for i, j in enumerate(jobs) if v.present[i, 0]}
+
+
+def test_selector_holds_both_kinds(db):
+    v = evaluate(db, "lat", Steps(30_000, 30_000, 0))
+    assert sorted(v.labels["job"].to_list()) == ["a", "b", "f"]
+    by_job = dict(zip(v.labels["job"].to_list(), range(3), strict=True))
+    assert v.present[by_job["f"], 0] and v.values[by_job["f"], 0] == 7.0
+    assert v.hist[by_job["f"], 0] == -1
+    assert not v.present[by_job["a"], 0] and v.hist[by_job["a"], 0] >= 0
+
+
+def test_series_with_both_kinds_takes_the_later_sample(db):
+    v = evaluate(db, "mixed", Steps(30_000, 90_000, 60_000))
+    assert v.labels.height == 1
+    assert v.present.tolist() == [[True, False]]
+    assert v.values[0, 0] == 1.0
+    assert v.hist[0, 0] == -1 and v.hist[0, 1] >= 0
+    assert v.timestamps.tolist() == [[0, 60_000]]
+
+
+def test_count_sum_avg(db):
+    assert _at(db, "histogram_count(lat)") == {"a": 4.0, "b": 3.0}
+    assert _at(db, "histogram_sum(lat)") == {"a": 5.0, "b": -3.0}
+    assert _at(db, "histogram_avg(lat)") == {"a": 1.25, "b": -1.0}
+    assert _at(db, "histogram_count(mixed)", 90_000) == {"m": 4.0}
+    assert _at(db, "histogram_count(mixed)", 30_000) == {}
+
+
+def test_quantile_interpolates_exponentially(db):
+    # q=0.5 walks down from the top: rank 2 falls half way into (1,2], so 2**0.5. For b it
+    # passes the zero bucket (1) and lies 0.5 of 2 up from the bottom of [-sqrt2,-1).
+    assert _at(db, "histogram_quantile(0.5, lat)") == {"a": math.sqrt(2), "b": -(2 ** 0.125)}
+    # q=0.25 walks up: rank 1 is the top of (0.5,1]. For b, rank 0.75 of 3 lies in the
+    # negative bucket [-sqrt2,-1): fraction 0.375, mirrored.
+    got = _at(db, "histogram_quantile(0.25, lat)")
+    assert got["a"] == 1.0
+    assert got["b"] == -(2 ** (0.5 * (1 - 0.375)))
+    assert _at(db, "histogram_quantile(1.5, lat)") == {"a": math.inf, "b": math.inf}
+    assert _at(db, "histogram_quantile(-1, lat)") == {"a": -math.inf, "b": -math.inf}
+
+
+def test_quantile_in_the_zero_bucket_is_linear(db):
+    # b: 2 counts in [-sqrt2,-1), 1 in the zero bucket, which with only negative buckets ends
+    # at 0: q=0.9 walks down, rank 0.3 of the zero bucket [-0.5, 0] from the top.
+    assert _at(db, "histogram_quantile(0.9, lat)")["b"] == pytest.approx(-0.5 * 0.3, rel=1e-15)
+
+
+def test_fraction(db):
+    assert _at(db, "histogram_fraction(0, 2, lat)") == {"a": 0.75, "b": 0.0}
+    got = _at(db, "histogram_fraction(-inf, 0, lat)")
+    assert got == {"a": 0.0, "b": 1.0}
+    # half of (1,2] in log scale lies below sqrt(2)
+    assert _at(db, f"histogram_fraction(0, {math.sqrt(2)!r}, lat)")["a"] == 0.5
+
+
+def test_stdvar_stddev(db):
+    mids = [math.sqrt(0.5), math.sqrt(2.0), math.sqrt(8.0)]
+    want = (1 * (mids[0] - 1.25) ** 2 + 2 * (mids[1] - 1.25) ** 2 + 1 * (mids[2] - 1.25) ** 2) / 4
+    got = _at(db, "histogram_stdvar(lat)")
+    assert got["a"] == pytest.approx(want, rel=1e-15)
+    assert got["b"] == pytest.approx((2 * (-math.sqrt(2 ** 0.5) + 1) ** 2 + 1) / 3, rel=1e-15)
+    assert _at(db, "histogram_stddev(lat)")["a"] == pytest.approx(math.sqrt(want), rel=1e-15)
+
+
+def test_float_functions_skip_histograms(db):
+    assert _at(db, "abs(lat)") == {"f": 7.0}
+    assert _at(db, "histogram_count(lat{job='f'})") == {}
+
+
+def test_script_histogram_notation():
+    from tsdb_arrow.promql.testfile import parse_series
+    from tsdb_arrow.promql.testfile_histograms import TestHistogram
+
+    s = parse_series('m{a="b"} {{schema:0 sum:5 count:4 buckets:[1 2 1] offset:-1}}'
+                     '-{{schema:0 sum:1 count:1 buckets:[0 1]}}x1 _ 3 {{count:2.5 buckets:[2.5]}}')
+    assert s.histogram and len(s.points) == 5
+    first, second = s.points[:2]
+    assert isinstance(first, TestHistogram) and first.positive == {-1: 1.0, 0: 2.0, 1: 1.0}
+    assert second.positive == {-1: 1.0, 0: 2.0, 1: 0.0} and second.count == 3.0
+    assert second.sum == 4.0
+    assert s.points[2:] == [None, 3.0, None]  # fractional counts cannot be stored
+    h = first.to_sample()
+    assert (h.scale, h.count, h.positive_offset) == (0, 4, -2)
+    assert h.positive_counts.tolist() == [1, 2, 1]
+    assert not TestHistogram(count=3, positive={0: 1.0}).storable
