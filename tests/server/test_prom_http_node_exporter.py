@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -43,9 +45,13 @@ def free_port() -> int:
 
 
 def get(address: str, path: str, params: dict | list) -> dict:
+    """The JSON answer of a GET, the error envelope included."""
     url = f"http://{address}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=60) as r:
-        return json.loads(r.read())
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read())
 
 
 def wait_http(address: str, path: str, proc: subprocess.Popen, name: str) -> None:
@@ -125,14 +131,32 @@ class Feed:
         """The time in seconds at ``ms`` moved to the phase no sample sits on."""
         return (ms // 1000 * 1000 + self.phase) / 1000
 
-    def instants(self) -> list[float]:
-        """Early (partial windows), middle, last full second, and after the stale markers."""
+    def instants(self, settle: int = 0) -> list[float]:
+        """Early (partial windows), middle, the last seconds, and after the stale markers; none
+        in the first ``settle`` ms."""
         span = self.last - self.first
-        return [self.at(self.first + 3000), self.at(self.first + span // 2),
-                self.at(self.last - 1000), self.at(self.last + 6000)]  # fmt: skip
+        ms = [self.first + 3000, self.first + span // 2, self.last - 3000, self.last - 1000,
+              self.last + 6000]  # fmt: skip
+        return [self.at(t) for t in ms if t >= self.first + settle]
 
-    def range(self) -> dict:
-        return {"start": self.at(self.first), "end": self.at(self.last + 6000), "step": 1}
+    def range(self, settle: int = 0) -> dict:
+        return {"start": self.at(self.first + settle), "end": self.at(self.last + 6000), "step": 1}
+
+
+FRESH_COUNTER = re.compile(r"(?:rate|increase)\(prometheus_\w+\[(\d+)s\]")
+
+
+def settle(expr: str) -> int:
+    """How long after the first sample ``expr`` answers the same in Prometheus 2.42 and 3.
+
+    Prometheus' own counters start near zero with the process, and a window that reaches back
+    before a counter's first sample is extrapolated differently since Prometheus 2.51 (the
+    zero-point limit applies after the half-interval rule, prometheus/prometheus#13725): there
+    2.42 extends ``increase`` to the zero point (e.g. samples 1, 2 a second apart, 28 s into a
+    [30s] window, 0.747 s before its end: 2.747), 3 by half an interval (2.247), as we do.
+    """
+    ranges = [int(r) for r in FRESH_COUNTER.findall(expr)]
+    return (max(ranges) + 1) * 1000 if ranges else 0
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +273,33 @@ QUERIES = [
     "group_left node_load1",
     "avg_over_time(scrape_duration_seconds[30s]) > bool 0",
     "quantile by (job) (0.5, irate(scrape_samples_scraped[5s]) + scrape_series_added)",
+    # beyond the issue's list: more of the functions Grafana dashboards of node_exporter use
+    "deriv(node_memory_MemFree_bytes[20s])",
+    "predict_linear(node_memory_MemAvailable_bytes[30s], 60)",
+    pytest.param(
+        "holt_winters(node_load1[30s], 0.5, 0.5)",
+        marks=pytest.mark.xfail(
+            strict=True, reason="promql-parser knows only the 3.x name double_exponential_smoothing"
+        ),
+    ),
+    "delta(node_memory_MemFree_bytes[30s])",
+    "changes(node_load1[30s]) + on (instance) group_right "
+    'resets(node_cpu_seconds_total{cpu="0"}[30s])',
+    'rate(node_cpu_seconds_total{mode="idle"}[30s] @ end())',
+    "node_load1 @ start()",
+    "quantile_over_time(0.9, scrape_duration_seconds[30s])",
+    "stddev by (job) (scrape_duration_seconds)",
+    'count_values("v", up)',
+    'label_replace(rate(node_cpu_seconds_total{mode="user"}[30s]), "c", "cpu-$1", "cpu", "(.*)")',
+    "node_load1 offset 10s",
+    "rate(node_cpu_seconds_total[30s] offset 5s)",
+    "timestamp(node_load1)",
+    "histogram_quantile(0.5, rate(prometheus_http_request_duration_seconds_bucket[30s]))",
+    "sum by (instance) (rate(node_network_receive_bytes_total[30s])) / on (instance) "
+    "sum by (instance) (rate(node_network_transmit_bytes_total[30s]))",
+    "absent(no_such_metric) + on () group_left count(up)",
+    '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[30s]))',
+    "bottomk(2, node_filesystem_avail_bytes)",
 ]
 
 
@@ -263,9 +314,9 @@ def test_the_feed_holds_both_targets(feed):
 def test_instant_query_answers_as_prometheus(feed, expr):
     if "[30s:5s]" in expr and 0 in feed.sample_phases:
         pytest.skip("a sample sits on a subquery step: the two versions' windows differ there")
-    compare = topk_differences if expr.startswith("topk") else differences
-    answered = 0
-    for at in feed.instants():
+    compare = topk_differences if expr.startswith(("topk", "bottomk")) else differences
+    answered, times = 0, feed.instants(settle(expr))
+    for at in times:
         mine = get(feed.ours, "/api/v1/query", {"query": expr, "time": at})
         theirs = get(feed.theirs, "/api/v1/query", {"query": expr, "time": at})
         assert mine["status"] == theirs["status"] == "success", (mine, theirs)
@@ -273,20 +324,20 @@ def test_instant_query_answers_as_prometheus(feed, expr):
         a, b = (series_of(r["data"]["result"], "value") for r in (mine, theirs))
         assert not compare(a, b), (expr, at, compare(a, b))
         answered += bool(b)
-    assert answered >= 3  # the early, middle and last time; after the stale markers maybe none
+    assert answered >= len(times) - 1  # after the stale markers there may be none
 
 
 @pytest.mark.parametrize("expr", QUERIES)
 def test_range_query_answers_as_prometheus(feed, expr):
     if "[30s:5s]" in expr and 0 in feed.sample_phases:
         pytest.skip("a sample sits on a subquery step: the two versions' windows differ there")
-    params = {"query": expr, **feed.range()}
+    params = {"query": expr, **feed.range(settle(expr))}
     mine = get(feed.ours, "/api/v1/query_range", params)
     theirs = get(feed.theirs, "/api/v1/query_range", params)
     assert mine["status"] == theirs["status"] == "success", (mine, theirs)
     assert mine["data"]["resultType"] == theirs["data"]["resultType"] == "matrix"
     a, b = (series_of(r["data"]["result"], "values") for r in (mine, theirs))
-    compare = topk_differences if expr.startswith("topk") else differences
+    compare = topk_differences if expr.startswith(("topk", "bottomk")) else differences
     assert b and not compare(a, b), (expr, compare(a, b))
 
 
