@@ -2,6 +2,7 @@
 # Install the benchmark's peers from Debian packages when they are missing and it is possible:
 #   prometheus        -> promtool (the Prometheus TSDB bulk loader)
 #   victoria-metrics  -> the single-node VictoriaMetrics server
+#   prometheus-node-exporter -> the real target of tests/server/test_prom_http_node_exporter.py
 # Never fails the run: a peer that cannot be installed shows as "not installed" in the table.
 # Called by `make bench` before `python -m benchmarks.run`.
 
@@ -12,9 +13,10 @@ log() { echo "install_peers: $*" >&2; }
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    log "promtool and victoria-metrics already installed"
+    log "promtool, victoria-metrics and prometheus-node-exporter already installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -34,7 +36,8 @@ fi
 
 log "installing ${missing[*]} ..."
 export DEBIAN_FRONTEND=noninteractive
-# The packages ship services (prometheus on *:9090, victoria-metrics on *:8428); the benchmark
+# The packages ship services (prometheus on *:9090, victoria-metrics on *:8428,
+# node_exporter on *:9100); the benchmark
 # starts its own loopback-only server, so keep apt from starting theirs: a temporary
 # policy-rc.d that refuses every service start, removed again on exit.
 policy=/usr/sbin/policy-rc.d
