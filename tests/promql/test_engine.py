@@ -135,3 +135,15 @@ def test_limits(db) -> None:
     assert isinstance(evaluate(db, "m", steps, limits=QueryLimits(max_samples=200)), InstantVector)
     with pytest.raises(QueryLimitError, match="timed out"):
         at(db, "m + m", 100 * S, limits=QueryLimits(timeout=-1.0))
+
+
+def test_holt_winters_is_the_2x_name_of_double_exponential_smoothing(db) -> None:
+    write(db, "m", [(i * 10 * S, float(v)) for i, v in enumerate([1, 4, 2, 8, 5])])
+    old = series(at(db, "holt_winters(m[1m], 0.5, 0.5)", 40 * S))
+    new = series(at(db, "double_exponential_smoothing (m[1m], 0.5, 0.5)", 40 * S))
+    assert old == new and len(old) == 1
+    # a string or a longer name holding the word is not a call of it
+    label = at(db, 'label_replace(vector(1), "x", "holt_winters(", "", "")', 40 * S)
+    assert label.labels["x"].to_list() == ["holt_winters("]
+    with pytest.raises(QueryError, match="unknown function with name 'my_holt_winters'"):
+        at(db, "my_holt_winters(m[1m], 0.5, 0.5)", 40 * S)

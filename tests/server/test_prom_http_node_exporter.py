@@ -276,12 +276,7 @@ QUERIES = [
     # beyond the list: more of the functions Grafana dashboards of node_exporter use
     "deriv(node_memory_MemFree_bytes[20s])",
     "predict_linear(node_memory_MemAvailable_bytes[30s], 60)",
-    pytest.param(
-        "holt_winters(node_load1[30s], 0.5, 0.5)",
-        marks=pytest.mark.xfail(
-            strict=True, reason="promql-parser knows only the 3.x name double_exponential_smoothing"
-        ),
-    ),
+    "holt_winters(node_load1[30s], 0.5, 0.5)",
     "delta(node_memory_MemFree_bytes[30s])",
     "changes(node_load1[30s]) + on (instance) group_right "
     'resets(node_cpu_seconds_total{cpu="0"}[30s])',

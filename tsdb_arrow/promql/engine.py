@@ -10,6 +10,7 @@ kernel, aggregations and binary operators work on whole matrices (``aggregate.py
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,11 +51,26 @@ class QueryLimits:
     timeout: float | None = None
 
 
+# Functions Prometheus 2.x knows by another name than the parser (Prometheus 3's).
+_RENAMED = {"holt_winters": "double_exponential_smoothing"}
+_RENAMED_CALL = re.compile(
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)"""  # a string literal: kept
+    r"|(?<![\w:])(" + "|".join(_RENAMED) + r")(?=\s*\()"  # a call of a renamed function
+)
+
+
 def parse(expr: str) -> object:
-    """The ``promql-parser`` AST of ``expr``; a syntax error becomes a ``QueryError``."""
+    """The ``promql-parser`` AST of ``expr``; a syntax error becomes a ``QueryError``.
+
+    Calls of ``holt_winters`` (Prometheus 2.x) become ``double_exponential_smoothing``, the
+    name the parser knows.
+    """
     try:
         return promql_parser.parse(expr)
     except (ValueError, TypeError) as exc:
+        renamed = _RENAMED_CALL.sub(lambda m: m.group(1) or _RENAMED[m.group(2)], expr)
+        if renamed != expr:
+            return parse(renamed)
         raise QueryError(f"parse error: {exc}") from None
 
 
