@@ -156,6 +156,10 @@ def settle(expr: str) -> int:
     [30s] window, 0.747 s before its end: 2.747), 3 by half an interval (2.247), as we do.
     """
     ranges = [int(r) for r in FRESH_COUNTER.findall(expr)]
+    if "@ start()" in expr:
+        # the first scrape of each target lands anywhere in the first interval: start where
+        # every target has a sample, or both answer nothing
+        ranges.append(1)
     return (max(ranges) + 1) * 1000 if ranges else 0
 
 

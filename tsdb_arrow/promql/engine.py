@@ -51,6 +51,7 @@ class QueryLimits:
     timeout: float | None = None
 
 
+PARSE_ERROR = "parse error: "
 # Functions Prometheus 2.x knows by another name than the parser (Prometheus 3's).
 _RENAMED = {"holt_winters": "double_exponential_smoothing"}
 _RENAMED_CALL = re.compile(
@@ -71,7 +72,7 @@ def parse(expr: str) -> object:
         renamed = _RENAMED_CALL.sub(lambda m: m.group(1) or _RENAMED[m.group(2)], expr)
         if renamed != expr:
             return parse(renamed)
-        raise QueryError(f"parse error: {exc}") from None
+        raise QueryError(f"{PARSE_ERROR}{exc}") from None
 
 
 def evaluate(

@@ -202,7 +202,7 @@ class PromApi:
         self, expr: str, steps: Steps, form: Form
     ) -> tuple[Value, Sequence[str], Sequence[str]]:
         """The value of ``expr`` with the warnings and infos the engine raised."""
-        import promql_parser
+        from tsdb_arrow.promql.engine import PARSE_ERROR, parse
 
         timeout = self.options.timeout
         text = value(form, "timeout")
@@ -216,9 +216,10 @@ class PromApi:
                 raise BadData('invalid parameter "lookback_delta": must not be negative')
             lookback = lookback or self.options.lookback
         try:
-            promql_parser.parse(expr)
-        except (ValueError, TypeError) as exc:  # syntax and type errors, as Prometheus' parser
-            raise BadData(f'invalid parameter "query": {exc}') from None
+            parse(expr)  # syntax and type errors answer 400, as Prometheus' parser's do
+        except QueryError as exc:
+            reason = str(exc).removeprefix(PARSE_ERROR)
+            raise BadData(f'invalid parameter "query": {reason}') from None
         engine = self._engine or default_engine()
         started = time.monotonic()
         try:
