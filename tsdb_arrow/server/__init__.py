@@ -1,8 +1,10 @@
-"""``ta.serve``: the network listeners over one open ``Database`` (OTLP gRPC and HTTP so far).
+"""``ta.serve``: the network listeners over one open ``Database`` (OTLP gRPC and HTTP, Flight).
 
 ``serve(db, ...)`` starts them in this process and returns a ``Server`` handle; ``tsdb-arrow
 serve`` (``server/process.py``) is the same with signal handling around it. Listeners bind
 loopback by default; an address is ``HOST:PORT`` (port 0 picks a free one) or ``"off"``.
+With ``auth_token`` every listener asks for ``Authorization: Bearer <token>``; without one,
+Flight (which serves reads) binds loopback only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ log = logging.getLogger("tsdb_arrow.server")
 
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
 DEFAULT_OTLP_HTTP = "127.0.0.1:4318"
+DEFAULT_FLIGHT = "127.0.0.1:8815"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -62,16 +65,33 @@ def serve(
     promote_resource_attributes: Sequence[str] = (),
     grpc_max_message_bytes: int = 4 * 2**20,
     http_max_body_bytes: int = 4 * 2**20,
+    flight: str | None = DEFAULT_FLIGHT,
+    auth_token: str | None = None,
+    tls_cert: bytes | None = None,
+    tls_key: bytes | None = None,
 ) -> Server:
     """Start the listeners over ``db`` in this process; returns the handle to ``stop()`` them.
 
     A request is answered only once its points are in the write-ahead log. A listener that
-    cannot bind raises ``ServerError`` (the others are stopped first).
+    cannot bind raises ``ServerError`` (the others are stopped first). ``auth_token``: the
+    bearer token every listener then requires (401 / UNAUTHENTICATED without it); Flight on a
+    non-loopback address needs one. ``tls_cert``/``tls_key`` (PEM bytes): Flight over TLS.
     """
     from tsdb_arrow.server.otlp import OtlpReceiver
 
     grpc_address = _address("otlp_grpc", otlp_grpc)
     http_address = _address("otlp_http", otlp_http)
+    flight_address = _address("flight", flight)
+    if flight_address is not None and auth_token is None:
+        host = flight_address.rpartition(":")[0]
+        if host not in LOOPBACK:
+            raise ServerError(
+                f"flight on {flight_address} would serve every sample to anyone who can reach "
+                "it: give a token (--auth-token-file FILE, or auth_token=) or bind 127.0.0.1"
+            )
+        log.info("no auth token: Flight listens on loopback only")
+    if (tls_cert is None) != (tls_key is None):
+        raise ServerError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
     if db.read_only:
         raise ServerError("serve needs a database opened for writing, not read_only=True")
     receiver = OtlpReceiver(db, promote_resource_attributes=promote_resource_attributes)
@@ -81,16 +101,29 @@ def serve(
             from tsdb_arrow.server.otlp_grpc import OtlpGrpcServer
 
             grpc_server = OtlpGrpcServer(
-                receiver, grpc_address, max_message_bytes=grpc_max_message_bytes
+                receiver,
+                grpc_address,
+                max_message_bytes=grpc_max_message_bytes,
+                auth_token=auth_token,
             )
             server._stops.append(grpc_server.stop)
             server.addresses["otlp_grpc"] = grpc_server.address
         if http_address is not None:
             from tsdb_arrow.server.otlp_http import OtlpHttpServer
 
-            http_server = OtlpHttpServer(receiver, http_address, max_body_bytes=http_max_body_bytes)
+            http_server = OtlpHttpServer(
+                receiver, http_address, max_body_bytes=http_max_body_bytes, auth_token=auth_token
+            )
             server._stops.append(http_server.stop)
             server.addresses["otlp_http"] = http_server.address
+        if flight_address is not None:
+            from tsdb_arrow.server.flight import FlightListener
+
+            flight_server = FlightListener(
+                db, flight_address, auth_token=auth_token, tls_cert=tls_cert, tls_key=tls_key
+            )
+            server._stops.append(flight_server.stop)
+            server.addresses["flight"] = flight_server.address
     except BaseException:
         server.stop()
         raise
