@@ -241,6 +241,7 @@ class _PutStream:
     def _ack(self) -> WriteResult:
         buf = self.acks.read()
         if buf is None:
+            self.writer.close()  # raises the error the server ended the stream with
             raise ConnectionLostError(
                 f"{self.client.address} closed the write stream before acknowledging a batch"
             )

@@ -109,7 +109,7 @@ class FlightService(flight.FlightServerBase):
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
         request = wire.SelectTicket.decode(ticket.ticket)
         known = self.db.series()
-        series = known.filter(pl.col(REF).is_in(pl.Series(request.ref_array())))
+        series = known.filter(np.isin(known[REF].to_numpy(), request.ref_array()))
         scan = self.db._scan(series, request.start, request.end)
         predicate = _predicate(request.predicate)
         chosen, lo, hi = scan.prune(predicate)
