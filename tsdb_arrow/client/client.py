@@ -114,31 +114,49 @@ class Client:
     def write_batches(
         self, batches: Iterable[Any], *, metric: str | None = None
     ) -> Iterator[WriteResult]:
-        """Write frames one after the other on one stream, yielding each one's result as the
-        server acknowledges it (a few are sent ahead). The first refused frame raises; the
-        frames before it are stored, it and the later ones are not."""
+        """Write frames one after the other on one stream, yielding each one's result in order
+        as the server acknowledges it (a few are sent ahead). The first refused frame raises,
+        its position in ``batches`` as the error's ``batch_index``: the frames before it are
+        stored, it and the later ones are not."""
         stream: _PutStream | None = None
+        acked = 0
         try:
-            for data in batches:
-                encoded = encode(data, metric)
-                if encoded is None:
-                    yield WriteResult(rows=0, replaced=0)
-                    continue
-                if encoded.mode == "plain":
-                    if stream is not None:
-                        yield from stream.finish()
+            for index, data in enumerate(batches):
+                try:
+                    encoded = encode(data, metric)
+                except TsdbError as exc:
+                    exc.batch_index = index  # type: ignore[attr-defined]
+                    raise
+                if encoded is None or encoded.mode == "plain":
+                    if stream is not None:  # results stay in order
+                        for result in stream.finish():
+                            acked += 1
+                            yield result
                         stream = None
-                    with self._remote():
-                        yield from _PutStream(self, "plain", encoded.batch.schema, metric).one(
-                            encoded
-                        )
+                    if encoded is None:
+                        acked += 1
+                        yield WriteResult(rows=0, replaced=0)
+                        continue
+                    for result in _PutStream(self, "plain", encoded.batch.schema, metric).one(
+                        encoded
+                    ):
+                        acked += 1
+                        yield result
                     continue
                 if stream is None:
                     stream = _PutStream(self, "sets", SETS_SCHEMA, None)
-                yield from stream.send(encoded)
+                for result in stream.send(encoded):
+                    acked += 1
+                    yield result
             if stream is not None:
-                yield from stream.finish()
+                for result in stream.finish():
+                    acked += 1
+                    yield result
                 stream = None
+        except TsdbError as exc:
+            if not hasattr(exc, "batch_index"):  # the server refused the first unacknowledged
+                exc.batch_index = acked  # type: ignore[attr-defined]
+            raise
         finally:
             if stream is not None:
                 stream.abandon()
