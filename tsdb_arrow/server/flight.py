@@ -24,6 +24,7 @@ import pyarrow.flight as flight
 
 from tsdb_arrow import errors
 from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE
+from tsdb_arrow.query.scan import decode_batch
 from tsdb_arrow.server import auth
 from tsdb_arrow.server import flight_wire as wire
 
@@ -124,7 +125,10 @@ class FlightService(flight.FlightServerBase):
         schema = wire.samples_schema(
             request.values, wire.table_bytes(table.to_arrow()), pa.uint64()
         )
-        batches = scan.samples(chosen, lo, hi, values=request.values, batch_size=STREAM_BATCH)
+        # Batches sized as a local select's: the client's frames of them then fit the same
+        # recycled buffers (label views cost 16 bytes a row and label).
+        size = min(decode_batch(request.columns, request.limit), STREAM_BATCH)
+        batches = scan.samples(chosen, lo, hi, values=request.values, batch_size=size)
         return flight.GeneratorStream(schema, _stream(schema, batches, request.limit))
 
     @_mapped
