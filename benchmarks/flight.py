@@ -57,6 +57,12 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("tsdb-arrow serve exited before it was ready")
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server (it flushes and exits) and close its pipe."""
+    proc.terminate()
+    proc.communicate()
+
+
 def _writes(table, work: Path, repeat: int, batch_rows: int | None) -> tuple[float, float]:
     """Best time to write ``table`` into a fresh directory, locally and through a fresh server,
     taken in turns (the machine's load then weighs on both alike): as one ``write`` call, or
@@ -86,8 +92,7 @@ def _writes(table, work: Path, repeat: int, batch_rows: int | None) -> tuple[flo
                         pass
                 flight_times.append(time.perf_counter() - started)
         finally:
-            proc.terminate()
-            proc.wait()
+            _stop(proc)
         shutil.rmtree(path)
     return min(local_times), min(flight_times)
 
@@ -123,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     flight_times.append(best_of(1, remote.collect)[0])
                 local_select, flight_select = min(local_times), min(flight_times)
         finally:
-            proc.terminate()
-            proc.wait()
+            _stop(proc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
