@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -346,6 +347,14 @@ class FlightListener:
         self.address = f"{host}:{self._service.port}"
         self.scheme = scheme
 
-    def stop(self) -> None:
-        """Refuse new calls, let running ones finish, close the socket."""
-        self._service.shutdown()
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let running ones finish (up to ``grace`` seconds), close the
+        socket. A call still running then (a client that stopped reading a stream) ends with
+        an error once the database closes."""
+        stopping = threading.Thread(target=self._service.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(grace)
+        if stopping.is_alive():
+            log.warning(
+                "Flight calls still running after %.0f s; the database closes anyway", grace
+            )
