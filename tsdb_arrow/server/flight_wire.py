@@ -172,8 +172,14 @@ def read_runs(batch: pa.RecordBatch) -> Runs:
 
 
 def _numpy(arr: pa.Array, dtype: type) -> np.ndarray:
-    """The values of a null-free fixed-width array, zero-copy (bit patterns kept)."""
-    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+    """The values of a null-free fixed-width array, read-only, bit patterns kept: zero-copy,
+    or copied when gRPC left them at an address that is not a multiple of their size (numba
+    kernels compile and run another, slower variant for unaligned arrays)."""
+    out = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+    if not out.flags.aligned:
+        out = out.copy()
+        out.setflags(write=False)
+    return out
 
 
 def run_starts(codes: np.ndarray) -> np.ndarray:
