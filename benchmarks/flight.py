@@ -49,7 +49,7 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
     cli = Path(sys.executable).with_name("tsdb-arrow")
     proc = subprocess.Popen(
         [str(cli), "serve", "--data", str(data), "--otlp-grpc", "off", "--otlp-http", "off",
-         "--flight", f"127.0.0.1:{port}"],
+         "--http", "off", "--flight", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip

@@ -124,7 +124,9 @@ def run(transport: str, clients: int, requests: int, work: Path) -> dict[str, fl
     cli = Path(sys.executable).with_name("tsdb-arrow")
     bodies = [_requests(c, requests) for c in range(clients)]
     with subprocess.Popen(
-        [str(cli), "serve", "--data", str(data), *flags], stdout=subprocess.PIPE, text=True
+        [str(cli), "serve", "--data", str(data), *flags, "--http", "off"],
+        stdout=subprocess.PIPE,
+        text=True,
     ) as server:
         assert server.stdout is not None
         for line in server.stdout:

@@ -35,7 +35,9 @@ def flight_server(path: Path, **options) -> Iterator[tuple[ta.Database, ta.Serve
     """A database at ``path`` served over Flight only; yields (db, server, grpc address)."""
     db = ta.open(path)
     try:
-        server = ta.serve(db, otlp_grpc="off", otlp_http="off", flight="127.0.0.1:0", **options)
+        server = ta.serve(
+            db, otlp_grpc="off", otlp_http="off", http="off", flight="127.0.0.1:0", **options
+        )
         try:
             yield db, server, f"grpc://{server.addresses['flight']}"
         finally:

@@ -229,3 +229,11 @@ def test_otlp_benchmark_stores_every_acknowledged_point(tmp_path):
     result = otlp.run("grpc", clients=1, requests=3, work=tmp_path)
     assert result["acknowledged"] == 3 * otlp.PER_REQUEST == result["stored"]
     assert result["p99_ms"] >= result["p50_ms"] > 0
+
+
+def test_remote_write_benchmark_stores_every_acknowledged_sample(tmp_path):
+    from benchmarks import remote_write
+
+    result = remote_write.run(clients=2, count=3, per_request=500, work=tmp_path)
+    assert result["acknowledged"] == 2 * 3 * 500 == result["stored"]
+    assert result["p99_ms"] >= result["p50_ms"] > 0 and result["convert_per_s"] > 0

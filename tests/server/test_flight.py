@@ -318,6 +318,13 @@ def test_connect_to_nothing_is_a_clear_error_soon():
 def test_serve_refuses_flight_beyond_loopback_without_a_token(tmp_path):
     with ta.open(tmp_path / "db") as db:
         with pytest.raises(ta.ServerError, match="auth-token-file"):
-            ta.serve(db, otlp_grpc="off", otlp_http="off", flight="0.0.0.0:0")
+            ta.serve(db, otlp_grpc="off", otlp_http="off", http="off", flight="0.0.0.0:0")
         with pytest.raises(ta.ServerError, match="both a certificate and its key"):
-            ta.serve(db, otlp_grpc="off", otlp_http="off", flight="127.0.0.1:0", tls_cert=b"x")
+            ta.serve(
+                db,
+                otlp_grpc="off",
+                otlp_http="off",
+                http="off",
+                flight="127.0.0.1:0",
+                tls_cert=b"x",
+            )

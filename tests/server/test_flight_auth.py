@@ -26,6 +26,7 @@ def guarded(tmp_path):
         db,
         otlp_grpc="127.0.0.1:0",
         otlp_http="127.0.0.1:0",
+        http="127.0.0.1:0",
         flight="127.0.0.1:0",
         auth_token=TOKEN,
     )
@@ -97,6 +98,18 @@ def test_otlp_http_without_the_token_is_401(guarded):
         assert response.status == 200  # an empty request: nothing to store, accepted
 
 
+def test_prometheus_http_api_takes_the_same_token(guarded):
+    _, server = guarded
+    url = f"http://{server.addresses['http']}/api/v1/query?query=temp"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(url, timeout=30)
+    assert caught.value.code == 401
+    assert b"api" not in caught.value.read()
+    ok = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(ok, timeout=30) as response:
+        assert response.status == 200
+
+
 def test_otlp_grpc_without_the_token_is_unauthenticated(guarded):
     _, server = guarded
     method = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -114,7 +127,7 @@ def test_otlp_grpc_without_the_token_is_unauthenticated(guarded):
 def test_a_token_allows_flight_beyond_loopback(tmp_path):
     with ta.open(tmp_path / "db") as db:
         server = ta.serve(
-            db, otlp_grpc="off", otlp_http="off", flight="0.0.0.0:0", auth_token=TOKEN
+            db, otlp_grpc="off", otlp_http="off", http="off", flight="0.0.0.0:0", auth_token=TOKEN
         )
         try:
             port = server.addresses["flight"].rpartition(":")[2]
@@ -139,6 +152,7 @@ def test_flight_over_tls(tmp_path):
             db,
             otlp_grpc="off",
             otlp_http="off",
+            http="off",
             flight="127.0.0.1:0",
             tls_cert=cert.read_bytes(),
             tls_key=key.read_bytes(),

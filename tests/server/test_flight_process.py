@@ -33,7 +33,7 @@ def serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
     """A ``tsdb-arrow serve`` with Flight only, started and ready."""
     proc = subprocess.Popen(
         [str(CLI), "serve", "--data", str(data), "--otlp-grpc", "off", "--otlp-http", "off",
-         "--flight", f"127.0.0.1:{port}", *extra],
+         "--http", "off", "--flight", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
