@@ -34,6 +34,8 @@ from benchmarks.datasets import load_real, repo_root
 from benchmarks.measure import best_of
 
 GOAL = 0.7
+#: Seconds any one Flight call may take: a stuck call fails the run instead of hanging it.
+CALL_TIMEOUT = 300.0
 #: Rows per batch of the batched write (a loader's batches; ``tsdb-arrow load`` sends 1 M).
 BATCH_ROWS = 500_000
 
@@ -101,7 +103,7 @@ def _writes(table, work: Path, repeat: int, batch_rows: int | None) -> tuple[flo
         path = work / f"flight-write-{i}"
         proc, address = _serve(path)
         try:
-            with ta.connect(address) as client:
+            with ta.connect(address, timeout=CALL_TIMEOUT) as client:
                 client.write(warmup)
                 started = time.perf_counter()
                 if batches is None:
@@ -137,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             db.flush()
         proc, address = _serve(work / "data")  # one directory: served, and opened read-only
         try:
-            with ta.connect(address) as client, ta.open(work / "data", read_only=True) as db:
+            with (
+                ta.connect(address, timeout=CALL_TIMEOUT) as client,
+                ta.open(work / "data", read_only=True) as db,
+            ):
                 remote, local = client.select(), db.select()
                 remote_frame, local_frame = remote.collect(), local.collect()  # caches warm
                 assert remote_frame.equals(local_frame), "Flight and local select-alls differ"
