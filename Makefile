@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.compaction
 	$(BIN)/python -m benchmarks.otlp
 	$(BIN)/python -m benchmarks.remote_write
+	$(BIN)/python -m benchmarks.flight
 	$(BIN)/python -m pytest -q -p no:randomly tests/server/test_prom_http_prometheus.py tests/server/test_prom_http_node_exporter.py
 
 lint: $(BIN)/.installed

@@ -117,9 +117,9 @@ def run(transport: str, clients: int, requests: int, work: Path) -> dict[str, fl
     shutil.rmtree(data, ignore_errors=True)
     port = _free_port()
     flags = (
-        ["--otlp-grpc", f"127.0.0.1:{port}", "--otlp-http", "off"]
+        ["--otlp-grpc", f"127.0.0.1:{port}", "--otlp-http", "off", "--flight", "off"]
         if transport == "grpc"
-        else ["--otlp-grpc", "off", "--otlp-http", f"127.0.0.1:{port}"]
+        else ["--otlp-grpc", "off", "--otlp-http", f"127.0.0.1:{port}", "--flight", "off"]
     )
     cli = Path(sys.executable).with_name("tsdb-arrow")
     bodies = [_requests(c, requests) for c in range(clients)]

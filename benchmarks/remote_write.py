@@ -150,7 +150,7 @@ def run(
     bodies = [requests(c, count, per_request) for c in range(clients)]
     cli = Path(sys.executable).with_name("tsdb-arrow")
     command = [str(cli), "serve", "--data", str(data), "--otlp-grpc", "off", "--otlp-http", "off",
-               "--http", f"127.0.0.1:{port}"]  # fmt: skip
+               "--http", f"127.0.0.1:{port}", "--flight", "off"]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
         assert server.stdout is not None
         for line in server.stdout:

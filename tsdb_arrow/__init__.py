@@ -19,10 +19,12 @@ from tsdb_arrow import kernel_cache
 from tsdb_arrow.config import HistogramConfig, StorageConfig
 from tsdb_arrow.database import Database, WriteResult, open
 from tsdb_arrow.errors import (
+    AuthError,
     BackpressureError,
     ClosedError,
     CodecError,
     ConfigError,
+    ConnectionLostError,
     CorruptBlockError,
     CorruptBlockWarning,
     DataDirectoryError,
@@ -54,6 +56,8 @@ __version__ = "0.1.0"
 # Subpackages imported on first attribute access: ``ta.sketch.quantiles(...)`` works as if
 # ``sketch`` were imported here, without its cost for programs that never use it.
 _LAZY_SUBPACKAGES = frozenset({"sketch"})
+# Functions whose module is imported on first use: ``ta.connect`` loads pyarrow.flight.
+_LAZY_FUNCTIONS = {"connect": "tsdb_arrow.client"}
 
 __all__ = [
     # opening a data directory
@@ -65,6 +69,8 @@ __all__ = [
     # serving a directory over the network (tsdb-arrow serve, in this process)
     "serve",
     "Server",
+    # a running server's database over Arrow Flight: ta.connect("grpc://127.0.0.1:8815")
+    "connect",
     # quantile sketches: ta.sketch.quantiles(...), ta.sketch.histogram_quantiles(...)
     "sketch",
     # errors
@@ -88,14 +94,18 @@ __all__ = [
     "StorageError",
     "WalError",
     "MissingDependencyError",
+    "AuthError",
+    "ConnectionLostError",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY_SUBPACKAGES)
+    return sorted(set(globals()) | _LAZY_SUBPACKAGES | set(_LAZY_FUNCTIONS))

@@ -10,16 +10,16 @@ import argparse
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 import tsdb_arrow as ta
 from tsdb_arrow.datadir import MARKER_FILE, is_data_directory
 from tsdb_arrow.errors import TsdbError
-from tsdb_arrow.query.export import EXPORT_FORMATS, export_format
+from tsdb_arrow.query.export import EXPORT_FORMATS, export_format, sink
 from tsdb_arrow.timeutil import format_ms, to_ms
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ examples:
   tsdb-arrow load samples.parquet --data ./data
   tsdb-arrow load day1.csv day2.csv.gz --data ./data
   tsdb-arrow load cpu.arrow --data ./data --metric node_cpu_seconds_total
+  tsdb-arrow load day1.parquet --server grpc://127.0.0.1:8815
 
 A file is long format: timestamp (int ms since the epoch or RFC 3339), value, __name__ (or
 --metric) and one column per label."""
@@ -87,13 +88,15 @@ Stop it with Ctrl-C or SIGTERM: requests in flight finish, the head is flushed."
 
 _INFO_EXAMPLES = """\
 examples:
-  tsdb-arrow info --data ./data"""
+  tsdb-arrow info --data ./data
+  tsdb-arrow info --server grpc://127.0.0.1:8815"""
 
 _QUERY_EXAMPLES = """\
 examples:
   tsdb-arrow query node_load1 --data ./data
   tsdb-arrow query 'node_cpu_seconds_total{mode!="idle", cpu=~"0|1"}' --data ./data --limit 20
   tsdb-arrow query up --data ./data --start -15m
+  tsdb-arrow query up --server grpc://127.0.0.1:8815 --token-file token.txt
   tsdb-arrow query up --data ./data --start 2026-11-24T18:00:00Z --end 2026-11-24T18:05:00Z
 
 Without SELECTOR every series is printed."""
@@ -103,6 +106,7 @@ examples:
   tsdb-arrow export node_load1 load.parquet --data ./data
   tsdb-arrow export 'node_cpu_seconds_total{mode="user"}' cpu.csv --data ./data --start -1h
   tsdb-arrow export all.arrow --data ./data
+  tsdb-arrow export up up.parquet --server grpc://127.0.0.1:8815
   tsdb-arrow export up samples.out --data ./data --format parquet
 
 The format follows OUT's extension (.parquet .pq, .arrow .feather .ipc, .csv) or --format.
@@ -130,18 +134,18 @@ def _parser() -> argparse.ArgumentParser:
 
     load = command("load", "load long-format Parquet, Arrow IPC or CSV files", _LOAD_EXAMPLES)
     load.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    _data_arg(load)
+    _store_args(load)
     load.add_argument("--metric", help="metric name for files without a __name__ column")
     load.add_argument("--batch-rows", type=_positive, default=1_000_000, help="rows per write")
     load.set_defaults(run=_load)
 
     info = command("info", "print what a data directory stores", _INFO_EXAMPLES)
-    _data_arg(info)
+    _store_args(info)
     info.set_defaults(run=_info)
 
     query = command("query", "print the samples of a series selector", _QUERY_EXAMPLES)
     query.add_argument("selector", nargs="?", default=None, metavar="SELECTOR", help=_SELECTOR_HELP)
-    _data_arg(query)
+    _store_args(query)
     _range_args(query)
     query.add_argument("--limit", type=int, default=10, help="rows to print (default 10)")
     query.set_defaults(run=_query)
@@ -153,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         "selector", nargs="?", default=None, metavar="SELECTOR", help=_SELECTOR_HELP
     )
     export.add_argument("out", metavar="OUT", help="the file to write")
-    _data_arg(export)
+    _store_args(export)
     _range_args(export)
     export.add_argument(
         "--format",
@@ -239,6 +243,41 @@ def _data_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="the data directory")
 
 
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    """--data DIR, or --server URL of a running ``tsdb-arrow serve`` (with --token-file)."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, help="the data directory")
+    where.add_argument(
+        "--server", metavar="URL", help="a running server's Flight address: grpc://HOST:PORT"
+    )
+    parser.add_argument(
+        "--token-file", metavar="FILE", help="the server's bearer token (its --auth-token-file)"
+    )
+
+
+def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The database of --data (opened) or --server (connected): both have the same API."""
+    if args.server is not None:
+        from tsdb_arrow.server.auth import load_token
+
+        token = load_token(args.token_file) if args.token_file else None
+        return ta.connect(args.server, token=token)
+    return ta.open(args.data if create else _existing(args.data))
+
+
+def _written(store: Any, batches: Iterator[Any], metric: str | None) -> Iterator[Any]:
+    """Each batch's WriteResult, in order; a refused one raises with its ``batch_index``."""
+    if isinstance(store, ta.Database):
+        for index, batch in enumerate(batches):
+            try:
+                yield store.write(batch, metric=metric)
+            except TsdbError as exc:
+                exc.batch_index = index  # type: ignore[attr-defined]
+                raise
+    else:  # a client: a few batches in flight while the server writes
+        yield from store.write_batches(batches, metric=metric)
+
+
 def _range_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", metavar="TIME", help=f"first time (inclusive): {_TIME_HELP}")
     parser.add_argument("--end", metavar="TIME", help=f"last time (inclusive): {_TIME_HELP}")
@@ -272,7 +311,7 @@ def _load(args: argparse.Namespace) -> int:
     total = sum(f.total_rows or 0 for f in files) or None
     started = time.perf_counter()
     loaded = replaced = 0
-    with ta.open(args.data) as db:
+    with _store(args, create=True) as db:
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -287,20 +326,30 @@ def _load(args: argparse.Namespace) -> int:
             task = progress.add_task("loading", total=total, rate="")
             for sample_file in files:
                 progress.update(task, description=sample_file.path.name)
-                row = 0
-                for batch in sample_file.batches(args.batch_rows):
-                    try:
-                        result = db.write(batch, metric=args.metric)
-                    except TsdbError as exc:
-                        raise type(exc)(
-                            f"{sample_file.path}, rows {row}..{row + batch.num_rows - 1}: {exc} "
-                            f"({loaded:,} samples before this batch were stored)"
-                        ) from exc
-                    row += batch.num_rows
-                    loaded += batch.num_rows
-                    replaced += result.replaced
-                    rate = loaded / max(time.perf_counter() - started, 1e-9)
-                    progress.update(task, completed=loaded, rate=f"{rate / 1e6:.2f} M samples/s")
+                sizes: list[int] = []
+
+                def tracked(sample_file=sample_file, sizes=sizes) -> Iterator[Any]:
+                    for batch in sample_file.batches(args.batch_rows):
+                        sizes.append(batch.num_rows)
+                        yield batch
+
+                try:
+                    for result in _written(db, tracked(), args.metric):
+                        loaded += result.rows
+                        replaced += result.replaced
+                        rate = loaded / max(time.perf_counter() - started, 1e-9)
+                        progress.update(
+                            task, completed=loaded, rate=f"{rate / 1e6:.2f} M samples/s"
+                        )
+                except TsdbError as exc:
+                    index = getattr(exc, "batch_index", None)
+                    if index is None or index >= len(sizes):
+                        raise  # not a refused batch: the file itself could not be read
+                    row = sum(sizes[:index])
+                    raise type(exc)(
+                        f"{sample_file.path}, rows {row}..{row + sizes[index] - 1}: {exc} "
+                        f"({loaded:,} samples before this batch were stored)"
+                    ) from exc
         db.flush()
         elapsed = time.perf_counter() - started
         stats = db.stats()
@@ -319,7 +368,7 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    with ta.open(_existing(args.data)) as db:
+    with _store(args) as db:
         _print_stats(db.stats(), _console())
     return 0
 
@@ -348,7 +397,7 @@ def _print_stats(stats: dict, console: Console) -> None:
 
 def _query(args: argparse.Namespace) -> int:
     start, end = _times(args)
-    with ta.open(_existing(args.data)) as db:
+    with _store(args) as db:
         lazy = db.select(args.selector, start=start, end=end)
         started = time.perf_counter()
         frame = lazy.collect()
@@ -383,8 +432,13 @@ def _export(args: argparse.Namespace) -> int:
             "those extensions"
         ) from None
     start, end = _times(args)
-    with ta.open(_existing(args.data)) as db:
-        rows = db.export(args.selector, args.out, start=start, end=end, format=kind)
+    with _store(args) as db:
+        if isinstance(db, ta.Database):
+            rows = db.export(args.selector, args.out, start=start, end=end, format=kind)
+        else:  # the server's samples streamed into the file here
+            sink(db.select(args.selector, start=start, end=end), args.out, kind)
+            scan = {"parquet": pl.scan_parquet, "ipc": pl.scan_ipc, "csv": pl.scan_csv}[kind]
+            rows = scan(str(args.out)).select(pl.len()).collect().item()
     _console().print(f"exported {rows:,} samples to {args.out} ({kind})", soft_wrap=True)
     return 0
 

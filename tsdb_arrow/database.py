@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from tsdb_arrow.ingest.convert import SampleBatch
     from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
+    from tsdb_arrow.query.scan import Scan
 
 
 @dataclass(frozen=True)
@@ -321,15 +322,22 @@ class Database:
         new. Appending newer samples costs one pass over the batch to count; a batch that
         reaches back into stored times also reads its series' stored timestamps there.
         """
-        from tsdb_arrow.ingest.convert import check_metric_names, check_utf8, normalize
+        from tsdb_arrow.ingest.convert import normalize
         from tsdb_arrow.ingest.series import resolve_series
-        from tsdb_arrow.query.overlap import repeats_within_batch
 
         self._check_writable()
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
-        resolved = resolve_series(batch.labels, batch.num_rows)
+        return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
+
+    def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
+        """``write`` of a validated batch whose rows are resolved to series already (the
+        Flight server resolves a batch's distinct label sets only, not its rows)."""
+        from tsdb_arrow.ingest.convert import check_metric_names, check_utf8
+        from tsdb_arrow.query.overlap import repeats_within_batch
+
+        self._check_writable()
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
         series = resolved.series.column(REF).to_numpy()
@@ -687,7 +695,7 @@ class Database:
         ``close()`` or the end of the ``with`` block, after which collecting raises
         ``ClosedError``.
         """
-        from tsdb_arrow.query.scan import TIME_DTYPE, Scan
+        from tsdb_arrow.query.scan import TIME_DTYPE
 
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
@@ -702,7 +710,13 @@ class Database:
                 **{name: pl.String() for name in sorted(required)},
             }
             return pl.LazyFrame(schema=schema)
-        return Scan(series, lo, hi, self._snapshot, self._cache, self._pool_threads).lazy()
+        return self._scan(series, lo, hi).lazy()
+
+    def _scan(self, series: pl.DataFrame, lo: int | None, hi: int | None) -> Scan:
+        """The IO source reading ``series`` (REF + labels, sorted by ref) in [lo, hi]."""
+        from tsdb_arrow.query.scan import Scan
+
+        return Scan(series, lo, hi, self._snapshot, self._cache, self._pool_threads)
 
     def query(self, expr: str, time: Any = None, *, lookback: Any = "5m") -> pl.DataFrame:
         """Evaluate the PromQL ``expr`` at ``time`` (default now) into a long Polars frame.

@@ -111,3 +111,9 @@ class QueryLimitError(QueryError):
 class AuthError(TsdbError):
     """A request carried no bearer token or a wrong one; the message says nothing about the
     data (no series, no label names)."""
+
+
+class ConnectionLostError(TsdbError, ConnectionError):
+    """The server of ``ta.connect`` could not be reached, or the connection dropped during a
+    call (the server stopped or was killed). Writes acknowledged before are stored; retry the
+    rest once the server is back."""

@@ -63,6 +63,7 @@ def served(tmp_path_factory):
         otlp_http="127.0.0.1:0",
         http="off",
         http_max_body_bytes=8 * 2**20,
+        flight="off",
     )
     yield db, server
     server.stop()

@@ -436,12 +436,12 @@ def test_bearer_token(tmp_path):
 
 def test_serve_starts_and_stops_the_listener(tmp_path):
     db = ta.open(tmp_path / "db")
-    with ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0") as server:
+    with ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0", flight="off") as server:
         address = server.addresses["http"]
         with urllib.request.urlopen(f"http://{address}/api/v1/labels", timeout=30) as r:
             assert json.loads(r.read()) == ok([])
         with pytest.raises(ta.ServerError, match="cannot listen for the Prometheus HTTP API"):
-            ta.serve(db, otlp_grpc="off", otlp_http="off", http=address)
+            ta.serve(db, otlp_grpc="off", otlp_http="off", http=address, flight="off")
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{address}/-/ready", timeout=5)
     with pytest.raises(ta.ServerError, match="HOST:PORT"):
@@ -471,7 +471,7 @@ def test_tsdb_arrow_serve_answers_queries_with_the_engine(tmp_path):
         port = s.getsockname()[1]
     cli = Path(sys.executable).with_name("tsdb-arrow")
     command = [str(cli), "serve", "--data", str(tmp_path / "db"), "--otlp-grpc", "off",
-               "--otlp-http", "off", "--http", f"127.0.0.1:{port}",
+               "--otlp-http", "off", "--http", f"127.0.0.1:{port}", "--flight", "off",
                "--query-timeout", "30"]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
         try:

@@ -120,7 +120,7 @@ def feed(tmp_path_factory):
         pytest.skip("prometheus is not installed (apt install prometheus)")
     tmp_path = tmp_path_factory.mktemp("prometheus")
     db = ta.open(tmp_path / "db")
-    server = ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0")
+    server = ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0", flight="off")
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -44,6 +44,8 @@ def start(data: Path, http_port: int) -> subprocess.Popen:
             f"127.0.0.1:{http_port}",
             "--http",
             "off",
+            "--flight",
+            "off",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

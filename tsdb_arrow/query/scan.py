@@ -80,11 +80,33 @@ class Scan:
     ) -> Iterator[pl.DataFrame]:
         """Yield frames of at most ``batch_size`` rows, ``predicate`` applied exactly."""
         schema = self.schema
-        labels = [c for c in schema if c not in (TIMESTAMP, VALUE)]
         wanted = list(schema) if with_columns is None else with_columns
         needed = set(wanted) | (
             set(predicate.meta.root_names()) if predicate is not None else set()
         )
+        chosen, lo, hi = self.prune(predicate)
+        if n_rows == 0:
+            return
+        size = batch_size or DEFAULT_BATCH
+        # Without a predicate, frames are built with exactly the wanted columns, in order.
+        columns = wanted if predicate is None else [c for c in schema if c in needed]
+        batches = self.samples(
+            chosen,
+            lo,
+            hi,
+            values=VALUE in needed,
+            batch_size=max(size, decode_batch(columns, n_rows)),
+        )
+        frames = self._frames(lambda: FrameBuilder(chosen, columns), batches)
+        try:
+            yield from deliver(frames, predicate, wanted, n_rows, size)
+        finally:
+            frames.close()
+
+    def prune(self, predicate: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        """The series (REF + labels) and inclusive time bounds left by ``predicate``'s label
+        terms and time bounds: what must be read, before the predicate is applied exactly."""
+        labels = [c for c in self.schema if c not in (TIMESTAMP, VALUE)]
         push = analyse(predicate, set(labels))
         chosen = self.series.select(REF, *labels)
         for term in push.label_terms:
@@ -96,39 +118,28 @@ class Scan:
                 continue
         lo = max(x for x in (self.start, push.start, T_MIN) if x is not None)
         hi = min(x for x in (self.end, push.end, T_MAX) if x is not None)
+        return chosen, int(lo), int(hi)
+
+    def samples(
+        self, chosen: pl.DataFrame, lo: int, hi: int, *, values: bool, batch_size: int
+    ) -> Generator[Samples, None, None]:
+        """The samples of ``chosen`` series in [lo, hi], in batches of runs of one series
+        (the snapshot is held until the generator is exhausted or closed)."""
         refs = chosen[REF].to_numpy()
-        if n_rows == 0 or len(refs) == 0 or lo > hi:
+        if len(refs) == 0 or lo > hi:
             return
         snapshot, release = self.open_snapshot()
         try:
-            remaining = n_rows
-            size = batch_size or DEFAULT_BATCH
-            # Without a predicate, frames are built with exactly the wanted columns, in order.
-            columns = wanted if predicate is None else [c for c in schema if c in needed]
-            batches = iter_samples(
+            yield from iter_samples(
                 snapshot,
                 refs,
                 lo,
                 hi,
-                values=VALUE in needed,
-                batch_size=max(size, decode_batch(columns, n_rows)),
+                values=values,
+                batch_size=batch_size,
                 cache=self.cache,
                 pool=self.pool,
             )
-            for frame in self._frames(lambda: FrameBuilder(chosen, columns), batches):
-                if predicate is not None:
-                    frame = frame.filter(predicate).select(wanted)
-                if remaining is not None:
-                    frame = frame.head(remaining)
-                    remaining -= frame.height
-                # One series can hold more than a batch: hand it over in batch_size slices.
-                if frame.height <= size:
-                    yield frame
-                else:
-                    for offset in range(0, frame.height, size):
-                        yield frame.slice(offset, size)
-                if remaining is not None and remaining <= 0:
-                    return
         finally:
             release()
 
@@ -160,3 +171,29 @@ class Scan:
             for job in pending:
                 job.cancel()
             batches.close()  # cancels the decoding ahead when the consumer stops early
+
+
+def deliver(
+    frames: Iterator[pl.DataFrame],
+    predicate: pl.Expr | None,
+    wanted: list[str],
+    n_rows: int | None,
+    size: int,
+) -> Iterator[pl.DataFrame]:
+    """What an IO source hands Polars: ``frames`` filtered by ``predicate`` exactly, with the
+    ``wanted`` columns, at most ``n_rows`` rows in all, in slices of at most ``size`` rows."""
+    remaining = n_rows
+    for frame in frames:
+        if predicate is not None:
+            frame = frame.filter(predicate).select(wanted)
+        if remaining is not None:
+            frame = frame.head(remaining)
+            remaining -= frame.height
+        # One series can hold more than a batch: hand it over in batch_size slices.
+        if frame.height <= size:
+            yield frame
+        else:
+            for offset in range(0, frame.height, size):
+                yield frame.slice(offset, size)
+        if remaining is not None and remaining <= 0:
+            return

@@ -1,9 +1,11 @@
 """``ta.serve``: the network listeners over one open ``Database`` (OTLP gRPC and HTTP, the
-Prometheus HTTP API).
+Prometheus HTTP API, Arrow Flight).
 
 ``serve(db, ...)`` starts them in this process and returns a ``Server`` handle; ``tsdb-arrow
 serve`` (``server/process.py``) is the same with signal handling around it. Listeners bind
 loopback by default; an address is ``HOST:PORT`` (port 0 picks a free one) or ``"off"``.
+With ``auth_token`` every listener asks for ``Authorization: Bearer <token>``; without one,
+Flight (which serves reads) binds loopback only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ log = logging.getLogger("tsdb_arrow.server")
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
 DEFAULT_OTLP_HTTP = "127.0.0.1:4318"
 DEFAULT_PROM_HTTP = "127.0.0.1:9090"
+DEFAULT_FLIGHT = "127.0.0.1:8815"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -67,7 +70,10 @@ def serve(
     http_max_body_bytes: int = 4 * 2**20,
     http: str | None = DEFAULT_PROM_HTTP,
     query_options: QueryOptions | None = None,
+    flight: str | None = DEFAULT_FLIGHT,
     auth_token: str | None = None,
+    tls_cert: bytes | None = None,
+    tls_key: bytes | None = None,
 ) -> Server:
     """Start the listeners over ``db`` in this process; returns the handle to ``stop()`` them.
 
@@ -75,13 +81,26 @@ def serve(
     cannot bind raises ``ServerError`` (the others are stopped first). ``http`` is the
     Prometheus HTTP API (queries, remote write and read, OTLP at ``/api/v1/otlp/v1/metrics``)
     with ``query_options`` as its limits; with ``auth_token`` it answers only requests
-    carrying ``Authorization: Bearer <token>`` (401 otherwise).
+    carrying ``Authorization: Bearer <token>`` (401 otherwise), as do the OTLP listeners
+    (401 / UNAUTHENTICATED) and Flight; Flight on a non-loopback address needs a token.
+    ``tls_cert``/``tls_key`` (PEM bytes): Flight over TLS.
     """
     from tsdb_arrow.server.otlp import OtlpReceiver
 
     grpc_address = _address("otlp_grpc", otlp_grpc)
     http_address = _address("otlp_http", otlp_http)
     prom_address = _address("http", http)
+    flight_address = _address("flight", flight)
+    if flight_address is not None and auth_token is None:
+        host = flight_address.rpartition(":")[0]
+        if host not in LOOPBACK:
+            raise ServerError(
+                f"flight on {flight_address} would serve every sample to anyone who can reach "
+                "it: give a token (--auth-token-file FILE, or auth_token=) or bind 127.0.0.1"
+            )
+        log.info("no auth token: Flight listens on loopback only")
+    if (tls_cert is None) != (tls_key is None):
+        raise ServerError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
     if db.read_only:
         raise ServerError("serve needs a database opened for writing, not read_only=True")
     receiver = OtlpReceiver(db, promote_resource_attributes=promote_resource_attributes)
@@ -91,14 +110,19 @@ def serve(
             from tsdb_arrow.server.otlp_grpc import OtlpGrpcServer
 
             grpc_server = OtlpGrpcServer(
-                receiver, grpc_address, max_message_bytes=grpc_max_message_bytes
+                receiver,
+                grpc_address,
+                max_message_bytes=grpc_max_message_bytes,
+                auth_token=auth_token,
             )
             server._stops.append(grpc_server.stop)
             server.addresses["otlp_grpc"] = grpc_server.address
         if http_address is not None:
             from tsdb_arrow.server.otlp_http import OtlpHttpServer
 
-            http_server = OtlpHttpServer(receiver, http_address, max_body_bytes=http_max_body_bytes)
+            http_server = OtlpHttpServer(
+                receiver, http_address, max_body_bytes=http_max_body_bytes, auth_token=auth_token
+            )
             server._stops.append(http_server.stop)
             server.addresses["otlp_http"] = http_server.address
         if prom_address is not None:
@@ -114,6 +138,14 @@ def serve(
             )
             server._stops.append(prom_server.stop)
             server.addresses["http"] = prom_server.address
+        if flight_address is not None:
+            from tsdb_arrow.server.flight import FlightListener
+
+            flight_server = FlightListener(
+                db, flight_address, auth_token=auth_token, tls_cert=tls_cert, tls_key=tls_key
+            )
+            server._stops.append(flight_server.stop)
+            server.addresses["flight"] = flight_server.address
     except BaseException:
         server.stop()
         raise

@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         "off",
         "--http",
         "off",
+        "--flight",
+        "off",
     ]
     print("$ tsdb-arrow", " ".join(command[1:]), flush=True)
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from tsdb_arrow.errors import ServerError
+from tsdb_arrow.server.auth import bearer_ok
 from tsdb_arrow.server.otlp import OtlpReceiver, Outcome
 
 SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
@@ -45,8 +46,10 @@ class OtlpGrpcServer:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         workers: int = 8,
+        auth_token: str | None = None,
     ) -> None:
         self._receiver = receiver
+        self._auth_token = auth_token
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsdb-arrow-otlp-grpc"),
             options=[
@@ -79,6 +82,13 @@ class OtlpGrpcServer:
         self._server.start()
 
     def _export(self, body: bytes, context: grpc.ServicerContext) -> bytes:
+        if self._auth_token is not None:
+            header = dict(context.invocation_metadata()).get("authorization")
+            if not bearer_ok(header, self._auth_token):
+                context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "a bearer token is required: authorization: Bearer <token>",
+                )
         outcome = self._receiver.export(body)
         if outcome.kind == "ok":
             return outcome.response

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tsdb_arrow.errors import ServerError
+from tsdb_arrow.server.auth import bearer_ok
 from tsdb_arrow.server.otlp import OtlpReceiver
 
 PATH = "/v1/metrics"
@@ -76,6 +77,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         limit = self.server.max_body_bytes
+        if not bearer_ok(self.headers.get("Authorization"), self.server.auth_token):
+            self.close_connection = True  # the body is not read
+            self._send(
+                HTTPStatus.UNAUTHORIZED,
+                b"a bearer token is required: Authorization: Bearer <token>",
+                "text/plain",
+                {"WWW-Authenticate": "Bearer"},
+            )
+            return
         if self.path.split("?", 1)[0] != PATH:
             self._send(HTTPStatus.NOT_FOUND, b"", "text/plain")
             return
@@ -174,9 +184,16 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True  # server_close waits for requests in flight
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], receiver: OtlpReceiver, max_body_bytes: int):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        receiver: OtlpReceiver,
+        max_body_bytes: int,
+        auth_token: str | None = None,
+    ):
         self.receiver = receiver
         self.max_body_bytes = max_body_bytes
+        self.auth_token = auth_token
         super().__init__(address, _Handler)
 
 
@@ -184,11 +201,18 @@ class OtlpHttpServer:
     """A running OTLP/HTTP listener on its own thread; ``address`` has the port resolved."""
 
     def __init__(
-        self, receiver: OtlpReceiver, address: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        receiver: OtlpReceiver,
+        address: str,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        auth_token: str | None = None,
     ) -> None:
         host, _, port = address.rpartition(":")
         try:
-            self._server = _Server((host.strip("[]"), int(port)), receiver, max_body_bytes)
+            self._server = _Server(
+                (host.strip("[]"), int(port)), receiver, max_body_bytes, auth_token
+            )
         except (OSError, ValueError) as exc:
             raise ServerError(
                 f"cannot listen for OTLP/HTTP on {address} ({exc}); pick another port with "

@@ -14,7 +14,15 @@ import sys
 import threading
 
 import tsdb_arrow as ta
-from tsdb_arrow.server import DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP, DEFAULT_PROM_HTTP, serve
+from tsdb_arrow.errors import ServerError
+from tsdb_arrow.server import (
+    DEFAULT_FLIGHT,
+    DEFAULT_OTLP_GRPC,
+    DEFAULT_OTLP_HTTP,
+    DEFAULT_PROM_HTTP,
+    serve,
+)
+from tsdb_arrow.server.auth import load_token
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds an instant selector looks back for a sample (default 300)",
     )
     parser.add_argument(
+        "--flight",
+        default=DEFAULT_FLIGHT,
+        metavar="HOST:PORT|off",
+        help=f"Arrow Flight listener for ta.connect (default {DEFAULT_FLIGHT})",
+    )
+    parser.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <the file's content>' on every listener; "
+        "without it Flight binds loopback only",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="TLS certificate for Flight")
+    parser.add_argument("--tls-key", metavar="PEM", help="TLS private key for Flight")
+    parser.add_argument(
         "--promote-resource-attributes",
         default="",
         metavar="A,B",
@@ -77,6 +99,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _read_pem(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ServerError(
+            f"cannot read {path}: {exc.strerror}; check --tls-cert/--tls-key"
+        ) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="tsdb-arrow: %(message)s", stream=sys.stderr)
@@ -92,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=args.query_max_concurrency,
         lookback=round(args.query_lookback_delta * 1000),
     )
+    token = load_token(args.auth_token_file) if args.auth_token_file else None
+    tls_cert, tls_key = _read_pem(args.tls_cert), _read_pem(args.tls_key)
     db = ta.open(args.data)
     try:
         server = serve(
@@ -103,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
             http_max_body_bytes=args.http_max_body_bytes,
             http=args.http,
             query_options=options,
+            flight=args.flight,
+            auth_token=token,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
     except BaseException:
         db.close()
@@ -114,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         for name, address in server.addresses.items():
-            print(f"tsdb-arrow: {name} listening on {address}", flush=True)
+            tls = " (TLS)" if name == "flight" and tls_cert else ""
+            print(f"tsdb-arrow: {name} listening on {address}{tls}", flush=True)
+        if token is None and "flight" in server.addresses:
+            print("tsdb-arrow: no --auth-token-file: Flight binds loopback only", flush=True)
         if not server.addresses:
             print("tsdb-arrow: every listener is off; serving nothing until stopped", flush=True)
         print("tsdb-arrow: ready", flush=True)

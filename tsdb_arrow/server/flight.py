@@ -1,0 +1,360 @@
+"""Arrow Flight over one open ``Database``: what ``ta.connect`` talks to.
+
+``do_get`` streams a select (series fixed by the client, projection and predicate pushed down)
+batch by batch as the read path decodes it; ``do_put`` writes batches, answering each with a
+``PutResult`` only once ``db.write`` returned (its samples are in the WAL); ``do_action`` runs
+``series``, ``select``, ``stats``, ``flush``, ``compact`` and ``delete``; ``list_flights`` and
+``get_flight_info`` list the metrics. The wire format is ``flight_wire``'s. With a token, every
+call needs ``Authorization: Bearer <token>`` (a middleware refuses it before any handler runs).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from tsdb_arrow import errors
+from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE
+from tsdb_arrow.query.scan import decode_batch
+from tsdb_arrow.server import auth
+from tsdb_arrow.server import flight_wire as wire
+
+if TYPE_CHECKING:
+    from tsdb_arrow.database import Database, WriteResult
+
+log = logging.getLogger("tsdb_arrow.server")
+
+DEFAULT_FLIGHT = "127.0.0.1:8815"
+#: Most rows per streamed batch (16 bytes each with values): a few MiB per gRPC message.
+STREAM_BATCH = 1 << 20
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def flight_error(exc: BaseException) -> flight.FlightError:
+    """The Flight error for ``exc``; its ``extra_info`` carries the TsdbError class."""
+    info = wire.error_info(exc)
+    if isinstance(exc, errors.AuthError):
+        return flight.FlightUnauthenticatedError(str(exc), info)
+    if isinstance(exc, errors.BackpressureError):
+        return flight.FlightUnavailableError(str(exc), info)
+    if isinstance(exc, errors.TsdbError):
+        return flight.FlightServerError(str(exc), info)
+    log.exception("Flight call failed")
+    return flight.FlightInternalError(f"{type(exc).__name__}: {exc}", info)
+
+
+def _mapped(method: F) -> F:
+    """Run a handler, turning any exception into its Flight error."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except flight.FlightError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure crosses as a Flight error
+            raise flight_error(exc) from exc
+
+    return call  # type: ignore[return-value]
+
+
+class _BearerMiddleware(flight.ServerMiddlewareFactory):
+    """Refuses a call without ``Authorization: Bearer <token>``: Unauthenticated, nothing else."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> None:
+        given = headers.get("authorization") or [None]
+        if not auth.bearer_ok(given[0], self.token):
+            raise flight_error(
+                errors.AuthError(
+                    "this server needs a bearer token: pass token= to ta.connect (or "
+                    "--token-file to the CLI) with the server's --auth-token-file content"
+                )
+            )
+        return None
+
+
+class FlightService(flight.FlightServerBase):
+    """The Flight handlers over ``db``."""
+
+    def __init__(
+        self,
+        db: Database,
+        location: str,
+        *,
+        auth_token: str | None = None,
+        tls_certificates: list[flight.CertKeyPair] | None = None,
+    ) -> None:
+        middleware = {"auth": _BearerMiddleware(auth_token)} if auth_token else {}
+        super().__init__(
+            location,
+            tls_certificates=tls_certificates or [],
+            middleware=middleware,
+        )
+        self.db = db
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @_mapped
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
+        request = wire.SelectTicket.decode(ticket.ticket)
+        known = self.db.series()
+        series = known.filter(np.isin(known[REF].to_numpy(), request.ref_array()))
+        scan = self.db._scan(series, request.start, request.end)
+        predicate = _predicate(request.predicate)
+        chosen, lo, hi = scan.prune(predicate)
+        labels = [c for c in request.columns if c not in (TIMESTAMP, VALUE)]
+        table = chosen.select(
+            REF,
+            *[
+                pl.col(c) if c in chosen.columns else pl.lit(None, pl.String).alias(c)
+                for c in labels
+            ],
+        )
+        schema = wire.samples_schema(
+            request.values, wire.table_bytes(table.to_arrow()), pa.uint64()
+        )
+        # Batches sized as a local select's: the client's frames of them then fit the same
+        # recycled buffers (label views cost 16 bytes a row and label).
+        size = min(decode_batch(request.columns, request.limit), STREAM_BATCH)
+        batches = scan.samples(chosen, lo, hi, values=request.values, batch_size=size)
+        return flight.GeneratorStream(schema, _stream(schema, batches, request.limit))
+
+    @_mapped
+    def do_action(
+        self, context: flight.ServerCallContext, action: flight.Action
+    ) -> Iterator[bytes]:
+        body = wire.read_command(action.body.to_pybytes() if action.body else b"")
+        kind = action.type
+        db = self.db
+        if kind == "series":
+            return iter([wire.table_bytes(db.series(body.get("selector")).to_arrow())])
+        if kind == "select":
+            selector = body.get("selector")
+            frame = db.select(selector, start=body.get("start"), end=body.get("end"))
+            empty = pl.DataFrame(schema=frame.collect_schema())
+            series = db.series(selector)
+            return iter([wire.table_bytes(t.to_arrow()) for t in (empty, series)])
+        if kind == "stats":
+            return iter([json.dumps(db.stats(), default=str).encode()])
+        if kind == "flush":
+            return iter([json.dumps(db.flush()).encode()])
+        if kind == "compact":
+            return iter([json.dumps(db.compact(), default=str).encode()])
+        if kind == "delete":
+            n = db.delete(body.get("selector"), start=body.get("start"), end=body.get("end"))
+            return iter([json.dumps(n).encode()])
+        raise errors.InputError(
+            f"unknown action {kind!r}; this server knows {[a[0] for a in ACTIONS]}"
+        )
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return list(ACTIONS)
+
+    @_mapped
+    def list_flights(
+        self, context: flight.ServerCallContext, criteria: bytes
+    ) -> Iterator[flight.FlightInfo]:
+        selector = criteria.decode() if criteria else None
+        series = self.db.series(selector or None)
+        if METRIC_NAME not in series.columns:
+            return iter(())
+        counts = series.group_by(METRIC_NAME).len().sort(METRIC_NAME)
+        infos = [
+            self._info(f'{{__name__="{name}"}}', n)
+            for name, n in counts.iter_rows()
+            if name is not None
+        ]
+        return iter(infos)
+
+    @_mapped
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        body = wire.read_command(descriptor.command or b"")
+        selector = body.get("selector")
+        return self._info(selector, self.db.series(selector).height)
+
+    def _info(self, selector: str | None, n_series: int) -> flight.FlightInfo:
+        """A select-all of ``selector``: its frame schema, and a ticket reading it whole."""
+        frame = self.db.select(selector)
+        schema = frame.collect_schema()
+        refs = self.db.series(selector)[REF].to_numpy()
+        ticket = wire.SelectTicket(refs.tobytes(), None, None, list(schema), True)
+        descriptor = flight.FlightDescriptor.for_command(wire.command("select", selector=selector))
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        return flight.FlightInfo(
+            arrow_schema.with_metadata({b"series": str(n_series).encode()}),
+            descriptor,
+            [flight.FlightEndpoint(ticket.encode(), [])],
+            -1,
+            -1,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @_mapped
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        body = wire.read_command(descriptor.command or b"")
+        mode = body.get("mode", "plain")
+        if mode not in ("sets", "plain"):
+            raise errors.InputError(f"unknown write mode {mode!r}; send 'sets' or 'plain'")
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                return
+            if chunk.data is None:
+                continue
+            if mode == "sets":
+                result = self._write_sets(chunk.data, chunk.app_metadata)
+            else:
+                result = self.db.write(chunk.data, metric=body.get("metric"))
+            # Acknowledged only now: db.write returned, the WAL has the samples.
+            ack = {"rows": result.rows, "replaced": result.replaced}
+            writer.write(pa.py_buffer(json.dumps(ack).encode()))
+
+    def _write_sets(self, batch: pa.RecordBatch, sets_ipc: pa.Buffer | None) -> WriteResult:
+        """Write a batch whose rows name their label set (``flight_wire``'s layout)."""
+        from tsdb_arrow.ingest.convert import SampleBatch, normalize
+        from tsdb_arrow.ingest.series import Resolved, resolve_series
+        from tsdb_arrow.timeutil import first_seconds_like, seconds_like_reason
+
+        if sets_ipc is None:
+            raise errors.InputError("a 'sets' batch needs its label sets as app metadata")
+        sets = wire.bytes_table(sets_ipc)
+        runs = wire.read_runs(batch)
+        if runs.values is None:
+            raise errors.InputError("a 'sets' batch needs a 'value' column")
+        n_sets = sets.num_rows
+        if len(runs.run_codes) and (runs.run_codes >= n_sets).any():
+            raise errors.InputError("a 'sets' batch names a label set it does not carry")
+        if (row := first_seconds_like(runs.timestamps)) is not None:
+            reason = seconds_like_reason(int(runs.timestamps[row]))
+            raise errors.InputError(f"row {row}: 'timestamp' {runs.timestamps[row]}: {reason}")
+        # The label sets are checked as a local write checks label columns.
+        zeros = pa.array(np.zeros(n_sets, np.int64))
+        checked = normalize(
+            sets.append_column(TIMESTAMP, zeros).append_column(VALUE, zeros.cast(pa.float64()))
+        )
+        resolved = resolve_series(checked.labels, n_sets)
+        codes = runs.codes()
+        rows = Resolved(resolved.row_refs[codes], resolved.row_sets[codes], resolved.series)
+        samples = SampleBatch(runs.timestamps, runs.values, {})
+        return self.db._write_resolved(samples, rows)
+
+
+ACTIONS = (
+    ("series", "label sets of the series matching {'selector'}, as an Arrow IPC table"),
+    ("select", "a select's frame schema (an empty table), then its series' label sets"),
+    ("stats", "db.stats() as JSON"),
+    ("flush", "db.flush(): the new block ids as JSON"),
+    ("compact", "db.compact() as JSON"),
+    ("delete", "db.delete({'selector', 'start', 'end'}): the series matched, as JSON"),
+)
+
+
+def _predicate(serialized: str | None) -> pl.Expr | None:
+    """The client's predicate, or None when it does not deserialize here (nothing pruned; the
+    client applies it exactly anyway)."""
+    if not serialized:
+        return None
+    try:
+        return pl.Expr.deserialize(io.StringIO(serialized), format="json")
+    except Exception:  # noqa: BLE001 - another Polars version's JSON: just not pushed down
+        return None
+
+
+def _stream(
+    schema: pa.Schema, batches: Iterator[Any], limit: int | None
+) -> Iterator[pa.RecordBatch]:
+    """The record batches of decoded sample batches, at most ``limit`` rows in all."""
+    remaining = limit
+    if limit == 0:
+        batches.close()
+        return
+    try:
+        for samples in batches:
+            n = len(samples)
+            if remaining is not None and n > remaining:
+                n = remaining
+            lengths = samples.run_lengths
+            if n < len(samples):
+                ends = np.cumsum(lengths)
+                keep = int(np.searchsorted(ends, n, side="left")) + 1
+                lengths = lengths[:keep].copy()
+                lengths[-1] -= int(ends[keep - 1]) - n
+            runs = samples.run_refs[: len(lengths)]
+            values = samples.values[:n] if samples.values is not None else None
+            yield wire.samples_batch(schema, samples.timestamps[:n], values, runs, lengths)
+            if remaining is not None:
+                remaining -= n
+                if remaining <= 0:
+                    return
+    except flight.FlightError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failure mid-stream reaches the client too
+        raise flight_error(exc) from exc
+    finally:
+        batches.close()
+
+
+class FlightListener:
+    """A running Flight server; ``address`` is where it listens (the port resolved)."""
+
+    def __init__(
+        self,
+        db: Database,
+        address: str,
+        *,
+        auth_token: str | None = None,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+    ) -> None:
+        host, _, port = address.rpartition(":")
+        scheme = "grpc+tls" if tls_cert else "grpc+tcp"
+        certificates = [flight.CertKeyPair(tls_cert, tls_key)] if tls_cert and tls_key else None
+        try:
+            self._service = FlightService(
+                db,
+                f"{scheme}://{host}:{port}",
+                auth_token=auth_token,
+                tls_certificates=certificates,
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise errors.ServerError(
+                f"cannot listen for Arrow Flight on {address} ({exc}); pick another port with "
+                "--flight HOST:PORT, or 'off'"
+            ) from exc
+        self.address = f"{host}:{self._service.port}"
+        self.scheme = scheme
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let running ones finish (up to ``grace`` seconds), close the
+        socket. A call still running then (a client that stopped reading a stream) ends with
+        an error once the database closes."""
+        stopping = threading.Thread(target=self._service.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(grace)
+        if stopping.is_alive():
+            log.warning(
+                "Flight calls still running after %.0f s; the database closes anyway", grace
+            )
