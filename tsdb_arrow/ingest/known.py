@@ -4,9 +4,10 @@ A live feed (OTLP, remote write) sends the same series request after request. Th
 a label set resolves it the full way (distinct sets, ref, UTF-8 and metric-name checks, the
 index's collision check) and then remembers its canonical bytes here: for each present label in
 name order, ``name 0xFF value 0xFF`` (the bytes its ref hashes). A later row is a hit only if
-its ref is remembered and its own labels equal those bytes exactly, label by label (a value
-with a 0xFF inside cannot pass for two labels: each value must end where the remembered one
-does), so a hit stands for exactly the label set that passed every check before.
+its ref is remembered and its own labels equal those bytes exactly, label by label, with no
+0xFF inside a name or value (which valid UTF-8 never has: a value holding ``0xFF b 0xFF``
+cannot pass for two labels), so a hit stands for exactly the label set that passed every check
+before.
 
 Entries are added only after their write succeeded, and the index never forgets a series, so
 every remembered label set is in the index. The memory is bounded (``max_bytes``): when full it
@@ -24,9 +25,13 @@ import pyarrow as pa
 from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
 
 MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
+# Batches up to this many rows are looked up (a live feed's requests). A lookup costs a hash and
+# a comparison per row; resolving costs a comparison per row plus a fixed ~1-2 ms, so on a
+# bigger batch repeating a few series (a bulk load) resolving is cheaper: on node-exporter
+# rows the two meet between 16 k and 64 k rows.
+MAX_ROWS = 16_384
 _MIN_SLOTS = 1 << 12
 _MIN_ARENA = 1 << 16
-_SLOT_BYTES = 8 + (8 + 8) // 2  # a table slot, and half an entry (ref, start)
 _NO_BYTES = np.zeros(0, dtype=np.uint8)
 _NO_VALID = np.ones((0, 0), dtype=np.bool_)
 _SEP = np.uint8(SEPARATOR)
@@ -86,8 +91,8 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
                     n0 = name_end[c]
                     nlen = name_end[c + 1] - n0
                     length = e - s
-                    # A remembered name or value (no 0xFF in either) cannot run past the
-                    # separators, so matching bytes up to them mean the same name and value.
+                    # The remembered name and value hold no 0xFF, so equal bytes without
+                    # one, then the separator, mean this very name and value.
                     if (
                         p + nlen + length + 2 > end
                         or arena[p + nlen] != _SEP
@@ -96,12 +101,12 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
                         same = False
                         break
                     for k in range(nlen):
-                        if arena[p + k] != names[n0 + k]:
+                        if arena[p + k] != names[n0 + k] or names[n0 + k] == _SEP:
                             same = False
                             break
                     p += nlen + 1
                     for k in range(length):
-                        if arena[p + k] != data[s + k]:
+                        if arena[p + k] != data[s + k] or data[s + k] == _SEP:
                             same = False
                             break
                     if not same:
@@ -190,8 +195,9 @@ class KnownSeries:
     arena. Thread-safe: ``lookup`` and ``remember`` take
     a short lock of their own; the kernels release the GIL."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) -> None:
         self.max_bytes = max_bytes
+        self.max_rows = max_rows
         self._lock = threading.Lock()
         self.hits = 0  # batches resolved here
         self.misses = 0  # batches that were not (some row's label set was new)
@@ -210,7 +216,7 @@ class KnownSeries:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self._table, self._refs, self._start, self._arena))
+        return _nbytes(len(self._table), len(self._arena))
 
     def stats(self) -> dict[str, int]:
         return {"series": self._count, "bytes": self.nbytes, "hits": self.hits,
@@ -220,8 +226,11 @@ class KnownSeries:
         """The series ref of every row when every row's label set is remembered, else None.
 
         ``labels``: label name -> large_string column of ``n_rows`` rows ("" or null: absent),
-        as ``convert.normalize`` gives them; other layouts answer None.
+        as ``convert.normalize`` gives them; other layouts, and batches of more than
+        ``max_rows`` rows, answer None.
         """
+        if n_rows > self.max_rows:
+            return None
         packed = _pack(labels, n_rows) if self._count and labels else None
         if packed is None:
             self.misses += 1
@@ -281,14 +290,14 @@ class KnownSeries:
             slots *= 2
         while used + nbytes > arena:
             arena *= 2
-        if slots * _SLOT_BYTES + arena > self.max_bytes:
+        if _nbytes(slots, arena) > self.max_bytes:
             self.resets += 1
             slots, arena = _MIN_SLOTS, _MIN_ARENA
             while 2 * entries > slots:
                 slots *= 2
             while nbytes > arena:
                 arena *= 2
-            if slots * _SLOT_BYTES + arena > self.max_bytes:
+            if _nbytes(slots, arena) > self.max_bytes:
                 self._reset(_MIN_SLOTS, _MIN_ARENA)
                 return False
             self._reset(slots, arena)
@@ -302,6 +311,11 @@ class KnownSeries:
         if arena != len(self._arena):
             self._arena = _grown(self._arena, arena, used)
         return True
+
+
+def _nbytes(slots: int, arena: int) -> int:
+    """Bytes of a memory of ``slots`` hash slots (refs and starts for half as many entries)."""
+    return 8 * slots + 8 * (slots // 2) + 8 * (slots // 2 + 1) + arena
 
 
 def _grown(arr: np.ndarray, size: int, keep: int) -> np.ndarray:
