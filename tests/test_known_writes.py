@@ -186,3 +186,26 @@ def test_histogram_batches_hit_too(tmp_path):
         got = db.select_histograms().collect().sort("pod", "timestamp")
         assert got.height == 12
         assert got["histogram"].struct.field("count").to_list() == [1, 2, 3] * 4
+
+
+def test_a_hit_with_a_series_twice_counts_its_repeats(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(batch(0))
+        twice = pa.concat_tables([batch(1), batch(1)])
+        result = db.write(twice)
+        assert db._known.stats()["hits"] == 1
+        assert (result.rows, result.replaced) == (600, 300)
+        assert_bit_equal(stored(db), expected([batch(0), batch(1)]))
+
+
+def test_a_hit_reaching_back_into_blocks_counts_what_it_replaces(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(batch(0))
+        db.write(batch(1))
+        db.flush()
+        result = db.write(batch(0))  # every sample of the first batch again, now in a block
+        assert db._known.stats()["hits"] == 2
+        assert (result.rows, result.replaced) == (300, 300)
+        db.flush()
+        assert db.stats()["samples"] == 600
+        assert_bit_equal(stored(db), expected([batch(0), batch(1)]))

@@ -50,6 +50,7 @@ from tsdb_arrow.timeutil import check_range, to_ms
 if TYPE_CHECKING:
     from tsdb_arrow.blocks.tombstones import Tombstones
     from tsdb_arrow.ingest.known import KnownSeries
+    from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
 
 
@@ -329,15 +330,19 @@ class Database:
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
-        refs = self._known_series().lookup(batch.labels, batch.num_rows)
+        found = self._known_series().lookup(batch.labels, batch.num_rows)
         resolved = None
-        if refs is None:  # some label set is new: resolved and checked the full way
+        if found is None:  # some label set is new: resolved and checked the full way
             resolved = resolve_series(batch.labels, batch.num_rows)
             check_utf8(resolved.series)
             check_metric_names(resolved.series, resolved.row_refs)
             refs, row_sets = resolved.row_refs, resolved.row_sets
             series = resolved.series.column(REF).to_numpy()
-        else:  # every label set passed those checks and is in the index
+        elif found.distinct:  # every label set passed those checks, is in the index, and
+            refs = found.refs  # has one row here: nothing more to find out about them
+            row_sets, series = np.arange(len(refs)), None
+        else:
+            refs = found.refs
             series, row_sets = np.unique(refs, return_inverse=True)
         ts = batch.timestamps
         with self._lock:
@@ -346,15 +351,16 @@ class Database:
             if resolved is not None:
                 known = self._index.add(resolved.series)
                 new = resolved.series.filter(pa.array(~known))
+                series = series[known]
             else:
-                known, new = np.ones(len(series), dtype=bool), None
+                new = None
             try:
                 noted = False
                 if batch.histograms is not None:
                     # Histogram samples: only rows repeating a pair of the batch are counted.
                     replaced = repeats_within_batch(refs, ts, row_sets)
                 else:
-                    replaced, noted = self._count_replaced(refs, ts, row_sets, series[known])
+                    replaced, noted = self._count_replaced(refs, ts, row_sets, series)
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
                         journal.entries(
@@ -369,7 +375,7 @@ class Database:
                 self._head.forget_pairs()  # it may hold pairs of rows that were not appended
                 raise
             if resolved is not None:  # admitted: later batches of these series skip resolving
-                self._known_series().remember(resolved.series)
+                self._known_series().remember(_in_row_order(resolved))
             due = self._flush_due()
         if due and self._background is not None:
             self._background.request()
@@ -411,7 +417,7 @@ class Database:
             self._check_writable()
 
     def _count_replaced(
-        self, refs: np.ndarray, ts: np.ndarray, row_sets: np.ndarray, known: np.ndarray
+        self, refs: np.ndarray, ts: np.ndarray, row_sets: np.ndarray, known: np.ndarray | None
     ) -> tuple[int, bool]:
         """How many rows of a float batch replace an earlier sample, and whether the head's
         pair set already noted the batch's pairs (pass on to ``Head.append``).
@@ -420,23 +426,29 @@ class Database:
         rows. One that reaches back is checked against the head's pair set (one probe per row,
         which also finds the batch's own repeats), and the rows not found there against blocks
         and flushing heads. ``row_sets`` numbers the rows' series densely from 0; ``known``:
-        the batch's series known before it, sorted (caller holds the lock).
+        the batch's series known before it, sorted, or None when all of them were and each has
+        one row (caller holds the lock).
         """
         from tsdb_arrow.query.overlap import repeats_within_batch, stored_matches
 
         stored_max = self._stored_max()
-        if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
+        if (
+            stored_max is None
+            or int(ts.min()) > stored_max
+            or (known is not None and len(known) == 0)
+        ):
             return repeats_within_batch(refs, ts, row_sets), False
         new = ~self._head.repeats(refs, ts)
         replaced = len(refs) - int(np.count_nonzero(new))
-        replaced += stored_matches(
-            refs[new],
-            ts[new],
-            known,
-            lambda: self._snapshot(current_head=False),
-            self._cache,
-            self._pool_threads,
-        )
+        if self._flushing or self._blockset.blocks():
+            replaced += stored_matches(
+                refs[new],
+                ts[new],
+                np.sort(refs) if known is None else known,
+                lambda: self._snapshot(current_head=False),
+                self._cache,
+                self._pool_threads,
+            )
         return replaced, True
 
     def _stored_max(self) -> int | None:
@@ -899,6 +911,14 @@ class Database:
             total += count
         self._distinct_counts = counts
         return total
+
+
+def _in_row_order(resolved: Resolved) -> pa.Table:
+    """The batch's series in the order its rows first bring them (``resolved.series`` is
+    sorted by ref): the next batches of a feed repeat that order."""
+    _, first = np.unique(resolved.row_sets, return_index=True)
+    refs = resolved.series.column(REF).to_numpy()
+    return resolved.series.take(np.searchsorted(refs, resolved.row_refs[np.sort(first)]))
 
 
 def open(  # noqa: A001

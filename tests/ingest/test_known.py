@@ -34,6 +34,12 @@ def labels_of(table_rows, names=NAMES, chunks=1):
     return cols
 
 
+def lookup(known, labels, n):
+    """The refs a lookup found, or None."""
+    found = known.lookup(labels, n)
+    return None if found is None else found.refs
+
+
 def remembered(table_rows, names=NAMES):
     known = KnownSeries()
     known.remember(resolve_series(labels_of(table_rows, names), len(table_rows)).series)
@@ -44,7 +50,7 @@ def remembered(table_rows, names=NAMES):
 @given(seen=rows, asked=rows, chunks=st.integers(1, 3))
 def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks):
     known = remembered(seen)
-    refs = known.lookup(labels_of(asked, chunks=chunks), len(asked))
+    refs = lookup(known, labels_of(asked, chunks=chunks), len(asked))
     seen_refs = {series_ref(r) for r in seen}
     want = [series_ref(r) for r in asked]
     if set(want) <= seen_refs:
@@ -62,7 +68,7 @@ def test_absent_labels_are_absent_whatever_the_columns():
         {"__name__": ["up"], "a": ["1"], "b": [""]},
     ):
         cols = {k: pa.array(v, pa.large_string()) for k, v in labels.items()}
-        refs = known.lookup(cols, 1)
+        refs = lookup(known, cols, 1)
         assert refs is not None and refs.tolist() == [series_ref({"__name__": "up", "a": "1"})]
 
 
@@ -75,9 +81,9 @@ def test_a_value_holding_separators_cannot_pass_for_two_labels():
         1, pa.py_buffer(np.array([0, len(value)], np.int64)), pa.py_buffer(value)
     )
     cols = {"__name__": pa.array(["up"], pa.large_string()), "a": forged}
-    assert known.lookup(cols, 1) is None
+    assert lookup(known, cols, 1) is None
     ok = {"__name__": ["up"], "a": ["x"], "b": ["y"]}
-    assert known.lookup({k: pa.array(v, pa.large_string()) for k, v in ok.items()}, 1) is not None
+    assert lookup(known, {k: pa.array(v, pa.large_string()) for k, v in ok.items()}, 1) is not None
 
 
 def test_one_byte_more_or_less_misses():
@@ -87,18 +93,18 @@ def test_one_byte_more_or_less_misses():
             "__name__": pa.array(["up"], pa.large_string()),
             "a": pa.array([a], pa.large_string()),
         }
-        assert known.lookup(cols, 1) is None
+        assert lookup(known, cols, 1) is None
     renamed = {
         "__name__": pa.array(["up"], pa.large_string()),
         "b": pa.array(["ab"], pa.large_string()),
     }
-    assert known.lookup(renamed, 1) is None
+    assert lookup(known, renamed, 1) is None
 
 
 def test_other_layouts_miss():
     known = remembered([{"__name__": "up"}])
-    assert known.lookup({"__name__": pa.array(["up"], pa.string_view())}, 1) is None
-    assert known.lookup({"__name__": pa.array(["up"], pa.large_string())}, 1) is not None
+    assert lookup(known, {"__name__": pa.array(["up"], pa.string_view())}, 1) is None
+    assert lookup(known, {"__name__": pa.array(["up"], pa.large_string())}, 1) is not None
 
 
 def test_remembering_twice_keeps_one_entry():
@@ -116,7 +122,7 @@ def test_growth_keeps_every_entry():
         table_rows = [{"__name__": "up", "a": f"{i:07d}"} for i in range(start, start + 5_000)]
         known.remember(resolve_series(labels_of(table_rows), len(table_rows)).series)
     table_rows = [{"__name__": "up", "a": f"{i:07d}"} for i in range(0, 20_000, 7)]
-    refs = known.lookup(labels_of(table_rows), len(table_rows))
+    refs = lookup(known, labels_of(table_rows), len(table_rows))
     assert len(known) == 20_000
     assert refs is not None and refs.tolist() == [series_ref(r) for r in table_rows]
 
@@ -131,9 +137,9 @@ def test_a_full_memory_empties_and_refills():
         assert known.nbytes <= 2**20
     assert known.resets >= 1
     last = batches[-1]
-    refs = known.lookup(labels_of(last), len(last))
+    refs = lookup(known, labels_of(last), len(last))
     assert refs is not None and refs.tolist() == [series_ref(r) for r in last]
-    assert known.lookup(labels_of(batches[0]), len(batches[0])) is None  # forgotten
+    assert lookup(known, labels_of(batches[0]), len(batches[0])) is None  # forgotten
 
 
 def test_a_batch_larger_than_the_memory_is_not_remembered():
@@ -141,7 +147,7 @@ def test_a_batch_larger_than_the_memory_is_not_remembered():
     table_rows = [{"__name__": "up", "a": f"{i:09d}" * 8} for i in range(20_000)]
     known.remember(resolve_series(labels_of(table_rows), len(table_rows)).series)
     assert len(known) == 0 and known.nbytes <= 2**19
-    assert known.lookup(labels_of(table_rows[:3]), 3) is None
+    assert lookup(known, labels_of(table_rows[:3]), 3) is None
 
 
 @pytest.mark.parametrize("offset", [0, 3])
@@ -151,7 +157,7 @@ def test_sliced_and_null_bearing_columns(offset):
     ]
     known = remembered(table_rows)
     cols = {k: v.combine_chunks().slice(offset) for k, v in labels_of(table_rows).items()}
-    refs = known.lookup(cols, 12 - offset)
+    refs = lookup(known, cols, 12 - offset)
     assert refs is not None
     assert refs.tolist() == [series_ref(r) for r in table_rows[offset:]]
 
@@ -160,5 +166,15 @@ def test_a_batch_over_max_rows_is_not_looked_up():
     table_rows = [{"__name__": "up", "a": str(i % 5)} for i in range(50)]
     known = KnownSeries(max_rows=49)
     known.remember(resolve_series(labels_of(table_rows), 50).series)
-    assert known.lookup(labels_of(table_rows), 50) is None
-    assert known.lookup(labels_of(table_rows[:49]), 49) is not None
+    assert lookup(known, labels_of(table_rows), 50) is None
+    assert lookup(known, labels_of(table_rows[:49]), 49) is not None
+
+
+def test_a_hit_says_whether_every_row_is_a_different_series():
+    table_rows = [{"__name__": "up", "a": str(i)} for i in range(10)]
+    known = remembered(table_rows)
+    assert known.lookup(labels_of(table_rows), 10).distinct
+    assert known.lookup(labels_of(table_rows), 10).distinct  # a new batch: stamps start over
+    twice = table_rows[:5] + table_rows[4:]
+    found = known.lookup(labels_of(twice), 11)
+    assert not found.distinct and found.refs.tolist() == [series_ref(r) for r in twice]

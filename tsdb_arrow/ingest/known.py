@@ -17,6 +17,7 @@ is emptied and refills from the writes that follow.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
@@ -44,14 +45,16 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 @nb.njit(cache=True, nogil=True)
 def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, start, arena,
-          refs, entries, hash_rows, stop_at_miss):  # fmt: skip
+          refs, entries, hash_rows, stop_at_miss, stamp, batch):  # fmt: skip
     """Each row's entry (-1: its label set is not remembered) into ``entries``.
 
     ``hash_rows``: compute each row's ref into ``refs`` first (FNV-1a over its present labels,
     then mixed, exactly as ``series.py``), else take the refs given. ``stop_at_miss``: return
-    False at the first row not found (True when every row was). The helpers are written out:
-    numba's inlined calls ran several times slower here.
+    0 at the first row not found. Otherwise returns 1 when no two rows share an entry, 2 when
+    some do (an entry's ``stamp`` is set to ``batch`` when a row finds it). The helpers are
+    written out: numba's inlined calls ran several times slower here.
     """
+    distinct = True
     mask = table.shape[0] - 1
     n_cols = offsets.shape[0]
     for i in range(entries.shape[0]):
@@ -117,9 +120,14 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
                     break
             slot = (slot + 1) & mask
         entries[i] = found
-        if found < 0 and stop_at_miss:
-            return False
-    return True
+        if found < 0:
+            if stop_at_miss:
+                return 0
+        elif stamp[found] == batch:
+            distinct = False
+        else:
+            stamp[found] = batch
+    return 1 if distinct else 2
 
 
 @nb.njit(cache=True, nogil=True)
@@ -190,6 +198,15 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
     return offsets, data, has_valid, valid if has_valid else _NO_VALID, name_bytes, name_end
 
 
+@dataclass(frozen=True)
+class Found:
+    """A batch whose every label set is remembered: each row's ref, and whether the rows'
+    series are all different (no series has two rows: none can repeat another's sample)."""
+
+    refs: np.ndarray
+    distinct: bool
+
+
 class KnownSeries:
     """Canonical label bytes of admitted series by ref: an open-addressing hash table over an
     arena. Thread-safe: ``lookup`` and ``remember`` take
@@ -207,6 +224,8 @@ class KnownSeries:
     def _reset(self, slots: int, arena_bytes: int) -> None:
         self._table = np.full(slots, -1, dtype=np.int64)
         self._refs = np.zeros(slots // 2, dtype=np.uint64)
+        self._stamp = np.zeros(slots // 2, dtype=np.int64)  # the last batch that found it
+        self._batch = 0
         self._start = np.zeros(slots // 2 + 1, dtype=np.int64)
         self._arena = np.zeros(arena_bytes, dtype=np.uint8)
         self._count = 0
@@ -222,7 +241,7 @@ class KnownSeries:
         return {"series": self._count, "bytes": self.nbytes, "hits": self.hits,
                 "misses": self.misses, "resets": self.resets}  # fmt: skip
 
-    def lookup(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> np.ndarray | None:
+    def lookup(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> Found | None:
         """The series ref of every row when every row's label set is remembered, else None.
 
         ``labels``: label name -> large_string column of ``n_rows`` rows ("" or null: absent),
@@ -238,18 +257,20 @@ class KnownSeries:
         refs = np.empty(n_rows, dtype=np.uint64)
         entries = np.empty(n_rows, dtype=np.int64)
         with self._lock:
-            hit = _find(*packed, self._table, self._refs, self._start, self._arena, refs,
-                        entries, True, True)  # fmt: skip
-            if hit:
+            self._batch += 1
+            found = _find(*packed, self._table, self._refs, self._start, self._arena, refs,
+                          entries, True, True, self._stamp, self._batch)  # fmt: skip
+            if found:
                 self.hits += 1
             else:
                 self.misses += 1
-        return refs if hit else None
+        return Found(refs, found == 1) if found else None
 
     def remember(self, series: pa.Table) -> None:
         """Remember the label sets of ``series`` (``REF`` and one large_string column per label,
         null = absent, one row per distinct set, as ``resolve_series`` gives it), which a write
-        has just admitted to the index."""
+        has just admitted to the index. Kept in the order given: give them in the order rows
+        bring them, so that later batches in that order read the memory front to back."""
         n = series.num_rows
         labels = {c: series.column(c) for c in series.column_names if c != REF}
         packed = _pack(labels, n) if n and labels else None
@@ -259,7 +280,7 @@ class KnownSeries:
         entries = np.empty(n, dtype=np.int64)
         with self._lock:
             _find(*packed, self._table, self._refs, self._start, self._arena, refs, entries,
-                  False, False)  # fmt: skip
+                  False, False, self._stamp, -1)  # fmt: skip
             fresh = np.flatnonzero(entries < 0)
             if len(fresh) == 0:
                 return
@@ -305,6 +326,7 @@ class KnownSeries:
         if slots != len(self._table):
             grown = slots // 2
             self._refs = _grown(self._refs, grown, count)
+            self._stamp = _grown(self._stamp, grown, count)
             self._start = _grown(self._start, grown + 1, count + 1)
             self._table = np.full(slots, -1, dtype=np.int64)
             _insert(self._table, self._refs, 0, count)
@@ -314,8 +336,9 @@ class KnownSeries:
 
 
 def _nbytes(slots: int, arena: int) -> int:
-    """Bytes of a memory of ``slots`` hash slots (refs and starts for half as many entries)."""
-    return 8 * slots + 8 * (slots // 2) + 8 * (slots // 2 + 1) + arena
+    """Bytes of a memory of ``slots`` hash slots (refs, stamps and starts for half as many
+    entries)."""
+    return 8 * slots + 16 * (slots // 2) + 8 * (slots // 2 + 1) + arena
 
 
 def _grown(arr: np.ndarray, size: int, keep: int) -> np.ndarray:
