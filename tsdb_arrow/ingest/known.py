@@ -45,85 +45,106 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 @nb.njit(cache=True, nogil=True)
 def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, start, arena,
-          refs, entries, hash_rows, stop_at_miss, stamp, batch):  # fmt: skip
+          count, refs, entries, hash_rows, stop_at_miss, stamp, batch):  # fmt: skip
     """Each row's entry (-1: its label set is not remembered) into ``entries``.
 
-    ``hash_rows``: compute each row's ref into ``refs`` first (FNV-1a over its present labels,
-    then mixed, exactly as ``series.py``), else take the refs given. ``stop_at_miss``: return
-    0 at the first row not found. Otherwise returns 1 when no two rows share an entry, 2 when
-    some do (an entry's ``stamp`` is set to ``batch`` when a row finds it). The helpers are
-    written out: numba's inlined calls ran several times slower here.
+    Candidates, in order: the previous row's entry (the same series again), the entry after it
+    (a feed sends its series in the order they were remembered), then the entries of the
+    row's ref in the hash table. The first whose bytes match is the row's entry; the guesses
+    save hashing the row. ``hash_rows``: the row's ref, when needed, is computed (FNV-1a over
+    its present labels, then mixed, exactly as ``series.py``), else taken from ``refs``; a
+    row found gets its entry's ref in ``refs``. ``stop_at_miss``: return 0 at the first row
+    not found. Otherwise returns 1 when no two rows share an entry, 2 when some do (an entry's
+    ``stamp`` is set to ``batch`` when a row finds it). The helpers are written out: numba's
+    inlined calls ran several times slower here.
     """
     distinct = True
     mask = table.shape[0] - 1
     n_cols = offsets.shape[0]
+    last = -2
     for i in range(entries.shape[0]):
-        if hash_rows:
-            x = _FNV_OFFSET
+        found = -1
+        stage = 0  # 0, 1: the guesses; 2: hash the row; 3: probe the table
+        slot = 0
+        r = np.uint64(0)
+        while True:
+            if stage < 2:
+                entry = last + stage
+                stage += 1
+                if entry < 0 or entry >= count:
+                    continue
+            else:
+                if stage == 2:
+                    stage = 3
+                    if hash_rows:
+                        x = _FNV_OFFSET
+                        for c in range(n_cols):
+                            s = offsets[c, i]
+                            e = offsets[c, i + 1]
+                            if e == s or (has_valid and not valid[c, i]):
+                                continue
+                            for k in range(name_end[c], name_end[c + 1]):
+                                x = (x ^ np.uint64(names[k])) * _PRIME
+                            x = (x ^ _SEP64) * _PRIME
+                            for k in range(s, e):
+                                x = (x ^ np.uint64(data[k])) * _PRIME
+                            x = (x ^ _SEP64) * _PRIME
+                        x = (x ^ (x >> np.uint64(30))) * _MIX1
+                        x = (x ^ (x >> np.uint64(27))) * _MIX2
+                        r = x ^ (x >> np.uint64(31))
+                    else:
+                        r = refs[i]
+                    slot = np.int64(r & np.uint64(mask))
+                entry = table[slot]
+                if entry < 0:
+                    break
+                slot = (slot + 1) & mask
+                if entry_refs[entry] != r:
+                    continue
+            # The same label set only if the bytes match label by label.
+            p = start[entry]
+            end = start[entry + 1]
+            same = True
             for c in range(n_cols):
                 s = offsets[c, i]
                 e = offsets[c, i + 1]
                 if e == s or (has_valid and not valid[c, i]):
                     continue
-                for k in range(name_end[c], name_end[c + 1]):
-                    x = (x ^ np.uint64(names[k])) * _PRIME
-                x = (x ^ _SEP64) * _PRIME
-                for k in range(s, e):
-                    x = (x ^ np.uint64(data[k])) * _PRIME
-                x = (x ^ _SEP64) * _PRIME
-            x = (x ^ (x >> np.uint64(30))) * _MIX1
-            x = (x ^ (x >> np.uint64(27))) * _MIX2
-            refs[i] = x ^ (x >> np.uint64(31))
-        r = refs[i]
-        slot = np.int64(r & np.uint64(mask))
-        found = -1
-        while True:
-            entry = table[slot]
-            if entry < 0:
-                break
-            if entry_refs[entry] == r:
-                # Same ref: the same label set only if the bytes match label by label.
-                p = start[entry]
-                end = start[entry + 1]
-                same = True
-                for c in range(n_cols):
-                    s = offsets[c, i]
-                    e = offsets[c, i + 1]
-                    if e == s or (has_valid and not valid[c, i]):
-                        continue
-                    n0 = name_end[c]
-                    nlen = name_end[c + 1] - n0
-                    length = e - s
-                    # The remembered name and value hold no 0xFF, so equal bytes without
-                    # one, then the separator, mean this very name and value.
-                    if (
-                        p + nlen + length + 2 > end
-                        or arena[p + nlen] != _SEP
-                        or arena[p + nlen + 1 + length] != _SEP
-                    ):
+                n0 = name_end[c]
+                nlen = name_end[c + 1] - n0
+                length = e - s
+                # The remembered name and value hold no 0xFF, so equal bytes without one, then
+                # the separator, mean this very name and value.
+                if (
+                    p + nlen + length + 2 > end
+                    or arena[p + nlen] != _SEP
+                    or arena[p + nlen + 1 + length] != _SEP
+                ):
+                    same = False
+                    break
+                for k in range(nlen):
+                    if arena[p + k] != names[n0 + k] or names[n0 + k] == _SEP:
                         same = False
                         break
-                    for k in range(nlen):
-                        if arena[p + k] != names[n0 + k] or names[n0 + k] == _SEP:
-                            same = False
-                            break
-                    p += nlen + 1
-                    for k in range(length):
-                        if arena[p + k] != data[s + k] or data[s + k] == _SEP:
-                            same = False
-                            break
-                    if not same:
+                p += nlen + 1
+                for k in range(length):
+                    if arena[p + k] != data[s + k] or data[s + k] == _SEP:
+                        same = False
                         break
-                    p += length + 1
-                if same and p == end:
-                    found = entry
+                if not same:
                     break
-            slot = (slot + 1) & mask
+                p += length + 1
+            if same and p == end:
+                found = entry
+                break
         entries[i] = found
+        last = found if found >= 0 else -2
         if found < 0:
             if stop_at_miss:
                 return 0
-        elif stamp[found] == batch:
+            continue
+        refs[i] = entry_refs[found]
+        if stamp[found] == batch:
             distinct = False
         else:
             stamp[found] = batch
@@ -258,8 +279,9 @@ class KnownSeries:
         entries = np.empty(n_rows, dtype=np.int64)
         with self._lock:
             self._batch += 1
-            found = _find(*packed, self._table, self._refs, self._start, self._arena, refs,
-                          entries, True, True, self._stamp, self._batch)  # fmt: skip
+            found = _find(*packed, self._table, self._refs, self._start, self._arena,
+                          self._count, refs, entries, True, True, self._stamp,
+                          self._batch)  # fmt: skip
             if found:
                 self.hits += 1
             else:
@@ -279,8 +301,8 @@ class KnownSeries:
         refs = np.array(series.column(REF).to_numpy(), dtype=np.uint64)  # writable, as typed
         entries = np.empty(n, dtype=np.int64)
         with self._lock:
-            _find(*packed, self._table, self._refs, self._start, self._arena, refs, entries,
-                  False, False, self._stamp, -1)  # fmt: skip
+            _find(*packed, self._table, self._refs, self._start, self._arena, self._count,
+                  refs, entries, False, False, self._stamp, -1)  # fmt: skip
             fresh = np.flatnonzero(entries < 0)
             if len(fresh) == 0:
                 return
@@ -288,7 +310,7 @@ class KnownSeries:
             present = offsets[:, 1:] > offsets[:, :-1]
             if has_valid:
                 present &= valid
-            pieces = (offsets[:, 1:] - offsets[:, :-1] + np.diff(name_end)[:, None] + 2)
+            pieces = offsets[:, 1:] - offsets[:, :-1] + np.diff(name_end)[:, None] + 2
             sizes = (pieces * present).sum(axis=0)[fresh]
             if not self._make_room(len(fresh), int(sizes.sum())):
                 return
