@@ -162,12 +162,15 @@ def test_sliced_and_null_bearing_columns(offset):
     assert refs.tolist() == [series_ref(r) for r in table_rows[offset:]]
 
 
-def test_a_batch_over_max_rows_is_not_looked_up():
+def test_a_batch_that_mostly_repeats_its_series_is_left_to_resolve():
     table_rows = [{"__name__": "up", "a": str(i % 5)} for i in range(50)]
-    known = KnownSeries(max_rows=49)
+    known = KnownSeries(probe_rows=20)
     known.remember(resolve_series(labels_of(table_rows), 50).series)
-    assert lookup(known, labels_of(table_rows), 50) is None
-    assert lookup(known, labels_of(table_rows[:49]), 49) is not None
+    assert known.lookup(labels_of(table_rows), 50) is None  # 15 of the first 20 rows repeat
+    assert lookup(known, labels_of(table_rows[:19]), 19) is not None  # fewer than 20 rows
+    distinct = [{"__name__": "up", "a": str(i)} for i in range(50)]
+    known.remember(resolve_series(labels_of(distinct), 50).series)
+    assert lookup(known, labels_of(distinct), 50).tolist() == [series_ref(r) for r in distinct]
 
 
 def test_a_hit_says_whether_every_row_is_a_different_series():

@@ -26,11 +26,12 @@ import pyarrow as pa
 from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
 
 MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
-# Batches up to this many rows are looked up (a live feed's requests). A lookup costs a hash and
-# a comparison per row; resolving costs a comparison per row plus a fixed ~1-2 ms, so on a
-# bigger batch repeating a few series (a bulk load) resolving is cheaper: on node-exporter
-# rows the two meet between 16 k and 64 k rows.
-MAX_ROWS = 16_384
+# A lookup costs a hash and a comparison per row (one comparison when rows come in the order
+# remembered); resolving costs a comparison per row plus ~1-2 ms, so on a batch repeating a few
+# series over many rows (a bulk load) resolving is cheaper: node-exporter rows, shuffled, meet
+# between 16 k and 64 k rows. A lookup gives up after this many rows if half of them repeated
+# a series of an earlier row, and the batch is resolved instead.
+PROBE_ROWS = 4_096
 _MIN_SLOTS = 1 << 12
 _MIN_ARENA = 1 << 16
 _NO_BYTES = np.zeros(0, dtype=np.uint8)
@@ -45,7 +46,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 @nb.njit(cache=True, nogil=True)
 def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, start, arena,
-          count, refs, entries, hash_rows, stop_at_miss, stamp, batch):  # fmt: skip
+          count, refs, entries, hash_rows, stop_at_miss, stamp, batch, probe_rows):  # fmt: skip
     """Each row's entry (-1: its label set is not remembered) into ``entries``.
 
     Candidates, in order: the previous row's entry (the same series again), the entry after it
@@ -54,11 +55,12 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
     save hashing the row. ``hash_rows``: the row's ref, when needed, is computed (FNV-1a over
     its present labels, then mixed, exactly as ``series.py``), else taken from ``refs``; a
     row found gets its entry's ref in ``refs``. ``stop_at_miss``: return 0 at the first row
-    not found. Otherwise returns 1 when no two rows share an entry, 2 when some do (an entry's
-    ``stamp`` is set to ``batch`` when a row finds it). The helpers are written out: numba's
-    inlined calls ran several times slower here.
+    not found, and 3 after ``probe_rows`` rows when half of them repeated an earlier row's entry
+    (resolving is cheaper then). Otherwise returns 1 when no two rows share an entry, 2 when
+    some do (an entry's ``stamp`` is set to ``batch`` when a row finds it). The helpers are
+    written out: numba's inlined calls ran several times slower here.
     """
-    distinct = True
+    repeats = 0
     mask = table.shape[0] - 1
     n_cols = offsets.shape[0]
     last = -2
@@ -145,10 +147,12 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
             continue
         refs[i] = entry_refs[found]
         if stamp[found] == batch:
-            distinct = False
+            repeats += 1
         else:
             stamp[found] = batch
-    return 1 if distinct else 2
+        if stop_at_miss and i + 1 == probe_rows and 2 * repeats >= probe_rows:
+            return 3
+    return 1 if repeats == 0 else 2
 
 
 @nb.njit(cache=True, nogil=True)
@@ -230,12 +234,12 @@ class Found:
 
 class KnownSeries:
     """Canonical label bytes of admitted series by ref: an open-addressing hash table over an
-    arena. Thread-safe: ``lookup`` and ``remember`` take
-    a short lock of their own; the kernels release the GIL."""
+    arena. Thread-safe: ``lookup`` and ``remember`` take a short lock of their own; the
+    kernels release the GIL."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, probe_rows: int = PROBE_ROWS) -> None:
         self.max_bytes = max_bytes
-        self.max_rows = max_rows
+        self.probe_rows = probe_rows
         self._lock = threading.Lock()
         self.hits = 0  # batches resolved here
         self.misses = 0  # batches that were not (some row's label set was new)
@@ -266,11 +270,9 @@ class KnownSeries:
         """The series ref of every row when every row's label set is remembered, else None.
 
         ``labels``: label name -> large_string column of ``n_rows`` rows ("" or null: absent),
-        as ``convert.normalize`` gives them; other layouts, and batches of more than
-        ``max_rows`` rows, answer None.
+        as ``convert.normalize`` gives them; other layouts answer None, and so does a batch
+        whose first ``probe_rows`` rows repeat their series (half of them at least).
         """
-        if n_rows > self.max_rows:
-            return None
         packed = _pack(labels, n_rows) if self._count and labels else None
         if packed is None:
             self.misses += 1
@@ -280,13 +282,13 @@ class KnownSeries:
         with self._lock:
             self._batch += 1
             found = _find(*packed, self._table, self._refs, self._start, self._arena,
-                          self._count, refs, entries, True, True, self._stamp,
-                          self._batch)  # fmt: skip
-            if found:
+                          self._count, refs, entries, True, True, self._stamp, self._batch,
+                          self.probe_rows)  # fmt: skip
+            if found in (1, 2):
                 self.hits += 1
             else:
                 self.misses += 1
-        return Found(refs, found == 1) if found else None
+        return Found(refs, found == 1) if found in (1, 2) else None
 
     def remember(self, series: pa.Table) -> None:
         """Remember the label sets of ``series`` (``REF`` and one large_string column per label,
@@ -302,7 +304,7 @@ class KnownSeries:
         entries = np.empty(n, dtype=np.int64)
         with self._lock:
             _find(*packed, self._table, self._refs, self._start, self._arena, self._count,
-                  refs, entries, False, False, self._stamp, -1)  # fmt: skip
+                  refs, entries, False, False, self._stamp, -1, 0)  # fmt: skip
             fresh = np.flatnonzero(entries < 0)
             if len(fresh) == 0:
                 return
