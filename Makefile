@@ -37,6 +37,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.durability
 	$(BIN)/python -m benchmarks.compaction
 	$(BIN)/python -m benchmarks.otlp
+	$(BIN)/python -m benchmarks.remote_write
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check tsdb_arrow tests benchmarks

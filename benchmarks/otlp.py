@@ -136,7 +136,7 @@ def _serve_with_queries(data: str, port: int) -> int:
     import threading
 
     db = ta.open(data)
-    server = ta.serve(db, otlp_grpc=f"127.0.0.1:{port}", otlp_http="off")
+    server = ta.serve(db, otlp_grpc=f"127.0.0.1:{port}", otlp_http="off", http="off")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     latencies: list[float] = []
@@ -178,7 +178,7 @@ def run(
         else ["--otlp-grpc", "off", "--otlp-http", f"127.0.0.1:{port}"]
     )
     cli = Path(sys.executable).with_name("tsdb-arrow")
-    command = [str(cli), "serve", "--data", str(data), *flags]
+    command = [str(cli), "serve", "--data", str(data), *flags, "--http", "off"]
     if queries:
         command = [sys.executable, "-m", "benchmarks.otlp", "--serve-with-queries", str(data),
                    str(port)]  # fmt: skip

@@ -240,3 +240,11 @@ def test_otlp_benchmark_with_queries_stores_every_point_and_counts_the_queries(t
     assert result["acknowledged"] == 3 * otlp.PER_REQUEST == result["stored"]
     queries = result["queries"]
     assert queries["queries"] >= 1 and queries["p99_ms"] >= queries["p50_ms"] > 0
+
+
+def test_remote_write_benchmark_stores_every_acknowledged_sample(tmp_path):
+    from benchmarks import remote_write
+
+    result = remote_write.run(clients=2, count=3, per_request=500, work=tmp_path)
+    assert result["acknowledged"] == 2 * 3 * 500 == result["stored"]
+    assert result["p99_ms"] >= result["p50_ms"] > 0 and result["convert_per_s"] > 0

@@ -79,8 +79,10 @@ examples:
   tsdb-arrow serve --data ./data
   tsdb-arrow serve --data ./data --otlp-grpc 127.0.0.1:4317 --otlp-http off
   tsdb-arrow serve --data ./data --promote-resource-attributes deployment.environment
+  tsdb-arrow serve --data ./data --http 127.0.0.1:9091 --query-timeout 30
 
-Point an OpenTelemetry SDK or Collector at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317).
+Point an OpenTelemetry SDK or Collector at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317),
+Grafana or promtool at http://127.0.0.1:9090, Prometheus' remote_write at .../api/v1/write.
 Stop it with Ctrl-C or SIGTERM: requests in flight finish, the head is flushed."""
 
 _INFO_EXAMPLES = """\
@@ -161,14 +163,50 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     serve = command(
-        "serve", "run the server: OTLP over gRPC and HTTP into a data directory", _SERVE_EXAMPLES
+        "serve",
+        "run the server: OTLP over gRPC and HTTP, the Prometheus HTTP API",
+        _SERVE_EXAMPLES,
     )
     _data_arg(serve)
     from tsdb_arrow.server.process import add_arguments
 
     add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    promqltest = command(
+        "promqltest", "run Prometheus PromQL test scripts against the engine", _PROMQLTEST_EXAMPLES
+    )
+    promqltest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    promqltest.add_argument(
+        "--exclusions",
+        type=Path,
+        default=None,
+        help="known failures, one 'file.test:LINE reason' "
+        "a line (default: the list shipped with tsdb-arrow)",
+    )
+    promqltest.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the excluded failures"
+    )
+    promqltest.set_defaults(run=_promqltest)
     return parser
+
+
+_PROMQLTEST_EXAMPLES = """examples:
+  tsdb-arrow promqltest ../shared/promql/*.test
+  tsdb-arrow promqltest -v --exclusions my_exclusions.txt tests/promql/cases/*.test"""
+
+
+def _promqltest(args: argparse.Namespace) -> int:
+    from tsdb_arrow.errors import InputError
+    from tsdb_arrow.promql import promqltest
+
+    for path in args.files:
+        if not path.is_file():
+            raise InputError(f"{path}: no such test file; pass .test files such as promql/*.test")
+    exclusions = promqltest.EXCLUSIONS if args.exclusions is None else args.exclusions
+    return promqltest.main(
+        [str(p) for p in args.files], exclusions=exclusions, verbose=args.verbose
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

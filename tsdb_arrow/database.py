@@ -736,6 +736,29 @@ class Database:
             return pl.LazyFrame(schema=schema)
         return Scan(series, lo, hi, self._snapshot, self._cache, self._pool_threads).lazy()
 
+    def query(self, expr: str, time: Any = None, *, lookback: Any = "5m") -> pl.DataFrame:
+        """Evaluate the PromQL ``expr`` at ``time`` (default now) into a long Polars frame.
+
+        Columns: one String column per label, ``timestamp`` (Datetime ms UTC) and ``value``;
+        a range selector (``x[5m]``) gives its raw samples. Semantics are Prometheus 3's:
+        ``lookback`` (default 5m) bounds how far back an instant selector looks; a malformed
+        or ill-typed expression raises ``QueryError``.
+        """
+        from tsdb_arrow.promql.frames import instant_query
+
+        self._check_open()
+        return instant_query(self, expr, time, lookback=lookback)
+
+    def query_range(
+        self, expr: str, start: Any, end: Any, step: Any, *, lookback: Any = "5m"
+    ) -> pl.DataFrame:
+        """Evaluate the PromQL ``expr`` at ``start, start + step, ... <= end`` (``step`` in
+        ms, a timedelta or ``"15s"``) into a long frame as :meth:`query` does."""
+        from tsdb_arrow.promql.frames import range_query
+
+        self._check_open()
+        return range_query(self, expr, start, end, step, lookback=lookback)
+
     def select_histograms(
         self, selector: str | None = None, *, start: Any = None, end: Any = None
     ) -> pl.LazyFrame:

@@ -58,7 +58,11 @@ UNDECODABLE = {
 def served(tmp_path_factory):
     db = ta.open(tmp_path_factory.mktemp("hostile") / "db")
     server = ta.serve(
-        db, otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0", http_max_body_bytes=8 * 2**20
+        db,
+        otlp_grpc="127.0.0.1:0",
+        otlp_http="127.0.0.1:0",
+        http="off",
+        http_max_body_bytes=8 * 2**20,
     )
     yield db, server
     server.stop()

@@ -83,7 +83,7 @@ def latest(db: ta.Database, selector: str) -> pl.DataFrame:
 @pytest.fixture
 def served(tmp_path):
     db = ta.open(tmp_path / "db")
-    server = ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0")
+    server = ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0", http="off")
     yield db, server
     server.stop()
     db.close()
@@ -214,7 +214,7 @@ def test_a_full_head_answers_retry_later_on_both_transports(tmp_path, monkeypatc
         raise ta.BackpressureError("the head is full; retry the batch later")
 
     monkeypatch.setattr(db, "write", full)
-    with ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0") as server:
+    with ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0", http="off") as server:
         request = ExportMetricsServiceRequest()
         metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
         metric.name = "g"
@@ -251,10 +251,10 @@ def test_a_full_head_answers_retry_later_on_both_transports(tmp_path, monkeypatc
 
 def test_a_taken_port_is_a_clear_error(tmp_path):
     db = ta.open(tmp_path / "db")
-    with ta.serve(db, otlp_grpc="off", otlp_http="127.0.0.1:0") as first:
+    with ta.serve(db, otlp_grpc="off", otlp_http="127.0.0.1:0", http="off") as first:
         taken = first.addresses["otlp_http"]
         with pytest.raises(ta.ServerError, match="cannot listen for OTLP/HTTP"):
-            ta.serve(db, otlp_grpc="off", otlp_http=taken)
+            ta.serve(db, otlp_grpc="off", otlp_http=taken, http="off")
     with pytest.raises(ta.ServerError, match="HOST:PORT"):
         ta.serve(db, otlp_grpc="4317")
     db.close()

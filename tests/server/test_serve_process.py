@@ -42,6 +42,8 @@ def start(data: Path, http_port: int) -> subprocess.Popen:
             "off",
             "--otlp-http",
             f"127.0.0.1:{http_port}",
+            "--http",
+            "off",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

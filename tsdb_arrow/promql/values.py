@@ -54,12 +54,15 @@ class InstantVector:
     ``labels``: one row per series, one ``pl.String`` column per label name (null where a series
     lacks the label; ``__name__`` among them unless dropped), no two rows equal.
     ``values`` float64 and ``present`` bool, both ``[n_series, n_steps]``: the sample of series
-    i at step j is ``values[i, j]`` when ``present[i, j]``.
+    i at step j is ``values[i, j]`` when ``present[i, j]``. ``timestamps`` (int64 ms,
+    ``[n_series, n_steps]``, only from a selector, else None) are the times of the samples a
+    selector picked, for ``timestamp()``.
     """
 
     labels: pl.DataFrame
     values: np.ndarray
     present: np.ndarray
+    timestamps: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.labels.height

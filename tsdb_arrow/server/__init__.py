@@ -1,4 +1,5 @@
-"""``ta.serve``: the network listeners over one open ``Database`` (OTLP gRPC and HTTP so far).
+"""``ta.serve``: the network listeners over one open ``Database`` (OTLP gRPC and HTTP, the
+Prometheus HTTP API).
 
 ``serve(db, ...)`` starts them in this process and returns a ``Server`` handle; ``tsdb-arrow
 serve`` (``server/process.py``) is the same with signal handling around it. Listeners bind
@@ -15,11 +16,13 @@ from tsdb_arrow.errors import ServerError
 
 if TYPE_CHECKING:
     from tsdb_arrow.database import Database
+    from tsdb_arrow.server.prom_api import QueryOptions
 
 log = logging.getLogger("tsdb_arrow.server")
 
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
 DEFAULT_OTLP_HTTP = "127.0.0.1:4318"
+DEFAULT_PROM_HTTP = "127.0.0.1:9090"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -62,16 +65,23 @@ def serve(
     promote_resource_attributes: Sequence[str] = (),
     grpc_max_message_bytes: int = 4 * 2**20,
     http_max_body_bytes: int = 4 * 2**20,
+    http: str | None = DEFAULT_PROM_HTTP,
+    query_options: QueryOptions | None = None,
+    auth_token: str | None = None,
 ) -> Server:
     """Start the listeners over ``db`` in this process; returns the handle to ``stop()`` them.
 
     A request is answered only once its points are in the write-ahead log. A listener that
-    cannot bind raises ``ServerError`` (the others are stopped first).
+    cannot bind raises ``ServerError`` (the others are stopped first). ``http`` is the
+    Prometheus HTTP API (queries, remote write and read, OTLP at ``/api/v1/otlp/v1/metrics``)
+    with ``query_options`` as its limits; with ``auth_token`` it answers only requests
+    carrying ``Authorization: Bearer <token>`` (401 otherwise).
     """
     from tsdb_arrow.server.otlp import OtlpReceiver
 
     grpc_address = _address("otlp_grpc", otlp_grpc)
     http_address = _address("otlp_http", otlp_http)
+    prom_address = _address("http", http)
     if db.read_only:
         raise ServerError("serve needs a database opened for writing, not read_only=True")
     receiver = OtlpReceiver(db, promote_resource_attributes=promote_resource_attributes)
@@ -91,6 +101,19 @@ def serve(
             http_server = OtlpHttpServer(receiver, http_address, max_body_bytes=http_max_body_bytes)
             server._stops.append(http_server.stop)
             server.addresses["otlp_http"] = http_server.address
+        if prom_address is not None:
+            from tsdb_arrow.server.prom_api import QueryOptions
+            from tsdb_arrow.server.prom_http import PromHttpServer
+
+            prom_server = PromHttpServer(
+                db,
+                prom_address,
+                options=query_options or QueryOptions(),
+                receiver=receiver,
+                auth_token=auth_token,
+            )
+            server._stops.append(prom_server.stop)
+            server.addresses["http"] = prom_server.address
     except BaseException:
         server.stop()
         raise

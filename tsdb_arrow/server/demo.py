@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         f"127.0.0.1:{port}",
         "--otlp-http",
         "off",
+        "--http",
+        "off",
     ]
     print("$ tsdb-arrow", " ".join(command[1:]), flush=True)
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:

@@ -14,7 +14,7 @@ import sys
 import threading
 
 import tsdb_arrow as ta
-from tsdb_arrow.server import DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP, serve
+from tsdb_arrow.server import DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP, DEFAULT_PROM_HTTP, serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_OTLP_HTTP,
         metavar="HOST:PORT|off",
         help=f"OTLP/HTTP listener, POST /v1/metrics (default {DEFAULT_OTLP_HTTP})",
+    )
+    parser.add_argument(
+        "--http",
+        default=DEFAULT_PROM_HTTP,
+        metavar="HOST:PORT|off",
+        help=f"Prometheus HTTP API: queries, remote write/read, OTLP (default {DEFAULT_PROM_HTTP})",
+    )
+    parser.add_argument(
+        "--query-timeout", type=float, default=120.0, help="seconds a query may run (default 120)"
+    )
+    parser.add_argument(
+        "--query-max-samples",
+        type=int,
+        default=50_000_000,
+        help="samples one query may load (default 50,000,000)",
+    )
+    parser.add_argument(
+        "--query-max-concurrency",
+        type=int,
+        default=20,
+        help="queries evaluated at once; more wait, and beyond 4x that get 503 (default 20)",
+    )
+    parser.add_argument(
+        "--query-lookback-delta",
+        type=float,
+        default=300.0,
+        help="seconds an instant selector looks back for a sample (default 300)",
     )
     parser.add_argument(
         "--promote-resource-attributes",
@@ -57,6 +84,14 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     promote = [a.strip() for a in args.promote_resource_attributes.split(",") if a.strip()]
+    from tsdb_arrow.server.prom_api import QueryOptions
+
+    options = QueryOptions(
+        max_samples=args.query_max_samples,
+        timeout=args.query_timeout,
+        max_concurrent=args.query_max_concurrency,
+        lookback=round(args.query_lookback_delta * 1000),
+    )
     db = ta.open(args.data)
     try:
         server = serve(
@@ -66,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             promote_resource_attributes=promote,
             grpc_max_message_bytes=args.grpc_max_message_bytes,
             http_max_body_bytes=args.http_max_body_bytes,
+            http=args.http,
+            query_options=options,
         )
     except BaseException:
         db.close()

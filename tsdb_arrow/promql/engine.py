@@ -1,0 +1,283 @@
+"""Evaluating a parsed PromQL expression over all steps of a query at once.
+
+:func:`evaluate` is the entry point of ``db.query``, ``db.query_range``, the HTTP API and the
+conformance runner. Each AST node becomes one array operation over ``[series, step]``:
+selectors load their samples once (``select.py``) and pick the latest per step in a numba
+kernel, aggregations and binary operators work on whole matrices (``aggregate.py``,
+``binary.py``), functions are ``functions.FUNCTIONS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import promql_parser
+
+from tsdb_arrow.errors import QueryError, QueryLimitError
+from tsdb_arrow.promql import annotations
+from tsdb_arrow.promql import labels as lab
+from tsdb_arrow.promql.select import is_stale, load
+from tsdb_arrow.promql.values import (
+    Call,
+    InstantVector,
+    RangeVector,
+    Scalar,
+    Steps,
+    String,
+    Value,
+)
+
+DEFAULT_LOOKBACK = 300_000
+DEFAULT_SUBQUERY_STEP = 60_000
+_SORTS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Bounds on one query: ``max_samples`` counts the raw samples loaded from storage plus,
+    for every instant selector and subquery, its ``series x steps`` result cells (what the
+    query holds in memory); ``timeout`` is wall-clock seconds, checked between nodes."""
+
+    max_samples: int | None = None
+    timeout: float | None = None
+
+
+def parse(expr: str) -> object:
+    """The ``promql-parser`` AST of ``expr``; a syntax error becomes a ``QueryError``."""
+    try:
+        return promql_parser.parse(expr)
+    except (ValueError, TypeError) as exc:
+        raise QueryError(f"parse error: {exc}") from None
+
+
+def evaluate(
+    db: object,
+    expr: str | object,
+    steps: Steps,
+    *,
+    lookback: int = DEFAULT_LOOKBACK,
+    limits: QueryLimits | None = None,
+    subquery_step: int = DEFAULT_SUBQUERY_STEP,
+) -> Value:
+    """Evaluate ``expr`` (text or a parsed AST) at every time of ``steps`` against ``db``.
+
+    An instant query is ``Steps(t, t, 0)``. A range vector result is only allowed for one
+    step (Prometheus answers an instant query with a matrix then, refuses a range query).
+    """
+    node = parse(expr) if isinstance(expr, str) else expr
+    ev = Evaluator(db, steps, lookback, limits or QueryLimits(), subquery_step)
+    with annotations.query_text(expr if isinstance(expr, str) else str(expr)):
+        value = ev.eval(node, steps)
+    if isinstance(value, RangeVector | String) and len(steps) > 1:
+        raise QueryError(
+            f'invalid expression type "{_type_name(value)}" for range query, must be Scalar or '
+            "instant Vector"
+        )
+    return value
+
+
+def to_ms(value: datetime | timedelta) -> int:
+    """A parser time (UTC datetime) or duration as int64 milliseconds."""
+    if isinstance(value, datetime):
+        value = value - _EPOCH
+    return round(value / _MS)
+
+
+def _type_name(value: Value) -> str:
+    return {
+        Scalar: "scalar",
+        String: "string",
+        InstantVector: "instant vector",
+        RangeVector: "range vector",
+    }[type(value)]
+
+
+class Evaluator:
+    """One query's evaluation: the database, the top-level steps (for ``@ start()``/``end()``),
+    lookback, limits and the samples loaded so far."""
+
+    def __init__(
+        self, db: object, steps: Steps, lookback: int, limits: QueryLimits, subquery_step: int
+    ) -> None:
+        self.db = db
+        self.query = steps
+        self.lookback = lookback
+        self.limits = limits
+        self.subquery_step = subquery_step
+        self.samples = 0
+        self.deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def eval(self, node: object, steps: Steps) -> Value:
+        """The value of ``node`` at every time of ``steps``."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise QueryLimitError(
+                f"query timed out after {self.limits.timeout} s; narrow the time range or the "
+                "selectors, or raise the timeout"
+            )
+        kind = type(node).__name__
+        method = getattr(self, f"_eval_{kind}", None)
+        if method is None:
+            raise QueryError(f"unsupported PromQL expression {kind}: {node}")
+        return method(node, steps)
+
+    def _eval_NumberLiteral(self, node: object, steps: Steps) -> Value:
+        return Scalar(np.full(len(steps), float(node.val)))  # type: ignore[attr-defined]
+
+    def _eval_StringLiteral(self, node: object, steps: Steps) -> Value:
+        return String(node.val)  # type: ignore[attr-defined]
+
+    def _eval_ParenExpr(self, node: object, steps: Steps) -> Value:
+        return self.eval(node.expr, steps)  # type: ignore[attr-defined]
+
+    def _eval_UnaryExpr(self, node: object, steps: Steps) -> Value:
+        value = self.eval(node.expr, steps)  # type: ignore[attr-defined]
+        if isinstance(value, Scalar):
+            return Scalar(-value.values)
+        if isinstance(value, InstantVector):
+            vec = InstantVector(lab.drop_name(value.labels), -value.values, value.present)
+            return lab.merge_same_labels(vec)
+        raise QueryError(f"unary minus is not defined on a {_type_name(value)}")
+
+    # -- selectors --------------------------------------------------------------------------
+
+    def _times(self, node: object, steps: Steps) -> tuple[np.ndarray, bool]:
+        """Times a selector or subquery is evaluated at (``@`` and ``offset`` applied), and
+        whether they are one fixed time (``@``)."""
+        at = getattr(node, "at", None)
+        offset = to_ms(node.offset) if getattr(node, "offset", None) else 0  # type: ignore[attr-defined]
+        if at is None:
+            return steps.times - offset, False
+        kind = str(at.type)
+        if kind.endswith("Start"):
+            t = self.query.start
+        elif kind.endswith("End"):
+            t = self.query.end
+        else:
+            t = to_ms(at.at)
+        return np.array([t - offset], np.int64), True
+
+    def _count(self, n: int) -> None:
+        self.samples += n
+        limit = self.limits.max_samples
+        if limit is not None and self.samples > limit:
+            raise QueryLimitError(
+                f"query loaded {self.samples} samples, more than the limit of {limit}; narrow "
+                "the time range or the selectors, or raise max_samples"
+            )
+
+    def _eval_VectorSelector(self, node: object, steps: Steps) -> Value:
+        from tsdb_arrow.promql.kernels import instant_select
+
+        times, fixed = self._times(node, steps)
+        lo, hi = int(times.min()) - self.lookback + 1, int(times.max())
+        samples = load(self.db, node, lo, hi)
+        self._count(samples.count + len(samples.labels) * len(steps))
+        values, present, stamps = instant_select(
+            samples.timestamps, samples.values, samples.offsets, times, self.lookback
+        )
+        if fixed:
+            n = len(steps)
+            values, present, stamps = (np.repeat(a, n, axis=1) for a in (values, present, stamps))
+        vec = InstantVector(samples.labels, values, present, stamps)
+        return lab.only_present(vec)
+
+    def _eval_MatrixSelector(self, node: object, steps: Steps) -> Value:
+        selector = node.vector_selector  # type: ignore[attr-defined]
+        rng = to_ms(node.range)  # type: ignore[attr-defined]
+        times, fixed = self._times(selector, steps)
+        ends = np.repeat(times, len(steps)) if fixed else times
+        samples = load(self.db, selector, int(times.min()) - rng + 1, int(times.max()))
+        self._count(samples.count)
+        stale = is_stale(samples.values)
+        if not stale.any():
+            ts, vals, offsets = samples.timestamps, samples.values, samples.offsets
+        else:  # range selectors skip stale markers
+            keep = ~stale
+            ts, vals = samples.timestamps[keep], samples.values[keep]
+            owner = np.repeat(np.arange(len(samples.labels)), np.diff(samples.offsets))
+            counts = np.bincount(owner[keep], minlength=len(samples.labels))
+            offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        return RangeVector(samples.labels, ts, vals, offsets, ends, rng)
+
+    def _eval_SubqueryExpr(self, node: object, steps: Steps) -> Value:
+        rng = to_ms(node.range)  # type: ignore[attr-defined]
+        step = to_ms(node.step) if node.step else self.subquery_step  # type: ignore[attr-defined]
+        times, fixed = self._times(node, steps)
+        ends = np.repeat(times, len(steps)) if fixed else times
+        first = int(times.min()) - rng
+        start = int(step * _go_div(first, step))
+        if start <= first:
+            start += step
+        end = int(times.max())
+        if end < start:  # no inner step falls in any window
+            empty = InstantVector(lab.empty_labels(0), np.zeros((0, 0)), np.zeros((0, 0), bool))
+            return RangeVector(
+                empty.labels, np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64), ends, rng
+            )
+        inner_steps = Steps(start, end, step)
+        inner = self.eval(node.expr, inner_steps)  # type: ignore[attr-defined]
+        if not isinstance(inner, InstantVector):
+            raise QueryError(f"subquery is only allowed on instant vector, got {_type_name(inner)}")
+        self._count(inner.present.size)
+        rows, cols = np.nonzero(inner.present)
+        ts = inner_steps.times[cols]
+        vals = inner.values[rows, cols]
+        counts = np.bincount(rows, minlength=len(inner))
+        offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        return RangeVector(inner.labels, ts, vals, offsets, ends, rng)
+
+    # -- calls, aggregations, operators -----------------------------------------------------
+
+    def _eval_Call(self, node: object, steps: Steps) -> Value:
+        name = node.func.name  # type: ignore[attr-defined]
+        exprs = list(node.args)  # type: ignore[attr-defined]
+        args = [self.eval(a, steps) for a in exprs]
+        try:
+            functions = importlib.import_module("tsdb_arrow.promql.functions")
+        except ModuleNotFoundError:
+            raise QueryError(f"function {name} not implemented") from None
+        impl = functions.FUNCTIONS.get(name)
+        if impl is None:
+            raise QueryError(f"function {name} not implemented")
+        if name in _SORTS and steps.start != steps.end:
+            annotations.warn(
+                "PromQL warning: sort is ineffective for range queries since results are always "
+                f"ordered by labels{annotations.position(node)}"
+            )
+        value = impl(Call(name, args, exprs, steps))
+        if isinstance(value, InstantVector):
+            return lab.merge_same_labels(value)
+        return value
+
+    def _eval_AggregateExpr(self, node: object, steps: Steps) -> Value:
+        from tsdb_arrow.promql.aggregate import aggregate
+
+        vec = self.eval(node.expr, steps)  # type: ignore[attr-defined]
+        if not isinstance(vec, InstantVector):
+            raise QueryError(f"expected instant vector in aggregation, got {_type_name(vec)}")
+        param = None
+        if node.param is not None:  # type: ignore[attr-defined]
+            param = self.eval(node.param, steps)  # type: ignore[attr-defined]
+        where = annotations.position(node.param) if node.param is not None else ""  # type: ignore[attr-defined]
+        return aggregate(str(node.op), vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
+
+    def _eval_BinaryExpr(self, node: object, steps: Steps) -> Value:
+        from tsdb_arrow.promql.binary import binary
+
+        lhs = self.eval(node.lhs, steps)  # type: ignore[attr-defined]
+        rhs = self.eval(node.rhs, steps)  # type: ignore[attr-defined]
+        return binary(str(node.op), lhs, rhs, node.modifier)  # type: ignore[attr-defined]
+
+
+def _go_div(a: int, b: int) -> int:
+    """Integer division truncating toward zero, as Go's ``/``."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q

@@ -1,0 +1,258 @@
+"""Prometheus API JSON, built with Polars string expressions over whole results.
+
+A query result of millions of samples becomes JSON without a Python loop per sample or per
+series: numbers are formatted as Prometheus formats them (Go's shortest ``'f'`` form, ``'e'``
+below 1e-6 and from 1e21, ``"NaN"``, ``"+Inf"``, ``"-Inf"``), timestamps as Unix seconds with
+millisecond digits (``1700000000.5`` is written ``1700000000.500``, whole seconds without a
+point), label sets as JSON objects with their labels sorted by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from tsdb_arrow.promql.values import InstantVector, RangeVector, Scalar, Steps, String, Value
+
+
+def _strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets and bytes of a String series without nulls (zero-copy where Arrow allows)."""
+    arr = series.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+        arr.offset : arr.offset + len(arr) + 1
+    ]
+    data = arr.buffers()[2]
+    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(
+        0, np.uint8
+    )
+
+
+def _float_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polars' shortest round-trip text of each float: the digits the kernels rewrite."""
+    return _strings(pl.Series(np.asarray(values, dtype=np.float64)).cast(pl.String))
+
+
+def _string_series(offsets: np.ndarray, data: np.ndarray, name: str) -> pl.Series:
+    arr = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
+    )
+    return pl.Series(name, arr)
+
+
+def format_values(values: np.ndarray) -> pl.Series:
+    """Sample values as the strings Prometheus writes (Go's ``strconv.FormatFloat``)."""
+    from tsdb_arrow.server.json_kernels import numbers
+
+    offsets, data = _float_texts(values)
+    out_offsets = np.empty(len(offsets), dtype=np.int64)
+    size = numbers(offsets, data, out_offsets, np.empty(0, np.uint8), False)
+    out = np.empty(size, dtype=np.uint8)
+    numbers(offsets, data, out_offsets, out, True)
+    return _string_series(out_offsets, out, "value")
+
+
+def format_timestamps(ms: np.ndarray) -> pl.Series:
+    """Millisecond timestamps as Prometheus writes them: Unix seconds, ``.ddd`` when not whole."""
+    from tsdb_arrow.server.json_kernels import timestamps
+
+    ts = np.ascontiguousarray(ms, dtype=np.int64)
+    out_offsets = np.empty(len(ts) + 1, dtype=np.int64)
+    size = timestamps(ts, out_offsets, np.empty(0, np.uint8), False)
+    out = np.empty(size, dtype=np.uint8)
+    timestamps(ts, out_offsets, out, True)
+    return _string_series(out_offsets, out, "t")
+
+
+def metric_objects(labels: pl.DataFrame) -> pl.Series:
+    """One JSON object per row of ``labels``: its non-null, non-empty labels sorted by name."""
+    names = sorted(c for c in labels.columns if labels.schema[c] == pl.String)
+    if not names or labels.height == 0:
+        return pl.Series("metric", ["{}"] * labels.height, dtype=pl.String)
+    pairs = [
+        pl.when(pl.col(c).is_not_null() & (pl.col(c) != ""))
+        # a one-field struct encodes as {"name":"value"}: JSON escaping done by Polars
+        .then(pl.struct(pl.col(c)).struct.json_encode().str.slice(1).str.strip_suffix("}"))
+        for c in names
+    ]
+    body = pl.concat_str(pairs, separator=",", ignore_nulls=True).fill_null("")
+    return labels.select(pl.concat_str(pl.lit("{"), body, pl.lit("}")).alias("metric")).to_series()
+
+
+def sort_key(labels: pl.DataFrame) -> pl.Series:
+    """A string per row that sorts label sets as Prometheus' ``labels.Compare`` does."""
+    names = sorted(c for c in labels.columns if labels.schema[c] == pl.String)
+    if not names:
+        return pl.Series("key", [""] * labels.height, dtype=pl.String)
+    pairs = [
+        pl.when(pl.col(c).is_not_null() & (pl.col(c) != "")).then(
+            pl.concat_str(pl.lit(c + "\x00"), pl.col(c), pl.lit("\x00"))
+        )
+        for c in names
+    ]
+    return labels.select(pl.concat_str(pairs, ignore_nulls=True).fill_null("").alias("key"))["key"]
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    starts = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    return starts
+
+
+def _series_list(
+    metrics: pl.Series, starts: np.ndarray, ms: np.ndarray, values: np.ndarray, *, many: bool
+) -> str:
+    """``[{"metric":{...},"values":[[t,"v"],...]}, ...]`` (``"value":[t,"v"]`` when not
+    ``many``): series i is ``metrics[i]`` with the samples ``[starts[i], starts[i+1])``."""
+    from tsdb_arrow.server.json_kernels import series_list
+
+    if metrics.len() == 0:
+        return "[]"
+    m_offsets, m_data = _strings(metrics)
+    ts = np.ascontiguousarray(ms, dtype=np.int64)
+    v_offsets, v_data = _float_texts(values)
+    args = (m_offsets, m_data, starts, ts, v_offsets, v_data, many)
+    out = np.empty(series_list(*args, np.empty(0, np.uint8), False), dtype=np.uint8)
+    series_list(*args, out, True)
+    return out.tobytes().decode()
+
+
+def _sorted(labels: pl.DataFrame) -> np.ndarray:
+    return sort_key(labels).arg_sort().to_numpy()
+
+
+def _limited(order: np.ndarray, limit: int) -> np.ndarray:
+    return order[:limit] if limit else order
+
+
+def encode_instant(value: Value, time: int, *, limit: int = 0) -> str:
+    """The ``data`` of an instant query's answer: vector, matrix, scalar or string."""
+    if isinstance(value, Scalar):
+        t, v = format_timestamps(np.array([time]))[0], format_values(value.values[:1])[0]
+        return f'{{"resultType":"scalar","result":[{t},"{v}"]}}'
+    if isinstance(value, String):
+        t = format_timestamps(np.array([time]))[0]
+        return f'{{"resultType":"string","result":[{t},{json.dumps(value.value)}]}}'
+    if isinstance(value, RangeVector):
+        return '{"resultType":"matrix","result":' + _range_vector(value, limit) + "}"
+    present = np.asarray(value.present)[:, 0]
+    rows = np.flatnonzero(present)
+    rows = _limited(rows, limit)
+    labels = value.labels[pl.Series(rows)] if len(rows) != value.labels.height else value.labels
+    values = np.asarray(value.values)[rows, 0]
+    result = _series_list(
+        metric_objects(labels),
+        np.arange(len(rows) + 1, dtype=np.int64),
+        np.full(len(rows), time, dtype=np.int64),
+        values,
+        many=False,
+    )
+    return '{"resultType":"vector","result":' + result + "}"
+
+
+def _range_vector(value: RangeVector, limit: int) -> str:
+    """A range vector's samples in the window of its (only) step, series sorted by labels."""
+    end = int(value.window_ends[0])
+    offsets = np.asarray(value.offsets, dtype=np.int64)
+    ts = np.asarray(value.timestamps)
+    inside = (ts > end - value.range) & (ts <= end)
+    running = np.concatenate(([0], np.cumsum(inside, dtype=np.int64)))
+    counts = running[offsets[1:]] - running[offsets[:-1]]
+    return _matrix(
+        value.labels, _starts(counts), ts[inside], np.asarray(value.values)[inside], limit
+    )
+
+
+def _matrix(
+    labels: pl.DataFrame, starts: np.ndarray, ms: np.ndarray, values: np.ndarray, limit: int
+) -> str:
+    """Series that have samples, sorted by their label sets; series i's samples are
+    ``[starts[i], starts[i+1])``, in time order."""
+    counts = np.diff(starts)
+    order = _sorted(labels)
+    order = _limited(order[counts[order] > 0], limit)
+    new_counts = counts[order]
+    new_starts = _starts(new_counts)
+    gather = np.repeat(starts[order] - new_starts[:-1], new_counts) + np.arange(new_starts[-1])
+    return _series_list(
+        metric_objects(labels[pl.Series(order)]),
+        new_starts,
+        ms[gather],
+        values[gather],
+        many=True,
+    )
+
+
+def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str:
+    """The ``data`` of a range query's answer: always a matrix (a scalar is one series without
+    labels)."""
+    times = steps.times
+    if isinstance(value, Scalar):
+        result = _series_list(
+            pl.Series(["{}"]),
+            np.array([0, len(times)], dtype=np.int64),
+            times,
+            np.asarray(value.values),
+            many=True,
+        )
+        return '{"resultType":"matrix","result":' + result + "}"
+    assert isinstance(value, InstantVector)
+    present = np.asarray(value.present)
+    series, step = np.nonzero(present)  # row-major: grouped by series, steps in order
+    starts = _starts(present.sum(axis=1))
+    matrix = _matrix(
+        value.labels, starts, times[step], np.asarray(value.values)[series, step], limit
+    )
+    return '{"resultType":"matrix","result":' + matrix + "}"
+
+
+def warm_up() -> None:
+    """Encode a tiny vector and matrix: the kernels load (or compile, on a first install)
+    before the first query's answer waits for them."""
+    labels = pl.DataFrame({"__name__": ["warm_up"]})
+    value = InstantVector(labels, np.array([[0.5, 1e-7]]), np.array([[True, True]]))
+    encode_range(value, Steps(0, 1000, 1000))
+    encode_instant(InstantVector(labels, np.array([[0.5]]), np.array([[True]])), 0)
+
+
+def label_sets(series: pl.DataFrame) -> str:
+    """``[{...}, ...]``: the label sets of ``series`` (``/api/v1/series``), sorted."""
+    labels = series.select(c for c in series.columns if series.schema[c] == pl.String)
+    if labels.height == 0:
+        return "[]"
+    objects = metric_objects(labels[pl.Series(_sorted(labels))])
+    return "[" + pl.DataFrame({"m": objects}).select(pl.col("m").str.join(",")).item() + "]"
+
+
+def strings(items: Sequence[str]) -> str:
+    """A JSON array of strings (label names, label values)."""
+    return json.dumps(list(items), ensure_ascii=False, separators=(",", ":"))
+
+
+def json_object(obj: dict[str, Any]) -> str:
+    """A small JSON object (build info, metadata), compact."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def success(data: str, warnings: Sequence[str] = (), infos: Sequence[str] = ()) -> bytes:
+    """The success envelope around an encoded ``data`` (with Prometheus 3's ``infos``)."""
+    extra = ',"warnings":' + strings(warnings) if warnings else ""
+    extra += ',"infos":' + strings(infos) if infos else ""
+    return ('{"status":"success","data":' + data + extra + "}").encode()
+
+
+def error(error_type: str, message: str) -> bytes:
+    """The error envelope Prometheus answers with (``errorType`` and ``error``)."""
+    return json.dumps(
+        {"status": "error", "errorType": error_type, "error": message},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
