@@ -50,7 +50,6 @@ from tsdb_arrow.timeutil import check_range, to_ms
 if TYPE_CHECKING:
     from tsdb_arrow.blocks.tombstones import Tombstones
     from tsdb_arrow.ingest.known import KnownSeries
-    from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
 
 
@@ -375,7 +374,11 @@ class Database:
                 self._head.forget_pairs()  # it may hold pairs of rows that were not appended
                 raise
             if resolved is not None:  # admitted: later batches of these series skip resolving
-                self._known_series().remember(_in_row_order(resolved))
+                from tsdb_arrow.ingest.known import in_row_order
+
+                self._known_series().remember(
+                    in_row_order(resolved.series, resolved.row_refs, resolved.row_sets)
+                )
             due = self._flush_due()
         if due and self._background is not None:
             self._background.request()
@@ -934,14 +937,6 @@ class Database:
             total += count
         self._distinct_counts = counts
         return total
-
-
-def _in_row_order(resolved: Resolved) -> pa.Table:
-    """The batch's series in the order its rows first bring them (``resolved.series`` is
-    sorted by ref): the next batches of a feed repeat that order."""
-    _, first = np.unique(resolved.row_sets, return_index=True)
-    refs = resolved.series.column(REF).to_numpy()
-    return resolved.series.take(np.searchsorted(refs, resolved.row_refs[np.sort(first)]))
 
 
 def open(  # noqa: A001

@@ -181,3 +181,15 @@ def test_a_hit_says_whether_every_row_is_a_different_series():
     twice = table_rows[:5] + table_rows[4:]
     found = known.lookup(labels_of(twice), 11)
     assert not found.distinct and found.refs.tolist() == [series_ref(r) for r in twice]
+
+
+def test_in_row_order_lists_the_series_as_rows_first_bring_them():
+    from tsdb_arrow.ingest.known import in_row_order
+
+    table_rows = [{"__name__": "up", "a": a} for a in ["q", "b", "q", "z", "b", "a"]]
+    resolved = resolve_series(labels_of(table_rows), len(table_rows))
+    ordered = in_row_order(resolved.series, resolved.row_refs, resolved.row_sets)
+    assert ordered.column("a").to_pylist() == ["q", "b", "z", "a"]
+    assert ordered.column("series_ref").to_pylist() == [
+        series_ref({"__name__": "up", "a": a}) for a in ["q", "b", "z", "a"]
+    ]

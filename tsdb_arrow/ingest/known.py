@@ -186,6 +186,30 @@ def _insert(table, refs, first, count):
         table[slot] = e
 
 
+@nb.njit(cache=True, nogil=True)
+def _first_rows(row_sets, n_sets):
+    """The row where each set first appears, in row order (one pass, no sort)."""
+    seen = np.zeros(n_sets, dtype=np.bool_)
+    out = np.empty(n_sets, dtype=np.int64)
+    k = 0
+    for i in range(row_sets.shape[0]):
+        s = row_sets[i]
+        if not seen[s]:
+            seen[s] = True
+            out[k] = i
+            k += 1
+    return out[:k]
+
+
+def in_row_order(series: pa.Table, row_refs: np.ndarray, row_sets: np.ndarray) -> pa.Table:
+    """``series`` (sorted by ref, as ``resolve_series`` gives it) in the order the batch's rows
+    first bring them (``row_sets`` numbers each row's set densely from 0): the order the next
+    batches of a feed repeat, in which ``remember`` should get them."""
+    firsts = _first_rows(row_sets, series.num_rows)
+    refs = series.column(REF).to_numpy()
+    return series.take(np.searchsorted(refs, row_refs[firsts]))
+
+
 def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple | None:
     """The label columns (large_string) in name order as the kernels take them: value bounds
     (a row of ``offsets`` per column, into the columns' bytes laid end to end), the validity
