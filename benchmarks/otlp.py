@@ -3,17 +3,26 @@
 Several client processes send realistic ``ExportMetricsServiceRequest``s (10,000 series in all,
 gauges and monotonic counters with 5 attributes each, 1,000 points per request) over gRPC and
 over HTTP; the table gives points/s accepted end to end, per-request latency p50/p99, the
-server's peak RSS, and whether the points stored equal the points acknowledged.
+server's CPU time per point (user + system, all threads: what the figure would be with the
+cores to itself), its peak RSS, and whether the points stored equal the points acknowledged.
+
+The ``+queries`` row repeats the gRPC run while a thread of the server process runs select
+queries over what is stored so far, one every 50 ms (a dashboard of 20 panels refreshing every
+second) or back to back when one takes longer (``db.select(...).collect()`` on the server's own
+``Database``: the GIL is shared, as it will be with the Prometheus HTTP API); it reports the
+ingest rate against the idle gRPC run and the queries' count and latencies.
 
 Usage::
 
-    python -m benchmarks.otlp [--clients 2] [--requests 200] [--transport grpc,http]
+    python -m benchmarks.otlp [--clients 2] [--requests 200] [--transport grpc,http,queries]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
+import os
 import shutil
 import signal
 import socket
@@ -26,10 +35,12 @@ from pathlib import Path
 import numpy as np
 
 import tsdb_arrow as ta
+from benchmarks.datasets import repo_root
 
 T0_NS = 1_795_392_000_000 * 1_000_000
 SERIES = 10_000
 PER_REQUEST = 1_000
+QUERY_INTERVAL = 0.05  # the +queries row starts a query every 50 ms (or when the last ends)
 
 
 def _free_port() -> int:
@@ -105,6 +116,12 @@ def _client(transport: str, address: str, bodies: list[bytes], out: mp.Queue) ->
     out.put(latencies)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -112,8 +129,47 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
-def run(transport: str, clients: int, requests: int, work: Path) -> dict[str, float]:
-    data = work / f"otlp-{transport}"
+def _serve_with_queries(data: str, port: int) -> int:
+    """The server of the ``+queries`` row: ``ta.serve`` (gRPC) over a database whose own
+    process runs select queries back to back until SIGTERM; prints their count and latencies
+    as JSON when stopped."""
+    import threading
+
+    db = ta.open(data)
+    server = ta.serve(db, otlp_grpc=f"127.0.0.1:{port}", otlp_http="off", http="off")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    latencies: list[float] = []
+    rows = [0]
+
+    def query_loop() -> None:
+        selectors = ['bench_gauge{attr1="z3"}', "bench_counter_total", 'bench_gauge{attr4="c0"}']
+        while not stop.is_set():
+            start = time.perf_counter()
+            rows[0] += db.select(selectors[len(latencies) % len(selectors)]).collect().height
+            latencies.append(time.perf_counter() - start)
+            stop.wait(max(0.0, QUERY_INTERVAL - latencies[-1]))
+
+    querier = threading.Thread(target=query_loop, name="bench-queries")
+    querier.start()
+    print("tsdb-arrow: ready", flush=True)
+    stop.wait()
+    querier.join()
+    server.stop()
+    db.close()
+    ms = np.array(latencies or [0.0]) * 1000
+    done = {"queries": len(latencies), "rows": rows[0], "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99))}  # fmt: skip
+    print(json.dumps(done), flush=True)
+    return 0
+
+
+def run(
+    transport: str, clients: int, requests: int, work: Path, *, queries: bool = False
+) -> dict[str, float]:
+    """One row: ``clients`` processes send ``requests`` requests each over ``transport``
+    ("grpc" or "http"); ``queries``: to the ``+queries`` server instead of ``tsdb-arrow serve``."""
+    data = work / f"otlp-{transport}{'-queries' if queries else ''}"
     shutil.rmtree(data, ignore_errors=True)
     port = _free_port()
     flags = (
@@ -122,12 +178,12 @@ def run(transport: str, clients: int, requests: int, work: Path) -> dict[str, fl
         else ["--otlp-grpc", "off", "--otlp-http", f"127.0.0.1:{port}", "--flight", "off"]
     )
     cli = Path(sys.executable).with_name("tsdb-arrow")
+    command = [str(cli), "serve", "--data", str(data), *flags, "--http", "off"]
+    if queries:
+        command = [sys.executable, "-m", "benchmarks.otlp", "--serve-with-queries", str(data),
+                   str(port)]  # fmt: skip
     bodies = [_requests(c, requests) for c in range(clients)]
-    with subprocess.Popen(
-        [str(cli), "serve", "--data", str(data), *flags, "--http", "off"],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as server:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=repo_root()) as server:
         assert server.stdout is not None
         for line in server.stdout:
             if line.strip() == "tsdb-arrow: ready":
@@ -137,16 +193,19 @@ def run(transport: str, clients: int, requests: int, work: Path) -> dict[str, fl
             mp.Process(target=_client, args=(transport, f"127.0.0.1:{port}", b, queue))
             for b in bodies
         ]
+        cpu = _cpu_seconds(server.pid)
         start = time.perf_counter()
         for w in workers:
             w.start()
         latencies = np.concatenate([queue.get() for _ in workers])
         elapsed = time.perf_counter() - start
+        cpu = _cpu_seconds(server.pid) - cpu
         for w in workers:
             w.join()
         rss = _peak_rss(server.pid)
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=300)
+        rest = server.communicate(timeout=300)[0]
+    query_stats = json.loads(rest.strip().splitlines()[-1]) if queries else {}
     acknowledged = clients * requests * PER_REQUEST
     with ta.open(data, read_only=True) as db:
         stored = db.stats()["samples"]
@@ -155,8 +214,10 @@ def run(transport: str, clients: int, requests: int, work: Path) -> dict[str, fl
         "p50_ms": float(np.percentile(latencies, 50) * 1000),
         "p99_ms": float(np.percentile(latencies, 99) * 1000),
         "rss_mib": rss / 2**20,
+        "cpu_us_per_point": cpu / acknowledged * 1e6,
         "acknowledged": acknowledged,
         "stored": stored,
+        "queries": query_stats,
     }
 
 
@@ -164,25 +225,49 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.otlp")
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--requests", type=int, default=200, help="per client")
-    parser.add_argument("--transport", default="grpc,http")
+    parser.add_argument(
+        "--transport", default="grpc,http,queries", help="rows: grpc, http, queries"
+    )
+    parser.add_argument("--serve-with-queries", nargs=2, metavar=("DATA", "PORT"),
+                        help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args(argv)
+    if args.serve_with_queries:
+        return _serve_with_queries(args.serve_with_queries[0], int(args.serve_with_queries[1]))
     print(
         f"{args.clients} clients x {args.requests} requests x {PER_REQUEST} points "
-        f"({SERIES:,} series, 5 attributes), default WAL mode, loopback"
+        f"({SERIES:,} series, 5 attributes), default WAL mode, loopback, {os.cpu_count()} cores"
     )
-    print(f"{'transport':<10}{'k points/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'RSS MiB':>9}  stored")
+    print(
+        f"{'transport':<10}{'k points/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/pt':>11}"
+        f"{'RSS MiB':>9}  stored"
+    )
     ok = True
+    rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for transport in args.transport.split(","):
-            r = run(transport, args.clients, args.requests, Path(tmp))
+        for row in args.transport.split(","):
+            queries = row == "queries"
+            transport = "grpc" if queries else row
+            r = run(transport, args.clients, args.requests, Path(tmp), queries=queries)
+            rates[row] = r["points_per_s"]
             same = r["stored"] == r["acknowledged"]
             ok &= same
             print(
-                f"{transport:<10}{r['points_per_s'] / 1e3:>12.0f}{r['p50_ms']:>9.1f}"
-                f"{r['p99_ms']:>9.1f}{r['rss_mib']:>9.0f}  "
-                f"{r['stored']:,} of {r['acknowledged']:,} acknowledged"
+                f"{'+queries' if queries else row:<10}{r['points_per_s'] / 1e3:>12.0f}"
+                f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['cpu_us_per_point']:>11.2f}"
+                f"{r['rss_mib']:>9.0f}  {r['stored']:,} of {r['acknowledged']:,} acknowledged"
                 f"{'' if same else ' MISMATCH'}"
             )
+            if queries:
+                q = r["queries"]
+                against = (
+                    f"{r['points_per_s'] / rates['grpc']:.2f}x the idle gRPC ingest, "
+                    if "grpc" in rates
+                    else ""
+                )
+                print(
+                    f"          +queries: {against}{q['queries']} queries meanwhile "
+                    f"(p50 {q['p50_ms']:.1f} ms, p99 {q['p99_ms']:.1f} ms, {q['rows']:,} rows)"
+                )
     return 0 if ok else 1
 
 

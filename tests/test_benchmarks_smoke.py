@@ -229,6 +229,17 @@ def test_otlp_benchmark_stores_every_acknowledged_point(tmp_path):
     result = otlp.run("grpc", clients=1, requests=3, work=tmp_path)
     assert result["acknowledged"] == 3 * otlp.PER_REQUEST == result["stored"]
     assert result["p99_ms"] >= result["p50_ms"] > 0
+    assert result["cpu_us_per_point"] > 0
+
+
+def test_otlp_benchmark_with_queries_stores_every_point_and_counts_the_queries(tmp_path):
+    pytest.importorskip("opentelemetry.proto")
+    from benchmarks import otlp
+
+    result = otlp.run("grpc", clients=1, requests=3, work=tmp_path, queries=True)
+    assert result["acknowledged"] == 3 * otlp.PER_REQUEST == result["stored"]
+    queries = result["queries"]
+    assert queries["queries"] >= 1 and queries["p99_ms"] >= queries["p50_ms"] > 0
 
 
 def test_remote_write_benchmark_stores_every_acknowledged_sample(tmp_path):

@@ -50,6 +50,7 @@ from tsdb_arrow.timeutil import check_range, to_ms
 if TYPE_CHECKING:
     from tsdb_arrow.blocks.tombstones import Tombstones
     from tsdb_arrow.ingest.convert import SampleBatch
+    from tsdb_arrow.ingest.known import KnownSeries
     from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
     from tsdb_arrow.query.scan import Scan
@@ -124,6 +125,7 @@ class Database:
             self._flushing: list[Head] = []  # taken by a running flush, still read by queries
             self._room = threading.Condition(self._lock)  # notified when the head is swapped
             self._index = SeriesIndex()
+            self._known: KnownSeries | None = None  # label sets of the index a write admitted
             self._directory = BlockDirectory(
                 self._fs, self.path, self._blocks_dir, owner=not read_only
             )
@@ -329,32 +331,59 @@ class Database:
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
-        return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
+        found = self._known_series().lookup(batch.labels, batch.num_rows)
+        if found is None:  # some label set is new: resolved and checked the full way
+            return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
+        if found.distinct:  # every label set passed the checks, is in the index, and has
+            # one row here: nothing more to find out about them
+            row_sets, series = np.arange(len(found.refs)), None
+        else:
+            series, row_sets = np.unique(found.refs, return_inverse=True)
+        return self._append(batch, found.refs, row_sets, series, None)
 
     def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
         """``write`` of a validated batch whose rows are resolved to series already (the
         Flight server resolves a batch's distinct label sets only, not its rows)."""
         from tsdb_arrow.ingest.convert import check_metric_names, check_utf8
-        from tsdb_arrow.query.overlap import repeats_within_batch
 
         self._check_writable()
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
         series = resolved.series.column(REF).to_numpy()
+        return self._append(batch, resolved.row_refs, resolved.row_sets, series, resolved)
+
+    def _append(
+        self,
+        batch: SampleBatch,
+        refs: np.ndarray,
+        row_sets: np.ndarray,
+        series: np.ndarray | None,
+        resolved: Resolved | None,
+    ) -> WriteResult:
+        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely;
+        ``resolved`` holds the batch's series when some may be new (``series``: their refs),
+        None when every one is known (``series``: their refs sorted, or None when each has
+        one row)."""
+        from tsdb_arrow.query.overlap import repeats_within_batch
+
+        ts = batch.timestamps
         with self._lock:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
-            known = self._index.add(resolved.series)
-            refs, ts = resolved.row_refs, batch.timestamps
+            if resolved is not None:
+                known = self._index.add(resolved.series)
+                new = resolved.series.filter(pa.array(~known))
+                series = series[known]
+            else:
+                new = None
             try:
                 noted = False
                 if batch.histograms is not None:
                     # Histogram samples: only rows repeating a pair of the batch are counted.
-                    replaced = repeats_within_batch(refs, ts, resolved.row_sets)
+                    replaced = repeats_within_batch(refs, ts, row_sets)
                 else:
-                    replaced, noted = self._count_replaced(resolved, batch, series[known])
+                    replaced, noted = self._count_replaced(refs, ts, row_sets, series)
                 if self._journal is not None:  # logged before the head has it: all or nothing
-                    new = resolved.series.filter(pa.array(~known))
                     self._journal.append(
                         journal.entries(
                             new, refs, ts, values=batch.values, histograms=batch.histograms
@@ -367,10 +396,26 @@ class Database:
                 self._index.restore(before)  # a refused batch adds no series either
                 self._head.forget_pairs()  # it may hold pairs of rows that were not appended
                 raise
+            if resolved is not None:  # admitted: later batches of these series skip resolving
+                from tsdb_arrow.ingest.known import in_row_order
+
+                self._known_series().remember(
+                    in_row_order(resolved.series, resolved.row_refs, resolved.row_sets)
+                )
             due = self._flush_due()
         if due and self._background is not None:
             self._background.request()
         return WriteResult(rows=batch.num_rows, replaced=replaced)
+
+    def _known_series(self) -> KnownSeries:
+        """The label sets writes admitted so far (``ingest/known.py``), made on first use."""
+        if self._known is None:
+            from tsdb_arrow.ingest.known import KnownSeries
+
+            with self._lock:
+                if self._known is None:
+                    self._known = KnownSeries()
+        return self._known
 
     def _wait_for_room(self, rows: int) -> None:
         """Wait (caller holds the lock) until the head is below ``head_max_bytes``.
@@ -398,7 +443,7 @@ class Database:
             self._check_writable()
 
     def _count_replaced(
-        self, resolved: Resolved, batch: SampleBatch, known: np.ndarray
+        self, refs: np.ndarray, ts: np.ndarray, row_sets: np.ndarray, known: np.ndarray | None
     ) -> tuple[int, bool]:
         """How many rows of a float batch replace an earlier sample, and whether the head's
         pair set already noted the batch's pairs (pass on to ``Head.append``).
@@ -406,25 +451,30 @@ class Database:
         A batch newer than everything stored (or of new series only) can only repeat its own
         rows. One that reaches back is checked against the head's pair set (one probe per row,
         which also finds the batch's own repeats), and the rows not found there against blocks
-        and flushing heads. ``known``: the batch's series known before it, sorted (caller
-        holds the lock).
+        and flushing heads. ``row_sets`` numbers the rows' series densely from 0; ``known``:
+        the batch's series known before it, sorted, or None when all of them were and each has
+        one row (caller holds the lock).
         """
         from tsdb_arrow.query.overlap import repeats_within_batch, stored_matches
 
-        refs, ts = resolved.row_refs, batch.timestamps
         stored_max = self._stored_max()
-        if stored_max is None or int(ts.min()) > stored_max or len(known) == 0:
-            return repeats_within_batch(refs, ts, resolved.row_sets), False
+        if (
+            stored_max is None
+            or int(ts.min()) > stored_max
+            or (known is not None and len(known) == 0)
+        ):
+            return repeats_within_batch(refs, ts, row_sets), False
         new = ~self._head.repeats(refs, ts)
         replaced = len(refs) - int(np.count_nonzero(new))
-        replaced += stored_matches(
-            refs[new],
-            ts[new],
-            known,
-            lambda: self._snapshot(current_head=False),
-            self._cache,
-            self._pool_threads,
-        )
+        if self._flushing or self._blockset.blocks():
+            replaced += stored_matches(
+                refs[new],
+                ts[new],
+                np.sort(refs) if known is None else known,
+                lambda: self._snapshot(current_head=False),
+                self._cache,
+                self._pool_threads,
+            )
         return replaced, True
 
     def _stored_max(self) -> int | None:

@@ -79,6 +79,7 @@ def test_a_failed_count_leaves_no_pairs_of_rows_it_did_not_store(tmp_path, monke
 
     with ta.open(tmp_path / "db") as db:
         db.write(_frame([T0 + 5000], [1.0], ["a"]))
+        db.flush()  # a block: rows reaching back are looked up there too (stored_matches)
         db.write(_frame([T0, T0 + 1000], [1.0, 1.0], ["a", "a"]))  # reaches back: set built
 
         def fail(*args, **kwargs):

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from tsdb_arrow.errors import BackpressureError, ClosedError, InputError, SeriesCollisionError
 
 if TYPE_CHECKING:
@@ -60,7 +62,10 @@ class OtlpReceiver:
             return Outcome("invalid", message=str(exc))
         rejected, errors = converted.rejected_points, list(converted.errors)
         try:
-            for table in converted.tables:
+            floats = [t for t in (converted.floats, converted.target_info) if t is not None]
+            if len(floats) == 2:  # one write: one WAL record, one series lookup
+                floats = [pa.concat_tables(floats, promote_options="default")]
+            for table in [*floats, *([converted.histograms] if converted.histograms else [])]:
                 if table.num_rows:
                     self.db.write(table)
         except (BackpressureError, ClosedError) as exc:
@@ -85,12 +90,17 @@ class OtlpReceiver:
 
 
 def _warm_up() -> None:
-    """Convert one small request of every point kind, untimed: the kernels load (or compile,
-    on a first install) now rather than while an exporter's deadline runs."""
+    """Convert one small request of every point kind, untimed, and import what writing it
+    takes: the kernels load (or compile, on a first install) now rather than while an
+    exporter's deadline runs."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
         ExportMetricsServiceRequest,
     )
 
+    import tsdb_arrow.ingest.convert
+    import tsdb_arrow.ingest.known
+    import tsdb_arrow.ingest.series
+    import tsdb_arrow.query.overlap  # noqa: F401
     from tsdb_arrow.ingest.otlp import convert_request
 
     request = ExportMetricsServiceRequest()

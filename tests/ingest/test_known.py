@@ -1,0 +1,195 @@
+"""KnownSeries: a remembered label set gives exactly the resolver's ref; anything else is a miss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsdb_arrow.ingest.known import KnownSeries
+from tsdb_arrow.ingest.series import resolve_series
+from tsdb_arrow.model import series_ref
+
+NAMES = ["__name__", "a", "b", "zz"]
+values = st.one_of(st.none(), st.just(""), st.text(max_size=6))
+rows = st.lists(
+    st.fixed_dictionaries(
+        {"__name__": st.sampled_from(["up", "m"]), **{n: values for n in NAMES[1:]}}
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def labels_of(table_rows, names=NAMES, chunks=1):
+    cols = {}
+    for name in names:
+        arr = pa.array([r.get(name) for r in table_rows], pa.large_string())
+        bounds = np.linspace(0, len(arr), chunks + 1).astype(int)
+        cols[name] = pa.chunked_array(
+            [arr.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])], pa.large_string()
+        )
+    return cols
+
+
+def lookup(known, labels, n):
+    """The refs a lookup found, or None."""
+    found = known.lookup(labels, n)
+    return None if found is None else found.refs
+
+
+def remembered(table_rows, names=NAMES):
+    known = KnownSeries()
+    known.remember(resolve_series(labels_of(table_rows, names), len(table_rows)).series)
+    return known
+
+
+@settings(max_examples=150, deadline=None)
+@given(seen=rows, asked=rows, chunks=st.integers(1, 3))
+def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks):
+    known = remembered(seen)
+    refs = lookup(known, labels_of(asked, chunks=chunks), len(asked))
+    seen_refs = {series_ref(r) for r in seen}
+    want = [series_ref(r) for r in asked]
+    if set(want) <= seen_refs:
+        assert refs is not None and refs.tolist() == want
+    else:
+        assert refs is None
+
+
+def test_absent_labels_are_absent_whatever_the_columns():
+    known = remembered([{"__name__": "up", "a": "1", "b": None}])
+    # no b column, an all-null zz column, b as "": all the label set {__name__=up, a=1}
+    for labels in (
+        {"__name__": ["up"], "a": ["1"]},
+        {"__name__": ["up"], "a": ["1"], "zz": [None]},
+        {"__name__": ["up"], "a": ["1"], "b": [""]},
+    ):
+        cols = {k: pa.array(v, pa.large_string()) for k, v in labels.items()}
+        refs = lookup(known, cols, 1)
+        assert refs is not None and refs.tolist() == [series_ref({"__name__": "up", "a": "1"})]
+
+
+def test_a_value_holding_separators_cannot_pass_for_two_labels():
+    # {a="x", b="y"} and {a="x\xffb\xffy"} hash the same bytes, so they have the same ref: only
+    # the remembered one may hit (the other is not even UTF-8: the full checks refuse it).
+    known = remembered([{"__name__": "up", "a": "x", "b": "y"}])
+    value = b"x\xffb\xffy"
+    forged = pa.LargeStringArray.from_buffers(
+        1, pa.py_buffer(np.array([0, len(value)], np.int64)), pa.py_buffer(value)
+    )
+    cols = {"__name__": pa.array(["up"], pa.large_string()), "a": forged}
+    assert lookup(known, cols, 1) is None
+    ok = {"__name__": ["up"], "a": ["x"], "b": ["y"]}
+    assert lookup(known, {k: pa.array(v, pa.large_string()) for k, v in ok.items()}, 1) is not None
+
+
+def test_one_byte_more_or_less_misses():
+    known = remembered([{"__name__": "up", "a": "ab"}])
+    for a in ("a", "abc", "ac", "aB"):
+        cols = {
+            "__name__": pa.array(["up"], pa.large_string()),
+            "a": pa.array([a], pa.large_string()),
+        }
+        assert lookup(known, cols, 1) is None
+    renamed = {
+        "__name__": pa.array(["up"], pa.large_string()),
+        "b": pa.array(["ab"], pa.large_string()),
+    }
+    assert lookup(known, renamed, 1) is None
+
+
+def test_other_layouts_miss():
+    known = remembered([{"__name__": "up"}])
+    assert lookup(known, {"__name__": pa.array(["up"], pa.string_view())}, 1) is None
+    assert lookup(known, {"__name__": pa.array(["up"], pa.large_string())}, 1) is not None
+
+
+def test_remembering_twice_keeps_one_entry():
+    table_rows = [{"__name__": "up", "a": str(i)} for i in range(100)]
+    known = remembered(table_rows)
+    series = resolve_series(labels_of(table_rows), len(table_rows)).series
+    known.remember(series)
+    known.remember(series.slice(10, 5))
+    assert len(known) == 100
+
+
+def test_growth_keeps_every_entry():
+    known = KnownSeries()
+    for start in range(0, 20_000, 5_000):
+        table_rows = [{"__name__": "up", "a": f"{i:07d}"} for i in range(start, start + 5_000)]
+        known.remember(resolve_series(labels_of(table_rows), len(table_rows)).series)
+    table_rows = [{"__name__": "up", "a": f"{i:07d}"} for i in range(0, 20_000, 7)]
+    refs = lookup(known, labels_of(table_rows), len(table_rows))
+    assert len(known) == 20_000
+    assert refs is not None and refs.tolist() == [series_ref(r) for r in table_rows]
+
+
+def test_a_full_memory_empties_and_refills():
+    known = KnownSeries(max_bytes=2**20)
+    batches = [
+        [{"__name__": "up", "a": f"{b}-{i:05d}" * 4} for i in range(4_000)] for b in range(4)
+    ]
+    for table_rows in batches:
+        known.remember(resolve_series(labels_of(table_rows), len(table_rows)).series)
+        assert known.nbytes <= 2**20
+    assert known.resets >= 1
+    last = batches[-1]
+    refs = lookup(known, labels_of(last), len(last))
+    assert refs is not None and refs.tolist() == [series_ref(r) for r in last]
+    assert lookup(known, labels_of(batches[0]), len(batches[0])) is None  # forgotten
+
+
+def test_a_batch_larger_than_the_memory_is_not_remembered():
+    known = KnownSeries(max_bytes=2**19)
+    table_rows = [{"__name__": "up", "a": f"{i:09d}" * 8} for i in range(20_000)]
+    known.remember(resolve_series(labels_of(table_rows), len(table_rows)).series)
+    assert len(known) == 0 and known.nbytes <= 2**19
+    assert lookup(known, labels_of(table_rows[:3]), 3) is None
+
+
+@pytest.mark.parametrize("offset", [0, 3])
+def test_sliced_and_null_bearing_columns(offset):
+    table_rows = [
+        {"__name__": "up", "a": None if i % 3 else str(i), "b": str(i % 2)} for i in range(12)
+    ]
+    known = remembered(table_rows)
+    cols = {k: v.combine_chunks().slice(offset) for k, v in labels_of(table_rows).items()}
+    refs = lookup(known, cols, 12 - offset)
+    assert refs is not None
+    assert refs.tolist() == [series_ref(r) for r in table_rows[offset:]]
+
+
+def test_a_batch_that_mostly_repeats_its_series_is_left_to_resolve():
+    table_rows = [{"__name__": "up", "a": str(i % 5)} for i in range(50)]
+    known = KnownSeries(probe_rows=20)
+    known.remember(resolve_series(labels_of(table_rows), 50).series)
+    assert known.lookup(labels_of(table_rows), 50) is None  # 15 of the first 20 rows repeat
+    assert lookup(known, labels_of(table_rows[:19]), 19) is not None  # fewer than 20 rows
+    distinct = [{"__name__": "up", "a": str(i)} for i in range(50)]
+    known.remember(resolve_series(labels_of(distinct), 50).series)
+    assert lookup(known, labels_of(distinct), 50).tolist() == [series_ref(r) for r in distinct]
+
+
+def test_a_hit_says_whether_every_row_is_a_different_series():
+    table_rows = [{"__name__": "up", "a": str(i)} for i in range(10)]
+    known = remembered(table_rows)
+    assert known.lookup(labels_of(table_rows), 10).distinct
+    assert known.lookup(labels_of(table_rows), 10).distinct  # a new batch: stamps start over
+    twice = table_rows[:5] + table_rows[4:]
+    found = known.lookup(labels_of(twice), 11)
+    assert not found.distinct and found.refs.tolist() == [series_ref(r) for r in twice]
+
+
+def test_in_row_order_lists_the_series_as_rows_first_bring_them():
+    from tsdb_arrow.ingest.known import in_row_order
+
+    table_rows = [{"__name__": "up", "a": a} for a in ["q", "b", "q", "z", "b", "a"]]
+    resolved = resolve_series(labels_of(table_rows), len(table_rows))
+    ordered = in_row_order(resolved.series, resolved.row_refs, resolved.row_sets)
+    assert ordered.column("a").to_pylist() == ["q", "b", "z", "a"]
+    assert ordered.column("series_ref").to_pylist() == [
+        series_ref({"__name__": "up", "a": a}) for a in ["q", "b", "z", "a"]
+    ]

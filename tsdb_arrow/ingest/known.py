@@ -1,0 +1,395 @@
+"""Label sets a write already admitted, so that a batch repeating them skips series resolution.
+
+A live feed (OTLP, remote write) sends the same series request after request. The first write of
+a label set resolves it the full way (distinct sets, ref, UTF-8 and metric-name checks, the
+index's collision check) and then remembers its canonical bytes here: for each present label in
+name order, ``name 0xFF value 0xFF`` (the bytes its ref hashes). A later row is a hit only if
+its ref is remembered and its own labels equal those bytes exactly, label by label, with no
+0xFF inside a name or value (which valid UTF-8 never has: a value holding ``0xFF b 0xFF``
+cannot pass for two labels), so a hit stands for exactly the label set that passed every check
+before.
+
+Entries are added only after their write succeeded, and the index never forgets a series, so
+every remembered label set is in the index. The memory is bounded (``max_bytes``): when full it
+is emptied and refills from the writes that follow.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
+
+MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
+# A lookup costs a hash and a comparison per row (one comparison when rows come in the order
+# remembered); resolving costs a comparison per row plus ~1-2 ms, so on a batch repeating a few
+# series over many rows (a bulk load) resolving is cheaper: node-exporter rows, shuffled, meet
+# between 16 k and 64 k rows. A lookup gives up after this many rows if half of them repeated
+# a series of an earlier row, and the batch is resolved instead.
+PROBE_ROWS = 4_096
+_MIN_SLOTS = 1 << 12
+_MIN_ARENA = 1 << 16
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
+_NO_VALID = np.ones((0, 0), dtype=np.bool_)
+_SEP = np.uint8(SEPARATOR)
+_SEP64 = np.uint64(SEPARATOR)
+_FNV_OFFSET = FNV_OFFSET
+_PRIME = FNV_PRIME
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@nb.njit(cache=True, nogil=True)
+def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, start, arena,
+          count, refs, entries, hash_rows, stop_at_miss, stamp, batch, probe_rows):  # fmt: skip
+    """Each row's entry (-1: its label set is not remembered) into ``entries``.
+
+    Candidates, in order: the previous row's entry (the same series again), the entry after it
+    (a feed sends its series in the order they were remembered), then the entries of the
+    row's ref in the hash table. The first whose bytes match is the row's entry; the guesses
+    save hashing the row. ``hash_rows``: the row's ref, when needed, is computed (FNV-1a over
+    its present labels, then mixed, exactly as ``series.py``), else taken from ``refs``; a
+    row found gets its entry's ref in ``refs``. ``stop_at_miss``: return 0 at the first row
+    not found, and 3 after ``probe_rows`` rows when half of them repeated an earlier row's entry
+    (resolving is cheaper then). Otherwise returns 1 when no two rows share an entry, 2 when
+    some do (an entry's ``stamp`` is set to ``batch`` when a row finds it). The helpers are
+    written out: numba's inlined calls ran several times slower here.
+    """
+    repeats = 0
+    mask = table.shape[0] - 1
+    n_cols = offsets.shape[0]
+    last = -2
+    for i in range(entries.shape[0]):
+        found = -1
+        stage = 0  # 0, 1: the guesses; 2: hash the row; 3: probe the table
+        slot = 0
+        r = np.uint64(0)
+        while True:
+            if stage < 2:
+                entry = last + stage
+                stage += 1
+                if entry < 0 or entry >= count:
+                    continue
+            else:
+                if stage == 2:
+                    stage = 3
+                    if hash_rows:
+                        x = _FNV_OFFSET
+                        for c in range(n_cols):
+                            s = offsets[c, i]
+                            e = offsets[c, i + 1]
+                            if e == s or (has_valid and not valid[c, i]):
+                                continue
+                            for k in range(name_end[c], name_end[c + 1]):
+                                x = (x ^ np.uint64(names[k])) * _PRIME
+                            x = (x ^ _SEP64) * _PRIME
+                            for k in range(s, e):
+                                x = (x ^ np.uint64(data[k])) * _PRIME
+                            x = (x ^ _SEP64) * _PRIME
+                        x = (x ^ (x >> np.uint64(30))) * _MIX1
+                        x = (x ^ (x >> np.uint64(27))) * _MIX2
+                        r = x ^ (x >> np.uint64(31))
+                    else:
+                        r = refs[i]
+                    slot = np.int64(r & np.uint64(mask))
+                entry = table[slot]
+                if entry < 0:
+                    break
+                slot = (slot + 1) & mask
+                if entry_refs[entry] != r:
+                    continue
+            # The same label set only if the bytes match label by label.
+            p = start[entry]
+            end = start[entry + 1]
+            same = True
+            for c in range(n_cols):
+                s = offsets[c, i]
+                e = offsets[c, i + 1]
+                if e == s or (has_valid and not valid[c, i]):
+                    continue
+                n0 = name_end[c]
+                nlen = name_end[c + 1] - n0
+                length = e - s
+                # The remembered name and value hold no 0xFF, so equal bytes without one, then
+                # the separator, mean this very name and value.
+                if (
+                    p + nlen + length + 2 > end
+                    or arena[p + nlen] != _SEP
+                    or arena[p + nlen + 1 + length] != _SEP
+                ):
+                    same = False
+                    break
+                for k in range(nlen):
+                    if arena[p + k] != names[n0 + k] or names[n0 + k] == _SEP:
+                        same = False
+                        break
+                p += nlen + 1
+                for k in range(length):
+                    if arena[p + k] != data[s + k] or data[s + k] == _SEP:
+                        same = False
+                        break
+                if not same:
+                    break
+                p += length + 1
+            if same and p == end:
+                found = entry
+                break
+        entries[i] = found
+        last = found if found >= 0 else -2
+        if found < 0:
+            if stop_at_miss:
+                return 0
+            continue
+        refs[i] = entry_refs[found]
+        if stamp[found] == batch:
+            repeats += 1
+        else:
+            stamp[found] = batch
+        if stop_at_miss and i + 1 == probe_rows and 2 * repeats >= probe_rows:
+            return 3
+    return 1 if repeats == 0 else 2
+
+
+@nb.njit(cache=True, nogil=True)
+def _store(offsets, data, has_valid, valid, names, name_end, rows, pos, arena):
+    """Write the label set of each row of ``rows`` as ``name 0xFF value 0xFF``... at its pos."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        p = pos[r]
+        for c in range(offsets.shape[0]):
+            s = offsets[c, i]
+            length = offsets[c, i + 1] - s
+            if length == 0 or (has_valid and not valid[c, i]):
+                continue
+            n0 = name_end[c]
+            nlen = name_end[c + 1] - n0
+            arena[p : p + nlen] = names[n0 : n0 + nlen]
+            arena[p + nlen] = _SEP
+            arena[p + nlen + 1 : p + nlen + 1 + length] = data[s : s + length]
+            arena[p + nlen + 1 + length] = _SEP
+            p += nlen + length + 2
+
+
+@nb.njit(cache=True, nogil=True)
+def _insert(table, refs, first, count):
+    """Put entries ``first .. first+count-1`` (their refs set) in the hash table."""
+    mask = table.shape[0] - 1
+    for e in range(first, first + count):
+        slot = np.int64(refs[e] & np.uint64(mask))
+        while table[slot] >= 0:
+            slot = (slot + 1) & mask
+        table[slot] = e
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_rows(row_sets, n_sets):
+    """The row where each set first appears, in row order (one pass, no sort)."""
+    seen = np.zeros(n_sets, dtype=np.bool_)
+    out = np.empty(n_sets, dtype=np.int64)
+    k = 0
+    for i in range(row_sets.shape[0]):
+        s = row_sets[i]
+        if not seen[s]:
+            seen[s] = True
+            out[k] = i
+            k += 1
+    return out[:k]
+
+
+def in_row_order(series: pa.Table, row_refs: np.ndarray, row_sets: np.ndarray) -> pa.Table:
+    """``series`` (sorted by ref, as ``resolve_series`` gives it) in the order the batch's rows
+    first bring them (``row_sets`` numbers each row's set densely from 0): the order the next
+    batches of a feed repeat, in which ``remember`` should get them."""
+    firsts = _first_rows(row_sets, series.num_rows)
+    refs = series.column(REF).to_numpy()
+    return series.take(np.searchsorted(refs, row_refs[firsts]))
+
+
+def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple | None:
+    """The label columns (large_string) in name order as the kernels take them: value bounds
+    (a row of ``offsets`` per column, into the columns' bytes laid end to end), the validity
+    (when some value is null) and the names (name c is ``name_bytes[name_end[c]:name_end[c +
+    1]]``); None for another layout."""
+    names = sorted(labels)
+    offsets = np.zeros((len(names), n_rows + 1), dtype=np.int64)
+    parts, valid, used = [], None, 0
+    for c, name in enumerate(names):
+        column = labels[name]
+        if not pa.types.is_large_string(column.type):
+            return None
+        if isinstance(column, pa.ChunkedArray):
+            arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        else:
+            arr = column
+        if arr.null_count == len(arr):
+            continue  # every value absent: all offsets 0
+        _, bounds_buf, data_buf = arr.buffers()
+        bounds = np.frombuffer(bounds_buf, dtype=np.int64, count=arr.offset + n_rows + 1)
+        bounds = bounds[arr.offset :]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
+        parts.append(data[bounds[0] : bounds[-1]])
+        offsets[c] = bounds - (bounds[0] - used)
+        used += int(bounds[-1] - bounds[0])
+        if arr.null_count:
+            if valid is None:
+                valid = np.ones((len(names), n_rows), dtype=np.bool_)
+            valid[c] = arr.is_valid().to_numpy(zero_copy_only=False)
+    data = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)  # writable: one type
+    encoded = [name.encode() for name in names]
+    name_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    name_end = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
+    has_valid = valid is not None
+    return offsets, data, has_valid, valid if has_valid else _NO_VALID, name_bytes, name_end
+
+
+@dataclass(frozen=True)
+class Found:
+    """A batch whose every label set is remembered: each row's ref, and whether the rows'
+    series are all different (no series has two rows: none can repeat another's sample)."""
+
+    refs: np.ndarray
+    distinct: bool
+
+
+class KnownSeries:
+    """Canonical label bytes of admitted series by ref: an open-addressing hash table over an
+    arena. Thread-safe: ``lookup`` and ``remember`` take a short lock of their own; the
+    kernels release the GIL."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES, probe_rows: int = PROBE_ROWS) -> None:
+        self.max_bytes = max_bytes
+        self.probe_rows = probe_rows
+        self._lock = threading.Lock()
+        self.hits = 0  # batches resolved here
+        self.misses = 0  # batches that were not (some row's label set was new)
+        self.resets = 0  # times the memory filled up and was emptied
+        self._reset(_MIN_SLOTS, _MIN_ARENA)
+
+    def _reset(self, slots: int, arena_bytes: int) -> None:
+        self._table = np.full(slots, -1, dtype=np.int64)
+        self._refs = np.zeros(slots // 2, dtype=np.uint64)
+        self._stamp = np.zeros(slots // 2, dtype=np.int64)  # the last batch that found it
+        self._batch = 0
+        self._start = np.zeros(slots // 2 + 1, dtype=np.int64)
+        self._arena = np.zeros(arena_bytes, dtype=np.uint8)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(len(self._table), len(self._arena))
+
+    def stats(self) -> dict[str, int]:
+        return {"series": self._count, "bytes": self.nbytes, "hits": self.hits,
+                "misses": self.misses, "resets": self.resets}  # fmt: skip
+
+    def lookup(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> Found | None:
+        """The series ref of every row when every row's label set is remembered, else None.
+
+        ``labels``: label name -> large_string column of ``n_rows`` rows ("" or null: absent),
+        as ``convert.normalize`` gives them; other layouts answer None, and so does a batch
+        whose first ``probe_rows`` rows repeat their series (half of them at least).
+        """
+        packed = _pack(labels, n_rows) if self._count and labels else None
+        if packed is None:
+            self.misses += 1
+            return None
+        refs = np.empty(n_rows, dtype=np.uint64)
+        entries = np.empty(n_rows, dtype=np.int64)
+        with self._lock:
+            self._batch += 1
+            found = _find(*packed, self._table, self._refs, self._start, self._arena,
+                          self._count, refs, entries, True, True, self._stamp, self._batch,
+                          self.probe_rows)  # fmt: skip
+            if found in (1, 2):
+                self.hits += 1
+            else:
+                self.misses += 1
+        return Found(refs, found == 1) if found in (1, 2) else None
+
+    def remember(self, series: pa.Table) -> None:
+        """Remember the label sets of ``series`` (``REF`` and one large_string column per label,
+        null = absent, one row per distinct set, as ``resolve_series`` gives it), which a write
+        has just admitted to the index. Kept in the order given: give them in the order rows
+        bring them, so that later batches in that order read the memory front to back."""
+        n = series.num_rows
+        labels = {c: series.column(c) for c in series.column_names if c != REF}
+        packed = _pack(labels, n) if n and labels else None
+        if packed is None:
+            return
+        refs = np.array(series.column(REF).to_numpy(), dtype=np.uint64)  # writable, as typed
+        entries = np.empty(n, dtype=np.int64)
+        with self._lock:
+            _find(*packed, self._table, self._refs, self._start, self._arena, self._count,
+                  refs, entries, False, False, self._stamp, -1, 0)  # fmt: skip
+            fresh = np.flatnonzero(entries < 0)
+            if len(fresh) == 0:
+                return
+            offsets, _, has_valid, valid, _, name_end = packed
+            present = offsets[:, 1:] > offsets[:, :-1]
+            if has_valid:
+                present &= valid
+            pieces = offsets[:, 1:] - offsets[:, :-1] + np.diff(name_end)[:, None] + 2
+            sizes = (pieces * present).sum(axis=0)[fresh]
+            if not self._make_room(len(fresh), int(sizes.sum())):
+                return
+            first = self._count
+            ends = int(self._start[first]) + np.cumsum(sizes)
+            _store(*packed, fresh, ends - sizes, self._arena)
+            last = first + len(fresh)
+            self._refs[first:last] = refs[fresh]
+            self._start[first + 1 : last + 1] = ends
+            self._count = last
+            _insert(self._table, self._refs, first, len(fresh))
+
+    def _make_room(self, entries: int, nbytes: int) -> bool:
+        """Grow (or empty, past ``max_bytes``) so that ``entries`` more taking ``nbytes`` fit;
+        False when even an empty memory would not hold them (caller holds the lock)."""
+        count = self._count
+        used = int(self._start[count])
+        slots, arena = len(self._table), len(self._arena)
+        while 2 * (count + entries) > slots:
+            slots *= 2
+        while used + nbytes > arena:
+            arena *= 2
+        if _nbytes(slots, arena) > self.max_bytes:
+            self.resets += 1
+            slots, arena = _MIN_SLOTS, _MIN_ARENA
+            while 2 * entries > slots:
+                slots *= 2
+            while nbytes > arena:
+                arena *= 2
+            if _nbytes(slots, arena) > self.max_bytes:
+                self._reset(_MIN_SLOTS, _MIN_ARENA)
+                return False
+            self._reset(slots, arena)
+            return True
+        if slots != len(self._table):
+            grown = slots // 2
+            self._refs = _grown(self._refs, grown, count)
+            self._stamp = _grown(self._stamp, grown, count)
+            self._start = _grown(self._start, grown + 1, count + 1)
+            self._table = np.full(slots, -1, dtype=np.int64)
+            _insert(self._table, self._refs, 0, count)
+        if arena != len(self._arena):
+            self._arena = _grown(self._arena, arena, used)
+        return True
+
+
+def _nbytes(slots: int, arena: int) -> int:
+    """Bytes of a memory of ``slots`` hash slots (refs, stamps and starts for half as many
+    entries)."""
+    return 8 * slots + 16 * (slots // 2) + 8 * (slots // 2 + 1) + arena
+
+
+def _grown(arr: np.ndarray, size: int, keep: int) -> np.ndarray:
+    out = np.zeros(size, dtype=arr.dtype)
+    out[:keep] = arr[:keep]
+    return out
