@@ -5,7 +5,7 @@ Prometheus HTTP API, Arrow Flight).
 serve`` (``server/process.py``) is the same with signal handling around it. Listeners bind
 loopback by default; an address is ``HOST:PORT`` (port 0 picks a free one) or ``"off"``.
 With ``auth_token`` every listener asks for ``Authorization: Bearer <token>``; without one,
-Flight (which serves reads) binds loopback only.
+Flight and the Prometheus HTTP API (which serve reads) bind loopback only.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def serve(
     Prometheus HTTP API (queries, remote write and read, OTLP at ``/api/v1/otlp/v1/metrics``)
     with ``query_options`` as its limits; with ``auth_token`` it answers only requests
     carrying ``Authorization: Bearer <token>`` (401 otherwise), as do the OTLP listeners
-    (401 / UNAUTHENTICATED) and Flight; Flight on a non-loopback address needs a token.
+    (401 / UNAUTHENTICATED) and Flight; Flight or the Prometheus HTTP API on a
+    non-loopback address needs a token.
     ``tls_cert``/``tls_key`` (PEM bytes): Flight over TLS.
     """
     from tsdb_arrow.server.otlp import OtlpReceiver
@@ -91,14 +92,16 @@ def serve(
     http_address = _address("otlp_http", otlp_http)
     prom_address = _address("http", http)
     flight_address = _address("flight", flight)
-    if flight_address is not None and auth_token is None:
-        host = flight_address.rpartition(":")[0]
-        if host not in LOOPBACK:
-            raise ServerError(
-                f"flight on {flight_address} would serve every sample to anyone who can reach "
-                "it: give a token (--auth-token-file FILE, or auth_token=) or bind 127.0.0.1"
-            )
-        log.info("no auth token: Flight listens on loopback only")
+    if auth_token is None:
+        readers = {"flight": flight_address, "http": prom_address}
+        for name, address in readers.items():
+            if address is not None and address.rpartition(":")[0] not in LOOPBACK:
+                raise ServerError(
+                    f"{name} on {address} would serve every sample to anyone who can reach "
+                    "it: give a token (--auth-token-file FILE, or auth_token=) or bind 127.0.0.1"
+                )
+        if flight_address is not None or prom_address is not None:
+            log.info("no auth token: Flight and the Prometheus HTTP API listen on loopback only")
     if (tls_cert is None) != (tls_key is None):
         raise ServerError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
     if db.read_only:

@@ -156,8 +156,12 @@ def run(args: argparse.Namespace) -> int:
         for name, address in server.addresses.items():
             tls = " (TLS)" if name == "flight" and tls_cert else ""
             print(f"tsdb-arrow: {name} listening on {address}{tls}", flush=True)
-        if token is None and "flight" in server.addresses:
-            print("tsdb-arrow: no --auth-token-file: Flight binds loopback only", flush=True)
+        if token is None and {"flight", "http"} & server.addresses.keys():
+            print(
+                "tsdb-arrow: no --auth-token-file: Flight and the Prometheus HTTP API bind "
+                "loopback only",
+                flush=True,
+            )
         if not server.addresses:
             print("tsdb-arrow: every listener is off; serving nothing until stopped", flush=True)
         print("tsdb-arrow: ready", flush=True)
