@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.compaction
 	$(BIN)/python -m benchmarks.otlp
 	$(BIN)/python -m benchmarks.remote_write
+	$(BIN)/python -m benchmarks.promql
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check tsdb_arrow tests benchmarks

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the benchmark's peers from Debian packages when they are missing and it is possible:
-#   prometheus        -> promtool (the Prometheus TSDB bulk loader)
+#   prometheus        -> promtool (the Prometheus TSDB bulk loader) and the prometheus server
+#                        (benchmarks.promql queries it)
 #   victoria-metrics  -> the single-node VictoriaMetrics server
 # Never fails the run: a peer that cannot be installed shows as "not installed" in the table.
 # Called by `make bench` before `python -m benchmarks.run`.
@@ -10,11 +11,11 @@ set -u
 log() { echo "install_peers: $*" >&2; }
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    log "promtool and victoria-metrics already installed"
+    log "prometheus, promtool and victoria-metrics already installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
