@@ -40,6 +40,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.remote_write
 	$(BIN)/python -m benchmarks.flight
 	$(BIN)/python -m pytest -q -p no:randomly tests/server/test_prom_http_prometheus.py tests/server/test_prom_http_node_exporter.py
+	$(BIN)/python -m benchmarks.promql
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check tsdb_arrow tests benchmarks

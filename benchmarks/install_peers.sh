@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the benchmark's peers from Debian packages when they are missing and it is possible:
-#   prometheus        -> promtool (the Prometheus TSDB bulk loader)
+#   prometheus        -> promtool (the Prometheus TSDB bulk loader) and the prometheus server
+#                        (benchmarks.promql queries it)
 #   victoria-metrics  -> the single-node VictoriaMetrics server
 #   prometheus-node-exporter -> the real target of tests/server/test_prom_http_node_exporter.py
 # Never fails the run: a peer that cannot be installed shows as "not installed" in the table.
@@ -11,12 +12,12 @@ set -u
 log() { echo "install_peers: $*" >&2; }
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    log "promtool, victoria-metrics and prometheus-node-exporter already installed"
+    log "prometheus, promtool, victoria-metrics and prometheus-node-exporter already installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
