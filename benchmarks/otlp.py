@@ -136,7 +136,9 @@ def _serve_with_queries(data: str, port: int) -> int:
     import threading
 
     db = ta.open(data)
-    server = ta.serve(db, otlp_grpc=f"127.0.0.1:{port}", otlp_http="off", http="off")
+    server = ta.serve(
+        db, otlp_grpc=f"127.0.0.1:{port}", otlp_http="off", http="off", flight="off"
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     latencies: list[float] = []

@@ -415,7 +415,7 @@ def run(
         db.flush()
         del frames
         server = stack.enter_context(
-            ta.serve(db, http="127.0.0.1:0", otlp_grpc="127.0.0.1:0", otlp_http="off")
+            ta.serve(db, http="127.0.0.1:0", otlp_grpc="127.0.0.1:0", otlp_http="off", flight="off")
         )
         ours = server.addresses["http"]
         _wait_ready(ours)

@@ -137,6 +137,19 @@ def test_a_token_allows_flight_beyond_loopback(tmp_path):
             server.stop()
 
 
+@pytest.mark.parametrize("listener", ["flight", "http"])
+def test_readers_beyond_loopback_need_a_token(tmp_path, listener):
+    options = {"otlp_grpc": "off", "otlp_http": "off", "http": "off", "flight": "off"}
+    with ta.open(tmp_path / "db") as db:
+        with pytest.raises(ta.ServerError, match=f"^{listener} on 0.0.0.0:0 would serve every"):
+            ta.serve(db, **{**options, listener: "0.0.0.0:0"})
+        server = ta.serve(db, **{**options, listener: "0.0.0.0:0"}, auth_token=TOKEN)
+        try:
+            assert server.addresses[listener].startswith("0.0.0.0:")
+        finally:
+            server.stop()
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_flight_over_tls(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

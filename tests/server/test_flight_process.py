@@ -48,7 +48,8 @@ def serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
         if line.strip() == "tsdb-arrow: ready":
             break
     assert f"tsdb-arrow: flight listening on 127.0.0.1:{port}" in lines
-    assert "tsdb-arrow: no --auth-token-file: Flight and the Prometheus HTTP API bind loopback only" in lines
+    no_token = "tsdb-arrow: no --auth-token-file: Flight and the Prometheus HTTP API bind loopback"
+    assert f"{no_token} only" in lines
     return proc
 
 

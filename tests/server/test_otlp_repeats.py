@@ -57,7 +57,7 @@ def request(i: int) -> bytes:
 @pytest.fixture
 def served(tmp_path):
     db = ta.open(tmp_path / "db")
-    server = ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="off", http="off")
+    server = ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="off", http="off", flight="off")
     try:
         yield db, server.addresses["otlp_grpc"]
     finally:

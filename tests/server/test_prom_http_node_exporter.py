@@ -168,7 +168,7 @@ def feed():
     work = Path(tempfile.mkdtemp(prefix="tsdb-arrow-node-"))
     procs: list[subprocess.Popen] = []
     db = ta.open(work / "db")
-    server = ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0")
+    server = ta.serve(db, otlp_grpc="off", otlp_http="off", http="127.0.0.1:0", flight="off")
     ours = server.addresses["http"]
     try:
         node_port, port = free_port(), free_port()
