@@ -97,3 +97,19 @@ def test_a_selection_with_a_predicate_it_cannot_read_returns_the_right_rows(
     monkeypatch.setattr(ExprMetaNameSpace, "serialize", unreadable)
     assert analyse(predicate, LABELS) == Pushdown(None, None, ())
     assert lf.filter(predicate).collect().equals(want)
+
+
+@pytest.mark.filterwarnings("ignore::polars.exceptions.PolarsInefficientMapWarning")
+def test_a_python_function_in_a_filter_runs_on_the_selection(db) -> None:
+    # Polars pickles the function to hand the predicate to select's IO source (cloudpickle)
+    db.write(synthetic(n_series=12, n_samples=200))
+    lf = db.select("temp")
+    want = lf.collect().filter(pl.col("value") > 50)
+    assert 0 < want.height
+    above = pl.col("value").map_batches(lambda s: s > 50, return_dtype=pl.Boolean)
+    assert lf.filter(above).collect().equals(want)
+    assert lf.filter(above & (pl.col("job") == "api")).collect().equals(
+        want.filter(pl.col("job") == "api")
+    )
+    each = pl.col("value").map_elements(lambda v: v > 50, return_dtype=pl.Boolean)
+    assert lf.filter(each).collect().equals(want)
