@@ -99,7 +99,7 @@ def test_range_matrix_drops_empty_series_and_orders_steps():
     values = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     present = np.array([[True, False], [True, True], [False, False]])
     data = prom_json.encode_range(InstantVector(labels, values, present), Steps(1000, 2000, 1000))
-    assert json.loads(data) == {
+    assert json.loads(bytes(data)) == {
         "resultType": "matrix",
         "result": [
             {"metric": {"__name__": "a"}, "values": [[1, "3"], [2, "4"]]},
@@ -130,7 +130,7 @@ def test_range_vector_window_and_empty_series():
 def test_empty_results():
     empty = InstantVector(pl.DataFrame(), np.zeros((0, 1)), np.zeros((0, 1), dtype=bool))
     assert json.loads(prom_json.encode_instant(empty, 0)) == {"resultType": "vector", "result": []}
-    assert json.loads(prom_json.encode_range(empty, Steps(0, 0, 1))) == {
+    assert json.loads(bytes(prom_json.encode_range(empty, Steps(0, 0, 1)))) == {
         "resultType": "matrix",
         "result": [],
     }
@@ -239,6 +239,6 @@ def test_range_matrix_of_the_longest_numbers_fits_its_buffer(x, fill):
     labels = pl.DataFrame({"__name__": ["m"] * 40, "i": [str(i) for i in range(40)]})
     value = InstantVector(labels, values, present)
     steps = Steps(-1_500_000_123, -1_500_000_123 + 299 * 15_001, 15_001)
-    got = prom_json.encode_range(value, steps)
+    got = bytes(prom_json.encode_range(value, steps))
     assert got == _reference_range(value, steps)
     assert json.loads(got)["result"][0]["values"][0][1] == go_format(x)
