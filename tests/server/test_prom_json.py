@@ -99,7 +99,7 @@ def test_range_matrix_drops_empty_series_and_orders_steps():
     values = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     present = np.array([[True, False], [True, True], [False, False]])
     data = prom_json.encode_range(InstantVector(labels, values, present), Steps(1000, 2000, 1000))
-    assert json.loads(data) == {
+    assert json.loads(bytes(data)) == {
         "resultType": "matrix",
         "result": [
             {"metric": {"__name__": "a"}, "values": [[1, "3"], [2, "4"]]},
@@ -130,7 +130,7 @@ def test_range_vector_window_and_empty_series():
 def test_empty_results():
     empty = InstantVector(pl.DataFrame(), np.zeros((0, 1)), np.zeros((0, 1), dtype=bool))
     assert json.loads(prom_json.encode_instant(empty, 0)) == {"resultType": "vector", "result": []}
-    assert json.loads(prom_json.encode_range(empty, Steps(0, 0, 1))) == {
+    assert json.loads(bytes(prom_json.encode_range(empty, Steps(0, 0, 1)))) == {
         "resultType": "matrix",
         "result": [],
     }
@@ -180,3 +180,65 @@ def test_form_body_values_win_and_match_lists_join():
     assert form["query"][0] == "b" and form["match[]"] == ["y", "x"] and form["time"] == ["1"]
     with pytest.raises(BadData, match="not UTF-8"):
         parse_form(b"", b"query=%ff\xff")
+
+
+def _reference_range(value: InstantVector, steps: Steps, limit: int = 0) -> bytes:
+    """The matrix through the per-sample ``series_list`` kernel: gathered samples, each
+    timestamp formatted where it is written."""
+    present = np.asarray(value.present)
+    series, step = np.nonzero(present)
+    starts = np.concatenate(([0], np.cumsum(present.sum(axis=1)))).astype(np.int64)
+    values = np.asarray(value.values)[series, step]
+    matrix = prom_json._matrix(value.labels, starts, steps.times[step], values, limit)
+    return ('{"resultType":"matrix","result":' + matrix + "}").encode()
+
+
+_FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from(
+    [1e20, -1e20, 1e21, 9.999999999999999e20, -1.2345678901234567e20, 1e-6, -1.2345678901234567e-6,
+     9.99e-7, 5e-324, -0.0, 1e16, 1e-5]
+)  # fmt: skip
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda steps: st.tuples(
+            st.lists(
+                st.lists(st.tuples(st.booleans(), _FLOATS), min_size=steps, max_size=steps),
+                min_size=0,
+                max_size=6,
+            ),
+            st.integers(-(2**40), 2**40),
+            st.integers(1, 10**6),
+            st.just(steps),
+        )
+    ),
+    st.integers(0, 3),
+)
+def test_range_matrix_bytes_match_the_per_sample_encoding(case, limit):
+    cells, start, step, n_steps = case
+    labels = pl.DataFrame({"__name__": [f"m{(i * 7) % 5}" for i in range(len(cells))]})
+    labels = labels.with_columns(pl.Series("i", [str(i) for i in range(len(cells))]))
+    present = np.array([[p for p, _ in row] for row in cells], dtype=bool).reshape(-1, n_steps)
+    values = np.array([[v for _, v in row] for row in cells], dtype=np.float64)
+    value = InstantVector(labels, values.reshape(-1, n_steps), present)
+    steps = Steps(start, start + (n_steps - 1) * step, step)
+    got = prom_json.success(prom_json.encode_range(value, steps, limit=limit))
+    want = prom_json.success(_reference_range(value, steps, limit))
+    assert got == want
+
+
+@pytest.mark.parametrize("fill", [1.0, 0.3])  # the dense (in place) and sparse (gathered) paths
+@pytest.mark.parametrize(
+    "x", [1e20, -1.2345678901234567e20, -1.2345678901234567e-6, 5e-324, float("-inf")]
+)
+def test_range_matrix_of_the_longest_numbers_fits_its_buffer(x, fill):
+    rng = np.random.default_rng(3)
+    present = rng.random((40, 300)) < fill
+    values = np.full((40, 300), x)
+    labels = pl.DataFrame({"__name__": ["m"] * 40, "i": [str(i) for i in range(40)]})
+    value = InstantVector(labels, values, present)
+    steps = Steps(-1_500_000_123, -1_500_000_123 + 299 * 15_001, 15_001)
+    got = bytes(prom_json.encode_range(value, steps))
+    assert got == _reference_range(value, steps)
+    assert json.loads(got)["result"][0]["values"][0][1] == go_format(x)

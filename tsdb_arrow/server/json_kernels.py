@@ -218,3 +218,49 @@ def series_list(m_offsets, m_data, starts, ts, v_offsets, v_data, many, out, wri
             o = _put(out, o, ord("]"), write)
         o = _put(out, o, ord("}"), write)
     return _put(out, o, ord("]"), write)
+
+
+@nb.njit(cache=True, nogil=True)
+def step_matrix(
+    m_offsets, m_data, rows, row_starts, present, dense, p_offsets, p_data, v_offsets, v_data,
+    out, o,
+):  # fmt: skip
+    """A range matrix's series at out[o], one pass, into a buffer sized by an upper bound:
+    ``{"metric":M,"values":[[t,"v"],...]}`` joined by commas, for the value rows ``rows``.
+    Step s starts with its precomputed ``[t,"`` bytes p_data[p_offsets[s]:p_offsets[s+1]];
+    row i's value texts start at index row_starts[i] and hold every step (``dense``) or only
+    the present ones. Returns the end."""
+    n_steps = present.shape[1]
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        if j:
+            out[o] = ord(",")
+            o += 1
+        o = _lit(out, o, _METRIC, True)
+        for k in range(m_offsets[j], m_offsets[j + 1]):
+            out[o] = m_data[k]
+            o += 1
+        o = _lit(out, o, _VALUES, True)
+        k = row_starts[i]
+        first = True
+        for s in range(n_steps):
+            if not present[i, s]:
+                if dense:
+                    k += 1
+                continue
+            if not first:
+                out[o] = ord(",")
+                o += 1
+            first = False
+            for p in range(p_offsets[s], p_offsets[s + 1]):
+                out[o] = p_data[p]
+                o += 1
+            o = number(v_data, v_offsets[k], v_offsets[k + 1], out, o, True)
+            out[o] = ord('"')
+            out[o + 1] = ord("]")
+            o += 2
+            k += 1
+        out[o] = ord("]")
+        out[o + 1] = ord("}")
+        o += 2
+    return o

@@ -64,7 +64,7 @@ MAX_POINTS = 11_000
 
 Engine = Callable[..., "Value"]
 #: What an endpoint returns: the encoded ``data``, its warnings and its infos.
-Result = tuple[str, Sequence[str], Sequence[str]]
+Result = tuple[str | memoryview, Sequence[str], Sequence[str]]
 
 
 @dataclass(frozen=True)
