@@ -90,6 +90,12 @@ def assert_bit_equal(got: pl.DataFrame, want: pl.DataFrame) -> None:
 
 
 def run_and_kill(path: Path, config: dict) -> None:
+    """Run CHILD's writes in a process and SIGKILL it once they are acknowledged.
+
+    Blocks of a day: the writes span 6 h, so with 2 h blocks the background flush would be
+    due and could run before the kill (on a loaded machine), moving samples out of the WAL.
+    """
+    config = {"block_duration": 24 * HOUR, **config}
     with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), repr(config), str(Path(__file__).parent)],
         stdout=subprocess.PIPE,
