@@ -472,7 +472,7 @@ def test_tsdb_arrow_serve_answers_queries_with_the_engine(tmp_path):
     cli = Path(sys.executable).with_name("tsdb-arrow")
     command = [str(cli), "serve", "--data", str(tmp_path / "db"), "--otlp-grpc", "off",
                "--otlp-http", "off", "--http", f"127.0.0.1:{port}", "--flight", "off",
-               "--query-timeout", "30"]  # fmt: skip
+               "--query-timeout", "300"]  # fmt: skip  (a fresh clone compiles the kernels)
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
         try:
             lines = []
