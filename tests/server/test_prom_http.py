@@ -72,7 +72,7 @@ def call(server, path, params=None, *, method="GET", headers=None, raw=False):
         url += "?" + query
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=300) as response:
             status, got, body = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         status, got, body = exc.code, exc.headers, exc.read()
