@@ -4,6 +4,9 @@ The body is converted by ``ingest.otlp.convert_request`` and written; the outcom
 transport answers: OK with the protobuf response (partial success when some points were
 refused), invalid (nothing stored), or retry later (the head is full). The response goes out
 only after ``write`` returned, that is once the accepted points are in the write-ahead log.
+Concurrent requests are written together (``group_write.GroupWriter``, one for float tables and
+one for histogram tables, which ``Database.write`` takes apart): each is still answered with the
+outcome of its own points only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from tsdb_arrow.errors import BackpressureError, ClosedError, InputError, SeriesCollisionError
+from tsdb_arrow.server.group_write import GroupWriter
 
 if TYPE_CHECKING:
     from tsdb_arrow.database import Database
@@ -44,6 +48,8 @@ class OtlpReceiver:
         self.db = db
         self.promote = tuple(promote_resource_attributes)
         self.delta = DeltaState()
+        self.floats = GroupWriter(db)
+        self.histograms = GroupWriter(db)
         _warm_up()
 
     def export(self, body: bytes) -> Outcome:
@@ -65,9 +71,11 @@ class OtlpReceiver:
             floats = [t for t in (converted.floats, converted.target_info) if t is not None]
             if len(floats) == 2:  # one write: one WAL record, one series lookup
                 floats = [pa.concat_tables(floats, promote_options="default")]
-            for table in [*floats, *([converted.histograms] if converted.histograms else [])]:
+            for table in floats:
                 if table.num_rows:
-                    self.db.write(table)
+                    self.floats.write(table)
+            if converted.histograms is not None and converted.histograms.num_rows:
+                self.histograms.write(converted.histograms)
         except (BackpressureError, ClosedError) as exc:
             # Retried whole: points already written are written again, and the last write of
             # a (series, timestamp) wins, so nothing doubles; delta totals are taken back so

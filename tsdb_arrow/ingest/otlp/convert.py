@@ -47,6 +47,12 @@ _NS_PER_MS = 1_000_000
 TARGET_INFO_STEP_NS = 150 * 1_000_000_000  # half of Prometheus' default lookback delta
 TARGET_INFO_SAMPLES = 64
 TIMES = pa.timestamp("ms", tz="UTC")
+#: By wire kind: whether its points use the metric's own name, _bucket, _count, _sum.
+_NAMES_OF_KIND = np.zeros((max(wire.GAUGE, wire.SUM, wire.HISTOGRAM, wire.EXPONENTIAL,
+                               wire.SUMMARY) + 1, 4), dtype=bool)  # fmt: skip
+_NAMES_OF_KIND[[wire.GAUGE, wire.SUM, wire.SUMMARY, wire.EXPONENTIAL], 0] = True
+_NAMES_OF_KIND[wire.HISTOGRAM, 1:] = True
+_NAMES_OF_KIND[wire.SUMMARY, 2:] = True
 
 
 @dataclass(frozen=True)
@@ -227,17 +233,19 @@ class _Conversion:
     def _metric_names(self, metrics: points.Metrics) -> np.ndarray:
         """(start, end) in the side buffer of each metric's name and its _bucket, _count and
         _sum names: int64 (n_metrics, 4, 2); one Python step per distinct name."""
-        refs = np.zeros((len(metrics.families), 4, 2), dtype=np.int64)
+        families = metrics.families
+        refs = np.zeros((len(families), 4, 2), dtype=np.int64)
         ok = metrics.reason == 0
-        for k, suffix in enumerate(("", "_bucket", "_count", "_sum")):
-            kinds = (wire.GAUGE, wire.SUM, wire.SUMMARY, wire.EXPONENTIAL)
-            if k > 0:  # _bucket: histograms; _count and _sum: histograms and summaries
-                kinds = (wire.HISTOGRAM,) if k == 1 else (wire.HISTOGRAM, wire.SUMMARY)
-            used = np.zeros(len(metrics.families), dtype=bool)
-            used[metrics.family_id[ok & np.isin(metrics.kind, kinds)]] = True
-            chosen = np.flatnonzero(used)
-            if len(chosen):
-                refs[chosen, k] = self.pool.texts([metrics.families[i] + suffix for i in chosen])
+        # (n_metrics, 4): which of the four names each accepted metric's points use
+        wanted = _NAMES_OF_KIND[metrics.kind] & ok[:, None]
+        used = np.zeros((len(families), 4), dtype=bool)
+        metric, k = np.nonzero(wanted)
+        used[metrics.family_id[metric], k] = True
+        family, k = np.nonzero(used)
+        if len(family):
+            suffixes = ("", "_bucket", "_count", "_sum")
+            texts = [families[f] + suffixes[j] for f, j in zip(family.tolist(), k.tolist())]
+            refs[family, k] = self.pool.texts(texts)
         return refs[metrics.family_id]
 
     def _side_after(self, float_points: np.ndarray, kinds: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ Each label column is built by one ``labels.column`` pass over the rows of its ta
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 
 import numba as nb
@@ -379,6 +380,13 @@ def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of non-negative int columns: (first row of each, id of each row)."""
     inverse = np.zeros(len(columns[0]), dtype=np.int64)
     first = np.zeros(0, dtype=np.int64)
+    radix = [int(col.max(initial=0)) + 1 for col in columns]
+    if math.prod(radix) < 2**62:  # one mixed-radix key, first column most significant
+        key = inverse
+        for col, r in zip(columns, radix):
+            key = key * r + col
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1).astype(np.int64)
     for col in columns:
         key = inverse * (int(col.max(initial=0)) + 1) + col
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
