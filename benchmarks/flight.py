@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from benchmarks.measure import best_of
 GOAL = 0.7
 #: Seconds any one Flight call may take: a stuck call fails the run instead of hanging it.
 CALL_TIMEOUT = 300.0
+#: Seconds a server may take to start, and to stop after SIGTERM, before the run gives up on it.
+SERVER_TIMEOUT = 120.0
 #: Rows per batch of the batched write (a loader's batches; ``tsdb-arrow load`` sends 1 M).
 BATCH_ROWS = 500_000
 
@@ -56,16 +59,41 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
         text=True,
     )  # fmt: skip
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip() == "tsdb-arrow: ready":
-            return proc, f"grpc://127.0.0.1:{port}"
-    raise RuntimeError("tsdb-arrow serve exited before it was ready")
+    # The pipe is read on a thread so that a server that never gets ready fails the run.
+    ready = threading.Event()
+
+    def watch() -> None:
+        for line in proc.stdout:
+            if line.strip() == "tsdb-arrow: ready":
+                ready.set()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    watcher.join(SERVER_TIMEOUT)
+    if ready.is_set():
+        return proc, f"grpc://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+    watcher.join(SERVER_TIMEOUT)
+    proc.stdout.close()
+    state = "exited" if not watcher.is_alive() else f"was not ready within {SERVER_TIMEOUT:.0f} s"
+    raise RuntimeError(f"tsdb-arrow serve (pid {proc.pid}) {state}; see its stderr above")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server (it flushes and exits) and close its pipe."""
+def _stop(proc: subprocess.Popen, timeout: float = SERVER_TIMEOUT) -> None:
+    """SIGTERM the server (it flushes and exits) and close its pipe; a server still running
+    ``timeout`` s later is killed and the run fails, instead of waiting for it for ever."""
     proc.terminate()
-    proc.communicate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(
+            f"tsdb-arrow serve (pid {proc.pid}) did not exit within {timeout:.0f} s of SIGTERM; "
+            "killed it (run with PYTHONFAULTHANDLER=1 and send SIGABRT to see where it hangs)"
+        ) from None
 
 
 def _warmup(table: pa.Table) -> pa.Table:

@@ -203,6 +203,22 @@ def test_a_full_head_makes_write_wait_then_refuse_the_whole_batch(tmp_path, monk
         assert len(values_of(db)) == n + 2
 
 
+def test_a_head_exactly_at_its_bound_is_flushed_not_waited_on(tmp_path):
+    """``write`` waits while the head holds ``head_max_bytes`` or more, so a head of exactly
+    that size is due for a flush: the next write gets room at once instead of timing out."""
+    rows = 4096  # 24 bytes a row: exactly head_max_bytes
+    config = ta.StorageConfig(head_max_bytes=24 * rows, buffer_rows=1024, write_timeout=5.0)
+    with ta.open(tmp_path / "db", config=config) as db:
+        db.write(frame(np.arange(rows), np.arange(rows)))
+        started = time.monotonic()
+        db.write(frame([rows], [-1.0]))
+        assert time.monotonic() - started < 4.0
+        stats = settled(db)
+        assert stats["blocks"] == 1 and stats["head_samples"] == 1
+        assert values_of(db)[-2:] == [(rows - 1, rows - 1.0), (rows, -1.0)]
+        assert len(values_of(db)) == rows + 1
+
+
 def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
     """A sample at the smallest int64 timestamp gets its own window: it is flushed when a later
     window arrives, and the newest window stays in the head instead of flushing each write."""

@@ -488,7 +488,7 @@ class Database:
         """Why the head should be flushed now ("size" or "span"), or None (caller holds the
         lock)."""
         head = self._head
-        if head.nbytes > self.config.head_max_bytes:
+        if head.nbytes >= self.config.head_max_bytes:  # the bound _wait_for_room waits on
             return "size"
         if head.rows and head.max_time - head.min_time > self.config.block_duration:
             return "span"
