@@ -13,7 +13,7 @@ import importlib
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -37,7 +37,7 @@ from tsdb_arrow.promql.values import (
 DEFAULT_LOOKBACK = 300_000
 DEFAULT_SUBQUERY_STEP = 60_000
 _SORTS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
 
