@@ -258,3 +258,39 @@ def test_close_closes_every_block_file(tmp_path):
     db._snapshot()  # a reader that never lets go
     db.close()
     assert open_chunk_files() == 0
+
+
+def test_stats_during_a_flush_count_each_sample_once(tmp_path, monkeypatch):
+    """A flush writing several windows publishes their blocks as it drops the head: stats and
+    queries between two windows see the samples in the head only, never in both."""
+    import threading
+
+    from tsdb_arrow.blocks import writer
+
+    real_write_block = writer.write_block
+    calls: list[int] = []
+    second = threading.Event()
+    go_on = threading.Event()
+
+    def write_block(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the first window's block is written: hold the second
+            second.set()
+            assert go_on.wait(60)
+        return real_write_block(*args, **kwargs)
+
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame([0, 1000, 3 * HOUR, 3 * HOUR + 1000], [1, 2, 3, 4]))
+        monkeypatch.setattr(writer, "write_block", write_block)
+        flushing = threading.Thread(target=db.flush)
+        flushing.start()
+        try:
+            assert second.wait(60)
+            stats = db.stats()
+            assert (stats["samples"], stats["blocks"], stats["head_samples"]) == (4, 0, 4)
+            assert values_of(db) == [(0, 1.0), (1000, 2.0), (3 * HOUR, 3.0), (3 * HOUR + 1000, 4.0)]
+        finally:
+            go_on.set()
+            flushing.join(60)
+        stats = db.stats()
+        assert (stats["samples"], stats["blocks"], stats["head_samples"]) == (4, 2, 0)

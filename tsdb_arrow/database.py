@@ -523,7 +523,8 @@ class Database:
                 self._room.notify_all()
             windows: list[HeadWindow] = []
             keep: list[HeadWindow] = []
-            written: list[str] = []
+            # Published with the head's removal, in one step: never both counted or read.
+            written: list[Block] = []
             try:
                 windows = head.windows(self.config.block_duration)
                 if due == "span" and len(windows) > 1:
@@ -532,6 +533,7 @@ class Database:
                     written.append(self._write_window(window))
             except BaseException:
                 with self._lock:
+                    self._blockset.add(written)
                     self._flushing.remove(head)
                     if windows:
                         rest = Head.of_windows(self._pool, windows[len(written) :] + keep)
@@ -541,6 +543,7 @@ class Database:
                         self._head = head.followed_by(self._head)
                 raise
             with self._lock:
+                self._blockset.add(written)
                 if keep:
                     self._head = Head.of_windows(self._pool, keep).followed_by(self._head)
                 self._flushing.remove(head)
@@ -550,7 +553,7 @@ class Database:
                 # The blocks are durable: the segments before `segment` can go, once what the
                 # flush kept in the head is in a checkpoint.
                 self._journal.checkpoint(segment, kept)
-            return written
+            return [block.meta.id for block in written]
 
     def _logged_window(self, window: HeadWindow) -> list[list[tuple[int, pa.Table]]]:
         """WAL records of a window's floats and histograms, each with its series (caller holds
@@ -575,7 +578,8 @@ class Database:
             )
         return records
 
-    def _write_window(self, window: HeadWindow) -> str:
+    def _write_window(self, window: HeadWindow) -> Block:
+        """Write one window's block; the caller publishes it."""
         from tsdb_arrow.blocks.writer import write_block
 
         with self._lock:
@@ -599,8 +603,7 @@ class Database:
             histograms=hist,
             pool=self._pool_threads,
         )
-        self._blockset.add([Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")])
-        return meta.id
+        return Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
 
     def delete(self, selector: str | None = None, *, start: Any = None, end: Any = None) -> int:
         """Delete the samples of the series matching ``selector`` in [start, end] (all time
