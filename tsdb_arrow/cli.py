@@ -214,9 +214,17 @@ def _promqltest(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     from tsdb_arrow.server.process import run
 
-    return run(args)
+    code = run(args)
+    # Every listener is stopped and the database closed (flushed, durable). A gRPC thread still
+    # serving a client that stopped reading must not keep the process from exiting at
+    # interpreter shutdown, where pyarrow's Flight server waits for its calls.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _positive(text: str) -> int:
