@@ -84,21 +84,26 @@ class GroupWriter:
                 job.wake.set()
 
     def _write(self, group: list[_Job]) -> None:
-        if len(group) > 1:
-            try:
-                combined = pa.concat_tables([j.table for j in group], promote_options="default")
-                self.writes += 1
-                self.db.write(combined)
-                return
-            except (InputError, SeriesCollisionError):
-                pass  # one of them is refused: find which, alone
-            except BaseException as exc:  # backpressure, closed: the same for every request
-                for job in group:
-                    job.error = exc
-                return
-        for job in group:
+        if len(group) > 1 and self._write_together(group):
+            return
+        for job in group:  # alone, or to find which of the group is refused
             try:
                 self.writes += 1
                 self.db.write(job.table)
             except BaseException as exc:
                 job.error = exc
+
+    def _write_together(self, group: list[_Job]) -> bool:
+        """One write of the group's tables; False when bad input refused it (then each is
+        written alone), True when it is done: stored, or failed alike for every request
+        (backpressure, a closed database)."""
+        try:
+            combined = pa.concat_tables([j.table for j in group], promote_options="default")
+            self.writes += 1
+            self.db.write(combined)
+        except (InputError, SeriesCollisionError):
+            return False
+        except BaseException as exc:
+            for job in group:
+                job.error = exc
+        return True
