@@ -16,7 +16,6 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
 from tsdb_arrow.server import flight_wire as wire
@@ -43,13 +42,9 @@ class RemoteScan:
     schema: dict[str, pl.DataType]
 
     def lazy(self) -> pl.LazyFrame:
-        return register_io_source(
-            self,
-            schema=self.schema,
-            validate_schema=False,
-            is_pure=False,
-            explain_name="tsdb-arrow flight",
-        )
+        from tsdb_arrow.query.scan import lazy_source
+
+        return lazy_source(self, self.schema, "tsdb-arrow flight")
 
     def __call__(
         self,

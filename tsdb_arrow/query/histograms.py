@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from polars.io.plugins import register_io_source
 
 from tsdb_arrow.ingest.cut import last_writes
 from tsdb_arrow.model import (
@@ -26,7 +25,7 @@ from tsdb_arrow.model import (
     present_labels,
 )
 from tsdb_arrow.query.read import T_MAX, T_MIN, Snapshot
-from tsdb_arrow.query.scan import DEFAULT_BATCH, TIME_DTYPE
+from tsdb_arrow.query.scan import DEFAULT_BATCH, TIME_DTYPE, lazy_source
 
 
 def histogram_schema(series: pl.DataFrame) -> dict[str, pl.DataType]:
@@ -46,13 +45,7 @@ class HistogramScan:
     open_snapshot: Callable[[], tuple[Snapshot, Callable[[], None]]]
 
     def lazy(self) -> pl.LazyFrame:
-        return register_io_source(
-            self,
-            schema=histogram_schema(self.series),
-            validate_schema=False,
-            is_pure=False,
-            explain_name="tsdb-arrow histograms",
-        )
+        return lazy_source(self, histogram_schema(self.series), "tsdb-arrow histograms")
 
     def __call__(
         self,

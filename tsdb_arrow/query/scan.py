@@ -33,6 +33,16 @@ DECODE_BATCH_BYTES = 64 << 20
 MAX_DECODE_BATCH = 1 << 20
 
 
+def lazy_source(
+    source: Callable[..., Iterator[pl.DataFrame]], schema: dict[str, pl.DataType], name: str
+) -> pl.LazyFrame:
+    """A LazyFrame read from ``source`` (Polars' IO-source protocol): not pure, since the
+    database changes between collects, and not re-validated (the source yields ``schema``)."""
+    return register_io_source(
+        source, schema=schema, validate_schema=False, is_pure=False, explain_name=name
+    )
+
+
 def decode_batch(columns: list[str], n_rows: int | None) -> int:
     """Samples per internal batch for frames of ``columns``, at most ``n_rows`` wanted."""
     if n_rows is not None:
@@ -63,13 +73,7 @@ class Scan:
         return schema_for(self.series)
 
     def lazy(self) -> pl.LazyFrame:
-        return register_io_source(
-            self,
-            schema=self.schema,
-            validate_schema=False,
-            is_pure=False,
-            explain_name="tsdb-arrow",
-        )
+        return lazy_source(self, self.schema, "tsdb-arrow")
 
     def __call__(
         self,
