@@ -6,6 +6,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from tsdb_arrow.promql.range_kernels import kahan_inc
+
 STALE_BITS = np.uint64(0x7FF0000000000002)
 
 
@@ -45,18 +47,6 @@ def instant_select(ts, vals, offsets, times, lookback):  # pragma: no cover - co
     return out, present, sample_ts
 
 
-@nb.njit(cache=True, nogil=True)
-def _kahan_inc(inc, total, c):  # pragma: no cover - compiled
-    t = total + inc
-    if np.isinf(t):
-        c = 0.0
-    elif abs(total) >= abs(inc):
-        c += (total - t) + inc
-    else:
-        c += (inc - t) + total
-    return t, c
-
-
 # Aggregation operators the grouped kernel knows (ids shared with aggregate.py).
 SUM, AVG, COUNT, MIN, MAX, GROUP, STDDEV, STDVAR = range(8)
 
@@ -89,7 +79,7 @@ def grouped(op, group_ids, n_groups, vals, present):  # pragma: no cover - compi
                     out[g, j] = f
                 continue
             if op == SUM:
-                out[g, j], comp[g, j] = _kahan_inc(f, out[g, j], comp[g, j])
+                out[g, j], comp[g, j] = kahan_inc(f, out[g, j], comp[g, j])
             elif op == MIN:
                 if out[g, j] > f or np.isnan(out[g, j]):
                     out[g, j] = f
@@ -102,7 +92,7 @@ def grouped(op, group_ids, n_groups, vals, present):  # pragma: no cover - compi
                 out[g, j] += delta * (f - mean[g, j])
             elif op == AVG:
                 if not incremental[g, j]:
-                    nv, nc = _kahan_inc(f, out[g, j], comp[g, j])
+                    nv, nc = kahan_inc(f, out[g, j], comp[g, j])
                     if not np.isinf(nv):
                         out[g, j] = nv
                         comp[g, j] = nc
@@ -117,7 +107,7 @@ def grouped(op, group_ids, n_groups, vals, present):  # pragma: no cover - compi
                     if not np.isinf(f) and not np.isnan(f):
                         continue
                 cur = m + comp[g, j]
-                mean[g, j], comp[g, j] = _kahan_inc(f / n - cur / n, m, comp[g, j])
+                mean[g, j], comp[g, j] = kahan_inc(f / n - cur / n, m, comp[g, j])
     has = count > 0
     for g in range(n_groups):
         for j in range(n_steps):
