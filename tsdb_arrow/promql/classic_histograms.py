@@ -25,7 +25,7 @@ _MIN_NORMAL = 2.2250738585072014e-308
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _almost_equal(a, b, epsilon):
+def almost_equal(a, b, epsilon):
     """Prometheus' ``almost.Equal`` (relative tolerance, NaNs equal)."""
     if math.isnan(a) and math.isnan(b):
         return True
@@ -63,7 +63,7 @@ def _monotonic(cnt, m):
         cur = cnt[k]
         if cur == prev:
             continue
-        if _almost_equal(prev, cur, SMALL_DELTA):
+        if almost_equal(prev, cur, SMALL_DELTA):
             cnt[k] = prev
             continue
         if cur < prev:

@@ -8,7 +8,6 @@ reported but does not fail the run.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 import tempfile
@@ -26,7 +25,6 @@ from tsdb_arrow.promql.testfile_histograms import TestHistogram
 
 EXCLUSIONS = Path(__file__).with_name("promqltest_exclusions.txt")
 EPSILON = 1e-6
-_MIN_NORMAL = 2.2250738585072014e-308
 _STALE_NAN = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
 
 
@@ -46,15 +44,9 @@ class FileResult:
 
 def almost_equal(a: float, b: float, epsilon: float = EPSILON) -> bool:
     """Prometheus' ``almost.Equal``: both NaN, equal, or relatively within ``epsilon``."""
-    if math.isnan(a) and math.isnan(b):
-        return True
-    if a == b:
-        return True
-    abs_sum = abs(a) + abs(b)
-    diff = abs(a - b)
-    if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
-        return diff < epsilon * _MIN_NORMAL
-    return diff / min(abs_sum, sys.float_info.max) < epsilon
+    from tsdb_arrow.promql.classic_histograms import almost_equal as kernel
+
+    return bool(kernel(float(a), float(b), epsilon))
 
 
 def load_frame(cmd: Load) -> pl.DataFrame | None:
