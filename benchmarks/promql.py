@@ -217,9 +217,16 @@ class Client:
         self.connection = http.client.HTTPConnection(address, timeout=600)
 
     def get(self, path: str) -> bytes:
-        """The body of a GET that must answer 200."""
-        self.connection.request("GET", path)
-        response = self.connection.getresponse()
+        """The body of a GET that must answer 200. A keep-alive connection the server closed
+        while idle (the other system's query can outlast its idle timeout) is opened again
+        once, as HTTP clients do."""
+        try:
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.connection.close()
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"GET {path[:80]} answered {response.status}: {body[:300]!r}")

@@ -718,10 +718,32 @@ class Database:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def series(self, selector: str | None = None) -> pl.DataFrame:
-        """Label sets of the series matching ``selector`` (all when None), one row each."""
+    def series(
+        self, selector: str | None = None, *, start: Any = None, end: Any = None
+    ) -> pl.DataFrame:
+        """Label sets of the series matching ``selector`` (all when None), one row each.
+
+        With ``start`` or ``end``, only the series with samples in that range, decided from the
+        chunk index as Prometheus' series endpoint does: a stored chunk overlapping the range
+        counts even when its samples fall on both sides of it (use ``select`` for exactness).
+        """
         self._check_open()
-        return self._series(query_matchers(selector))
+        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        check_range(lo, hi)
+        frame = self._series(query_matchers(selector))
+        if lo is None and hi is None:
+            return frame
+        from tsdb_arrow.query.read import T_MAX, T_MIN, refs_in_range
+
+        snapshot, release = self._snapshot()
+        try:
+            refs = refs_in_range(
+                snapshot, T_MIN if lo is None else lo, T_MAX if hi is None else hi
+            )
+        finally:
+            release()
+        frame = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
+        return frame.select(REF, *present_labels(frame))
 
     def _series(self, matchers: tuple[Matcher, ...]) -> pl.DataFrame:
         with self._lock:

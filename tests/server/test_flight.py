@@ -134,6 +134,9 @@ def test_series_stats_delete_compact(served):
     client.write(synthetic(n_series=6, n_samples=100))
     assert client.series().equals(db.series())
     assert client.series("up").equals(db.series("up"))
+    mid = 1_700_000_300_000
+    assert client.series("up", start=mid).equals(db.series("up", start=mid))
+    assert client.series(start=mid + 10 * 86_400_000).height == 0
     assert client.stats()["samples"] == 600 == db.stats()["samples"]
     assert client.delete('temp{job="db"}') == db.series('temp{job="db"}').height == 1
     assert client.select("temp").collect().equals(db.select("temp").collect())

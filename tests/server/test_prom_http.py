@@ -309,10 +309,11 @@ def test_series_and_labels_of_a_time_range(served):
     assert call(server, "/api/v1/label/__name__/values", params)[2] == ok(["up"])
     params = {"match[]": "node_load1", "start": S0 + 1}
     assert call(server, "/api/v1/labels", params)[2] == ok([])
-    # without match[], the range does not narrow (the index has no per-series times)
-    assert call(server, "/api/v1/label/__name__/values", {"start": S0 + 100})[2] == ok(
-        ["node_load1", "up"]
-    )
+    # without match[], the range narrows as well
+    assert call(server, "/api/v1/label/__name__/values", {"start": S0 + 100})[2] == ok([])
+    assert call(server, "/api/v1/label/__name__/values", {"start": S0 + 1})[2] == ok(["up"])
+    assert call(server, "/api/v1/labels", {"end": S0})[2] == ok(["__name__", "instance", "job"])
+    assert call(server, "/api/v1/label/job/values", {"start": S0 + 20})[2] == ok(["api", "web"])
 
 
 def test_series_limit_warns(served):

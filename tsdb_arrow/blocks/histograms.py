@@ -79,3 +79,20 @@ def read_histograms(
             "its directory to quarantine/"
         ) from exc
     return table.filter(pc.is_in(table[REF], pa.array(refs, pa.uint64())))
+
+
+def histogram_times(
+    fs: pafs.FileSystem, path: str, t_lo: int, t_hi: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The series refs and timestamps of the file's histogram samples in [t_lo, t_hi]."""
+    try:
+        with pq.ParquetFile(path, filesystem=fs, page_checksum_verification=True) as file:
+            table = file.read(columns=[REF, TIMESTAMP])
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CorruptBlockError(
+            f"cannot read {path}: {exc}; the block is damaged: restore it from a backup or move "
+            "its directory to quarantine/"
+        ) from exc
+    t = table.column(TIMESTAMP).to_numpy()
+    keep = (t >= t_lo) & (t <= t_hi)
+    return table.column(REF).to_numpy()[keep], t[keep]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from tsdb_arrow.blocks import codecs
 from tsdb_arrow.blocks.cache import ChunkCache
-from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, read_histograms
+from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, histogram_times, read_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, SERIES_FILE, BlockMeta
 from tsdb_arrow.errors import CodecError, CorruptBlockError
 from tsdb_arrow.model import REF
@@ -85,6 +85,12 @@ class Block:
         if self.meta.num_histograms == 0:
             return None
         return read_histograms(self.fs, f"{self.path}/{HISTOGRAMS_FILE}", refs, t_lo, t_hi)
+
+    def histogram_times(self, t_lo: int, t_hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """The refs and timestamps of this block's histogram samples in [t_lo, t_hi]."""
+        if self.meta.num_histograms == 0:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        return histogram_times(self.fs, f"{self.path}/{HISTOGRAMS_FILE}", t_lo, t_hi)
 
     def series(self) -> pa.Table:
         """The block's series table: ``series_ref`` and one string column per label name."""

@@ -106,6 +106,26 @@ class Tombstones:
             return False
         return _touches(self.refs, self.min_time, self.max_time, refs, min_time, max_time)
 
+    def hide(self, refs: np.ndarray, lo: np.ndarray, hi: np.ndarray, seq: int) -> np.ndarray:
+        """Which spans ``[lo, hi]`` of series ``refs`` in the block ``seq`` one tombstone hides
+        whole (so that none of their samples is left)."""
+        if not len(self):
+            return np.zeros(len(refs), dtype=np.bool_)
+        return _hidden(self.refs, self.min_time, self.max_time, self.seq, refs, lo, hi, seq)
+
+
+@nb.njit(cache=True, nogil=True)
+def _hidden(t_refs, t_min, t_max, t_seq, refs, lo, hi, seq):
+    out = np.zeros(refs.shape[0], dtype=np.bool_)
+    for i in range(refs.shape[0]):
+        k = np.searchsorted(t_refs, refs[i])
+        while k < t_refs.shape[0] and t_refs[k] == refs[i]:
+            if t_min[k] <= lo[i] and hi[i] <= t_max[k] and seq <= t_seq[k]:
+                out[i] = True
+                break
+            k += 1
+    return out
+
 
 @nb.njit(cache=True, nogil=True)
 def _deleted(t_refs, t_min, t_max, t_seq, refs, ts, seqs):

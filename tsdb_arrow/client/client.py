@@ -104,9 +104,13 @@ class Client:
         labels = [c for c in schema if c not in (TIMESTAMP, VALUE)]
         return RemoteScan(self, series_frame.select(REF, *labels), lo, hi, schema).lazy()
 
-    def series(self, selector: str | None = None) -> pl.DataFrame:
-        """Label sets of the series matching ``selector`` (all when None), one row each."""
-        (table,) = self._action("series", selector=selector)
+    def series(
+        self, selector: str | None = None, *, start: Any = None, end: Any = None
+    ) -> pl.DataFrame:
+        """Label sets of the series matching ``selector`` (all when None), one row each; with
+        ``start`` or ``end`` only those with samples in range, as ``Database.series``."""
+        lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
+        (table,) = self._action("series", selector=selector, start=lo, end=hi)
         return pl.from_arrow(wire.bytes_table(table))
 
     # -- writing ---------------------------------------------------------------------------

@@ -418,3 +418,33 @@ def _copy_ranges(src, src_starts, dst_starts, counts, out):
         d = dst_starts[i]
         for j in range(counts[i]):
             out[d + j] = src[s + j]
+
+
+def refs_in_range(snapshot: Snapshot, t_lo: int, t_hi: int) -> np.ndarray:
+    """The refs of series with samples in [t_lo, t_hi], sorted and unique, without decoding.
+
+    As Prometheus' series and label endpoints: a stored series counts when one of its chunks
+    overlaps the range (a chunk spanning a gap counts); head samples and histogram samples are
+    checked one by one. A chunk whose part in the range a deletion hides whole does not count,
+    nor does a deleted histogram sample.
+    """
+    parts: list[np.ndarray] = []
+    for block in snapshot.blocks:
+        if block.meta.max_time < t_lo or block.meta.min_time > t_hi:
+            continue
+        ix = block.index
+        sel = (ix.max_time >= t_lo) & (ix.min_time <= t_hi)
+        refs = ix.refs[sel]
+        lo, hi = np.maximum(ix.min_time[sel], t_lo), np.minimum(ix.max_time[sel], t_hi)
+        parts.append(refs[~snapshot.tombstones.hide(refs, lo, hi, block.meta.seq)])
+        h_refs, h_ts = block.histogram_times(t_lo, t_hi)
+        seqs = np.full(len(h_refs), block.meta.seq, np.int64)
+        parts.append(h_refs[~snapshot.tombstones.deleted(h_refs, h_ts, seqs)])
+    for buf, n in snapshot.head:
+        t = buf.timestamps[:n]
+        parts.append(buf.refs[:n][(t >= t_lo) & (t <= t_hi)])
+    for refs, timestamps, _ in snapshot.histograms:
+        parts.append(refs[(timestamps >= t_lo) & (timestamps <= t_hi)])
+    if not parts:
+        return np.empty(0, np.uint64)
+    return np.unique(np.concatenate(parts).astype(np.uint64, copy=False))

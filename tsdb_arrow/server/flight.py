@@ -140,7 +140,8 @@ class FlightService(flight.FlightServerBase):
         kind = action.type
         db = self.db
         if kind == "series":
-            return iter([wire.table_bytes(db.series(body.get("selector")).to_arrow())])
+            series = db.series(body.get("selector"), start=body.get("start"), end=body.get("end"))
+            return iter([wire.table_bytes(series.to_arrow())])
         if kind == "select":
             selector = body.get("selector")
             frame = db.select(selector, start=body.get("start"), end=body.get("end"))
@@ -263,7 +264,11 @@ class FlightService(flight.FlightServerBase):
 
 
 ACTIONS = (
-    ("series", "label sets of the series matching {'selector'}, as an Arrow IPC table"),
+    (
+        "series",
+        "label sets of the series matching {'selector'} with samples in {'start', 'end'}, "
+        "as an Arrow IPC table",
+    ),
     ("select", "a select's frame schema (an empty table), then its series' label sets"),
     ("stats", "db.stats() as JSON"),
     ("flush", "db.flush(): the new block ids as JSON"),

@@ -250,39 +250,26 @@ class PromApi:
         """The label sets (no ``series_ref``) of the series of every ``match[]``; every series
         when none is given and that is allowed.
 
-        With ``match[]`` and ``start`` or ``end``, only series with samples in that range are
-        answered (their samples are read, without values). Without ``match[]`` the range is
-        checked but does not narrow the answer: the series index knows no per-series time
-        range, and reading every sample would cost what Prometheus answers from its index.
+        With ``start`` or ``end``, only series with samples in that range, as Prometheus
+        decides it: from the chunks' time spans, without reading samples (``Database.series``).
         """
         lo, hi = time_range(form)
-        ranged = lo > MIN_TIME or hi < MAX_TIME  # promtool sends the boundaries for "all"
+        start = None if lo <= MIN_TIME else lo  # promtool sends the boundaries for "all"
+        end = None if hi >= MAX_TIME else hi
         selectors = [s for s in form.get("match[]", []) if s != ""]
         if not selectors:
             if required:
                 raise BadData("no match[] parameter provided")
-            return self.db.series(None).drop(REF)
+            return self.db.series(None, start=start, end=end).drop(REF)
         frames = []
         for selector in selectors:
             try:
-                frames.append(
-                    self._series(selector, lo, hi) if ranged else self.db.series(selector)
-                )
+                frames.append(self.db.series(selector, start=start, end=end))
             except SelectorError as exc:
                 raise BadData(f'invalid parameter "match[]": {exc}') from None
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         frame = frame.drop(REF, strict=False)
         return frame.unique(maintain_order=True) if len(frames) > 1 else frame
-
-    def _series(self, selector: str, lo: int, hi: int) -> pl.DataFrame:
-        """The label sets of the series matching ``selector`` with samples in [lo, hi]."""
-        from tsdb_arrow.model import TIMESTAMP, VALUE
-
-        lazy = self.db.select(
-            selector, start=None if lo <= MIN_TIME else lo, end=None if hi >= MAX_TIME else hi
-        )
-        labels = [c for c in lazy.collect_schema().names() if c not in (TIMESTAMP, VALUE)]
-        return lazy.select(labels).unique(maintain_order=True).collect()
 
     def series(self, form: Form) -> Result:
         """``/api/v1/series``: the label sets of the series matching any ``match[]``."""
