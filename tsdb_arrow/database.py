@@ -174,6 +174,8 @@ class Database:
                 continue
             if logged.series is not None:
                 self._index.add(logged.series)
+            if len(logged.refs) == 0:  # label sets only (see journal)
+                continue
             self._head.append(
                 logged.refs,
                 logged.timestamps,
@@ -234,6 +236,7 @@ class Database:
             scan = self._directory.scan({b.meta.id: b for b in self._blockset.blocks()})
             for block in scan.added:
                 self._index.add(scan.series[block.meta.id])
+                block.remember_series_refs(scan.series[block.meta.id][REF].to_numpy())
             self._blockset.add(scan.added)
             self._seq = max([self._seq, *(b.meta.seq for b in scan.added)])
             self._blockset.retire(scan.gone)
@@ -549,6 +552,8 @@ class Database:
                 self._flushing.remove(head)
                 head.release()
                 kept = [record for w in keep for record in self._logged_window(w)]
+                if self._journal is not None and (unblocked := self._unblocked(kept)):
+                    kept.append(unblocked)
             if segment is not None and self._journal is not None:
                 # The blocks are durable: the segments before `segment` can go, once what the
                 # flush kept in the head is in a checkpoint.
@@ -563,9 +568,7 @@ class Database:
             if part is None:
                 continue
             refs = np.unique(part.refs)
-            frame = self._index.frame
-            series = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))
-            series = series.select(REF, *present_labels(series)).to_arrow()
+            series = self._series_table(refs)
             payload = getattr(part, key)
             records.append(
                 journal.entries(
@@ -603,7 +606,9 @@ class Database:
             histograms=hist,
             pool=self._pool_threads,
         )
-        return Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
+        block = Block.open(self._fs, f"{self._blocks_dir}/{meta.id}")
+        block.remember_series_refs(refs)
+        return block
 
     def delete(self, selector: str | None = None, *, start: Any = None, end: Any = None) -> int:
         """Delete the samples of the series matching ``selector`` in [start, end] (all time
@@ -688,11 +693,52 @@ class Database:
                 newest_time=newest,
                 tombstones=tombstones,
                 pool=self._pool_threads,
+                swap=self._swap_blocks,
             )
             if tombstones is not None and done.tombstones_applied:
                 self._drop_applied(tombstones)
             self._last_compaction = time.monotonic()
             return done.summary()
+
+    def _swap_blocks(self, removed: list[Block], added: Block | None) -> None:
+        """Compaction's swap: take ``removed`` out (``added`` in their place), first logging
+        the label sets that no block holds afterwards. Writes log a known series by ref
+        only, so a series whose last block goes (all its samples deleted or expired) must
+        have its labels in the WAL, or a later write of it would not replay after a crash.
+        Under the lock, so that a flush's checkpoint sees either the old set or the new set
+        and this record."""
+        gone = np.unique(np.concatenate([b.series_refs() for b in removed]))
+        if added is not None:
+            gone = gone[~is_member(added.series_refs(), gone)]
+        ids = {b.meta.id for b in removed}
+        with self._lock:
+            for block in self._blockset.blocks():
+                if block.meta.id not in ids and len(gone):
+                    gone = gone[~is_member(block.series_refs(), gone)]
+            if len(gone) and self._journal is not None:
+                position = self._journal.append([(journal.SERIES, self._series_table(gone))])
+                self._journal.log.sync_to(position)
+            self._blockset.replace(ids, added)
+
+    def _series_table(self, refs: np.ndarray) -> pa.Table:
+        """``REF`` and the labels of the series ``refs`` (caller holds the lock)."""
+        frame = self._index.frame
+        series = frame.filter(pl.Series(is_member(np.sort(refs), frame[REF].to_numpy())))
+        return series.select(REF, *present_labels(series)).to_arrow()
+
+    def _unblocked(self, besides: list[list[tuple[int, pa.Table]]]) -> list[tuple[int, pa.Table]]:
+        """A WAL record of the label sets no block holds and no record of ``besides`` carries
+        (a flush's checkpoint keeps them; caller holds the lock): series whose samples were
+        all deleted or expired, and their later writes."""
+        refs = self._index.frame[REF].to_numpy()
+        logged = [t.column(REF).to_numpy() for r in besides for k, t in r if k == journal.SERIES]
+        held = [np.unique(np.concatenate(logged))] if logged else []
+        # newest first: most series are in the newest blocks, and the rest is soon empty
+        for sorted_refs in [*held, *(b.series_refs() for b in reversed(self._blockset.blocks()))]:
+            if len(refs) == 0:
+                break
+            refs = refs[~is_member(sorted_refs, refs)]
+        return [(journal.SERIES, self._series_table(refs))] if len(refs) else []
 
     def _newest_time(self) -> int | None:
         """The newest sample's time in blocks and head (caller holds the lock)."""

@@ -8,6 +8,7 @@ them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +58,19 @@ def compact(
     newest_time: int | None,
     tombstones: Tombstones | None,
     pool: Executor | None = None,
+    swap: Callable[[list[Block], Block | None], None] | None = None,
 ) -> Compaction:
-    """Merge what ``plan_compaction`` says and delete what ``plan_retention`` says."""
+    """Merge what ``plan_compaction`` says and delete what ``plan_retention`` says.
+
+    ``swap(removed, added)`` takes blocks out of the set, putting ``added`` (their merge, or
+    None) in their place; by default ``blockset.replace``. The database passes its own, which
+    first logs the label sets no block will hold any more.
+    """
+
+    def replace(removed: list[Block], added: Block | None) -> None:
+        blockset.replace([b.meta.id for b in removed], added)
+
+    swap = swap or replace
     blocks = list(blockset.blocks())
     rewrite = deleted_in(blocks, tombstones)
     groups = plan_compaction(
@@ -82,17 +94,20 @@ def compact(
                 tombstones=tombstones,
             )
             new = None if meta is None else Block.open(fs, f"{blocks_dir}/{meta.id}")
-            blockset.replace(group, new)
+            swap([by_id[i] for i in group], new)
             done.merged.append({"sources": list(group), "block": None if meta is None else meta.id})
     finally:
         release()
-    done.expired = _expire(fs, blockset, config, newest_time)
+    done.expired = _expire(blockset, config, newest_time, swap)
     done.tombstones_applied = set(rewrite) <= {i for group in groups for i in group}
     return done
 
 
 def _expire(
-    fs: pafs.FileSystem, blockset: BlockSet, config: StorageConfig, newest: int | None
+    blockset: BlockSet,
+    config: StorageConfig,
+    newest: int | None,
+    swap: Callable[[list[Block], Block | None], None],
 ) -> list[str]:
     """Retire the blocks past ``config.retention`` / ``config.retention_bytes``."""
     if newest is None or (config.retention is None and config.retention_bytes is None):
@@ -105,5 +120,6 @@ def _expire(
         retention_bytes=config.retention_bytes,
         newest_time=newest,
     )
-    blockset.retire(expired)
+    if expired:
+        swap([b for b in blocks if b.meta.id in set(expired)], None)
     return expired

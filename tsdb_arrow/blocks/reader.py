@@ -48,6 +48,7 @@ class Block:
         self._read_lock = threading.Lock()  # a ParquetFile is not safe for concurrent reads
         # Open only while a reader holds the block (see BlockSet); the footer is parsed once.
         self._file: pq.ParquetFile | None = None
+        self._series_refs: np.ndarray | None = None
         try:
             with pq.ParquetFile(
                 f"{path}/{CHUNKS_FILE}", filesystem=fs, page_checksum_verification=True
@@ -91,6 +92,16 @@ class Block:
         if self.meta.num_histograms == 0:
             return np.empty(0, np.uint64), np.empty(0, np.int64)
         return histogram_times(self.fs, f"{self.path}/{HISTOGRAMS_FILE}", t_lo, t_hi)
+
+    def series_refs(self) -> np.ndarray:
+        """The refs of the series this block holds (floats or histograms), sorted; read once."""
+        if self._series_refs is None:
+            self._series_refs = np.sort(self.series().column(REF).to_numpy())
+        return self._series_refs
+
+    def remember_series_refs(self, refs: np.ndarray) -> None:
+        """Keep the refs of the series table the caller has read or written (not read again)."""
+        self._series_refs = np.sort(refs)
 
     def series(self) -> pa.Table:
         """The block's series table: ``series_ref`` and one string column per label name."""

@@ -1,7 +1,9 @@
 """What the database writes to its write-ahead log, and how it reads it back on open.
 
 One ``write`` is one WAL record: the label sets of the series it introduces and its samples
-(floats or histograms), so that a crash leaves a batch whole or absent. After a flush the
+(floats or histograms), so that a crash leaves a batch whole or absent. A record of label sets
+alone keeps the series that no block holds any more (compaction dropped their deleted samples,
+or retention their blocks): later writes log them by ref only. After a flush the
 segments the new blocks cover go; the samples the flush kept in the head (the newest window,
 still filling) are first written to a checkpoint, ``wal/checkpoint.<N>/``: a WAL directory of
 its own that replays before segments ``N`` and later, as Prometheus' tsdb does. Layout in
@@ -88,6 +90,9 @@ def _logged(record: Sequence[tuple[int, pa.Table]], where: str) -> Logged:
         if kind == FLOATS:
             return Logged(series, refs, timestamps, table.column("value").to_numpy(), None)
         return Logged(series, refs, timestamps, None, table.drop(["series_ref", "timestamp"]))
+    if series is not None:  # label sets only: series that no block holds any more
+        empty = np.empty(0, np.uint64)
+        return Logged(series, empty, np.empty(0, np.int64), np.empty(0), None)
     raise WalError(f"{where} holds a record without samples; the WAL is damaged")
 
 
