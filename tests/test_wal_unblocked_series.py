@@ -98,7 +98,9 @@ EXPECTED = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_a_write_after_the_last_block_of_its_series_went_survives_sigkill(tmp_path, name):
     config, steps = SCENARIOS[name]
-    code = PRELUDE.replace("CONFIG", config) + textwrap.dedent(steps) + 'print("acked", flush=True)\n'
+    code = (
+        PRELUDE.replace("CONFIG", config) + textwrap.dedent(steps) + 'print("acked", flush=True)\n'
+    )
     with subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path / "db")], stdout=subprocess.PIPE, text=True
     ) as child:

@@ -38,7 +38,15 @@ from tsdb_arrow.ingest.head import Head, HeadWindow
 from tsdb_arrow.ingest.journal import Journal
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
-from tsdb_arrow.model import METRIC_NAME, REF, TIMESTAMP, VALUE, is_member, present_labels
+from tsdb_arrow.model import (
+    METRIC_NAME,
+    REF,
+    TIMESTAMP,
+    VALUE,
+    is_member,
+    numpy_of,
+    present_labels,
+)
 from tsdb_arrow.query.export import export_format, sink
 from tsdb_arrow.query.selector import Matcher, matches_empty, query_matchers
 from tsdb_arrow.timeutil import check_range, to_ms
@@ -236,7 +244,7 @@ class Database:
             scan = self._directory.scan({b.meta.id: b for b in self._blockset.blocks()})
             for block in scan.added:
                 self._index.add(scan.series[block.meta.id])
-                block.remember_series_refs(scan.series[block.meta.id][REF].to_numpy())
+                block.remember_series_refs(numpy_of(scan.series[block.meta.id][REF]))
             self._blockset.add(scan.added)
             self._seq = max([self._seq, *(b.meta.seq for b in scan.added)])
             self._blockset.retire(scan.gone)
@@ -731,7 +739,7 @@ class Database:
         (a flush's checkpoint keeps them; caller holds the lock): series whose samples were
         all deleted or expired, and their later writes."""
         refs = self._index.frame[REF].to_numpy()
-        logged = [t.column(REF).to_numpy() for r in besides for k, t in r if k == journal.SERIES]
+        logged = [numpy_of(t.column(REF)) for r in besides for k, t in r if k == journal.SERIES]
         held = [np.unique(np.concatenate(logged))] if logged else []
         # newest first: most series are in the newest blocks, and the rest is soon empty
         for sorted_refs in [*held, *(b.series_refs() for b in reversed(self._blockset.blocks()))]:
@@ -783,9 +791,7 @@ class Database:
 
         snapshot, release = self._snapshot()
         try:
-            refs = refs_in_range(
-                snapshot, T_MIN if lo is None else lo, T_MAX if hi is None else hi
-            )
+            refs = refs_in_range(snapshot, T_MIN if lo is None else lo, T_MAX if hi is None else hi)
         finally:
             release()
         frame = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))

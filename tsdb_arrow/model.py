@@ -113,3 +113,18 @@ def present_labels(series: pl.DataFrame) -> list[str]:
     """The label columns of a series table (``REF`` + labels, null = absent) that at least one
     series has, sorted: the label columns a selection of those series returns."""
     return sorted(c for c in series.columns if c != REF and series[c].null_count() < series.height)
+
+
+def numpy_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The values of a null-free fixed-width Arrow column as numpy (zero-copy for one chunk).
+
+    Not ``to_numpy``: pyarrow imports pandas for it when pandas is installed, half a second
+    of a cold start.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    dtype = np.dtype(column.type.to_pandas_dtype())
+    buffer = column.buffers()[1]
+    if buffer is None:
+        return np.empty(0, dtype)
+    return np.frombuffer(buffer, dtype=dtype)[column.offset : column.offset + len(column)]

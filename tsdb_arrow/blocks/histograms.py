@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tsdb_arrow.errors import CorruptBlockError
-from tsdb_arrow.model import HISTOGRAM_FIELDS, HISTOGRAM_SCHEMA, REF, TIMESTAMP
+from tsdb_arrow.model import HISTOGRAM_FIELDS, HISTOGRAM_SCHEMA, REF, TIMESTAMP, numpy_of
 
 HISTOGRAMS_FILE = "histograms.parquet"
 HISTOGRAM_ROW_GROUP = 1 << 16
@@ -93,6 +93,6 @@ def histogram_times(
             f"cannot read {path}: {exc}; the block is damaged: restore it from a backup or move "
             "its directory to quarantine/"
         ) from exc
-    t = table.column(TIMESTAMP).to_numpy()
+    t = numpy_of(table.column(TIMESTAMP))
     keep = (t >= t_lo) & (t <= t_hi)
-    return table.column(REF).to_numpy()[keep], t[keep]
+    return numpy_of(table.column(REF))[keep], t[keep]

@@ -19,7 +19,7 @@ from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, histogram_times, read_histograms
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, SERIES_FILE, BlockMeta
 from tsdb_arrow.errors import CodecError, CorruptBlockError
-from tsdb_arrow.model import REF
+from tsdb_arrow.model import REF, numpy_of
 
 INDEX_COLUMNS = [REF, "min_time", "max_time", "count"]
 _CODEC_COLUMNS = {"timestamps": "ts_codec", "values": "value_codec"}
@@ -96,7 +96,7 @@ class Block:
     def series_refs(self) -> np.ndarray:
         """The refs of the series this block holds (floats or histograms), sorted; read once."""
         if self._series_refs is None:
-            self._series_refs = np.sort(self.series().column(REF).to_numpy())
+            self._series_refs = np.sort(numpy_of(self.series().column(REF)))
         return self._series_refs
 
     def remember_series_refs(self, refs: np.ndarray) -> None:
