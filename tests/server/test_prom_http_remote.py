@@ -101,9 +101,11 @@ def test_decode_skips_and_counts_exemplars_histograms_and_reads_metadata():
     ts.exemplars.add(value=1.0, timestamp=T0)
     request.metadata.add(type=1, metric_family_name="up", help="1 if up", unit="")
     raw = request.SerializeToString()
-    raw += b"\x0a\x04\x22\x02\x08\x01"  # a series holding a (native) histogram field 4
+    # a series holding a native histogram of count 1 with no bucket: not stored, counted
+    raw += b"\x0a\x04\x22\x02\x08\x01"
     decoded = decode_write_request(raw)
-    assert decoded.table.num_rows == 1 and decoded.exemplars == 1 and decoded.histograms == 1
+    assert decoded.table.num_rows == 1 and decoded.exemplars == 1
+    assert decoded.histograms_skipped == 1 and decoded.histogram_table.num_rows == 0
     from tsdb_arrow.server.remote_write import metadata_entries
 
     assert metadata_entries(decoded.metadata) == {

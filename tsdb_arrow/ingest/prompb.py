@@ -2,7 +2,8 @@
 
 The message classes come from a ``FileDescriptorProto`` written here after Prometheus'
 ``prompb/types.proto`` and ``remote.proto`` (1.0; gogoproto options dropped, field numbers
-kept): ``WriteRequest``, ``TimeSeries``, ``Label``, ``Sample``, ``MetricMetadata``,
+kept): ``WriteRequest``, ``TimeSeries``, ``Label``, ``Sample``, ``Histogram``, ``BucketSpan``,
+``MetricMetadata``,
 ``ReadRequest``, ``Query``, ``LabelMatcher``, ``ReadHints``, ``ReadResponse``, ``QueryResult``.
 Writes are decoded by a numba walk (``remote_write.py``); these classes decode remote-read
 requests and metadata, and build requests in tests and benchmarks.
@@ -30,10 +31,33 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str]]]] = [
         ("value", 2, _F.TYPE_DOUBLE, _OPTIONAL, ""),
         ("timestamp", 3, _F.TYPE_INT64, _OPTIONAL, ""),
     ]),
+    ("BucketSpan", [
+        ("offset", 1, _F.TYPE_SINT32, _OPTIONAL, ""),
+        ("length", 2, _F.TYPE_UINT32, _OPTIONAL, ""),
+    ]),
+    # Prometheus' oneofs (count, zero_count) are plain fields here: a decoder reads the same.
+    ("Histogram", [
+        ("count_int", 1, _F.TYPE_UINT64, _OPTIONAL, ""),
+        ("count_float", 2, _F.TYPE_DOUBLE, _OPTIONAL, ""),
+        ("sum", 3, _F.TYPE_DOUBLE, _OPTIONAL, ""),
+        ("schema", 4, _F.TYPE_SINT32, _OPTIONAL, ""),
+        ("zero_threshold", 5, _F.TYPE_DOUBLE, _OPTIONAL, ""),
+        ("zero_count_int", 6, _F.TYPE_UINT64, _OPTIONAL, ""),
+        ("zero_count_float", 7, _F.TYPE_DOUBLE, _OPTIONAL, ""),
+        ("negative_spans", 8, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.BucketSpan"),
+        ("negative_deltas", 9, _F.TYPE_SINT64, _REPEATED, ""),
+        ("negative_counts", 10, _F.TYPE_DOUBLE, _REPEATED, ""),
+        ("positive_spans", 11, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.BucketSpan"),
+        ("positive_deltas", 12, _F.TYPE_SINT64, _REPEATED, ""),
+        ("positive_counts", 13, _F.TYPE_DOUBLE, _REPEATED, ""),
+        ("reset_hint", 14, _F.TYPE_INT32, _OPTIONAL, ""),
+        ("timestamp", 15, _F.TYPE_INT64, _OPTIONAL, ""),
+    ]),
     ("TimeSeries", [
         ("labels", 1, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.Label"),
         ("samples", 2, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.Sample"),
         ("exemplars", 3, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.Exemplar"),
+        ("histograms", 4, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.Histogram"),
     ]),
     ("MetricMetadata", [
         ("type", 1, _F.TYPE_INT32, _OPTIONAL, ""),
@@ -106,6 +130,8 @@ def _build() -> dict[str, type]:
 
 _CLASSES = _build()
 Sample = _CLASSES["Sample"]
+Histogram = _CLASSES["Histogram"]
+BucketSpan = _CLASSES["BucketSpan"]
 Label = _CLASSES["Label"]
 TimeSeries = _CLASSES["TimeSeries"]
 MetricMetadata = _CLASSES["MetricMetadata"]

@@ -5,8 +5,8 @@ series, label byte ranges and samples; label names are interned by a hash kernel
 label's column is written over the samples by another. No Python loop runs per sample, per
 label or per series (one runs per distinct label name). Sample values are copied as their bits:
 stale markers and every NaN payload arrive unchanged. A label with an empty value is no label,
-as in Prometheus. Native histograms and exemplars are counted and skipped; metric metadata is
-decoded apart.
+as in Prometheus. Native histograms go to a table of their own (``remote_histograms.py``);
+exemplars are counted and skipped; metric metadata is decoded apart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import InputError
-from tsdb_arrow.model import TIMESTAMP, VALUE
+from tsdb_arrow.model import HISTOGRAM, TIMESTAMP, VALUE
 
 OK, ERROR = 0, 1
 # counters
@@ -47,7 +47,7 @@ def _varint(buf, pos, end):
 
 
 @nb.njit(cache=True, nogil=True)
-def _walk(buf, fill, series, labels, ts, bits, meta, cnt):  # noqa: C901 - one loop on purpose
+def _walk(buf, fill, series, labels, ts, bits, meta, hists, cnt):  # noqa: C901 - one loop on purpose
     """Walk a WriteRequest; counts into ``cnt``, and fills the tables when ``fill``.
 
     Returns OK or ERROR (not a valid protobuf message of this schema).
@@ -146,6 +146,12 @@ def _walk(buf, fill, series, labels, ts, bits, meta, cnt):  # noqa: C901 - one l
             elif f == 3:
                 cnt[C_EXEMPLARS] += 1
             elif f == 4:
+                if wt != 2:
+                    return ERROR
+                if fill:
+                    hists[cnt[C_HISTOGRAMS], 0] = a
+                    hists[cnt[C_HISTOGRAMS], 1] = b
+                    hists[cnt[C_HISTOGRAMS], 2] = cnt[C_SERIES] - 1
                 cnt[C_HISTOGRAMS] += 1
         else:
             if kinds[2] == 1:
@@ -267,9 +273,10 @@ class Decoded:
     """One request: the samples as a long table, and what was skipped."""
 
     table: pa.Table
-    histograms: int = 0
     exemplars: int = 0
     metadata: list[bytes] = field(default_factory=list)
+    histogram_table: pa.Table | None = None  # native histograms, a "histogram" column
+    histograms_skipped: int = 0  # float, custom-bucket and NaN-counting histograms
 
 
 def decode_write_request(body: bytes) -> Decoded:
@@ -279,7 +286,7 @@ def decode_write_request(body: bytes) -> Decoded:
     cnt = np.zeros(6, dtype=np.int64)
     empty2 = np.empty((0, 4), dtype=np.int64)
     if _walk(buf, False, empty2, empty2, np.empty(0, np.int64), np.empty(0, np.uint64),
-             np.empty((0, 2), np.int64), cnt) != OK:  # fmt: skip
+             np.empty((0, 2), np.int64), np.empty((0, 3), np.int64), cnt) != OK:  # fmt: skip
         raise InputError(
             "the body is not a remote-write WriteRequest (protobuf, after snappy): a truncated "
             "or corrupt message; nothing of it was stored"
@@ -290,27 +297,40 @@ def decode_write_request(body: bytes) -> Decoded:
     ts = np.empty(n_samples, dtype=np.int64)
     bits = np.empty(n_samples, dtype=np.uint64)
     meta = np.empty((n_meta, 2), dtype=np.int64)
-    _walk(buf, True, series, labels, ts, bits, meta, cnt)
+    hists = np.empty((int(cnt[C_HISTOGRAMS]), 3), dtype=np.int64)
+    _walk(buf, True, series, labels, ts, bits, meta, hists, cnt)
+    names, starts, ends = _label_ranges(buf, series, labels)
+    samples = {
+        TIMESTAMP: pa.array(ts, type=pa.int64()).cast(TIMES),
+        VALUE: pa.array(bits.view(np.float64), type=pa.float64()),
+    }
     decoded = Decoded(
-        table=_table(buf, series, labels, ts, bits.view(np.float64)),
-        histograms=int(cnt[C_HISTOGRAMS]),
+        table=_table(buf, samples, names, starts, ends, series[:, S1] - series[:, S0]),
         exemplars=int(cnt[C_EXEMPLARS]),
         metadata=[bytes(body[a:b]) for a, b in meta],
     )
+    if len(hists):
+        from tsdb_arrow.ingest.remote_histograms import decode_histograms
+
+        found = decode_histograms(buf, hists[:, :2], hists[:, 2])
+        columns = {
+            TIMESTAMP: pa.array(found.timestamps, type=pa.int64()).cast(TIMES),
+            HISTOGRAM: found.column,
+        }
+        counts = np.bincount(found.series, minlength=n_series)
+        decoded.histogram_table = _table(buf, columns, names, starts, ends, counts)
+        decoded.histograms_skipped = found.skipped
     return decoded
 
 
-def _table(
-    buf: np.ndarray, series: np.ndarray, labels: np.ndarray, ts: np.ndarray, values: np.ndarray
-) -> pa.Table:
-    n_series, n = series.shape[0], len(ts)
-    counts = series[:, S1] - series[:, S0]
-    columns: dict[str, pa.Array] = {
-        TIMESTAMP: pa.array(ts, type=pa.int64()).cast(TIMES),
-        VALUE: pa.array(values, type=pa.float64()),
-    }
+def _label_ranges(
+    buf: np.ndarray, series: np.ndarray, labels: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The distinct label names, and each one's value byte range per series [name, series]
+    (empty where a series lacks it)."""
+    n_series = series.shape[0]
     if not len(labels):
-        return pa.table(columns)
+        return [], np.zeros((0, n_series), np.int64), np.zeros((0, n_series), np.int64)
     table = np.full(1 << max(4, int(2 * len(labels)).bit_length()), -1, dtype=np.int64)
     ids, first = _intern(buf, labels, table)
     names = []
@@ -329,6 +349,20 @@ def _table(
             f"time series {twice} of the WriteRequest has a label name twice; a label name may "
             "appear once per series. Nothing of the request was stored"
         )
+    return names, starts, ends
+
+
+def _table(
+    buf: np.ndarray,
+    columns: dict[str, pa.Array],
+    names: list[str],
+    starts: np.ndarray,
+    ends: np.ndarray,
+    counts: np.ndarray,
+) -> pa.Table:
+    """``columns`` (rows in series order, ``counts[r]`` of series r) and a column per label."""
+    n = int(counts.sum())
+    columns = dict(columns)
     for k, name in enumerate(names):
         column = _sample_column(buf, starts[k], ends[k], counts, n)
         if column is None:

@@ -9,11 +9,14 @@ closing (retried).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from tsdb_arrow.errors import BackpressureError, ClosedError, InputError, SeriesCollisionError
 from tsdb_arrow.server.prom_api import Answer
+
+log = logging.getLogger("tsdb_arrow.server")
 
 if TYPE_CHECKING:
     from tsdb_arrow.database import Database
@@ -80,9 +83,17 @@ def receive_write(
         return _text(400, str(exc))
     if decoded.metadata and on_metadata is not None:
         on_metadata(metadata_entries(decoded.metadata))
+    if decoded.histograms_skipped:
+        log.warning(
+            "remote write: %d native histograms not stored (float counts, custom buckets, or "
+            "observations in no bucket)",
+            decoded.histograms_skipped,
+        )
     try:
         if decoded.table.num_rows:
             db.write(decoded.table)
+        if decoded.histogram_table is not None and decoded.histogram_table.num_rows:
+            db.write(decoded.histogram_table)
     except (BackpressureError, ClosedError) as exc:
         return _text(503, str(exc), (("Retry-After", RETRY_AFTER),))
     except (InputError, SeriesCollisionError) as exc:
