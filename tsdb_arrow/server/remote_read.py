@@ -1,4 +1,5 @@
-"""``POST /api/v1/read``: Prometheus remote read 1.0, answered with samples (snappy protobuf).
+"""``POST /api/v1/read``: Prometheus remote read 1.0, answered with samples (snappy protobuf):
+float samples, then histogram samples as Prometheus' native histograms.
 
 Each query's matchers select series from the database over ``[start, end]``; the
 ``ReadResponse`` is encoded by a numba kernel straight from the selected frame (labels once per
@@ -15,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import SelectorError
-from tsdb_arrow.model import TIMESTAMP, VALUE
+from tsdb_arrow.model import HISTOGRAM, TIMESTAMP, VALUE
 from tsdb_arrow.server.prom_api import Answer
 from tsdb_arrow.server.remote_write import _text, unsnappy
 
@@ -47,6 +48,43 @@ def _put(out, o, v):
     return o + 1
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _labels_size(i, name_ranges, ranges):
+    """Bytes of series ``i``'s Label messages, tags included."""
+    body = 0
+    for j in range(ranges.shape[1]):
+        if ranges[i, j, 0] < 0:
+            continue
+        nl = name_ranges[j, 1] - name_ranges[j, 0]
+        vl = ranges[i, j, 1] - ranges[i, j, 0]
+        label = 1 + _vlen(nl) + nl + 1 + _vlen(vl) + vl
+        body += 1 + _vlen(label) + label
+    return body
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _write_labels(i, names, name_ranges, data, ranges, out, o):
+    for j in range(ranges.shape[1]):
+        if ranges[i, j, 0] < 0:
+            continue
+        n0, n1 = name_ranges[j, 0], name_ranges[j, 1]
+        v0, v1 = ranges[i, j, 0], ranges[i, j, 1]
+        label = 1 + _vlen(n1 - n0) + (n1 - n0) + 1 + _vlen(v1 - v0) + (v1 - v0)
+        out[o] = 0x0A
+        o = _put(out, o + 1, label)
+        out[o] = 0x0A
+        o = _put(out, o + 1, n1 - n0)
+        for k in range(n0, n1):
+            out[o] = names[k]
+            o += 1
+        out[o] = 0x12
+        o = _put(out, o + 1, v1 - v0)
+        for k in range(v0, v1):
+            out[o] = data[k]
+            o += 1
+    return o
+
+
 @nb.njit(cache=True, nogil=True)
 def _encode(starts, names, name_ranges, data, ranges, ts, bits, out, fill):
     """Size (``fill`` False) or write the TimeSeries messages of a QueryResult's field 1.
@@ -56,14 +94,7 @@ def _encode(starts, names, name_ranges, data, ranges, ts, bits, out, fill):
     """
     o = 0
     for i in range(starts.shape[0] - 1):
-        body = 0
-        for j in range(ranges.shape[1]):
-            if ranges[i, j, 0] < 0:
-                continue
-            nl = name_ranges[j, 1] - name_ranges[j, 0]
-            vl = ranges[i, j, 1] - ranges[i, j, 0]
-            label = 1 + _vlen(nl) + nl + 1 + _vlen(vl) + vl
-            body += 1 + _vlen(label) + label
+        body = _labels_size(i, name_ranges, ranges)
         for k in range(starts[i], starts[i + 1]):
             sample = 9 + 1 + _vlen(np.uint64(ts[k]))
             body += 1 + _vlen(sample) + sample
@@ -72,24 +103,7 @@ def _encode(starts, names, name_ranges, data, ranges, ts, bits, out, fill):
             continue
         out[o] = 0x0A
         o = _put(out, o + 1, body)
-        for j in range(ranges.shape[1]):
-            if ranges[i, j, 0] < 0:
-                continue
-            n0, n1 = name_ranges[j, 0], name_ranges[j, 1]
-            v0, v1 = ranges[i, j, 0], ranges[i, j, 1]
-            label = 1 + _vlen(n1 - n0) + (n1 - n0) + 1 + _vlen(v1 - v0) + (v1 - v0)
-            out[o] = 0x0A
-            o = _put(out, o + 1, label)
-            out[o] = 0x0A
-            o = _put(out, o + 1, n1 - n0)
-            for k in range(n0, n1):
-                out[o] = names[k]
-                o += 1
-            out[o] = 0x12
-            o = _put(out, o + 1, v1 - v0)
-            for k in range(v0, v1):
-                out[o] = data[k]
-                o += 1
+        o = _write_labels(i, names, name_ranges, data, ranges, out, o)
         for k in range(starts[i], starts[i + 1]):
             t = np.uint64(ts[k])
             out[o] = 0x12
@@ -103,11 +117,116 @@ def _encode(starts, names, name_ranges, data, ranges, ts, bits, out, fill):
     return o
 
 
-def encode_query_result(frame: pl.DataFrame) -> bytes:
-    """A ``QueryResult`` of a selected frame (rows sorted by series, then time)."""
-    labels = [c for c in frame.columns if c not in (TIMESTAMP, VALUE)]
-    if frame.height == 0:
-        return b""
+@nb.njit(cache=True, nogil=True, inline="always")
+def _zz(v):
+    return np.uint64((v << 1) ^ (v >> 63))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _deltas_size(counts, lo, hi):
+    """Bytes of the packed deltas of ``counts[lo:hi]`` (without tag and length)."""
+    packed = 0
+    previous = np.int64(0)
+    for k in range(lo, hi):
+        c = np.int64(counts[k])
+        packed += _vlen(_zz(c - previous))
+        previous = c
+    return packed
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_double(out, o, v):
+    b = np.array([v]).view(np.uint64)[0]
+    for s in range(8):
+        out[o + s] = (b >> np.uint64(8 * s)) & np.uint64(255)
+    return o + 8
+
+
+@nb.njit(cache=True, nogil=True)
+def _histogram_size(h, scale, count, zero, p_off, p_at, p_counts, n_off, n_at, n_counts, ts):
+    """Bytes of histogram sample ``h``'s Histogram message (without its own tag and length)."""
+    size = 1 + _vlen(np.uint64(count[h])) + 9 + 1 + _vlen(_zz(np.int64(scale[h]))) + 9
+    size += 1 + _vlen(np.uint64(zero[h])) + 1 + _vlen(np.uint64(ts[h]))
+    for side in range(2):
+        off = p_off[h] if side == 0 else n_off[h]
+        at = p_at if side == 0 else n_at
+        counts = p_counts if side == 0 else n_counts
+        lo, hi = at[h], at[h + 1]
+        if hi == lo:
+            continue
+        span = 1 + _vlen(_zz(np.int64(off) + 1)) + 1 + _vlen(np.uint64(hi - lo))
+        packed = _deltas_size(counts, lo, hi)
+        size += 1 + _vlen(np.uint64(span)) + span + 1 + _vlen(np.uint64(packed)) + packed
+    return size
+
+
+@nb.njit(cache=True, nogil=True)
+def _encode_histograms(starts, names, name_ranges, data, ranges, ts, scale, count, zero, zt,
+                       sums, p_off, p_at, p_counts, n_off, n_at, n_counts, out, fill):  # fmt: skip
+    """As ``_encode``, with each series' histogram samples as Prometheus ``Histogram``
+    messages (field 4): integer counts, one span per side over its dense buckets (our bucket
+    i is Prometheus' i + 1), the counts as packed deltas."""
+    o = 0
+    for i in range(starts.shape[0] - 1):
+        body = _labels_size(i, name_ranges, ranges)
+        for h in range(starts[i], starts[i + 1]):
+            m = _histogram_size(h, scale, count, zero, p_off, p_at, p_counts, n_off, n_at, n_counts,
+                                ts)  # fmt: skip
+            body += 1 + _vlen(np.uint64(m)) + m
+        if not fill:
+            o += 1 + _vlen(body) + body
+            continue
+        out[o] = 0x0A
+        o = _put(out, o + 1, body)
+        o = _write_labels(i, names, name_ranges, data, ranges, out, o)
+        for h in range(starts[i], starts[i + 1]):
+            m = _histogram_size(h, scale, count, zero, p_off, p_at, p_counts, n_off, n_at, n_counts,
+                                ts)  # fmt: skip
+            out[o] = 0x22
+            o = _put(out, o + 1, np.uint64(m))
+            out[o] = 0x08
+            o = _put(out, o + 1, np.uint64(count[h]))
+            out[o] = 0x19
+            o = _put_double(out, o + 1, sums[h])
+            out[o] = 0x20
+            o = _put(out, o + 1, _zz(np.int64(scale[h])))
+            out[o] = 0x29
+            o = _put_double(out, o + 1, zt[h])
+            out[o] = 0x30
+            o = _put(out, o + 1, np.uint64(zero[h]))
+            for side in range(2):  # negative (fields 8, 9) before positive (11, 12)
+                neg = side == 0
+                off = n_off[h] if neg else p_off[h]
+                at = n_at if neg else p_at
+                counts = n_counts if neg else p_counts
+                lo, hi = at[h], at[h + 1]
+                if hi == lo:
+                    continue
+                span = 1 + _vlen(_zz(np.int64(off) + 1)) + 1 + _vlen(np.uint64(hi - lo))
+                out[o] = 0x42 if neg else 0x5A
+                o = _put(out, o + 1, np.uint64(span))
+                out[o] = 0x08
+                o = _put(out, o + 1, _zz(np.int64(off) + 1))
+                out[o] = 0x10
+                o = _put(out, o + 1, np.uint64(hi - lo))
+                packed = _deltas_size(counts, lo, hi)
+                out[o] = 0x4A if neg else 0x62
+                o = _put(out, o + 1, np.uint64(packed))
+                previous = np.int64(0)
+                for k in range(lo, hi):
+                    c = np.int64(counts[k])
+                    o = _put(out, o, _zz(c - previous))
+                    previous = c
+            out[o] = 0x78
+            o = _put(out, o + 1, np.uint64(ts[h]))
+    return o
+
+
+def _series_labels(
+    frame: pl.DataFrame, labels: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Series runs of a frame sorted by series, and their labels as byte ranges: (starts,
+    names, name ranges, data, ranges) as ``_encode`` reads them."""
     run = frame.select(pl.struct(labels).rle_id().alias("r"))["r"].to_numpy() if labels else None
     if run is None:
         starts = np.array([0, frame.height], dtype=np.int64)
@@ -133,14 +252,51 @@ def encode_query_result(frame: pl.DataFrame) -> bytes:
         chunks.append(raw)
         base += len(raw)
     data = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint8)
-    ts = frame[TIMESTAMP].cast(pl.Int64).to_numpy()
-    bits = np.ascontiguousarray(frame[VALUE].to_numpy()).view(np.uint64)
     name_buf = np.frombuffer(names, dtype=np.uint8) if names else np.empty(0, np.uint8)
-    size = _encode(starts, name_buf, name_ranges, data, ranges, ts, bits, np.empty(0, np.uint8),
-                   False)  # fmt: skip
-    out = np.empty(size, dtype=np.uint8)
-    _encode(starts, name_buf, name_ranges, data, ranges, ts, bits, out, True)
-    return out.tobytes()
+    return starts, name_buf, name_ranges, data, ranges
+
+
+def encode_query_result(frame: pl.DataFrame, histograms: pl.DataFrame | None = None) -> bytes:
+    """A ``QueryResult`` of a selected frame (rows sorted by series, then time), and of the
+    histogram samples ``select_histograms`` gave for the same query."""
+    out = b""
+    if frame.height:
+        labels = [c for c in frame.columns if c not in (TIMESTAMP, VALUE)]
+        series = _series_labels(frame, labels)
+        ts = frame[TIMESTAMP].cast(pl.Int64).to_numpy()
+        bits = np.ascontiguousarray(frame[VALUE].to_numpy()).view(np.uint64)
+        size = _encode(*series, ts, bits, np.empty(0, np.uint8), False)
+        buf = np.empty(size, dtype=np.uint8)
+        _encode(*series, ts, bits, buf, True)
+        out = buf.tobytes()
+    if histograms is not None and histograms.height:
+        out += _encode_histogram_frame(histograms)
+    return out
+
+
+def _encode_histogram_frame(frame: pl.DataFrame) -> bytes:
+    labels = [c for c in frame.columns if c not in (TIMESTAMP, HISTOGRAM)]
+    series = _series_labels(frame, labels)
+    h = frame[HISTOGRAM].struct
+    ints = {n: h.field(n).to_numpy() for n in ("scale", "count", "zero_count")}
+    floats = {n: h.field(n).to_numpy() for n in ("zero_threshold", "sum")}
+    sides = []
+    for side in ("positive", "negative"):
+        counts = h.field(f"{side}_counts")
+        lengths = counts.list.len().fill_null(0).to_numpy().astype(np.int64)
+        at = np.concatenate(([0], np.cumsum(lengths)))
+        flat = counts.explode().drop_nulls().to_numpy().astype(np.uint64)
+        sides += [h.field(f"{side}_offset").to_numpy().astype(np.int64), at, flat]
+    ts = frame[TIMESTAMP].cast(pl.Int64).to_numpy()
+    args = (
+        *series, ts, ints["scale"].astype(np.int64), ints["count"].astype(np.uint64),
+        ints["zero_count"].astype(np.uint64), floats["zero_threshold"], floats["sum"],
+        sides[0], sides[1], sides[2], sides[3], sides[4], sides[5],
+    )  # fmt: skip
+    size = _encode_histograms(*args, np.empty(0, np.uint8), False)
+    buf = np.empty(size, dtype=np.uint8)
+    _encode_histograms(*args, buf, True)
+    return buf.tobytes()
 
 
 def _selector(matchers: list[tuple[int, str, str]]) -> str:
@@ -179,13 +335,14 @@ def receive_read(db: Database, body: bytes, *, max_bytes: int) -> Answer:
         matchers = [(m.type, m.name, m.value) for m in query.matchers]
         if any(not 0 <= op < 4 for op, _, _ in matchers):
             return _text(400, "unknown label matcher type; use EQ, NEQ, RE or NRE")
+        selector = _selector(matchers)
+        span = {"start": query.start_timestamp_ms, "end": query.end_timestamp_ms}
         try:
-            frame = db.select(
-                _selector(matchers), start=query.start_timestamp_ms, end=query.end_timestamp_ms
-            ).collect()
+            frame = db.select(selector, **span).collect()
+            histograms = db.select_histograms(selector, **span).collect()
         except SelectorError as exc:
             return _text(400, str(exc))
-        result = encode_query_result(frame)
+        result = encode_query_result(frame, histograms)
         results.append(b"\x0a" + _varint(len(result)) + result)
     payload = bytes(cramjam.snappy.compress_raw(b"".join(results)))
     return Answer(200, payload, CONTENT)
