@@ -719,6 +719,8 @@ class Database:
         if added is not None:
             gone = gone[~is_member(added.series_refs(), gone)]
         ids = {b.meta.id for b in removed}
+        for block in self._blockset.blocks():
+            block.series_refs()  # read (once per block) before taking the lock
         with self._lock:
             for block in self._blockset.blocks():
                 if block.meta.id not in ids and len(gone):
@@ -781,17 +783,25 @@ class Database:
         chunk index as Prometheus' series endpoint does: a stored chunk overlapping the range
         counts even when its samples fall on both sides of it (use ``select`` for exactness).
         """
+        return self._series_between(selector, start, end, whole_blocks=False)
+
+    def _series_between(
+        self, selector: str | None, start: Any, end: Any, *, whole_blocks: bool
+    ) -> pl.DataFrame:
+        """``series`` over a time range decided per chunk, or per block (``whole_blocks``: as
+        Prometheus' label endpoints, every series of a block or head the range touches)."""
+        from tsdb_arrow.query.read import T_MAX, T_MIN, refs_in_blocks, refs_in_range
+
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         frame = self._series(query_matchers(selector))
         if lo is None and hi is None:
             return frame
-        from tsdb_arrow.query.read import T_MAX, T_MIN, refs_in_range
-
         snapshot, release = self._snapshot()
         try:
-            refs = refs_in_range(snapshot, T_MIN if lo is None else lo, T_MAX if hi is None else hi)
+            find = refs_in_blocks if whole_blocks else refs_in_range
+            refs = find(snapshot, T_MIN if lo is None else lo, T_MAX if hi is None else hi)
         finally:
             release()
         frame = frame.filter(pl.Series(is_member(refs, frame[REF].to_numpy())))

@@ -120,3 +120,22 @@ def test_a_read_only_open_answers_the_same(tmp_path):
         db.flush()
         with ta.open(tmp_path / "db", read_only=True) as reader:
             assert hosts(reader, start=T0 + 35 * MIN) == ["b", "c"]
+
+
+def test_whole_blocks_as_prometheus_label_endpoints_count_them(tmp_path):
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame("m", "a", T0 + np.arange(3) * MIN))
+        db.write(frame("m", "b", T0 + 100 * MIN + np.arange(3) * MIN))
+        db.flush()  # one block: a at minutes 0-2, b at 100-102
+        db.write(frame("m", "c", T0 + 6 * 3_600_000 + np.arange(3) * MIN))  # the head
+
+        def blocks(**kw):
+            got = db._series_between(None, kw.get("start"), kw.get("end"), whole_blocks=True)
+            return sorted(got["host"].to_list()) if "host" in got.columns else []
+
+        assert blocks(start=T0 + 50 * MIN, end=T0 + 60 * MIN) == ["a", "b"]
+        assert hosts(db, start=T0 + 50 * MIN, end=T0 + 60 * MIN) == []
+        assert blocks(start=T0 + 200 * MIN) == ["c"]
+        assert blocks(start=T0 + 7 * 3_600_000) == []
+        assert blocks(end=T0 - 1) == []
+        assert blocks() == ["a", "b", "c"]

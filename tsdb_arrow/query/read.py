@@ -448,3 +448,26 @@ def refs_in_range(snapshot: Snapshot, t_lo: int, t_hi: int) -> np.ndarray:
     if not parts:
         return np.empty(0, np.uint64)
     return np.unique(np.concatenate(parts).astype(np.uint64, copy=False))
+
+
+def refs_in_blocks(snapshot: Snapshot, t_lo: int, t_hi: int) -> np.ndarray:
+    """The refs of every series of the blocks overlapping [t_lo, t_hi], the head counting as
+    one block over its samples' time span: the granularity of Prometheus' label names and
+    values endpoints, which read the index of each block (and head) the range touches."""
+    parts = [
+        b.series_refs()
+        for b in snapshot.blocks
+        if b.meta.max_time >= t_lo and b.meta.min_time <= t_hi
+    ]
+    head = [buf.refs[:n] for buf, n in snapshot.head if n]
+    head += [refs for refs, _, _ in snapshot.histograms]
+    times = [buf.timestamps[:n] for buf, n in snapshot.head if n]
+    times += [ts for _, ts, _ in snapshot.histograms if len(ts)]
+    if times:
+        lo = min(int(t.min()) for t in times)
+        hi = max(int(t.max()) for t in times)
+        if hi >= t_lo and lo <= t_hi:
+            parts += head
+    if not parts:
+        return np.empty(0, np.uint64)
+    return np.unique(np.concatenate(parts).astype(np.uint64, copy=False))

@@ -246,12 +246,14 @@ class PromApi:
 
     # -- series and labels ---------------------------------------------------------------------
 
-    def _matched(self, form: Form, *, required: bool) -> pl.DataFrame:
+    def _matched(self, form: Form, *, required: bool, whole_blocks: bool = False) -> pl.DataFrame:
         """The label sets (no ``series_ref``) of the series of every ``match[]``; every series
         when none is given and that is allowed.
 
         With ``start`` or ``end``, only series with samples in that range, as Prometheus
-        decides it: from the chunks' time spans, without reading samples (``Database.series``).
+        decides it, without reading samples: from the chunks' time spans for the series
+        endpoint, from whole blocks (the head as one) for the label endpoints
+        (``whole_blocks``), which read the index of each block the range touches.
         """
         lo, hi = time_range(form)
         start = None if lo <= MIN_TIME else lo  # promtool sends the boundaries for "all"
@@ -260,11 +262,13 @@ class PromApi:
         if not selectors:
             if required:
                 raise BadData("no match[] parameter provided")
-            return self.db.series(None, start=start, end=end).drop(REF)
+            return self.db._series_between(None, start, end, whole_blocks=whole_blocks).drop(REF)
         frames = []
         for selector in selectors:
             try:
-                frames.append(self.db.series(selector, start=start, end=end))
+                frames.append(
+                    self.db._series_between(selector, start, end, whole_blocks=whole_blocks)
+                )
             except SelectorError as exc:
                 raise BadData(f'invalid parameter "match[]": {exc}') from None
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
@@ -285,7 +289,7 @@ class PromApi:
     def labels(self, form: Form) -> Result:
         """``/api/v1/labels``: the label names the (matching) series have, sorted."""
         limit = parse_limit(form)
-        frame = self._matched(form, required=False)
+        frame = self._matched(form, required=False, whole_blocks=True)
         names = sorted(
             c
             for c in frame.columns
@@ -298,7 +302,7 @@ class PromApi:
         """``/api/v1/label/<name>/values``: the values of label ``name``, sorted."""
         check_label_name(name)
         limit = parse_limit(form)
-        frame = self._matched(form, required=False)
+        frame = self._matched(form, required=False, whole_blocks=True)
         if name not in frame.columns:
             return "[]", (), ()
         values = frame[name].drop_nulls().unique()
