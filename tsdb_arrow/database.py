@@ -790,14 +790,14 @@ class Database:
     ) -> pl.DataFrame:
         """``series`` over a time range decided per chunk, or per block (``whole_blocks``: as
         Prometheus' label endpoints, every series of a block or head the range touches)."""
-        from tsdb_arrow.query.read import T_MAX, T_MIN, refs_in_blocks, refs_in_range
-
         self._check_open()
         lo, hi = to_ms(start, name="start"), to_ms(end, name="end")
         check_range(lo, hi)
         frame = self._series(query_matchers(selector))
         if lo is None and hi is None:
             return frame
+        from tsdb_arrow.query.read import T_MAX, T_MIN, refs_in_blocks, refs_in_range
+
         snapshot, release = self._snapshot()
         try:
             find = refs_in_blocks if whole_blocks else refs_in_range
