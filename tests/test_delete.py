@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 
@@ -13,6 +10,8 @@ import polars as pl
 import pytest
 
 import tsdb_arrow as ta
+
+from .processes import kill_after
 
 HOUR = 3_600_000
 
@@ -147,16 +146,7 @@ CHILD = textwrap.dedent(
 
 
 def test_a_delete_survives_sigkill_and_keeps_the_write_after_it(tmp_path):
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "db")], stdout=subprocess.PIPE, text=True
-    ) as child:
-        try:
-            assert child.stdout.readline().strip() == "done"
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=60)
-        finally:
-            if child.poll() is None:
-                child.kill()
+    kill_after([sys.executable, "-c", CHILD, str(tmp_path / "db")], "done")
     with ta.open(tmp_path / "db") as db:
         got = [(t, v) for _, _, t, v in rows(db)]
     want = [(t * 1000, float(t)) for t in range(20) if not 5 <= t <= 15]

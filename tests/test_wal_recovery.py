@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -95,19 +93,13 @@ def run_and_kill(path: Path, config: dict) -> None:
     Blocks of a day: the writes span 6 h, so with 2 h blocks the background flush would be
     due and could run before the kill (on a loaded machine), moving samples out of the WAL.
     """
+    from tests.processes import kill_after  # here: the child imports this module alone
+
     config = {"block_duration": 24 * HOUR, **config}
-    with subprocess.Popen(
+    kill_after(
         [sys.executable, "-c", CHILD, str(path), repr(config), str(Path(__file__).parent)],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout.readline().strip() == "written"
-            os.kill(child.pid, signal.SIGKILL)
-            assert child.wait(timeout=60) == -signal.SIGKILL
-        finally:
-            if child.poll() is None:
-                child.kill()
+        "written",
+    )
 
 
 @pytest.mark.parametrize("fsync", ["always", "interval", "never"])

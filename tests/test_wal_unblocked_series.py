@@ -7,15 +7,14 @@ directory is then reopened and every series and sample compared exactly.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 import tsdb_arrow as ta
+
+from .processes import kill_after
 
 T0 = 1_795_392_000_000
 H = 3_600_000
@@ -101,16 +100,7 @@ def test_a_write_after_the_last_block_of_its_series_went_survives_sigkill(tmp_pa
     code = (
         PRELUDE.replace("CONFIG", config) + textwrap.dedent(steps) + 'print("acked", flush=True)\n'
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path / "db")], stdout=subprocess.PIPE, text=True
-    ) as child:
-        try:
-            assert child.stdout.readline().strip() == "acked"
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=60)
-        finally:
-            if child.poll() is None:
-                child.kill()
+    kill_after([sys.executable, "-c", code, str(tmp_path / "db")], "acked")
     with ta.open(tmp_path / "db") as db:
         got = db.select().collect().sort("host", "timestamp")
     want = {

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import InputError
-from tsdb_arrow.ingest.remote_write import _varint
+from tsdb_arrow.ingest.protowire import next_field, varint
 from tsdb_arrow.model import HISTOGRAM_TYPE
 
 # statuses
@@ -38,14 +38,6 @@ def _zigzag(v):
     return np.int64(v >> np.uint64(1)) ^ -np.int64(v & np.uint64(1))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _fixed64(buf, pos):
-    v = np.uint64(0)
-    for k in range(8):
-        v |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
-    return v
-
-
 @nb.njit(cache=True, nogil=True)
 def _span(buf, a, b):
     """(offset, length, ok) of a BucketSpan message in buf[a:b]."""
@@ -53,16 +45,12 @@ def _span(buf, a, b):
     length = np.int64(0)
     pos = a
     while pos < b:
-        tag, pos = _varint(buf, pos, b)
-        if pos < 0 or (tag & np.uint64(7)) != 0:
-            return offset, length, False
-        v, pos = _varint(buf, pos, b)
+        f, wt, v, _, _, pos = next_field(buf, pos, b)
         if pos < 0:
             return offset, length, False
-        f = tag >> np.uint64(3)
-        if f == 1:
+        if f == 1 and wt == 0:
             offset = _zigzag(v)
-        elif f == 2:
+        elif f == 2 and wt == 0:
             length = np.int64(v)
     return offset, length, True
 
@@ -79,34 +67,8 @@ def _parse(buf, a, b, sp_off, sp_len, deltas, ns, nd, ints, floats):  # noqa: C9
     floats[0] = floats[1] = 0.0
     pos = a
     while pos < b:
-        tag, pos = _varint(buf, pos, b)
+        f, wt, v, s, e, pos = next_field(buf, pos, b)
         if pos < 0:
-            return BAD
-        f = np.int64(tag >> np.uint64(3))
-        wt = np.int64(tag & np.uint64(7))
-        v = np.uint64(0)
-        s = e = 0
-        if wt == 0:
-            v, pos = _varint(buf, pos, b)
-            if pos < 0:
-                return BAD
-        elif wt == 1:
-            if pos + 8 > b:
-                return BAD
-            v = _fixed64(buf, pos)
-            pos += 8
-        elif wt == 2:
-            length, pos = _varint(buf, pos, b)
-            if pos < 0 or length > np.uint64(b - pos):
-                return BAD
-            s = pos
-            e = pos + np.int64(length)
-            pos = e
-        elif wt == 5:
-            if pos + 4 > b:
-                return BAD
-            pos += 4
-        else:
             return BAD
         if f == 1 and wt == 0:
             ints[I_COUNT] = np.int64(v)
@@ -136,7 +98,7 @@ def _parse(buf, a, b, sp_off, sp_len, deltas, ns, nd, ints, floats):  # noqa: C9
             elif wt == 2:
                 p = s
                 while p < e:
-                    d, p = _varint(buf, p, e)
+                    d, p = varint(buf, p, e)
                     if p < 0:
                         return BAD
                     deltas[side, nd[side]] = _zigzag(d)

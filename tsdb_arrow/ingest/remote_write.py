@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import InputError
+from tsdb_arrow.ingest.protowire import next_field
 from tsdb_arrow.model import HISTOGRAM, TIMESTAMP, VALUE
 
 OK, ERROR = 0, 1
@@ -28,22 +29,6 @@ L0, L1, S0, S1 = range(4)
 # label table: name and value byte ranges
 N_S, N_E, V_S, V_E = range(4)
 TIMES = pa.timestamp("ms", tz="UTC")
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _varint(buf, pos, end):
-    """(value, new position); position -1 on a truncated or over-long varint."""
-    result = np.uint64(0)
-    shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            return np.uint64(0), -1
-        byte = buf[pos]
-        pos += 1
-        result |= np.uint64(byte & 0x7F) << np.uint64(shift)
-        if byte < 0x80:
-            return result, pos
-        shift += 7
 
 
 @nb.njit(cache=True, nogil=True)
@@ -71,37 +56,9 @@ def _walk(buf, fill, series, labels, ts, bits, meta, hists, cnt):  # noqa: C901 
                 series[r, S1] = cnt[C_SAMPLES]
             depth -= 1
             continue
-        end = ends[depth]
-        tag, pos = _varint(buf, pos, end)
-        if pos < 0 or (tag >> np.uint64(3)) == 0 or tag > np.uint64(0xFFFFFFFF):
+        f, wt, v, a, b, pos = next_field(buf, pos, ends[depth])
+        if pos < 0:
             return ERROR
-        f = np.int64(tag >> np.uint64(3))
-        wt = np.int64(tag & np.uint64(7))
-        v = np.uint64(0)
-        a = b = 0
-        if wt == 0:
-            v, pos = _varint(buf, pos, end)
-            if pos < 0:
-                return ERROR
-        elif wt == 1:
-            if pos + 8 > end:
-                return ERROR
-            for k in range(8):
-                v |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
-            pos += 8
-        elif wt == 5:
-            if pos + 4 > end:
-                return ERROR
-            pos += 4
-        elif wt == 2:
-            length, pos = _varint(buf, pos, end)
-            if pos < 0 or length > np.uint64(end - pos):
-                return ERROR
-            a = pos
-            b = pos + np.int64(length)
-            pos = b
-        else:
-            return ERROR  # groups (3, 4) and unknown wire types
         if depth == 0:
             if f == 1:
                 if wt != 2:
