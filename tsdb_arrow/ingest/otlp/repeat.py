@@ -454,7 +454,9 @@ def _bytes(body: np.ndarray, start: int, end: int) -> bytes:
 
 
 def _nbytes(count: int, used: int) -> int:
-    return count * (8 * 4 + 16) + used
+    """At most what the tables take for ``count`` entries and ``used`` arena bytes (each grows
+    to a power of two: entries 32 bytes, 2 to 4 slots of 8 bytes, the arena up to twice)."""
+    return count * 96 + 2 * used
 
 
 def _grown(arr: np.ndarray, size: int) -> np.ndarray:
