@@ -65,6 +65,8 @@ MAX_BYTES = 64 * 2**20  # identity bytes, entries and hash table together
 REF = "ref"
 _NS_PER_MS = 1_000_000
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+# Entry table columns (uint64): identity bytes' start in the arena and size, hash, series ref.
+E_START, E_SIZE, E_HASH, E_REF = range(4)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
@@ -149,70 +151,85 @@ def _hashes(offsets, data):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _same(arena, a, data, b, size):
+def _same(arena, start, data, at, size):
     for k in range(size >> 3):
-        if arena[(a >> 3) + k] != data[(b >> 3) + k]:
+        if arena[(start >> 3) + k] != data[(at >> 3) + k]:
             return False
     return True
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _matches(ent, e, h, arena, data, at, size):
+    return (ent[e, E_HASH] == h and np.int64(ent[e, E_SIZE]) == size
+            and _same(arena, np.int64(ent[e, E_START]), data, at, size))  # fmt: skip
+
+
 @nb.njit(cache=True, nogil=True)
-def _find(offsets, data, hashes, table, starts, ends, hash_of, arena, refs_of, out):
+def _find(offsets, data, hashes, table, ent, count, arena, out):
     """Each identity's remembered ref into ``out``; returns the first one not remembered, or
-    the count when all are."""
+    the count when all are. The entry after the previous point's comes first (a feed sends
+    its series in the order they were remembered: memory read in order), then the table."""
     words, arena_words = data.view(np.uint64), arena.view(np.uint64)
     mask = table.shape[0] - 1
+    last = -2
     for i in range(hashes.shape[0]):
-        slot = np.int64(hashes[i] & np.uint64(mask))
-        size = offsets[i + 1] - offsets[i]
-        while True:
-            entry = table[slot]
-            if entry < 0:
-                return i
-            if (hash_of[entry] == hashes[i] and ends[entry] - starts[entry] == size
-                    and _same(arena_words, starts[entry], words, offsets[i], size)):  # fmt: skip
-                out[i] = refs_of[entry]
-                break
-            slot = (slot + 1) & mask
+        h = hashes[i]
+        at = offsets[i]
+        size = offsets[i + 1] - at
+        guess = last + 1
+        if 0 <= guess < count and _matches(ent, guess, h, arena_words, words, at, size):
+            last = guess
+        else:
+            slot = np.int64(h & np.uint64(mask))
+            while True:
+                e = table[slot]
+                if e < 0:
+                    return i
+                if _matches(ent, e, h, arena_words, words, at, size):
+                    last = e
+                    break
+                slot = (slot + 1) & mask
+        out[i] = ent[last, E_REF]
     return hashes.shape[0]
 
 
 @nb.njit(cache=True, nogil=True)
-def _add(offsets, data, hashes, refs, table, starts, ends, hash_of, arena, refs_of, count, used):
+def _add(offsets, data, hashes, refs, table, ent, arena, count, used):
     """Remember the identities not remembered yet (a remembered one gets ``refs``' ref);
     returns the new (count, arena bytes used). The caller made room."""
     words, arena_words = data.view(np.uint64), arena.view(np.uint64)
     mask = table.shape[0] - 1
     for i in range(hashes.shape[0]):
-        slot = np.int64(hashes[i] & np.uint64(mask))
-        size = offsets[i + 1] - offsets[i]
+        h = hashes[i]
+        at = offsets[i]
+        size = offsets[i + 1] - at
+        slot = np.int64(h & np.uint64(mask))
         while True:
-            entry = table[slot]
-            if entry < 0:
-                starts[count] = used
+            e = table[slot]
+            if e < 0:
                 for k in range(size >> 3):
-                    arena_words[(used >> 3) + k] = words[(offsets[i] >> 3) + k]
+                    arena_words[(used >> 3) + k] = words[(at >> 3) + k]
+                ent[count, E_START] = used
+                ent[count, E_SIZE] = size
+                ent[count, E_HASH] = h
+                ent[count, E_REF] = refs[i]
                 used += size
-                ends[count] = used
-                hash_of[count] = hashes[i]
-                refs_of[count] = refs[i]
                 table[slot] = count
                 count += 1
                 break
-            if (hash_of[entry] == hashes[i] and ends[entry] - starts[entry] == size
-                    and _same(arena_words, starts[entry], words, offsets[i], size)):  # fmt: skip
-                refs_of[entry] = refs[i]
+            if _matches(ent, e, h, arena_words, words, at, size):
+                ent[e, E_REF] = refs[i]
                 break
             slot = (slot + 1) & mask
     return count, used
 
 
 @nb.njit(cache=True, nogil=True)
-def _rehash(table, hash_of, count):
+def _rehash(table, ent, count):
     mask = table.shape[0] - 1
     table[:] = -1
     for e in range(count):
-        slot = np.int64(hash_of[e] & np.uint64(mask))
+        slot = np.int64(ent[e, E_HASH] & np.uint64(mask))
         while table[slot] >= 0:
             slot = (slot + 1) & mask
         table[slot] = e
@@ -259,10 +276,7 @@ class KnownPoints:
         self._count = 0
         self._used = 0
         self._table = np.full(1 << 12, -1, dtype=np.int64)
-        self._starts = np.zeros(1 << 10, dtype=np.int64)
-        self._ends = np.zeros(1 << 10, dtype=np.int64)
-        self._hash_of = np.zeros(1 << 10, dtype=np.uint64)
-        self._refs = np.zeros(1 << 10, dtype=np.uint64)
+        self._ent = np.zeros((1 << 10, 4), dtype=np.uint64)
         self._arena = np.zeros(1 << 16, dtype=np.uint8)
 
     def __len__(self) -> int:
@@ -270,8 +284,7 @@ class KnownPoints:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self._table, self._starts, self._ends, self._hash_of,
-                                      self._refs, self._arena))  # fmt: skip
+        return self._table.nbytes + self._ent.nbytes + self._arena.nbytes
 
     def rows(self, sc: wire.Scan) -> Rows | None:
         """The rows of a request whose every point and resource is remembered and accepted;
@@ -294,8 +307,8 @@ class KnownPoints:
             offsets, data = self._identities(sc, metric_id)
             hashes = _hashes(offsets, data)
             refs = np.empty(len(pt), dtype=np.uint64)
-            found = _find(offsets, data, hashes, self._table, self._starts, self._ends,
-                          self._hash_of, self._arena, self._refs, refs)  # fmt: skip
+            found = _find(offsets, data, hashes, self._table, self._ent, self._count,
+                          self._arena, refs)  # fmt: skip
             if found < len(pt):
                 return None
             target = self._target_rows(sc, add=False)
@@ -341,8 +354,8 @@ class KnownPoints:
             if not self._make_room(len(chosen), len(data)):
                 return
             self._count, self._used = _add(
-                offsets, data, hashes, point_refs[chosen], self._table, self._starts,
-                self._ends, self._hash_of, self._arena, self._refs, self._count, self._used,
+                offsets, data, hashes, point_refs[chosen], self._table, self._ent, self._arena,
+                self._count, self._used,
             )  # fmt: skip
             self._target_rows(sc, add=True)
 
@@ -435,17 +448,13 @@ class KnownPoints:
             count, used = entries, nbytes
             if _nbytes(count, used) > self.max_bytes:
                 return False
-        if count > len(self._starts):
-            size = 1 << int(count).bit_length()
-            self._starts = _grown(self._starts, size)
-            self._ends = _grown(self._ends, size)
-            self._hash_of = _grown(self._hash_of, size)
-            self._refs = _grown(self._refs, size)
+        if count > len(self._ent):
+            self._ent = _grown(self._ent, 1 << int(count).bit_length())
         if used > len(self._arena):
             self._arena = _grown(self._arena, 1 << int(used).bit_length())
         if 2 * count > len(self._table):
             self._table = np.full(1 << (int(2 * count).bit_length()), -1, dtype=np.int64)
-            _rehash(self._table, self._hash_of, self._count)
+            _rehash(self._table, self._ent, self._count)
         return True
 
 
@@ -460,6 +469,6 @@ def _nbytes(count: int, used: int) -> int:
 
 
 def _grown(arr: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros(size, dtype=arr.dtype)
+    out = np.zeros((size, *arr.shape[1:]), dtype=arr.dtype)
     out[: len(arr)] = arr
     return out
