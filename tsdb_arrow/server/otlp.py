@@ -164,11 +164,31 @@ def _warm_up() -> None:
     e = exponential.exponential_histogram.data_points.add()
     e.time_unix_nano, e.count, e.scale = 1_000_000_000_000_000, 1, 0
     e.positive.bucket_counts.append(1)
-    convert_request(request.SerializeToString())
+    every_kind = convert_request(request.SerializeToString())
     del scope.metrics[1:]  # a gauge alone: remembered, then read back the short way
     gauge_only = request.SerializeToString()
     known = KnownPoints(frozenset(), OtlpLimits())
     status, sc = wire.scan(np.frombuffer(gauge_only, dtype=np.uint8))
     assert sc is not None
-    known.remember(sc, convert_request(gauge_only))
-    assert known.rows(sc) is not None
+    converted = convert_request(gauge_only)
+    known.remember(sc, converted)
+    repeat = known.rows(sc)
+    assert repeat is not None
+    _warm_up_writes(every_kind, repeat.table)
+
+
+def _warm_up_writes(converted: Converted, repeat: pa.Table) -> None:
+    """Write a converted request into a scratch database, as new series, again as known ones,
+    and by refs: the write path's kernels load before the first request rather than in it."""
+    import tempfile
+
+    from tsdb_arrow.database import Database
+
+    with tempfile.TemporaryDirectory(prefix="tsdb-arrow-warm-up-") as scratch:
+        db = Database(scratch)
+        try:
+            for table in converted.tables * 2:
+                db.write(table)
+            db.write_refs(*(repeat.column(c).to_numpy() for c in ("ref", TIMESTAMP, VALUE)))
+        finally:
+            db.close()
