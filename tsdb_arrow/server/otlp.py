@@ -143,7 +143,9 @@ def _warm_up() -> None:
     import tsdb_arrow.query.overlap  # noqa: F401
     from tsdb_arrow.ingest.otlp import OtlpLimits, convert_request, wire
     from tsdb_arrow.ingest.otlp.repeat import KnownPoints
+    from tsdb_arrow.ingest.otlp.repeat import warm_up as warm_up_repeat
 
+    warm_up_repeat()
     request = ExportMetricsServiceRequest()
     scope = request.resource_metrics.add().scope_metrics.add()
     gauge = scope.metrics.add()
@@ -179,10 +181,12 @@ def _warm_up() -> None:
 
 def _warm_up_writes(converted: Converted, repeat: pa.Table) -> None:
     """Write a converted request into a scratch database, as new series, again as known ones,
-    and by refs: the write path's kernels load before the first request rather than in it."""
+    and by refs, and grow the hash tables a larger write grows: the write path's kernels load
+    before the first request rather than in it."""
     import tempfile
 
     from tsdb_arrow.database import Database
+    from tsdb_arrow.ingest import labelsets, pairs
 
     with tempfile.TemporaryDirectory(prefix="tsdb-arrow-warm-up-") as scratch:
         db = Database(scratch)
@@ -192,3 +196,6 @@ def _warm_up_writes(converted: Converted, repeat: pa.Table) -> None:
             db.write_refs(*(repeat.column(c).to_numpy() for c in ("ref", TIMESTAMP, VALUE)))
         finally:
             db.close()
+    n = 4 * pairs._MIN_SLOTS
+    pairs.PairSet().add(np.arange(n, dtype=np.uint64), np.zeros(n, dtype=np.int64))
+    labelsets._rehash(np.zeros(2, dtype=np.uint64), 2, 4)

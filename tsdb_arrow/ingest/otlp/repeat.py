@@ -409,7 +409,7 @@ class KnownPoints:
 
         pt, res, body = sc.points, sc.resources, sc.body
         row = sc.scopes[sc.metrics[pt[:, P_METRIC], M_SCOPE], wire.S_RES]
-        first, last = rows.group_range(row, pt[:, P_TIME], len(res))
+        first, last = rows.group_range(row, pt[:, P_TIME].copy(), len(res))  # C, as convert
         refs, stamps = [], []
         for r in np.flatnonzero(last >= 0).tolist():
             key = _bytes(body, res[r, wire.R_S], res[r, wire.R_E])
@@ -456,6 +456,11 @@ class KnownPoints:
             self._table = np.full(1 << (int(2 * count).bit_length()), -1, dtype=np.int64)
             _rehash(self._table, self._ent, self._count)
         return True
+
+
+def warm_up() -> None:
+    """Load the kernel that only a growing memory calls (the others run on any request)."""
+    _rehash(np.full(4, -1, dtype=np.int64), np.zeros((1, 4), dtype=np.uint64), 1)
 
 
 def _bytes(body: np.ndarray, start: int, end: int) -> bytes:
