@@ -121,24 +121,34 @@ def test_anything_not_remembered_takes_the_full_way():
         "a new series": feed(1, series=7),
         "another attribute order": feed(1, attrs=("b", "a")),
         "another resource": feed(1, host=False),
-        "a point refused (no time)": _with(feed(1), lambda r: r.resource_metrics[0].scope_metrics[0]
-                                           .metrics[0].gauge.data_points[0].ClearField(
-                                               "time_unix_nano")),  # fmt: skip
-        "a point refused (no value)": _with(feed(1), lambda r: r.resource_metrics[0]
-                                            .scope_metrics[0].metrics[0].gauge.data_points[0]
-                                            .ClearField("as_double")),  # fmt: skip
-        "a delta sum": _with(feed(1), lambda r: setattr(
-            r.resource_metrics[0].scope_metrics[0].metrics[1].sum, "aggregation_temporality", 1)),
-        "another unit": _with(feed(1), lambda r: setattr(
-            r.resource_metrics[0].scope_metrics[0].metrics[0], "unit", "s")),
-        "another scope version": _with(feed(1), lambda r: setattr(
-            r.resource_metrics[0].scope_metrics[0].scope, "version", "2.0")),
+        "a point refused (no time)": _with(
+            feed(1), lambda r: _gauge_point(r).ClearField("time_unix_nano")
+        ),
+        "a point refused (no value)": _with(
+            feed(1), lambda r: _gauge_point(r).ClearField("as_double")
+        ),
+        "a delta sum": _with(
+            feed(1), lambda r: setattr(_metric(r, 1).sum, "aggregation_temporality", 1)
+        ),
+        "another unit": _with(feed(1), lambda r: setattr(_metric(r, 0), "unit", "s")),
+        "another scope version": _with(
+            feed(1),
+            lambda r: setattr(r.resource_metrics[0].scope_metrics[0].scope, "version", "2.0"),
+        ),
         "a histogram beside": _with(feed(1), _add_histogram),
         "no points": ExportMetricsServiceRequest().SerializeToString(),
     }
     for why, body in misses.items():
         assert known.rows(scan(body)) is None, why
     assert known.rows(scan(feed(1, series=5))) is not None  # a subset of the series is known
+
+
+def _metric(req: ExportMetricsServiceRequest, k: int):  # type: ignore[no-untyped-def]
+    return req.resource_metrics[0].scope_metrics[0].metrics[k]
+
+
+def _gauge_point(req: ExportMetricsServiceRequest):  # type: ignore[no-untyped-def]
+    return _metric(req, 0).gauge.data_points[0]
 
 
 def _with(body: bytes, change) -> bytes:  # type: ignore[no-untyped-def]
@@ -158,8 +168,7 @@ def _add_histogram(req: ExportMetricsServiceRequest) -> None:
 
 
 def test_a_request_with_refused_points_is_not_remembered():
-    body = _with(feed(0), lambda r: r.resource_metrics[0].scope_metrics[0].metrics[0].gauge
-                 .data_points[0].ClearField("time_unix_nano"))  # fmt: skip
+    body = _with(feed(0), lambda r: _gauge_point(r).ClearField("time_unix_nano"))
     assert convert_request(body).rejected_points == 1
     known = remembered(body)
     assert len(known) == 0
