@@ -270,3 +270,46 @@ def test_rows_come_in_point_order_then_target_info(series):
     assert got.num_rows == 2 * series + 1
     assert got.column(TIMESTAMP).to_numpy().tolist() == [T0_NS // 10**6 + 3000] * (2 * series + 1)
     assert got.column(VALUE).to_numpy()[-1] == 1.0  # target_info
+
+
+def _swapped(body: bytes) -> bytes:
+    """The request with its two metrics in the other order (so numbered the other way)."""
+    req = ExportMetricsServiceRequest.FromString(body)
+    metrics = req.resource_metrics[0].scope_metrics[0].metrics
+    both = [copy.deepcopy(m) for m in metrics]
+    del metrics[:]
+    metrics.extend(both[::-1])
+    return req.SerializeToString()
+
+
+def test_a_reset_while_a_request_is_read_makes_it_a_miss(monkeypatch):
+    """Metric numbers given anew (another thread's remember started again) while a request's
+    identities were built: its numbers name other metrics now, so it is not looked up."""
+    known = remembered(feed(0))
+    built = known._identities
+
+    def and_reset(sc, metric_id):
+        out = built(sc, metric_id)
+        with known._lock:
+            known._reset()
+        swapped = _swapped(feed(0))  # the counter is metric 0 now, the gauge 1
+        known.remember(scan(swapped), convert_request(swapped))
+        return out
+
+    monkeypatch.setattr(known, "_identities", and_reset)
+    assert known.rows(scan(feed(1))) is None
+    monkeypatch.undo()
+    got = known.rows(scan(feed(1)))  # numbered afresh: found, with the right series
+    assert_same_rows(got.table, full_rows(feed(1)))
+
+
+def test_past_the_metric_cap_the_memory_starts_again(monkeypatch):
+    import tsdb_arrow.ingest.otlp.repeat as repeat
+
+    monkeypatch.setattr(repeat, "MAX_METRICS", 2)
+    known = remembered(feed(0))  # two metrics: at the cap
+    assert known.rows(scan(feed(1))) is not None
+    other = feed(0, attrs=("x",))
+    known.remember(scan(other), convert_request(other))
+    assert known.rows(scan(feed(1))) is None
+    assert known.rows(scan(feed(1, attrs=("x",)))) is not None

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from tsdb_arrow.ingest.otlp.convert import Converted, OtlpLimits
 
 MAX_BYTES = 64 * 2**20  # identity bytes, entries and hash table together
+MAX_METRICS = 1 << 16  # distinct metrics (and resources) remembered before starting again
 REF = "ref"
 _NS_PER_MS = 1_000_000
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -270,6 +271,7 @@ class KnownPoints:
         self._reset()
 
     def _reset(self) -> None:
+        self._generation = getattr(self, "_generation", -1) + 1  # metric numbers start again
         self._metrics: dict[tuple, int] = {}
         self._targets: dict[bytes, int] = {}  # resource bytes: target_info ref, or -1
         self._names: set[str] = set()
@@ -294,19 +296,23 @@ class KnownPoints:
             return None
         with self._lock:
             metric_id = self._metric_ids(sc, add=False)
-            if metric_id is None:
+            generation = self._generation
+        if metric_id is None:
+            return None
+        # Outside the lock (the kernels release the GIL): the other requests' go on meanwhile.
+        kinds = sc.metrics[:, wire.M_KIND]
+        reason = points._point_reasons(
+            pt, sc.entries, np.zeros(len(kinds), dtype=np.int64), kinds,
+            self.limits.max_attributes, self.limits.max_key_bytes, self.limits.max_value_bytes,
+        )  # fmt: skip
+        if reason.any():
+            return None
+        offsets, data = self._identities(sc, metric_id)
+        hashes = _hashes(offsets, data)
+        refs = np.empty(len(pt), dtype=np.uint64)
+        with self._lock:
+            if generation != self._generation:  # metric numbers were given anew meanwhile
                 return None
-            kinds = sc.metrics[:, wire.M_KIND]
-            reason = points._point_reasons(
-                pt, sc.entries, np.zeros(len(kinds), dtype=np.int64), kinds,
-                self.limits.max_attributes, self.limits.max_key_bytes,
-                self.limits.max_value_bytes,
-            )  # fmt: skip
-            if reason.any():
-                return None
-            offsets, data = self._identities(sc, metric_id)
-            hashes = _hashes(offsets, data)
-            refs = np.empty(len(pt), dtype=np.uint64)
             found = _find(offsets, data, hashes, self._table, self._ent, self._count,
                           self._arena, refs)  # fmt: skip
             if found < len(pt):
@@ -339,7 +345,8 @@ class KnownPoints:
         pt = sc.points
         row_point = converted.float_points
         with self._lock:
-            if len(names | self._names) > self.limits.max_label_names:
+            if (len(names | self._names) > self.limits.max_label_names
+                    or max(len(self._metrics), len(self._targets)) >= MAX_METRICS):  # fmt: skip
                 self._reset()
             self._names |= names
             metric_id = self._metric_ids(sc, add=True)
