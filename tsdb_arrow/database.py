@@ -30,6 +30,7 @@ from tsdb_arrow.errors import (
     ClosedError,
     CorruptBlockError,
     DataDirectoryError,
+    InputError,
     ReadOnlyError,
 )
 from tsdb_arrow.index import SeriesIndex
@@ -351,6 +352,28 @@ class Database:
         else:
             series, row_sets = np.unique(found.refs, return_inverse=True)
         return self._append(batch, found.refs, row_sets, series, None)
+
+    def write_refs(
+        self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray
+    ) -> WriteResult:
+        """Add float samples of series earlier writes admitted, named by their refs (uint64):
+        the OTLP receiver's path for a feed repeating its series, with no labels to check or
+        hash again (``ingest/otlp/repeat.py``). A ref not in the index is refused with
+        ``InputError`` (nothing stored); otherwise as ``write``."""
+        from tsdb_arrow.ingest.convert import SampleBatch
+
+        self._check_writable()
+        if len(refs) == 0:
+            return WriteResult(rows=0, replaced=0)
+        series, row_sets = np.unique(refs, return_inverse=True)
+        if not is_member(self._index.refs, series).all():
+            raise InputError(
+                "write_refs got series refs that no earlier write admitted; write the samples "
+                "with their labels (Database.write)"
+            )
+        batch = SampleBatch(np.asarray(timestamps, dtype=np.int64),
+                            np.asarray(values, dtype=np.float64), {})  # fmt: skip
+        return self._append(batch, np.asarray(refs, dtype=np.uint64), row_sets, series, None)
 
     def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
         """``write`` of a validated batch whose rows are resolved to series already (the

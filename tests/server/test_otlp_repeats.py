@@ -72,7 +72,9 @@ def test_repeated_series_arrive_bit_for_bit_one_record_a_request(served, tmp_pat
         for i in range(REQUESTS):
             answer = ExportMetricsServiceResponse.FromString(export(request(i), timeout=60))
             assert not answer.HasField("partial_success")
-    assert db._known.stats()["hits"] == REQUESTS - 1
+    # after the first request the points name their series by ref (ingest/otlp/repeat.py):
+    # the label sets are not looked up again
+    assert db._known.stats()["hits"] == 0
     records = list(Replay(tmp_path / "db" / journal.WAL_DIR))
     assert len(records) == REQUESTS  # the floats and target_info of a request: one write
     assert [sum(t.num_rows for k, t in r if k == journal.SERIES) for _, r in records] == [

@@ -8,7 +8,8 @@ Modules, in the order a request goes through them: ``wire`` (one numba pass over
 bytes into flat tables), ``points`` (which metrics and points are refused, and why), ``names``
 and ``context`` (Prometheus' names and the labels of resources and scopes), ``labels`` and
 ``tables`` (label columns), ``rows`` (points into rows), ``delta`` (running totals) and
-``convert`` (the whole).
+``convert`` (the whole); ``repeat`` reads a request of points stored before straight into
+series refs, skipping the conversion.
 """
 
 from tsdb_arrow.ingest.otlp.convert import Converted, OtlpLimits, convert_request

@@ -86,6 +86,7 @@ class Converted:
     rejected_points: int
     errors: list[str] = field(default_factory=list)
     delta_change: DeltaChange | None = None
+    float_points: np.ndarray | None = None  # per row of ``floats``: its data point in the scan
 
     @property
     def error_message(self) -> str:
@@ -209,7 +210,7 @@ class _Conversion:
         float_points = np.flatnonzero(ok & (kind != EXPONENTIAL))
         exp_points = np.flatnonzero(ok & (kind == EXPONENTIAL))
         self.side = self._side_after(float_points, kind[float_points])
-        floats, change = self._floats(float_points, kind[float_points])
+        floats, change, row_point = self._floats(float_points, kind[float_points])
         histograms = self._histograms(exp_points)
         target = self._target_info(ok, scopes)
         if scopes.dropped_targets:
@@ -228,6 +229,7 @@ class _Conversion:
             rejected_points=rejected,
             errors=errors,
             delta_change=change,
+            float_points=row_point,
         )
 
     def _metric_names(self, metrics: points.Metrics) -> np.ndarray:
@@ -294,9 +296,9 @@ class _Conversion:
 
     def _floats(
         self, float_points: np.ndarray, kinds: np.ndarray
-    ) -> tuple[pa.Table | None, DeltaChange | None]:
+    ) -> tuple[pa.Table | None, DeltaChange | None, np.ndarray | None]:
         if len(float_points) == 0:
-            return None, None
+            return None, None, None
         sc = self.sc
         pt = sc.points
         row_point, value, name, extra = rows.float_rows(
@@ -323,7 +325,7 @@ class _Conversion:
                 refs = row_refs({k: v.take(picked) for k, v in columns.items()}, len(picked))
             value[summed], change = self.delta.accumulate(refs, ts[summed], value[summed])
         table = pa.table({TIMESTAMP: _times(ts), VALUE: value, **columns})
-        return table, change
+        return table, change, row_point
 
     def _histograms(self, exp_points: np.ndarray) -> pa.Table | None:
         if len(exp_points) == 0:
