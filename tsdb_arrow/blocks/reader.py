@@ -190,6 +190,11 @@ class Block:
         """Block-wide indices ``[lo, hi)`` of the chunks in row group ``rg``."""
         return int(self._rg_chunks[rg]), int(self._rg_chunks[rg + 1])
 
+    def locate_chunks(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Block-wide chunk indices as (row group, index within the row group)."""
+        rg = self.index.row_group[chunks].astype(np.int64)
+        return rg, chunks - self._rg_chunks[rg]
+
     def payloads(self, rg: int, column: str) -> tuple[np.ndarray, pa.Array]:
         """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
         return self.read_payloads(rg, (column,))[column]

@@ -129,7 +129,11 @@ class FlightService(flight.FlightServerBase):
         # Batches sized as a local select's: the client's frames of them then fit the same
         # recycled buffers (label views cost 16 bytes a row and label).
         size = min(decode_batch(request.columns, request.limit), STREAM_BATCH)
-        batches = scan.samples(chosen, lo, hi, values=request.values, batch_size=size)
+        # Stored chunks go as they are (the client decodes them) unless rows are counted here.
+        payloads = request.payloads and request.limit is None
+        batches = scan.samples(
+            chosen, lo, hi, values=request.values, batch_size=size, payloads=payloads
+        )
         return flight.GeneratorStream(schema, _stream(schema, batches, request.limit))
 
     @_mapped
@@ -285,14 +289,27 @@ def _predicate(serialized: str | None) -> pl.Expr | None:
 
 def _stream(
     schema: pa.Schema, batches: Iterator[Any], limit: int | None
-) -> Iterator[pa.RecordBatch]:
-    """The record batches of decoded sample batches, at most ``limit`` rows in all."""
+) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
+    """The record batches of sample batches, at most ``limit`` rows in all; stored chunks
+    (``Payloads``, never with a limit) as an empty batch with the chunks as app metadata."""
+    from tsdb_arrow.query.read import Payloads
+
     remaining = limit
     if limit == 0:
         batches.close()
         return
+    no_rows = wire.samples_batch(
+        schema,
+        np.zeros(0, np.int64),
+        np.zeros(0) if VALUE in schema.names else None,
+        np.zeros(0, np.uint64),
+        np.zeros(0, np.int64),
+    )
     try:
         for samples in batches:
+            if isinstance(samples, Payloads):
+                yield no_rows, wire.payloads_bytes(samples)
+                continue
             n = len(samples)
             if remaining is not None and n > remaining:
                 n = remaining
