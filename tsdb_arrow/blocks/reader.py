@@ -37,6 +37,17 @@ class ChunkIndex:
     sample_offset: np.ndarray  # int64: first sample of the chunk within its decoded row group
 
 
+@dataclass(frozen=True)
+class _Payloads:
+    """A row group's payloads as a ``ChunkCache`` entry (which counts ``nbytes``)."""
+
+    read: dict[str, tuple[np.ndarray, pa.Array]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(ids.nbytes + payloads.nbytes for ids, payloads in self.read.values())
+
+
 class Block:
     """A block directory opened for reading; payloads are decoded per row group, on demand."""
 
@@ -198,6 +209,13 @@ class Block:
     def payloads(self, rg: int, column: str) -> tuple[np.ndarray, pa.Array]:
         """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
         return self.read_payloads(rg, (column,))[column]
+
+    def stored(
+        self, rg: int, columns: tuple[str, ...], cache: ChunkCache
+    ) -> dict[str, tuple[np.ndarray, pa.Array]]:
+        """:meth:`read_payloads`, kept in ``cache`` (for readers that send payloads as stored)."""
+        key = (self.meta.id, rg, "payloads", columns)
+        return cache.get_or_load(key, lambda: _Payloads(self.read_payloads(rg, columns))).read
 
     def read_payloads(
         self, rg: int, columns: tuple[str, ...]

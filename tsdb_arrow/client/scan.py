@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
@@ -23,6 +22,7 @@ from tsdb_arrow.server import flight_wire as wire
 
 if TYPE_CHECKING:
     from tsdb_arrow.client.client import Client
+    from tsdb_arrow.client.decoded import DecodedChunks
     from tsdb_arrow.query.frames import FrameBuilder
     from tsdb_arrow.query.read import Payloads
 
@@ -95,7 +95,11 @@ class RemoteScan:
                 for chunk in reader:
                     if chunk.app_metadata is not None:  # stored chunks, decoded here
                         stored = wire.read_payloads(chunk.app_metadata)
-                        pending.append(_builders().submit(_decoded_frame, builder, stored))
+                        pending.append(
+                            _builders().submit(
+                                _decoded_frame, builder, self.client._decoded, stored
+                            )
+                        )
                     else:
                         runs = wire.read_runs(chunk.data)
                         pending.append(
@@ -116,18 +120,9 @@ class RemoteScan:
                 reader.cancel()
 
 
-def _decoded_frame(builder: FrameBuilder, stored: Payloads) -> pl.DataFrame:
+def _decoded_frame(builder: FrameBuilder, decoded: DecodedChunks, stored: Payloads) -> pl.DataFrame:
     """The frame of a batch of stored chunks, decoded as a local select decodes them."""
-    from tsdb_arrow.blocks import codecs
-    from tsdb_arrow.query.buffers import pool_empty
-
-    n = len(stored)
-    timestamps = pool_empty(n, np.int64)
-    codecs.decode_timestamps_into(stored.ts_ids, stored.timestamps, stored.counts, timestamps)
-    values = None
-    if stored.values is not None:
-        values = pool_empty(n, np.float64)
-        codecs.decode_values_into(stored.value_ids, stored.values, stored.counts, values)
+    timestamps, values = decoded.decode(stored)
     return builder.frame(timestamps, values, (stored.refs, stored.counts))
 
 

@@ -205,7 +205,7 @@ def iter_samples(
     empty = (slice(0, 0), slice(0, 0))
     decoded = [empty if keep else plan for plan, keep in zip(plans, stored)]
     decoder = _Decoder(snapshot, chunks, decoded, values, cache, pool)
-    reader = _PayloadReader(snapshot, chunks, values)
+    reader = _PayloadReader(snapshot, chunks, values, cache)
     # Pipelined: the next batches' row groups decode on the pool while this one is assembled
     # and consumed. Each row group is read once per query and decoded straight into the
     # output arrays of the batches that hold its chunks.
@@ -251,11 +251,17 @@ def _as_stored(
 
 
 class _PayloadReader:
-    """The stored payloads of batches of chunks, each row group read once while consecutive
-    batches need it."""
+    """The stored payloads of batches of chunks (kept in the cache beside decoded row groups),
+    each row group looked up once while consecutive batches need it."""
 
-    def __init__(self, snapshot: Snapshot, chunks: tuple[np.ndarray, ...], values: bool):
-        self.snapshot, self.chunks = snapshot, chunks
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        chunks: tuple[np.ndarray, ...],
+        values: bool,
+        cache: ChunkCache,
+    ) -> None:
+        self.snapshot, self.chunks, self.cache = snapshot, chunks, cache
         self.columns = ("timestamps", "values") if values else ("timestamps",)
         self._reads: dict[tuple[int, int], dict[str, tuple[np.ndarray, pa.Array]]] = {}
 
@@ -275,7 +281,9 @@ class _PayloadReader:
         for k in keys.tolist():
             key = (k >> 32, k & 0xFFFFFFFF)
             read = self._reads.get(key)
-            reads[key] = read or self.snapshot.blocks[key[0]].read_payloads(key[1], self.columns)
+            if read is None:
+                read = self.snapshot.blocks[key[0]].stored(key[1], self.columns, self.cache)
+            reads[key] = read
         self._reads = reads  # the next batch starts in the last of these row groups, or after
         found: dict[str, tuple[np.ndarray, pa.Array]] = {}
         for column in self.columns:
