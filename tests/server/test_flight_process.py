@@ -180,3 +180,41 @@ def test_a_client_killed_mid_put_leaves_no_partial_batch(tmp_path):
         again = db.select("load").collect()
     assert again.height >= (acked + 1) * rows
     assert again.height % rows == 0
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_stream_the_client_stopped_reading_exits_after_the_grace(tmp_path):
+    """SIGTERM while a do_get is being sent to a client that stopped reading: the call may
+    never end (seen: ended at once, or still running after the 10 s grace); the server
+    flushes and exits either way (pyarrow's exit-time finalizer would wait for it for ever)."""
+    import pyarrow.flight as flight
+
+    from tsdb_arrow.server import flight_wire as wire
+
+    port = free_port()
+    proc = serve(tmp_path / "db", port)
+    address = f"grpc://127.0.0.1:{port}"
+    raw = flight.connect(address)
+    try:
+        with ta.connect(address) as client:
+            client.write(batch(0, 4_000_000))
+            schema = list(client.select().collect_schema())
+            refs = client.series()["series_ref"].to_numpy()
+        # Decoded samples (64 MB), not stored chunks: more than gRPC and the sockets buffer.
+        ticket = wire.SelectTicket(refs.tobytes(), None, None, schema, True, payloads=False)
+        reader = raw.do_get(flight.Ticket(ticket.encode()))
+        reader.read_chunk()  # and no more
+        time.sleep(1)  # while the server still sends
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(timeout=60) == 0
+        waited = time.monotonic() - started
+        assert waited < 30, waited  # at most the listener's 10 s grace, then out
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+        raw.close()
+    assert ("Flight calls still running after 10 s" in err) == (waited > 9)
+    with ta.open(tmp_path / "db") as db:
+        assert db.stats()["samples"] == 4_000_000
+        assert db.stats()["wal"]["replayed_samples"] == 0  # flushed at the stop
