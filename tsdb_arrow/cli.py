@@ -223,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
     # stopped reading without closing the stream blocks in gRPC's write (flow control) and
     # nothing on the server can cancel it; pyarrow registers a finalizer for every Flight server
     # that runs at interpreter exit and calls Shutdown() without a deadline, which waits for that
-    # call for ever. So the process ends here, past the listener's grace period, not at exit.
+    # call for ever. So the process ends here, once the listener stopped waiting, not at exit.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
