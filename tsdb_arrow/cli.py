@@ -219,9 +219,11 @@ def _serve(args: argparse.Namespace) -> int:
     from tsdb_arrow.server.process import run
 
     code = run(args)
-    # Every listener is stopped and the database closed (flushed, durable). A gRPC thread still
-    # serving a client that stopped reading must not keep the process from exiting at
-    # interpreter shutdown, where pyarrow's Flight server waits for its calls.
+    # Every listener is stopped and the database closed (flushed, durable). A do_get whose client
+    # stopped reading without closing the stream blocks in gRPC's write (flow control) and
+    # nothing on the server can cancel it; pyarrow registers a finalizer for every Flight server
+    # that runs at interpreter exit and calls Shutdown() without a deadline, which waits for that
+    # call for ever. So the process ends here, once the listener stopped waiting, not at exit.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

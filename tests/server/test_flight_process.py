@@ -180,3 +180,61 @@ def test_a_client_killed_mid_put_leaves_no_partial_batch(tmp_path):
         again = db.select("load").collect()
     assert again.height >= (acked + 1) * rows
     assert again.height % rows == 0
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_stream_the_client_stopped_reading_exits_promptly(tmp_path):
+    """SIGTERM while a do_get is being sent to a client that stopped reading: the call may
+    never end (its write blocks); the server does not wait the grace for a stream that sends
+    nothing, flushes and exits (pyarrow's exit-time finalizer would wait for it for ever)."""
+    import pyarrow.flight as flight
+
+    from tsdb_arrow.server import flight_wire as wire
+
+    port = free_port()
+    proc = serve(tmp_path / "db", port)
+    address = f"grpc://127.0.0.1:{port}"
+    raw = flight.connect(address)
+    try:
+        with ta.connect(address) as client:
+            client.write(batch(0, 4_000_000))
+            schema = list(client.select().collect_schema())
+            refs = client.series()["series_ref"].to_numpy()
+        # Decoded samples (64 MB), not stored chunks: more than gRPC and the sockets buffer.
+        ticket = wire.SelectTicket(refs.tobytes(), None, None, schema, True, payloads=False)
+        reader = raw.do_get(flight.Ticket(ticket.encode()))
+        reader.read_chunk()  # and no more
+        time.sleep(1)  # while the server still sends
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(timeout=60) == 0
+        waited = time.monotonic() - started
+        assert waited < 8, waited  # the stop, a flush of 4 M samples; not the 10 s grace
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+        raw.close()
+    assert "Traceback" not in err
+    with ta.open(tmp_path / "db") as db:
+        assert db.stats()["samples"] == 4_000_000
+        assert db.stats()["wal"]["replayed_samples"] == 0  # flushed at the stop
+
+
+def test_a_stop_waits_for_writes_and_sending_streams_not_stalled_ones():
+    from tsdb_arrow.server.flight import STALLED_AFTER, FlightService
+
+    service = FlightService.__new__(FlightService)  # the bookkeeping only, no server
+    service._calls_lock = threading.Lock()
+    service._changing, service._streams = 0, {}
+    now = time.monotonic()
+    assert not service.draining(now)
+    service._streams[1] = now - STALLED_AFTER - 0.1  # a client that stopped reading
+    assert not service.draining(now)
+    service._streams[2] = now - STALLED_AFTER / 2  # one still sending
+    assert service.draining(now)
+    del service._streams[2]
+    with service._changing_call():  # a write or an action
+        assert service.draining(now)
+    assert not service.draining(now)
+    sent = list(service._tracked(iter([10, 20])))
+    assert sent == [10, 20] and service._streams == {1: now - STALLED_AFTER - 0.1}

@@ -37,6 +37,17 @@ class ChunkIndex:
     sample_offset: np.ndarray  # int64: first sample of the chunk within its decoded row group
 
 
+@dataclass(frozen=True)
+class _Payloads:
+    """A row group's payloads as a ``ChunkCache`` entry (which counts ``nbytes``)."""
+
+    read: dict[str, tuple[np.ndarray, pa.Array]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(ids.nbytes + payloads.nbytes for ids, payloads in self.read.values())
+
+
 class Block:
     """A block directory opened for reading; payloads are decoded per row group, on demand."""
 
@@ -207,9 +218,21 @@ class Block:
         """Block-wide indices ``[lo, hi)`` of the chunks in row group ``rg``."""
         return int(self._rg_chunks[rg]), int(self._rg_chunks[rg + 1])
 
+    def locate_chunks(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Block-wide chunk indices as (row group, index within the row group)."""
+        rg = self.index.row_group[chunks].astype(np.int64)
+        return rg, chunks - self._rg_chunks[rg]
+
     def payloads(self, rg: int, column: str) -> tuple[np.ndarray, pa.Array]:
         """One row group's codec ids and encoded ``timestamps`` or ``values``, as stored."""
         return self.read_payloads(rg, (column,))[column]
+
+    def stored(
+        self, rg: int, columns: tuple[str, ...], cache: ChunkCache
+    ) -> dict[str, tuple[np.ndarray, pa.Array]]:
+        """:meth:`read_payloads`, kept in ``cache`` (for readers that send payloads as stored)."""
+        key = (self.meta.id, rg, "payloads", columns)
+        return cache.get_or_load(key, lambda: _Payloads(self.read_payloads(rg, columns))).read
 
     def read_payloads(
         self, rg: int, columns: tuple[str, ...]

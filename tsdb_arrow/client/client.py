@@ -18,8 +18,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from tsdb_arrow.client.decoded import DecodedChunks
 from tsdb_arrow.client.scan import RemoteScan, schema_of
 from tsdb_arrow.client.writes import SETS_SCHEMA, Encoded, encode
+from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.database import WriteResult
 from tsdb_arrow.errors import AuthError, ConnectionLostError, InputError, TsdbError
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
@@ -28,6 +30,8 @@ from tsdb_arrow.timeutil import to_ms
 
 #: Batches a write stream sends ahead of the server's acknowledgements.
 WRITE_WINDOW = 2
+#: Bytes of decoded chunks a client keeps, as a local database does by default.
+DEFAULT_CACHE_BYTES = StorageConfig.cache_bytes
 #: How long ``connect`` waits for the server's first answer.
 CONNECT_TIMEOUT = 10.0
 
@@ -38,12 +42,21 @@ def connect(
     token: str | None = None,
     timeout: float | None = None,
     tls_root_certs: bytes | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> Client:
     """Connect to ``tsdb-arrow serve``'s Flight listener, e.g. ``"grpc://127.0.0.1:8815"``
     (``grpc+tls://`` for TLS; ``tls_root_certs``: PEM of a private CA). ``token``: the
     server's ``--auth-token-file`` content. ``timeout``: seconds per call (None: no limit).
+    ``cache_bytes``: bound of the client's cache of decoded chunks (0: none), as a local
+    database's ``cache_bytes``.
     Raises ``ConnectionLostError`` when nothing answers, ``AuthError`` on a refused token."""
-    return Client(address, token=token, timeout=timeout, tls_root_certs=tls_root_certs)
+    return Client(
+        address,
+        token=token,
+        timeout=timeout,
+        tls_root_certs=tls_root_certs,
+        cache_bytes=cache_bytes,
+    )
 
 
 class Client:
@@ -56,7 +69,11 @@ class Client:
         token: str | None = None,
         timeout: float | None = None,
         tls_root_certs: bytes | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
+        if not isinstance(cache_bytes, int) or isinstance(cache_bytes, bool) or cache_bytes < 0:
+            raise InputError(f"cache_bytes must be an int >= 0 (0: no cache), got {cache_bytes!r}")
+        self._decoded = DecodedChunks(cache_bytes)
         if "://" not in address:
             address = f"grpc://{address}"
         self.address = address

@@ -22,6 +22,9 @@ from tsdb_arrow.server import flight_wire as wire
 
 if TYPE_CHECKING:
     from tsdb_arrow.client.client import Client
+    from tsdb_arrow.client.decoded import DecodedChunks
+    from tsdb_arrow.query.frames import FrameBuilder
+    from tsdb_arrow.query.read import Payloads
 
 DEFAULT_BATCH = 1 << 18
 
@@ -71,6 +74,7 @@ class RemoteScan:
             values=VALUE in needed,
             predicate=_serialized(predicate),
             limit=n_rows if predicate is None else None,
+            payloads=True,
         )
         frames = self._frames(ticket, columns)
         try:
@@ -89,15 +93,23 @@ class RemoteScan:
                 series = wire.bytes_table(reader.schema.metadata[wire.SERIES_METADATA])
                 builder = FrameBuilder(pl.from_arrow(series), columns)
                 for chunk in reader:
-                    runs = wire.read_runs(chunk.data)
-                    pending.append(
-                        _builders().submit(
-                            builder.frame,
-                            runs.timestamps,
-                            runs.values,
-                            (runs.run_codes, runs.run_lengths),
+                    if chunk.app_metadata is not None:  # stored chunks, decoded here
+                        stored = wire.read_payloads(chunk.app_metadata)
+                        pending.append(
+                            _builders().submit(
+                                _decoded_frame, builder, self.client._decoded, stored
+                            )
                         )
-                    )
+                    else:
+                        runs = wire.read_runs(chunk.data)
+                        pending.append(
+                            _builders().submit(
+                                builder.frame,
+                                runs.timestamps,
+                                runs.values,
+                                (runs.run_codes, runs.run_lengths),
+                            )
+                        )
                     if len(pending) > 1:
                         yield pending.popleft().result()
                 while pending:
@@ -106,6 +118,12 @@ class RemoteScan:
                 for job in pending:
                     job.cancel()
                 reader.cancel()
+
+
+def _decoded_frame(builder: FrameBuilder, decoded: DecodedChunks, stored: Payloads) -> pl.DataFrame:
+    """The frame of a batch of stored chunks, decoded as a local select decodes them."""
+    timestamps, values = decoded.decode(stored)
+    return builder.frame(timestamps, values, (stored.refs, stored.counts))
 
 
 def _serialized(predicate: pl.Expr | None) -> str | None:

@@ -79,6 +79,23 @@ class Samples:
         )
 
 
+@dataclass
+class Payloads:
+    """One batch as stored: its chunks' codec ids and payloads, for a receiver that decodes
+    them with the codec kernels (``Samples`` it would equal once decoded). Chunks are in output
+    order, chunk i holding ``counts[i]`` samples of series ``refs[i]``."""
+
+    ts_ids: np.ndarray  # uint8, one per chunk
+    timestamps: pa.Array  # large_binary payloads
+    value_ids: np.ndarray | None
+    values: pa.Array | None
+    refs: np.ndarray  # uint64
+    counts: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.counts.sum())
+
+
 def submit(pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
     """``pool.submit``, or a ClosedError when the database closed (and shut the pool down)
     while a query was still reading."""
@@ -142,8 +159,13 @@ def iter_samples(
     batch_size: int,
     cache: ChunkCache,
     pool: Executor,
-) -> Generator[Samples, None, None]:
-    """Yield the selected series' samples in [t_lo, t_hi], sorted by (ref, ts), deduplicated."""
+    payloads: bool = False,
+) -> Generator[Samples | Payloads, None, None]:
+    """Yield the selected series' samples in [t_lo, t_hi], sorted by (ref, ts), deduplicated.
+
+    ``payloads``: a batch that is its chunks as stored (no head rows, no overlaps nor deleted
+    samples, every chunk inside the range) comes as ``Payloads``, not decoded here.
+    """
     refs = np.unique(refs)
     head = _head_rows(snapshot, refs, t_lo, t_hi, values)
     # Every selected chunk of every block: block no, chunk no, ref, min and max time, count.
@@ -179,7 +201,11 @@ def iter_samples(
     block_seqs = np.array([b.meta.seq for b in snapshot.blocks], dtype=np.int64)
     plans = _plan_batches(c_ref, c_min, c_max, c_cnt, head.refs, batch_size)
     inside = (c_min >= t_lo) & (c_max <= t_hi)
-    decoder = _Decoder(snapshot, chunks, plans, values, cache, pool)
+    stored = [payloads and _as_stored(snapshot, chunks, cs, hs, inside) for cs, hs in plans]
+    empty = (slice(0, 0), slice(0, 0))
+    decoded = [empty if keep else plan for plan, keep in zip(plans, stored)]
+    decoder = _Decoder(snapshot, chunks, decoded, values, cache, pool)
+    reader = _PayloadReader(snapshot, chunks, values, cache)
     # Pipelined: the next batches' row groups decode on the pool while this one is assembled
     # and consumed. Each row group is read once per query and decoded straight into the
     # output arrays of the batches that hold its chunks.
@@ -189,6 +215,9 @@ def iter_samples(
         for i, (cs, hs) in enumerate(plans):
             if i + LOOKAHEAD < len(plans):
                 decoder.submit(i + LOOKAHEAD)
+            if stored[i]:
+                yield reader.batch(cs)
+                continue
             out_ts, out_val = decoder.wait(i)
             dead = (
                 snapshot.tombstones
@@ -204,6 +233,73 @@ def iter_samples(
                 yield batch
     finally:
         decoder.cancel()
+
+
+def _as_stored(
+    snapshot: Snapshot, chunks: tuple[np.ndarray, ...], cs: slice, hs: slice, inside: np.ndarray
+) -> bool:
+    """Whether the batch of chunks ``cs`` and head rows ``hs`` is its chunks' samples as they
+    are stored: nothing merged, deleted or cut off."""
+    c_ref, c_min, c_max = chunks[2][cs], chunks[3][cs], chunks[4][cs]
+    return (
+        cs.stop > cs.start
+        and hs.stop == hs.start
+        and bool(inside[cs].all())
+        and not snapshot.tombstones.touches(c_ref, c_min, c_max)
+        and not _overlaps(c_ref, c_min, c_max)
+    )
+
+
+class _PayloadReader:
+    """The stored payloads of batches of chunks (kept in the cache beside decoded row groups),
+    each row group looked up once while consecutive batches need it."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        chunks: tuple[np.ndarray, ...],
+        values: bool,
+        cache: ChunkCache,
+    ) -> None:
+        self.snapshot, self.chunks, self.cache = snapshot, chunks, cache
+        self.columns = ("timestamps", "values") if values else ("timestamps",)
+        self._reads: dict[tuple[int, int], dict[str, tuple[np.ndarray, pa.Array]]] = {}
+
+    def batch(self, cs: slice) -> Payloads:
+        """The payloads of chunks ``cs``, in that order."""
+        c_block, c_chunk, c_ref, _, _, c_cnt = (a[cs] for a in self.chunks)
+        rg = np.empty(len(c_block), np.int64)
+        local = np.empty(len(c_block), np.int64)
+        for b in np.unique(c_block).tolist():
+            at = c_block == b
+            rg[at], local[at] = self.snapshot.blocks[b].locate_chunks(c_chunk[at])
+        keys, group = np.unique(c_block * (1 << 32) + rg, return_inverse=True)
+        # Row group by row group, then back in the chunks' order.
+        where = [np.flatnonzero(group == g) for g in range(len(keys))]
+        back = np.argsort(np.concatenate(where), kind="stable")
+        reads = {}
+        for k in keys.tolist():
+            key = (k >> 32, k & 0xFFFFFFFF)
+            read = self._reads.get(key)
+            if read is None:
+                read = self.snapshot.blocks[key[0]].stored(key[1], self.columns, self.cache)
+            reads[key] = read
+        self._reads = reads  # the next batch starts in the last of these row groups, or after
+        found: dict[str, tuple[np.ndarray, pa.Array]] = {}
+        for column in self.columns:
+            ids, parts = [], []
+            for at, read in zip(where, reads.values()):
+                stored_ids, stored = read[column]
+                ids.append(stored_ids[local[at]])
+                parts.append(stored.take(pa.array(local[at])).cast(pa.large_binary()))
+            found[column] = (
+                np.concatenate(ids)[back],
+                pa.concat_arrays(parts).take(pa.array(back)),
+            )
+        value_ids, value_payloads = found.get("values", (None, None))
+        return Payloads(
+            *found["timestamps"], value_ids, value_payloads, c_ref, c_cnt.astype(np.int64)
+        )
 
 
 def _plan_batches(
@@ -302,7 +398,7 @@ class _Decoder:
             at = c_block == b
             c_rg[at] = snapshot.blocks[b].index.row_group[c_chunk[at]]
         key = c_block * (1 << 32) + c_rg
-        c_batch = np.empty(n, np.int64)
+        c_batch = np.full(n, -1, np.int64)  # -1: a chunk no batch here decodes
         self.sizes = []
         for i, (cs, _) in enumerate(plans):
             c_batch[cs] = i
@@ -313,10 +409,12 @@ class _Decoder:
             if cs.stop > cs.start:
                 self.dst[cs] -= self.dst[cs.start]
         # Per row group (block, rg): its parts, one per batch: (batch, chunk positions).
-        order = np.lexsort((c_batch, key))
+        decoded = np.flatnonzero(c_batch >= 0)
+        order = decoded[np.lexsort((c_batch[decoded], key[decoded]))]
         k_sorted, b_sorted = key[order], c_batch[order]
         cut = np.flatnonzero((np.diff(k_sorted) != 0) | (np.diff(b_sorted) != 0)) + 1
-        bounds = np.concatenate(([0], cut, [n])).tolist() if n else [0]
+        m = len(order)
+        bounds = np.concatenate(([0], cut, [m])).tolist() if m else [0]
         self.parts: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         self.batch_keys: list[list[tuple[int, int]]] = [[] for _ in plans]
         for lo, hi in zip(bounds[:-1], bounds[1:]):

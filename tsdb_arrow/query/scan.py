@@ -19,7 +19,15 @@ from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE, present_labels
 from tsdb_arrow.query.frames import TIME_DTYPE, FrameBuilder
 from tsdb_arrow.query.pushdown import analyse
-from tsdb_arrow.query.read import T_MAX, T_MIN, Samples, Snapshot, iter_samples, submit
+from tsdb_arrow.query.read import (
+    T_MAX,
+    T_MIN,
+    Payloads,
+    Samples,
+    Snapshot,
+    iter_samples,
+    submit,
+)
 
 DEFAULT_BATCH = 1 << 18
 #: Fewest samples decoded per internal batch: Polars asks for small frames (100,000 rows),
@@ -125,10 +133,18 @@ class Scan:
         return chosen, int(lo), int(hi)
 
     def samples(
-        self, chosen: pl.DataFrame, lo: int, hi: int, *, values: bool, batch_size: int
-    ) -> Generator[Samples, None, None]:
+        self,
+        chosen: pl.DataFrame,
+        lo: int,
+        hi: int,
+        *,
+        values: bool,
+        batch_size: int,
+        payloads: bool = False,
+    ) -> Generator[Samples | Payloads, None, None]:
         """The samples of ``chosen`` series in [lo, hi], in batches of runs of one series
-        (the snapshot is held until the generator is exhausted or closed)."""
+        (the snapshot is held until the generator is exhausted or closed); ``payloads``:
+        batches of stored chunks as they are stored (``iter_samples``)."""
         refs = chosen[REF].to_numpy()
         if len(refs) == 0 or lo > hi:
             return
@@ -143,6 +159,7 @@ class Scan:
                 batch_size=batch_size,
                 cache=self.cache,
                 pool=self.pool,
+                payloads=payloads,
             )
         finally:
             release()

@@ -10,11 +10,13 @@ call needs ``Authorization: Bearer <token>`` (a middleware refuses it before any
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +39,9 @@ log = logging.getLogger("tsdb_arrow.server")
 DEFAULT_FLIGHT = "127.0.0.1:8815"
 #: Most rows per streamed batch (16 bytes each with values): a few MiB per gRPC message.
 STREAM_BATCH = 1 << 20
+#: Seconds without a batch sent after which a select stream counts as stalled at a stop: its
+#: client stopped reading, and waiting for it would only delay the stop by the whole grace.
+STALLED_AFTER = 1.0
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -104,6 +109,40 @@ class FlightService(flight.FlightServerBase):
             middleware=middleware,
         )
         self.db = db
+        self._calls_lock = threading.Lock()
+        self._changing = 0  # do_put and do_action calls running
+        self._streams: dict[int, float] = {}  # select stream -> when it last sent a batch
+
+    def draining(self, now: float) -> bool:
+        """Whether a call is still doing something worth waiting for at a stop: a write or an
+        action, or a select stream that sent a batch in the last ``STALLED_AFTER`` s."""
+        with self._calls_lock:
+            recent = any(now - t < STALLED_AFTER for t in self._streams.values())
+            return self._changing > 0 or recent
+
+    @contextlib.contextmanager
+    def _changing_call(self) -> Iterator[None]:
+        with self._calls_lock:
+            self._changing += 1
+        try:
+            yield
+        finally:
+            with self._calls_lock:
+                self._changing -= 1
+
+    def _tracked(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """``batches`` with each one's time noted, for :meth:`draining`."""
+        key = id(batches)
+        with self._calls_lock:
+            self._streams[key] = time.monotonic()
+        try:
+            for batch in batches:
+                yield batch
+                with self._calls_lock:
+                    self._streams[key] = time.monotonic()
+        finally:
+            with self._calls_lock:
+                self._streams.pop(key, None)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -129,13 +168,23 @@ class FlightService(flight.FlightServerBase):
         # Batches sized as a local select's: the client's frames of them then fit the same
         # recycled buffers (label views cost 16 bytes a row and label).
         size = min(decode_batch(request.columns, request.limit), STREAM_BATCH)
-        batches = scan.samples(chosen, lo, hi, values=request.values, batch_size=size)
-        return flight.GeneratorStream(schema, _stream(schema, batches, request.limit))
+        # Stored chunks go as they are (the client decodes them) unless rows are counted here.
+        payloads = request.payloads and request.limit is None
+        batches = scan.samples(
+            chosen, lo, hi, values=request.values, batch_size=size, payloads=payloads
+        )
+        return flight.GeneratorStream(
+            schema, self._tracked(_stream(schema, batches, request.limit))
+        )
 
     @_mapped
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[bytes]:
+        with self._changing_call():
+            return self._action(action)
+
+    def _action(self, action: flight.Action) -> Iterator[bytes]:
         body = wire.read_command(action.body.to_pybytes() if action.body else b"")
         kind = action.type
         db = self.db
@@ -210,6 +259,15 @@ class FlightService(flight.FlightServerBase):
     def do_put(
         self,
         context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        with self._changing_call():
+            self._put(descriptor, reader, writer)
+
+    def _put(
+        self,
         descriptor: flight.FlightDescriptor,
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
@@ -290,14 +348,27 @@ def _predicate(serialized: str | None) -> pl.Expr | None:
 
 def _stream(
     schema: pa.Schema, batches: Iterator[Any], limit: int | None
-) -> Iterator[pa.RecordBatch]:
-    """The record batches of decoded sample batches, at most ``limit`` rows in all."""
+) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
+    """The record batches of sample batches, at most ``limit`` rows in all; stored chunks
+    (``Payloads``, never with a limit) as an empty batch with the chunks as app metadata."""
+    from tsdb_arrow.query.read import Payloads
+
     remaining = limit
     if limit == 0:
         batches.close()
         return
+    no_rows = wire.samples_batch(
+        schema,
+        np.zeros(0, np.int64),
+        np.zeros(0) if VALUE in schema.names else None,
+        np.zeros(0, np.uint64),
+        np.zeros(0, np.int64),
+    )
     try:
         for samples in batches:
+            if isinstance(samples, Payloads):
+                yield no_rows, wire.payloads_bytes(samples)
+                continue
             n = len(samples)
             if remaining is not None and n > remaining:
                 n = remaining
@@ -354,12 +425,20 @@ class FlightListener:
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new calls, let running ones finish (up to ``grace`` seconds), close the
-        socket. A call still running then (a client that stopped reading a stream) ends with
-        an error once the database closes."""
+        socket. Writes and actions are waited for; a select stream only while it sends: one
+        whose client stopped reading (nothing sent for ``STALLED_AFTER`` s) is not, and ends
+        with an error once the database closes, as does any call still running after
+        ``grace``."""
         stopping = threading.Thread(target=self._service.shutdown, daemon=True)
         stopping.start()
-        stopping.join(grace)
+        deadline = time.monotonic() + grace
+        while stopping.is_alive() and time.monotonic() < deadline:
+            stopping.join(min(0.05, max(deadline - time.monotonic(), 0)))
+            if not self._service.draining(time.monotonic()):
+                break
         if stopping.is_alive():
             log.warning(
-                "Flight calls still running after %.0f s; the database closes anyway", grace
+                "Flight calls still running at the stop (select streams whose clients stopped "
+                "reading, or calls past the %.0f s grace); the database closes anyway",
+                grace,
             )
