@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import socket
+import sys
 import threading
 import time
 
@@ -16,7 +18,7 @@ import pytest
 
 import tsdb_arrow as ta
 from tsdb_arrow.promql.values import InstantVector, Steps
-from tsdb_arrow.server import prom_json
+from tsdb_arrow.server import prom_http, prom_json
 from tsdb_arrow.server.prom_http import PromHttpServer
 
 STEPS = Steps(1_700_000_000_500, 1_700_000_000_500 + 399 * 15_000, 15_000)
@@ -182,3 +184,23 @@ def test_client_leaving_mid_stream_stops_the_writing(streamed, monkeypatch):
     assert len(calls) == written < 20  # ~60 series in ~20 kB pieces would be ~60 pieces
     monkeypatch.setattr(prom_json, "_matrix_piece", piece)
     assert get(server)[2] == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_queries_run_in_threads_that_yield_the_cpu(tmp_path):
+    """Evaluation and encoding run at ``QUERY_NICE`` more niceness than the server."""
+    seen = []
+
+    class Recording(Engine):
+        def __call__(self, db, expr, steps, *, lookback, limits):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().__call__(db, expr, steps, lookback=lookback, limits=limits)
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with ta.open(tmp_path / "db") as db:
+        server = PromHttpServer(db, "127.0.0.1:0", engine=Recording())
+        try:
+            assert get(server)[0] == 200
+        finally:
+            server.stop()
+    assert seen == [min(base + prom_http.QUERY_NICE, 19)]
