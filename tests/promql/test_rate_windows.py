@@ -50,8 +50,9 @@ def reference(ts, values, lo, hi, ends, range_ms, is_counter, is_rate):
 @settings(deadline=None, max_examples=60)
 @given(
     st.lists(
-        st.lists(st.one_of(st.integers(0, 50).map(float), st.just(float("nan"))),
-                 min_size=0, max_size=30),  # fmt: skip
+        st.lists(
+            st.one_of(st.integers(0, 50).map(float), st.just(float("nan"))), min_size=0, max_size=30
+        ),  # fmt: skip
         min_size=1,
         max_size=5,
     ),

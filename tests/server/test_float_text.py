@@ -94,10 +94,15 @@ def test_many_doubles_of_every_kind_match_repr():
         [
             random_bits.view(np.float64),
             rng.integers(-(2**53), 2**53, 20_000).astype(np.float64),
-            np.ldexp(rng.integers(1, 2_000, 40_000).astype(np.float64),
-                     rng.integers(-1100, 1000, 40_000)),  # fmt: skip
-            tens, np.nextafter(tens, 0), np.nextafter(tens, np.inf), -tens,
-            np.arange(1, 20_000) * 0.001, np.arange(1, 20_000) * 1e-7,
+            np.ldexp(
+                rng.integers(1, 2_000, 40_000).astype(np.float64), rng.integers(-1100, 1000, 40_000)
+            ),  # fmt: skip
+            tens,
+            np.nextafter(tens, 0),
+            np.nextafter(tens, np.inf),
+            -tens,
+            np.arange(1, 20_000) * 0.001,
+            np.arange(1, 20_000) * 1e-7,
         ]
     )
     got = texts(values)
