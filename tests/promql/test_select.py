@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tsdb_arrow as ta
+from tsdb_arrow.promql import select
 from tsdb_arrow.promql.select import load, selector_text
 
 LABEL_SETS = st.lists(
@@ -65,32 +66,53 @@ def test_load_nothing(db) -> None:
     assert samples.labels.height == 0 and np.array_equal(samples.timestamps, [])
 
 
-def test_load_when_series_change_between_select_and_series(db, monkeypatch) -> None:
-    """``db.series`` after ``db.select`` may list more series (new ones); were one missing,
-    the labels are read with the samples. Either way each series keeps its samples."""
-    db.write(
-        pl.DataFrame(
+def by_series(labels: pl.DataFrame, ts, values, offsets) -> dict:
+    """label set -> [(t, v), ...] of a split sample list."""
+    out = {}
+    for i, row in enumerate(labels.to_dicts()):
+        key = tuple(sorted((k, v) for k, v in row.items() if v is not None))
+        assert key not in out
+        lo, hi = offsets[i], offsets[i + 1]
+        out[key] = list(zip(ts[lo:hi].tolist(), values[lo:hi].tolist()))
+    return out
+
+
+def by_select(db, text: str, lo: int, hi: int) -> dict:
+    """The same from ``db.select``'s frame (series told apart by all their labels)."""
+    frame = db.select(text, start=lo, end=hi).collect()
+    names = [c for c in frame.columns if c not in ("timestamp", "value")]
+    out: dict = {}
+    for row in frame.with_columns(pl.col("timestamp").dt.epoch("ms")).to_dicts():
+        key = tuple(sorted((k, row[k]) for k in names if row[k] is not None))
+        out.setdefault(key, []).append((row["timestamp"], row["value"]))
+    return out
+
+
+def test_load_reads_blocks_head_and_batches_as_select(tmp_path, monkeypatch) -> None:
+    """Series split between read batches stay one; flushed blocks, the head over them and a
+    deletion are read as ``db.select`` reads them."""
+    monkeypatch.setattr(select, "_BATCH", 3)
+    rng = np.random.default_rng(1)
+
+    def frame(times: np.ndarray) -> pl.DataFrame:
+        n = len(times)
+        return pl.DataFrame(
             {
-                "__name__": ["m"] * 6,
-                "a": ["x", "x", "y", "y", "z", "z"],
-                "timestamp": [0, 1000] * 3,
-                "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                "__name__": ["m"] * n,
+                "a": rng.choice(["x", "y", "z"], n),
+                "b": pl.Series(rng.choice(["1", None], n), dtype=pl.String),
+                "timestamp": times,
+                "value": rng.random(n),
             }
         )
-    )
-    real = db.series
-    for fake in (
-        lambda text: real(text).head(2),  # one missing: its key value matches no series
-        lambda text: pl.concat(  # a new series, differing only by a new label
-            [real(text), real(text).head(1).with_columns(pl.lit("1").alias("b"))],
-            how="diagonal",
-        ),
-    ):
-        monkeypatch.setattr(db, "series", fake)
-        samples = load(db, promql_parser.parse("m"), 0, 2000)
-        got = {
-            row["a"]: samples.values[samples.offsets[i] : samples.offsets[i + 1]].tolist()
-            for i, row in enumerate(samples.labels.to_dicts())
-        }
-        assert got == {"x": [1.0, 2.0], "y": [3.0, 4.0], "z": [5.0, 6.0]}
-        assert set(samples.labels.columns) == {"__name__", "a"}
+
+    with ta.open(tmp_path / "db") as db:
+        db.write(frame(np.arange(0, 7_200_000 * 2, 60_000)))
+        db.flush()
+        db.write(frame(np.arange(30_000, 7_200_000 * 3, 90_000)))  # overlaps the blocks
+        db.delete('{a="x"}', start=1_000_000, end=2_000_000)
+        for lo, hi in [(0, 30_000_000), (1_500_000, 9_000_000), (5, 5)]:
+            samples = load(db, promql_parser.parse('m{a!="z"}'), lo, hi)
+            got = by_series(samples.labels, samples.timestamps, samples.values, samples.offsets)
+            assert got == by_select(db, '{__name__="m", a!="z"}', lo, hi)
+            assert samples.count == sum(len(v) for v in got.values())

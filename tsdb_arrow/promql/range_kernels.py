@@ -200,6 +200,12 @@ def extrapolated_rate(timestamps, values, lo, hi, window_ends, range_ms, is_coun
     out = np.zeros((n_series, n_steps), dtype=np.float64)
     ok = np.zeros((n_series, n_steps), dtype=np.bool_)
     seconds = range_seconds(range_ms)
+    # drops[k]: how many samples up to k are below the one before; a window without any is
+    # not walked (the correction adds nothing there)
+    drops = np.zeros(values.shape[0], dtype=np.int64)
+    if is_counter:
+        for k in range(1, values.shape[0]):
+            drops[k] = drops[k - 1] + (1 if values[k] < values[k - 1] else 0)
     for i in range(n_series):
         for j in range(n_steps):
             a = lo[i, j]
@@ -209,7 +215,7 @@ def extrapolated_rate(timestamps, values, lo, hi, window_ends, range_ms, is_coun
             first_t = timestamps[a]
             last_t = timestamps[b - 1]
             result = values[b - 1] - values[a]
-            if is_counter:
+            if is_counter and drops[b - 1] != drops[a]:
                 for k in range(a + 1, b):
                     if values[k] < values[k - 1]:
                         result += values[k - 1]

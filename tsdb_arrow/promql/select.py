@@ -51,74 +51,47 @@ def selector_text(node: object) -> str:
     return "{" + ", ".join(matchers) + "}"
 
 
-def _key_columns(series: pl.DataFrame) -> list[str]:
-    """Label columns that tell the series apart: one unique column when there is one, else
-    every column whose value varies (constant columns cannot start a new series)."""
-    if series.height <= 1:
-        return []
-    varying = [c for c in series.columns if series[c].n_unique() > 1]
-    for c in varying:
-        if series[c].null_count() == 0 and series[c].is_unique().all():
-            return [c]
-    return varying
+#: Samples per batch read for a selector: large, as the batches are concatenated anyway.
+_BATCH = 1 << 20
 
 
 def load(db: object, node: object, lo: int, hi: int) -> Samples:
     """Samples of the series matching ``node`` with timestamps in ``[lo, hi]`` (ms).
 
-    Rows come sorted by series, then time; a series starts where a label column telling the
-    series apart changes, so only those columns are read beside timestamps and values, and the
-    other labels are joined from ``db.series``. ``db.select`` fixes its series first and the
-    series index only grows, so ``db.series`` afterwards sees them all (and any added since);
-    were one missing all the same, the labels are read with the samples instead.
+    Read as ``db.select`` reads them, without a frame between: the database's batches of
+    (series ref, time)-sorted samples are concatenated, a series starts where the ref changes
+    (a series split between batches stays one), and its labels come from the same
+    ``db.series`` answer the read was planned from. When no series matches, the labels frame
+    is empty with the columns ``db.select`` would give.
     """
     text = selector_text(node)
-    start, end = np.datetime64(lo, "ms"), np.datetime64(hi, "ms")
-    lazy = db.select(text, start=start, end=end)  # type: ignore[attr-defined]
-    names = [c for c in lazy.collect_schema().names() if c not in ("timestamp", "value")]
-    series = db.series(text).drop(REF)  # type: ignore[attr-defined]
-    series = series.select(c for c in names if c in series.columns)
-    key = _key_columns(series)
-    frame = lazy.select("timestamp", "value", *key).collect()
-    if frame.height == 0:
-        empty = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-        return Samples(empty, np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64))
-    if series.height == 1 and not key:
-        starts, labels = np.zeros(1, np.int64), series
-    else:
-        if not key:  # no series left to tell them apart: a series went meanwhile
-            return _load_with_labels(lazy, names)
-        starts = _run_starts(frame, key)
-        hits = series.with_columns(pl.lit(True).alias("_hit"))
-        firsts = frame.select(key)[starts]
-        labels = firsts.join(hits, on=key, how="left", nulls_equal=True, maintain_order="left")
-        if labels.height != starts.size or labels["_hit"].null_count():
-            return _load_with_labels(lazy, names)
-        labels = labels.select(series.columns)
-    return _samples(frame, starts, labels)
+    series = db.series(text)  # type: ignore[attr-defined]
+    if series.height == 0:
+        lazy = db.select(text, start=lo, end=hi)  # type: ignore[attr-defined]
+        names = [c for c in lazy.collect_schema().names() if c not in ("timestamp", "value")]
+        return _empty(pl.DataFrame(schema=dict.fromkeys(names, pl.String)))
+    scan = db._scan(series, lo, hi)  # type: ignore[attr-defined]
+    ts, vals, run_refs, run_lengths = [], [], [], []
+    for batch in scan.samples(series, lo, hi, values=True, batch_size=_BATCH):
+        ts.append(batch.timestamps)
+        vals.append(batch.values)
+        run_refs.append(batch.run_refs)
+        run_lengths.append(batch.run_lengths)
+    if not ts:
+        return _empty(series.drop(REF).clear())
+    refs = np.concatenate(run_refs)
+    new = np.ones(len(refs), dtype=bool)
+    new[1:] = refs[1:] != refs[:-1]
+    ends = np.cumsum(np.concatenate(run_lengths).astype(np.int64))
+    offsets = np.r_[0, ends[np.r_[np.flatnonzero(new)[1:] - 1, len(refs) - 1]]]
+    known = series[REF].to_numpy()
+    order = np.argsort(known, kind="stable")
+    rows = order[np.searchsorted(known, refs[new], sorter=order)]
+    labels = series.drop(REF)[pl.Series(rows)]
+    timestamps = np.concatenate(ts).astype(np.int64, copy=False)
+    values = np.concatenate(vals).astype(np.float64, copy=False)
+    return Samples(labels, timestamps, values, offsets.astype(np.int64))
 
 
-def _run_starts(frame: pl.DataFrame, key: list[str]) -> np.ndarray:
-    """Rows where a new series starts: where any of ``key`` changes (the first row too)."""
-    if not key:
-        return np.zeros(1, np.int64)
-    changed = frame.select(
-        pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift()) for c in key])
-    ).to_series()
-    is_start = changed.fill_null(True).to_numpy().copy()
-    is_start[0] = True
-    return np.flatnonzero(is_start)
-
-
-def _load_with_labels(lazy: pl.LazyFrame, names: list[str]) -> Samples:
-    """The slow, always right path: every label column read with the samples."""
-    frame = lazy.collect()
-    starts = _run_starts(frame, names)
-    return _samples(frame, starts, frame.select(names)[starts])
-
-
-def _samples(frame: pl.DataFrame, starts: np.ndarray, labels: pl.DataFrame) -> Samples:
-    offsets = np.r_[starts, frame.height].astype(np.int64)
-    timestamps = frame["timestamp"].dt.epoch("ms").to_numpy().astype(np.int64, copy=False)
-    values = frame["value"].to_numpy().astype(np.float64, copy=False)
-    return Samples(labels, timestamps, values, offsets)
+def _empty(labels: pl.DataFrame) -> Samples:
+    return Samples(labels, np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64))

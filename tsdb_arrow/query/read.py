@@ -66,17 +66,42 @@ class Samples:
         return np.repeat(self.run_refs, self.run_lengths)
 
     def where(self, keep: np.ndarray) -> Samples:
-        """The rows where ``keep`` is true, runs shortened (and dropped when emptied)."""
-        kept = np.concatenate(([0], np.cumsum(keep)))
-        ends = np.cumsum(self.run_lengths)
-        lengths = kept[ends] - kept[ends - self.run_lengths]
-        nonempty = lengths > 0
-        return Samples(
-            self.timestamps[keep],
-            self.values[keep] if self.values is not None else None,
-            self.run_refs[nonempty],
-            lengths[nonempty],
+        """The rows where ``keep`` is true, runs shortened (and dropped when emptied); in a
+        kernel that releases the GIL (a query's batches are millions of rows)."""
+        has_values = self.values is not None
+        ts, vals, lengths = _compact(
+            self.timestamps,
+            self.values if has_values else self.timestamps.view(np.float64)[:0],
+            np.ascontiguousarray(self.run_lengths, dtype=np.int64),
+            np.ascontiguousarray(keep, dtype=np.bool_),
+            has_values,
         )
+        nonempty = lengths > 0
+        return Samples(ts, vals if has_values else None, self.run_refs[nonempty], lengths[nonempty])
+
+
+@nb.njit(cache=True, nogil=True)
+def _compact(timestamps, values, run_lengths, keep, has_values):
+    """The rows of ``keep`` (and of ``values`` when ``has_values``), and each run's count."""
+    n = 0
+    for k in range(keep.shape[0]):
+        n += keep[k]
+    ts = np.empty(n, dtype=timestamps.dtype)
+    vals = np.empty(n if has_values else 0, dtype=values.dtype)
+    lengths = np.empty(run_lengths.shape[0], dtype=np.int64)
+    o = 0
+    k = 0
+    for r in range(run_lengths.shape[0]):
+        start = o
+        for _ in range(run_lengths[r]):
+            if keep[k]:
+                ts[o] = timestamps[k]
+                if has_values:
+                    vals[o] = values[k]
+                o += 1
+            k += 1
+        lengths[r] = o - start
+    return ts, vals, lengths
 
 
 @dataclass

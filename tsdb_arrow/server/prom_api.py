@@ -64,7 +64,7 @@ MAX_POINTS = 11_000
 
 Engine = Callable[..., "Value"]
 #: What an endpoint returns: the encoded ``data``, its warnings and its infos.
-Result = tuple[str | memoryview, Sequence[str], Sequence[str]]
+Result = tuple[str | memoryview | prom_json.Stream, Sequence[str], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,11 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Answer:
-    """What an endpoint returns: HTTP status and the JSON body."""
+    """What an endpoint returns: HTTP status and the JSON body (a large one as a ``Stream``
+    written while it is sent)."""
 
     status: int
-    body: bytes
+    body: bytes | prom_json.Stream
     headers: tuple[tuple[str, str], ...] = ()
 
 

@@ -18,12 +18,16 @@ Routes: ``/api/v1/query``, ``query_range``, ``series``, ``labels``, ``label/<nam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
+import os
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,7 @@ from tsdb_arrow.errors import ServerError
 from tsdb_arrow.server.auth import bearer_ok
 from tsdb_arrow.server.group_write import GroupWriter
 from tsdb_arrow.server.prom_api import Answer, Engine, PromApi, QueryOptions, error_answer
+from tsdb_arrow.server.prom_json import Stream
 from tsdb_arrow.server.prom_params import BadData, parse_form
 
 if TYPE_CHECKING:
@@ -44,6 +49,9 @@ WRITE_WORKERS = 8
 LIGHT_WORKERS = 2
 #: Queries waiting for a slot beyond this many times ``max_concurrent`` are refused at once.
 QUEUE_FACTOR = 4
+#: The niceness of the query threads (Linux: per thread): evaluating and encoding a query
+#: takes the CPU that ingestion leaves, so a loop of heavy queries does not starve writes.
+QUERY_NICE = 10
 
 _QUERY = {"/api/v1/query": "query", "/api/v1/query_range": "query_range"}
 _LIGHT = {
@@ -58,17 +66,43 @@ _LIGHT = {
 _OPEN = {"/-/ready": b"tsdb-arrow is Ready.\n", "/-/healthy": b"tsdb-arrow is Healthy.\n"}
 
 
+def lower_priority() -> None:
+    """Give the calling thread ``QUERY_NICE`` more niceness (a no-op where threads cannot
+    have their own, or the OS refuses)."""
+    if QUERY_NICE and hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + QUERY_NICE)
+
+
 class _Disconnected(Exception):
     """The client went away before its body arrived."""
 
 
 def gzipped(answer: Answer, accept: str) -> Answer:
-    """``answer`` gzip-compressed when the client accepts it and the body is worth it."""
-    if len(answer.body) < GZIP_MIN_BYTES or "gzip" not in accept.lower():
+    """``answer`` gzip-compressed when the client accepts it and the body is worth it (a
+    streamed body piece by piece, as it is written)."""
+    if "gzip" not in accept.lower():
         return answer
-    body = gzip.compress(answer.body, compresslevel=1, mtime=0)
     headers = answer.headers + (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding"))
-    return Answer(answer.status, body, headers)
+    if isinstance(answer.body, Stream):
+        return Answer(answer.status, Stream(_gzip_pieces(answer.body)), headers)
+    if len(answer.body) < GZIP_MIN_BYTES:
+        return answer
+    return Answer(answer.status, gzip.compress(answer.body, compresslevel=1, mtime=0), headers)
+
+
+def _gzip_pieces(body: Stream) -> Iterator[bytes]:
+    """One gzip member over the pieces of ``body``, compressed as they come."""
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    try:
+        for piece in body:
+            out = deflate.compress(piece)
+            if out:
+                yield out
+        yield deflate.flush()
+    finally:
+        body.close()
 
 
 class PromApp:
@@ -87,7 +121,9 @@ class PromApp:
         self.token = auth_token
         self.max_body_bytes = max_body_bytes
         slots = api.options.max_concurrent
-        self.queries = ThreadPoolExecutor(slots, thread_name_prefix="tsdb-arrow-query")
+        self.queries = ThreadPoolExecutor(
+            slots, thread_name_prefix="tsdb-arrow-query", initializer=lower_priority
+        )
         self.writes = ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="tsdb-arrow-write")
         self.light = ThreadPoolExecutor(LIGHT_WORKERS, thread_name_prefix="tsdb-arrow-api")
         self.group = GroupWriter(api.db)
@@ -103,8 +139,9 @@ class PromApp:
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        respond = _Responder(send, receive, head=scope["method"] == "HEAD", pool=self.queries)
         try:
-            answer = await self._route(scope, headers, receive)
+            answer = await self._route(scope, headers, receive, respond)
         except _Disconnected:
             return
         except Exception as exc:  # an answer, not a dropped connection; the log has the trace
@@ -114,23 +151,14 @@ class PromApp:
                 f"internal error: {type(exc).__name__}\n".encode(),
                 (("Content-Type", "text/plain"),),
             )
-        if scope["method"] == "HEAD":
-            answer = Answer(answer.status, b"", answer.headers)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": [
-                    (b"content-length", str(len(answer.body)).encode()),
-                    *((k.lower().encode(), v.encode()) for k, v in answer.headers),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer.body})
+        if answer is not None:
+            await respond(answer)
 
     async def _route(
-        self, scope: dict[str, Any], headers: dict[str, str], receive: Callable
-    ) -> Answer:
+        self, scope: dict[str, Any], headers: dict[str, str], receive: Callable,
+        respond: _Responder,
+    ) -> Answer | None:  # fmt: skip
+        """The request's answer, or None once a query has sent its own (``respond``)."""
         path, method = scope["path"], scope["method"]
         if path in _OPEN:
             if method not in ("GET", "HEAD"):
@@ -176,12 +204,13 @@ class PromApp:
             return gzipped(self.api.respond(function, *args), accept)
 
         if endpoint in _QUERY.values():
-            return await self._query(work)
+            return await self._query(work, respond)
         return await asyncio.get_running_loop().run_in_executor(self.light, work)
 
-    async def _query(self, work: Callable[[], Answer]) -> Answer:
+    async def _query(self, work: Callable[[], Answer], respond: _Responder | None) -> Answer | None:
         """Run a query in a free slot: wait while all are busy, refuse (503) when too many
-        wait or a slot does not free within the query timeout."""
+        wait or a slot does not free within the query timeout. With ``respond``, the answer is
+        sent while the slot is held (a streamed body is written in it) and None returned."""
         options = self.api.options
         if self._slots is None:
             self._slots = asyncio.Semaphore(options.max_concurrent)
@@ -195,7 +224,11 @@ class PromApp:
         finally:
             self._waiting -= 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.queries, work)
+            answer = await asyncio.get_running_loop().run_in_executor(self.queries, work)
+            if respond is None:
+                return answer
+            await respond(answer)
+            return None
         finally:
             self._slots.release()
 
@@ -215,7 +248,7 @@ class PromApp:
         if path == "/api/v1/read":
             from tsdb_arrow.server.remote_read import receive_read
 
-            return await self._query(lambda: receive_read(db, body, max_bytes=limit))
+            return await self._query(lambda: receive_read(db, body, max_bytes=limit), None)
         if self.receiver is None:
             return Answer(404, b"OTLP is not served here\n", (("Content-Type", "text/plain"),))
         from tsdb_arrow.server.prom_otlp import export_answer
@@ -248,6 +281,66 @@ class PromApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+class _Responder:
+    """Sends an ``Answer``: a ``bytes`` body with its length, a ``Stream`` in HTTP chunks,
+    each next piece written in ``pool`` while the one before is sent (at most two in memory;
+    uvicorn's flow control holds the writer back when the client reads slowly)."""
+
+    def __init__(self, send: Callable, receive: Callable, *, head: bool, pool: ThreadPoolExecutor):
+        self.send = send
+        self.receive = receive
+        self.head = head
+        self.pool = pool
+
+    async def __call__(self, answer: Answer) -> None:
+        body = answer.body
+        headers = [(k.lower().encode(), v.encode()) for k, v in answer.headers]
+        if not isinstance(body, Stream):
+            length = (b"content-length", str(len(body)).encode())
+            start = {"type": "http.response.start", "status": answer.status}
+            await self.send({**start, "headers": [length, *headers]})
+            await self.send({"type": "http.response.body", "body": b"" if self.head else body})
+            return
+        try:
+            await self.send({"type": "http.response.start", "status": answer.status,
+                             "headers": headers})  # fmt: skip
+            if not self.head:
+                await self._stream(body)
+                return
+            await self.send({"type": "http.response.body", "body": b""})
+        finally:
+            body.close()
+
+    async def _stream(self, body: Stream) -> None:
+        """The pieces of ``body`` until it ends or the client goes away. A piece that fails
+        to encode raises: uvicorn closes the connection, the client sees a cut body (never a
+        complete one missing data: the status line is already out)."""
+        loop = asyncio.get_running_loop()
+        pieces = iter(body)
+        gone = asyncio.ensure_future(_disconnect(self.receive))
+        piece = loop.run_in_executor(self.pool, next, pieces, None)
+        try:
+            while (chunk := await piece) is not None:
+                if gone.done():
+                    return
+                piece = loop.run_in_executor(self.pool, next, pieces, None)
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self.send({"type": "http.response.body", "body": b""})
+        except Exception as exc:
+            log.error("a streamed answer failed after its first piece (%s); closing", exc)
+            raise
+        finally:
+            gone.cancel()
+            if not piece.done():  # the stream is closed next: let its writer finish first
+                await asyncio.wait([piece])
+
+
+async def _disconnect(receive: Callable) -> None:
+    """Return once the client has gone away (the request body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _busy(options: QueryOptions) -> Answer:

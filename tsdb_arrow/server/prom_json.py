@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import mmap
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,9 +37,9 @@ def _strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _float_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Polars' shortest round-trip text of each float: the digits the kernels rewrite."""
-    return _strings(pl.Series(np.asarray(values, dtype=np.float64)).cast(pl.String))
+def _bits(values: np.ndarray) -> np.ndarray:
+    """The floats' uint64 view, what the kernels format (C-contiguous float64 first)."""
+    return np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
 
 
 def _string_series(offsets: np.ndarray, data: np.ndarray, name: str) -> pl.Series:
@@ -51,13 +51,13 @@ def _string_series(offsets: np.ndarray, data: np.ndarray, name: str) -> pl.Serie
 
 def format_values(values: np.ndarray) -> pl.Series:
     """Sample values as the strings Prometheus writes (Go's ``strconv.FormatFloat``)."""
-    from tsdb_arrow.server.json_kernels import numbers
+    from tsdb_arrow.server.float_text import float_texts
 
-    offsets, data = _float_texts(values)
-    out_offsets = np.empty(len(offsets), dtype=np.int64)
-    size = numbers(offsets, data, out_offsets, np.empty(0, np.uint8), False)
+    bits = _bits(np.ravel(values))
+    out_offsets = np.empty(len(bits) + 1, dtype=np.int64)
+    size = float_texts(bits, out_offsets, np.empty(0, np.uint8), False)
     out = np.empty(size, dtype=np.uint8)
-    numbers(offsets, data, out_offsets, out, True)
+    float_texts(bits, out_offsets, out, True)
     return _string_series(out_offsets, out, "value")
 
 
@@ -119,8 +119,7 @@ def _series_list(
         return "[]"
     m_offsets, m_data = _strings(metrics)
     ts = np.ascontiguousarray(ms, dtype=np.int64)
-    v_offsets, v_data = _float_texts(values)
-    args = (m_offsets, m_data, starts, ts, v_offsets, v_data, many)
+    args = (m_offsets, m_data, starts, ts, _bits(values), many)
     out = np.empty(series_list(*args, np.empty(0, np.uint8), False), dtype=np.uint8)
     series_list(*args, out, True)
     return out.tobytes().decode()
@@ -192,9 +191,10 @@ def _matrix(
     )
 
 
-def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str | memoryview:
+def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str | memoryview | Stream:
     """The ``data`` of a range query's answer: always a matrix (a scalar is one series without
-    labels); a vector's matrix as a view of the kernel's buffer, copied once, by ``success``."""
+    labels); a vector's matrix as a view of the kernel's buffer, copied once, by ``success``,
+    or as a ``Stream`` of pieces written while the first ones are sent when it is large."""
     times = steps.times
     if isinstance(value, Scalar):
         result = _series_list(
@@ -209,12 +209,35 @@ def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str | memoryv
     return _step_matrix(value, times, limit)
 
 
+class Stream:
+    """A body written while it is sent: iterating encodes and yields its pieces in order
+    (each a bytes-like object the caller may keep); ``join`` gives the whole body."""
+
+    def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
+        self._pieces = iter(pieces)
+
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        return self._pieces
+
+    def join(self) -> bytes:
+        """The whole body at once (tests, and clients that cannot take it in pieces)."""
+        return b"".join(self._pieces)
+
+    def close(self) -> None:
+        """Stop: the pieces not written yet never are."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
 _MATRIX_HEAD = b'{"resultType":"matrix","result":['
 #: Bytes around each series besides its metric object: ``{"metric":``, ``,"values":[``, ``]}``
 #: and the comma before it.
 _SERIES_BYTES = len(b'{"metric":,"values":[]},')
-#: Go's text of a float is at most this much longer than Polars' (``1e20`` is 21 digits).
-_NUMBER_GROWTH = 22
+#: A range matrix whose upper bound is larger than this is written and sent in pieces of
+#: about ``PIECE_BYTES``: the client reads the first series while the later ones are written.
+STREAM_BYTES = 8 * 2**20
+PIECE_BYTES = 4 * 2**20
 
 
 def _step_prefixes(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,41 +259,59 @@ def _buffer(size: int) -> np.ndarray:
     return np.frombuffer(pages, dtype=np.uint8)
 
 
-def _step_matrix(value: InstantVector, times: np.ndarray, limit: int) -> memoryview:
-    """A range query's matrix written in one kernel pass into a buffer sized by an upper
-    bound, the value texts indexed in place (no gather) when most steps have values."""
-    from tsdb_arrow.server.json_kernels import step_matrix
+def _step_matrix(value: InstantVector, times: np.ndarray, limit: int) -> memoryview | Stream:
+    """A range query's matrix: series with values, sorted by label set, written by the
+    ``step_matrix`` kernel into buffers sized by an upper bound, in one piece or several."""
+    from tsdb_arrow.server.float_text import MAX_BYTES
 
     present = np.ascontiguousarray(value.present, dtype=np.bool_)
-    values = np.ascontiguousarray(value.values, dtype=np.float64)
+    bits = _bits(value.values)
     counts = present.sum(axis=1, dtype=np.int64)
     order = _sorted(value.labels)
     rows = np.ascontiguousarray(_limited(order[counts[order] > 0], limit), dtype=np.int64)
     if len(rows) == 0:
         return memoryview(_MATRIX_HEAD + b"]}")
-    dense = 2 * int(counts.sum()) >= present.size
-    if dense:  # every cell's text, absent ones too: cheaper than gathering the present ones
-        v_offsets, v_data = _float_texts(values.reshape(-1))
-        row_starts = np.arange(present.shape[0], dtype=np.int64) * present.shape[1]
-    else:
-        v_offsets, v_data = _float_texts(values[present])
-        row_starts = _starts(counts)
     m_offsets, m_data = _strings(metric_objects(value.labels[pl.Series(rows)]))
     p_offsets, p_data = _step_prefixes(times)
-    points = int(counts[rows].sum())
-    per_point = int(np.diff(p_offsets).max()) + 3 + _NUMBER_GROWTH  # prefix, '"],', growth
-    bound = (
-        len(_MATRIX_HEAD) + 2 + len(rows) * _SERIES_BYTES + len(m_data)
-        + points * per_point + len(v_data)
-    )  # fmt: skip
-    out = _buffer(bound)
-    out[: len(_MATRIX_HEAD)] = np.frombuffer(_MATRIX_HEAD, dtype=np.uint8)
-    o = step_matrix(
-        m_offsets, m_data, rows, row_starts, present, dense, p_offsets, p_data, v_offsets,
-        v_data, out, len(_MATRIX_HEAD),
-    )  # fmt: skip
-    out[o : o + 2] = np.frombuffer(b"]}", dtype=np.uint8)
-    return memoryview(out[: o + 2]).toreadonly()
+    per_point = int(np.diff(p_offsets).max()) + MAX_BYTES + 3  # prefix, value, '"],'
+    bounds = _SERIES_BYTES + np.diff(m_offsets) + counts[rows] * per_point
+    ends = np.cumsum(bounds)
+    args = (m_offsets, m_data, rows)
+    if int(ends[-1]) <= STREAM_BYTES:
+        return _matrix_piece(args, 0, len(rows), bits, present, p_offsets, p_data, int(ends[-1]))
+    return Stream(_matrix_pieces(args, ends, bits, present, p_offsets, p_data))
+
+
+def _matrix_pieces(
+    args: tuple[np.ndarray, ...], ends: np.ndarray, bits: np.ndarray, present: np.ndarray,
+    p_offsets: np.ndarray, p_data: np.ndarray,
+) -> Iterator[memoryview]:  # fmt: skip
+    """The matrix's pieces of about ``PIECE_BYTES`` each, a series never split."""
+    first = 0
+    while first < len(ends):
+        done = int(ends[first - 1]) if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, done + PIECE_BYTES, side="right")))
+        bound = int(ends[last - 1]) - done
+        yield _matrix_piece(args, first, last, bits, present, p_offsets, p_data, bound)
+        first = last
+
+
+def _matrix_piece(
+    args: tuple[np.ndarray, ...], first: int, last: int, bits: np.ndarray, present: np.ndarray,
+    p_offsets: np.ndarray, p_data: np.ndarray, bound: int,
+) -> memoryview:  # fmt: skip
+    """Series ``rows[first:last]`` written by the kernel; the matrix's head before the first
+    series, its tail after the last."""
+    from tsdb_arrow.server.json_kernels import step_matrix
+
+    rows = args[2]
+    head = _MATRIX_HEAD if first == 0 else b""
+    tail = b"]}" if last == len(rows) else b""
+    out = _buffer(len(head) + bound + len(tail))
+    out[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+    o = step_matrix(*args, first, last, bits, present, p_offsets, p_data, out, len(head))
+    out[o : o + len(tail)] = np.frombuffer(tail, dtype=np.uint8)
+    return memoryview(out[: o + len(tail)]).toreadonly()
 
 
 def warm_up() -> None:
@@ -302,14 +343,24 @@ def json_object(obj: dict[str, Any]) -> str:
 
 
 def success(
-    data: str | bytes | memoryview, warnings: Sequence[str] = (), infos: Sequence[str] = ()
-) -> bytes:
-    """The success envelope around an encoded ``data`` (with Prometheus 3's ``infos``)."""
+    data: str | bytes | memoryview | Stream, warnings: Sequence[str] = (),
+    infos: Sequence[str] = (),
+) -> bytes | Stream:  # fmt: skip
+    """The success envelope around an encoded ``data`` (with Prometheus 3's ``infos``); a
+    ``Stream`` stays one, the envelope its first and last pieces."""
     extra = ',"warnings":' + strings(warnings) if warnings else ""
     extra += ',"infos":' + strings(infos) if infos else ""
     if isinstance(data, str):
         return ('{"status":"success","data":' + data + extra + "}").encode()
+    if isinstance(data, Stream):
+        return Stream(_enveloped(data, (extra + "}").encode()))
     return b"".join((b'{"status":"success","data":', data, (extra + "}").encode()))
+
+
+def _enveloped(data: Stream, tail: bytes) -> Iterator[bytes | memoryview]:
+    yield b'{"status":"success","data":'
+    yield from data
+    yield tail
 
 
 def error(error_type: str, message: str) -> bytes:
