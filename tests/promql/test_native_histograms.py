@@ -130,8 +130,36 @@ def test_script_histogram_notation():
     assert isinstance(first, TestHistogram) and first.positive == {-1: 1.0, 0: 2.0, 1: 1.0}
     assert second.positive == {-1: 1.0, 0: 2.0, 1: 0.0} and second.count == 3.0
     assert second.sum == 4.0
-    assert s.points[2:] == [None, 3.0, None]  # fractional counts cannot be stored
+    assert s.points[2:4] == [None, 3.0]
+    assert not s.points[4].storable  # fractional counts: kept for expected results, not loaded
     h = first.to_sample()
     assert (h.scale, h.count, h.positive_offset) == (0, 4, -2)
     assert h.positive_counts.tolist() == [1, 2, 1]
     assert not TestHistogram(count=3, positive={0: 1.0}).storable
+
+
+def test_query_frames_hold_histogram_samples(db):
+    frame = db.query("lat", 30_000).sort("job")
+    assert frame.columns == ["__name__", "job", "timestamp", "value", "histogram"]
+    assert frame["value"].to_list() == [None, None, 7.0]
+    a, b, f = frame["histogram"].to_list()
+    assert f is None
+    assert a == {"scale": 0, "count": 4.0, "zero_count": 0.0, "zero_threshold": 0.0,
+                 "positive_offset": -1, "positive_counts": [1.0, 2.0, 1.0],
+                 "negative_offset": 0, "negative_counts": [], "sum": 5.0,
+                 "min": a["min"], "max": a["max"]}
+    assert math.isnan(a["min"]) and math.isnan(a["max"])
+    assert (b["scale"], b["zero_count"], b["negative_counts"]) == (1, 1.0, [2.0])
+    # a range vector: raw samples of both kinds in the window, series by series in time order
+    raw = db.query("mixed[2m]", 90_000)
+    assert raw["value"].to_list() == [1.0, None]
+    assert raw["timestamp"].dt.epoch("ms").to_list() == [0, 60_000]
+    assert raw["histogram"][1]["positive_counts"] == [1.0, 2.0, 1.0]
+    # a range query: the histogram at every step the lookback reaches
+    steps = db.query_range("mixed", 0, 120_000, 60_000)
+    assert steps["value"].to_list() == [1.0, None, None]
+    assert [h is None for h in steps["histogram"].to_list()] == [True, False, False]
+
+
+def test_float_only_frames_have_no_histogram_column(db):
+    assert db.query('lat{job="f"}', 30_000).columns == ["__name__", "job", "timestamp", "value"]

@@ -22,7 +22,7 @@ import promql_parser
 from tsdb_arrow.errors import QueryError, QueryLimitError
 from tsdb_arrow.promql import annotations
 from tsdb_arrow.promql import labels as lab
-from tsdb_arrow.promql.native import NativeHistograms, load_histograms
+from tsdb_arrow.promql.native import HistogramRange, NativeHistograms, load_histograms
 from tsdb_arrow.promql.select import is_stale, load, selector_text
 from tsdb_arrow.promql.values import (
     Call,
@@ -236,7 +236,14 @@ class Evaluator:
             owner = np.repeat(np.arange(len(samples.labels)), np.diff(samples.offsets))
             counts = np.bincount(owner[keep], minlength=len(samples.labels))
             offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        return RangeVector(samples.labels, ts, vals, offsets, ends, rng)
+        rv = RangeVector(samples.labels, ts, vals, offsets, ends, rng)
+        hs = load_histograms(self.db, selector_text(selector), int(times.min()) - rng + 1,
+                             int(times.max()))
+        if hs is None:
+            return rv
+        self._count(hs.count)
+        rows = np.arange(hs.count, dtype=np.int64)
+        return range_with_histograms(rv, hs.labels, hs.timestamps, hs.offsets, rows, hs.pool)
 
     def _eval_SubqueryExpr(self, node: object, steps: Steps) -> Value:
         rng = to_ms(node.range)  # type: ignore[attr-defined]
@@ -263,7 +270,15 @@ class Evaluator:
         vals = inner.values[rows, cols]
         counts = np.bincount(rows, minlength=len(inner))
         offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        return RangeVector(inner.labels, ts, vals, offsets, ends, rng)
+        rv = RangeVector(inner.labels, ts, vals, offsets, ends, rng)
+        if not inner.has_histograms:
+            return rv
+        assert inner.hist is not None and inner.pool is not None
+        hrows, hcols = np.nonzero(inner.hist >= 0)
+        h_offsets = np.r_[0, np.cumsum(np.bincount(hrows, minlength=len(inner)))].astype(np.int64)
+        rv.hists = HistogramRange(inner_steps.times[hcols], h_offsets, inner.hist[hrows, hcols],
+                                  inner.pool)
+        return rv
 
     # -- calls, aggregations, operators -----------------------------------------------------
 
@@ -365,6 +380,37 @@ def with_histograms(
         np.concatenate([f_stamps, stamps[keep]]),
         np.concatenate([merged_hist, hist[keep]]),
         pool,
+    )
+
+
+def range_with_histograms(
+    rv: RangeVector, labels: pl.DataFrame, stamps: np.ndarray, offsets: np.ndarray,
+    rows: np.ndarray, pool: NativeHistograms,
+) -> RangeVector:
+    """``rv`` with the histogram samples of the series ``labels`` (series i's at
+    ``stamps[offsets[i]:offsets[i+1]]``, pool rows ``rows[...]``): a series with float samples
+    too keeps its row, the others are added without float samples."""
+    n_f = len(rv)
+    ids, _ = lab.group_ids(lab.tidy(lab.concat([rv.labels, labels])))
+    first = np.full(ids.size, -1, np.int64)
+    first[ids[:n_f][::-1]] = np.arange(n_f)[::-1]
+    target = first[ids[n_f:]]  # the row of each histogram series in the result
+    extra = target < 0
+    n_extra = int(extra.sum())
+    target[extra] = n_f + np.arange(n_extra)
+    new = labels.filter(pl.Series(extra))
+    all_labels = lab.concat([rv.labels, new]) if n_f else new
+    n = n_f + n_extra
+    lengths = np.zeros(n, np.int64)
+    lengths[target] = np.diff(offsets)
+    h_offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    # samples regrouped by result row, each series' samples staying in time order
+    owner = np.repeat(target, np.diff(offsets))
+    order = np.argsort(owner, kind="stable")
+    f_offsets = np.r_[rv.offsets, np.full(n_extra, rv.offsets[-1])].astype(np.int64)
+    return RangeVector(
+        all_labels, rv.timestamps, rv.values, f_offsets, rv.window_ends, rv.range,
+        HistogramRange(stamps[order], h_offsets, rows[order], pool),
     )
 
 

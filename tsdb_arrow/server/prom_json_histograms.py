@@ -1,0 +1,133 @@
+"""Prometheus API JSON of results that hold native histogram samples.
+
+Written as Prometheus 2.40+ and 3.x write them (``util/jsonutil.MarshalHistogram`` and the
+series codecs of ``web/api/v1``): a histogram is
+``{"count":"C","sum":"S","buckets":[[rule,"lower","upper","count"],...]}`` with its non-empty
+buckets (``promql/native_buckets.py``; no ``buckets`` key when there are none), an instant
+vector's histogram sample ``{"metric":{...},"histogram":[t,{...}]}``, and a matrix series
+``{"metric":{...},"values":[[t,"v"],...],"histograms":[[t,{...}],...]}`` (either list left
+out when empty). Texts are built with Polars string expressions over all samples at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from tsdb_arrow.promql.native import NativeHistograms
+from tsdb_arrow.server.prom_json import format_timestamps, format_values
+
+
+def _cat(*parts: str | pl.Expr) -> pl.Expr:
+    """The concatenation of literal texts and string expressions (null if one is null)."""
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
+
+
+def histogram_objects(pool: NativeHistograms, rows: np.ndarray) -> pl.Series:
+    """The JSON object of each pool row of ``rows``, in order."""
+    from tsdb_arrow.promql.native_buckets import bucket_list
+
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    b = bucket_list(pool, rows)
+    owner = np.repeat(np.arange(rows.size, dtype=np.int64), np.diff(b.starts))
+    buckets = (
+        pl.DataFrame({
+            "k": owner,
+            "rule": b.rule.astype(np.int64),
+            "lo": format_values(b.lower),
+            "hi": format_values(b.upper),
+            "c": format_values(b.count),
+        })
+        .select("k", _cat("[", pl.col("rule"), ',"', pl.col("lo"), '","', pl.col("hi"), '","',
+                          pl.col("c"), '"]').alias("b"))
+        .group_by("k", maintain_order=True)
+        .agg(pl.col("b").str.join(","))
+    )
+    heads = pl.DataFrame({
+        "k": np.arange(rows.size, dtype=np.int64),
+        "count": format_values(pool.count[rows]),
+        "sum": format_values(pool.sum[rows]),
+    })
+    return (
+        heads.join(buckets, on="k", how="left", maintain_order="left")
+        .select(
+            pl.concat_str(
+                _cat('{"count":"', pl.col("count"), '","sum":"', pl.col("sum"), '"'),
+                _cat(',"buckets":[', pl.col("b"), "]").fill_null(""),
+                pl.lit("}"),
+            ).alias("h")
+        )
+        .to_series()
+    )
+
+
+def _points(ms: np.ndarray, texts: pl.Series, *, quoted: bool) -> pl.Series:
+    """``[t,"v"]`` (``quoted``) or ``[t,{...}]`` per sample."""
+    frame = pl.DataFrame({"t": format_timestamps(ms), "v": texts})
+    q = '"' if quoted else ""
+    return frame.select(_cat("[", pl.col("t"), "," + q, pl.col("v"), q + "]")).to_series()
+
+
+def instant_samples(
+    metrics: pl.Series, ms: np.ndarray, values: np.ndarray, hist: np.ndarray,
+    pool: NativeHistograms | None,
+) -> str:
+    """``[{"metric":...,"value":[t,"v"]}, {"metric":...,"histogram":[t,{...}]}, ...]``: sample
+    k is ``metrics[k]`` at ``ms[k]``, the histogram of pool row ``hist[k]`` when that is not
+    -1, else the float ``values[k]``."""
+    if metrics.len() == 0:
+        return "[]"
+    is_h = hist >= 0
+    points = _points(ms, format_values(np.where(is_h, 0.0, values)), quoted=True)
+    if is_h.any():
+        assert pool is not None
+        objects = histogram_objects(pool, hist[is_h])
+        h_points = _points(ms[is_h], objects, quoted=False)
+        points = points.scatter(np.flatnonzero(is_h), h_points)
+    frame = pl.DataFrame({"m": metrics, "p": points, "h": is_h})
+    body = frame.select(
+        _cat(
+            '{"metric":', pl.col("m"), ',"',
+            pl.when(pl.col("h")).then(pl.lit("histogram")).otherwise(pl.lit("value")),
+            '":', pl.col("p"), "}",
+        ).str.join(",")
+    ).item()
+    return "[" + body + "]"
+
+
+def matrix_series(
+    metrics: pl.Series,
+    f_owner: np.ndarray, f_ms: np.ndarray, f_values: np.ndarray,
+    h_owner: np.ndarray, h_ms: np.ndarray, h_rows: np.ndarray, pool: NativeHistograms | None,
+) -> str:
+    """``[{"metric":...,"values":[...],"histograms":[...]}, ...]``: series i is
+    ``metrics[i]``, its float samples those with ``f_owner == i`` and its histogram samples
+    (pool rows ``h_rows``) those with ``h_owner == i``, each in time order; every series has
+    at least one sample."""
+    if metrics.len() == 0:
+        return "[]"
+    floats = pl.DataFrame({
+        "i": np.asarray(f_owner, np.int64),
+        "p": _points(f_ms, format_values(f_values), quoted=True),
+    }).group_by("i", maintain_order=True).agg(pl.col("p").str.join(",").alias("f"))
+    h_texts = (histogram_objects(pool, h_rows) if pool is not None and len(h_rows)
+               else pl.Series([], dtype=pl.String))
+    hists = pl.DataFrame({
+        "i": np.asarray(h_owner, np.int64),
+        "p": _points(h_ms, h_texts, quoted=False),
+    }).group_by("i", maintain_order=True).agg(pl.col("p").str.join(",").alias("h"))
+    series = pl.DataFrame({"i": np.arange(metrics.len(), dtype=np.int64), "m": metrics})
+    body = (
+        series.join(floats, on="i", how="left", maintain_order="left")
+        .join(hists, on="i", how="left", maintain_order="left")
+        .select(
+            pl.concat_str(
+                _cat('{"metric":', pl.col("m")),
+                _cat(',"values":[', pl.col("f"), "]").fill_null(""),
+                _cat(',"histograms":[', pl.col("h"), "]").fill_null(""),
+                pl.lit("}"),
+            ).str.join(",")
+        )
+        .item()
+    )
+    return "[" + body + "]"
