@@ -162,6 +162,12 @@ class Evaluator:
             return Scalar(-value.values)
         if isinstance(value, InstantVector):
             vec = InstantVector(lab.drop_name(value.labels), -value.values, value.present)
+            if value.has_histograms:
+                from tsdb_arrow.promql import native_ops
+
+                factor = np.full(value.present.shape, -1.0)
+                h = native_ops.scaled(value, factor, np.ones(factor.shape, bool))
+                vec = InstantVector(vec.labels, vec.values, h.present, None, h.hist, h.pool)
             return lab.merge_same_labels(vec)
         raise QueryError(f"unary minus is not defined on a {_type_name(value)}")
 
@@ -314,6 +320,14 @@ class Evaluator:
             param = self.eval(node.param, steps)  # type: ignore[attr-defined]
         where = annotations.position(node.param) if node.param is not None else ""  # type: ignore[attr-defined]
         op = str(node.op)  # type: ignore[attr-defined]
+        if vec.has_histograms and op in ("sum", "avg"):
+            from tsdb_arrow.promql import native_ops
+
+            modifier = node.modifier  # type: ignore[attr-defined]
+            names = list(modifier.labels) if modifier is not None else []
+            without = modifier is not None and str(modifier.type).endswith("Without")
+            ids, uniq = lab.group_ids(lab.grouping_keys(vec.labels, names, without=without))
+            return native_ops.aggregate(op, vec, ids, uniq, annotations.position(node.expr))  # type: ignore[attr-defined]
         if vec.has_histograms:
             vec = _histograms_in_aggregation(op, vec, node)
         return aggregate(op, vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
@@ -333,7 +347,7 @@ def _histograms_in_aggregation(op: str, vec: InstantVector, node: object) -> Ins
     """The vector an aggregation sees of native histogram samples: ``count`` and ``group``
     count them as samples; ``min``, ``max``, ``topk``, ``bottomk``, ``stddev``, ``stdvar``
     and ``quantile`` ignore them with Prometheus' info; the others see the floats only
-    (histogram sums are not implemented)."""
+    (``sum`` and ``avg`` go to ``native_ops.aggregate``)."""
     assert vec.hist is not None
     is_hist = vec.hist >= 0
     if op in ("count", "group"):

@@ -96,8 +96,22 @@ def _over_time(kind: int, keep_name: bool = False) -> Callable[[Call], Value]:
         rv = call.args[0]
         ts, vals, lo, hi = _windows(rv)
         out, ok = rk.over_time(ts, vals, lo, hi, kind)
+        if rv.hists is not None and kind == rk.LAST:
+            return _histogram_range("last_over_time", call, rv, (ts, lo, hi), out, ok,
+                                    keep_name=True)
         return _from_range(rv, out, ok, keep_name)
     return fn
+
+
+def _histogram_range(name: str, call: Call, rv: RangeVector, windows: tuple, out: np.ndarray,
+                     ok: np.ndarray, *, keep_name: bool = False) -> Value:
+    """A range function's float results with the results over histogram samples added."""
+    from tsdb_arrow.promql import native_range as nr
+
+    kind = {"rate": nr.RATE, "increase": nr.INCREASE, "delta": nr.DELTA, "irate": nr.IRATE,
+            "idelta": nr.IDELTA, "last_over_time": nr.LAST}[name]
+    ts, lo, hi = windows
+    return nr.combine(kind, rv, ts, lo, hi, out, ok, arg_position(call, 0), keep_name=keep_name)
 
 
 def _rate(is_counter: bool, is_rate: bool) -> Callable[[Call], Value]:
@@ -110,6 +124,8 @@ def _rate(is_counter: bool, is_rate: bool) -> Callable[[Call], Value]:
                                        is_rate)
         if is_counter:
             _check_counter_names(rv, ok, arg_position(call, 0))
+        if rv.hists is not None:
+            return _histogram_range(call.name, call, rv, (ts, lo, hi), out, ok)
         return _from_range(rv, out, ok)
     return fn
 
@@ -132,6 +148,8 @@ def _instant_rate(is_rate: bool) -> Callable[[Call], Value]:
         rv = call.args[0]
         ts, vals, lo, hi = _windows(rv)
         out, ok = rk.instant_rate(ts, vals, lo, hi, is_rate)
+        if rv.hists is not None:
+            return _histogram_range(call.name, call, rv, (ts, lo, hi), out, ok)
         return _from_range(rv, out, ok)
     return fn
 
