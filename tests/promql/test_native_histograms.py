@@ -253,3 +253,14 @@ def test_rate_family_over_histograms(counter_db):
     assert _at(counter_db, "histogram_count(increase(c[5m]))", 240_000) == {}
     v = evaluate(counter_db, "histogram_count(sum(increase(c[5m])))", Steps(240_000, 240_000, 0))
     assert v.values[0, 0] == 20.0
+
+
+def test_label_functions_keep_histograms(db):
+    replaced = _hists(db, 'label_replace(lat, "x", "$1", "job", "(.*)")')
+    assert set(replaced) == {"a", "b"} and replaced["a"].count == 4.0
+    assert set(_hists(db, 'label_join(lat, "x", "-", "job", "job")')) == {"a", "b"}
+    assert set(_hists(db, 'sort_by_label(lat, "job")')) == {"a", "b"}
+    # sort ignores histogram samples (Prometheus 3); timestamp() reads theirs
+    assert _hists(db, "sort(lat)") == {} and _at(db, "sort(lat)") == {"f": 7.0}
+    assert _at(db, "timestamp(lat)") == {"a": 0.0, "b": 0.0, "f": 0.0}
+    assert _at(db, 'timestamp(mixed)', 90_000) == {"m": 60.0}

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import QueryError
+from tsdb_arrow.promql import labels as lab
 from tsdb_arrow.promql import range_kernels as rk
 from tsdb_arrow.promql.annotations import info, warn
 from tsdb_arrow.promql.call_args import arg_position, check_args, n_steps, scalar_arg, string_arg
@@ -273,7 +274,10 @@ def _timestamp(call: Call) -> Value:
     times = iv.timestamps
     if times is None:
         times = np.broadcast_to(call.steps.times[None, :].astype(np.int64), iv.values.shape)
-    return finish(drop_name(iv.labels), np.asarray(times) / 1000.0, iv.present)
+    present = iv.present
+    if iv.has_histograms:  # the time of a histogram sample too
+        present = present | (iv.hist >= 0)  # type: ignore[operator]
+    return finish(drop_name(iv.labels), np.asarray(times) / 1000.0, present)
 
 
 def _time(call: Call) -> Value:
@@ -322,6 +326,8 @@ def _sort(descending: bool) -> Callable[[Call], Value]:
             return iv  # the evaluator warns that sorting a range query is ineffective
         v = iv.values[:, 0]
         order = np.argsort(-v if descending else v, kind="stable")
+        if iv.has_histograms:  # Prometheus' sort drops histogram samples
+            iv = InstantVector(iv.labels, iv.values, iv.present)
         return finish(iv.labels[order], iv.values[order], iv.present[order])
     return fn
 
@@ -332,15 +338,27 @@ def _sort_by_label(descending: bool) -> Callable[[Call], Value]:
         iv = call.args[0]
         names = [string_arg(call, i) for i in range(1, len(call.args))]
         order = sort_by_label_order(iv.labels, names, descending)
-        return finish(iv.labels[order], iv.values[order], iv.present[order])
+        return _relabelled(iv, iv.labels[order], order)
     return fn
+
+
+def _relabelled(iv: InstantVector, labels: pl.DataFrame,
+                order: np.ndarray | None = None) -> InstantVector:
+    """``iv``'s samples, histogram samples too, under new ``labels`` (rows of ``order``)."""
+    if order is None:
+        order = np.arange(len(iv))
+    if not iv.has_histograms:
+        return finish(labels, iv.values[order], iv.present[order])
+    vec = InstantVector(labels, iv.values[order], iv.present[order], None,
+                        iv.hist[order], iv.pool)  # type: ignore[index]
+    return lab.merge_same_labels(lab.only_present(vec))
 
 
 def _label_replace(call: Call) -> Value:
     check_args(call, (InstantVector, String, String, String, String))
     iv = call.args[0]
     labels = label_replace(iv.labels, *(string_arg(call, i) for i in range(1, 5)))
-    return finish(labels, iv.values, iv.present)
+    return _relabelled(iv, labels)
 
 
 def _label_join(call: Call) -> Value:
@@ -348,7 +366,7 @@ def _label_join(call: Call) -> Value:
     iv = call.args[0]
     sources = [string_arg(call, i) for i in range(3, len(call.args))]
     labels = label_join(iv.labels, string_arg(call, 1), string_arg(call, 2), sources)
-    return finish(labels, iv.values, iv.present)
+    return _relabelled(iv, labels)
 
 
 def _absent(call: Call) -> Value:
