@@ -264,3 +264,22 @@ def test_label_functions_keep_histograms(db):
     assert _hists(db, "sort(lat)") == {} and _at(db, "sort(lat)") == {"f": 7.0}
     assert _at(db, "timestamp(lat)") == {"a": 0.0, "b": 0.0, "f": 0.0}
     assert _at(db, 'timestamp(mixed)', 90_000) == {"m": 60.0}
+
+
+def test_over_time_functions_over_histograms(counter_db, db):
+    from tsdb_arrow.promql import annotations
+
+    total = _hists(counter_db, "sum_over_time(c[5m])", 240_000)[None]
+    assert total.count == 36.0 and total.positive == {0: 9.0, 1: 18.0, 2: 9.0}
+    mean = _hists(counter_db, "avg_over_time(c[5m])", 240_000)[None]
+    assert math.isclose(mean.count, 36.0 / 5) and math.isclose(mean.sum, 9.0)
+    assert _at(counter_db, "count_over_time(c[5m])", 240_000) == {}
+    v = evaluate(counter_db, "count_over_time(c[5m])", Steps(240_000, 240_000, 0))
+    assert v.values.tolist() == [[5.0]]
+    # mixed: one float at 0 s and one histogram at 60 s
+    assert _at(db, "count_over_time(mixed[2m])", 90_000) == {"m": 2.0}
+    assert _at(db, "present_over_time(mixed[2m])", 90_000) == {"m": 1.0}
+    with annotations.collect() as notes:
+        assert _hists(db, "sum_over_time(mixed[2m])", 90_000) == {}
+    assert notes.warnings == ['PromQL warning: encountered a mix of histograms and floats for '
+                              'metric name "mixed" (1:15)']

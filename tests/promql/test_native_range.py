@@ -1,4 +1,4 @@
-"""``rate``/``increase``/``delta``/``irate``/``idelta``/``last_over_time`` over native
+"""``rate``/``increase``/``delta``/``irate``/``idelta``/``*_over_time`` over native
 histograms (``native_range``) against a slow reference of Prometheus' ``histogramRate``,
 ``instantValue`` and ``extrapolatedRate``, written with dicts, one window at a time."""
 
@@ -51,6 +51,9 @@ def _reference(kind: int, ts: list[int], hs: list[Dense], end: int, rng: int) ->
     win = [(t, h) for t, h in zip(ts, hs, strict=True) if end - rng < t <= end]
     if kind == nr.LAST:
         return _combine([(win[-1][1], 1.0)]) if win else None
+    if kind in (nr.SUM, nr.AVG):
+        w = 1.0 if kind == nr.SUM else 1.0 / max(len(win), 1)
+        return _combine([(h, w) for _, h in win]) if win else None
     if len(win) < 2:
         return None
     if kind in (nr.IRATE, nr.IDELTA):
@@ -107,7 +110,8 @@ def _series(draw) -> tuple[list[int], list[ExponentialHistogram]]:
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_series(), min_size=1, max_size=3),
-       st.sampled_from([nr.RATE, nr.INCREASE, nr.DELTA, nr.IRATE, nr.IDELTA, nr.LAST]),
+       st.sampled_from([nr.RATE, nr.INCREASE, nr.DELTA, nr.IRATE, nr.IDELTA, nr.LAST, nr.SUM,
+                        nr.AVG]),
        st.sampled_from([30_000, 60_000, 120_000]))
 def test_range_functions_match_the_reference(series, kind, rng):
     stamps = np.array([t for ts, _ in series for t in ts], np.int64)

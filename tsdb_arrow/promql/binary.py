@@ -324,8 +324,8 @@ def _pair_histograms(
 
     steps = np.broadcast_to(np.arange(match.shape[1])[None, :], match.shape)
     partner = np.maximum(match, 0)
-    m_hist = native_ops._hist(many)
-    o_hist = np.where(matched, native_ops._hist(one)[partner, steps], -1)
+    m_hist = native_ops.hist_of(many)
+    o_hist = np.where(matched, native_ops.hist_of(one)[partner, steps], -1)
     m_float = matched & many.present
     o_float = matched & one.present[partner, steps]
     any_h = (m_hist >= 0) | (o_hist >= 0)

@@ -97,11 +97,17 @@ def _over_time(kind: int, keep_name: bool = False) -> Callable[[Call], Value]:
         rv = call.args[0]
         ts, vals, lo, hi = _windows(rv)
         out, ok = rk.over_time(ts, vals, lo, hi, kind)
-        if rv.hists is not None and kind == rk.LAST:
-            return _histogram_range("last_over_time", call, rv, (ts, lo, hi), out, ok,
-                                    keep_name=True)
+        if rv.hists is not None and kind in _HISTOGRAM_OVER_TIME:
+            return _histogram_range(_HISTOGRAM_OVER_TIME[kind], call, rv, (ts, lo, hi), out,
+                                    ok, keep_name=keep_name)
         return _from_range(rv, out, ok, keep_name)
     return fn
+
+
+# *_over_time functions that read histogram samples too (the others see the floats only).
+_HISTOGRAM_OVER_TIME = {rk.LAST: "last_over_time", rk.SUM: "sum_over_time",
+                        rk.AVG: "avg_over_time", rk.COUNT: "count_over_time",
+                        rk.PRESENT: "present_over_time"}
 
 
 def _histogram_range(name: str, call: Call, rv: RangeVector, windows: tuple, out: np.ndarray,
@@ -110,7 +116,9 @@ def _histogram_range(name: str, call: Call, rv: RangeVector, windows: tuple, out
     from tsdb_arrow.promql import native_range as nr
 
     kind = {"rate": nr.RATE, "increase": nr.INCREASE, "delta": nr.DELTA, "irate": nr.IRATE,
-            "idelta": nr.IDELTA, "last_over_time": nr.LAST}[name]
+            "idelta": nr.IDELTA, "last_over_time": nr.LAST, "sum_over_time": nr.SUM,
+            "avg_over_time": nr.AVG, "count_over_time": nr.COUNT,
+            "present_over_time": nr.PRESENT}[name]
     ts, lo, hi = windows
     return nr.combine(kind, rv, ts, lo, hi, out, ok, arg_position(call, 0), keep_name=keep_name)
 

@@ -22,7 +22,7 @@ from tsdb_arrow.promql.native_kernels import _upper
 
 
 @nb.njit(cache=True, nogil=True)
-def _widen(r, t, scale, zc, zt, po, ps, pc, no, ns, nc):
+def widen_threshold(r, t, scale, zc, zt, po, ps, pc, no, ns, nc):
     """Prometheus' ``zeroCountForLargerThreshold`` of row ``r``: the threshold ``t`` widened
     to the upper bound of a populated bucket it falls in (``t`` itself when none)."""
     if t <= zt[r]:
@@ -64,7 +64,7 @@ def _plan(k0, k1, rows, scale, zc, zt, po, ps, pc, no, ns, nc):
     while changed:
         changed = False
         for k in range(k0, k1):
-            w = _widen(rows[k], t, scale, zc, zt, po, ps, pc, no, ns, nc)
+            w = widen_threshold(rows[k], t, scale, zc, zt, po, ps, pc, no, ns, nc)
             if w != t:
                 t, changed = w, True
     p_lo, p_hi, n_lo, n_hi = 0, 0, 0, 0

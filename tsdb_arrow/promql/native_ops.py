@@ -22,7 +22,7 @@ from tsdb_arrow.promql.values import InstantVector
 MIXED_AGGREGATION = "PromQL warning: encountered a mix of histograms and floats for aggregation"
 
 
-def _hist(vec: InstantVector) -> np.ndarray:
+def hist_of(vec: InstantVector) -> np.ndarray:
     """``vec.hist`` or all -1."""
     return vec.hist if vec.hist is not None else np.full(vec.present.shape, -1, np.int64)
 
@@ -53,7 +53,7 @@ def aggregate(op: str, vec: InstantVector, ids: np.ndarray, uniq: pl.DataFrame,
     assert vec.pool is not None
     n_groups = uniq.height if len(vec) else 0
     n_steps = vec.present.shape[1]
-    hist = _hist(vec)
+    hist = hist_of(vec)
     is_h = hist >= 0
     floats = vec.present & ~is_h
     out, has = kernels.grouped(_REDUCERS.index(op), ids, n_groups, vec.values, floats)
@@ -79,7 +79,7 @@ def scaled(vec: InstantVector, factor: np.ndarray, keep: np.ndarray) -> InstantV
     """``vec`` with each histogram cell multiplied by ``factor`` (``[series, step]``) where
     ``keep``, dropped elsewhere; float cells as they are."""
     assert vec.pool is not None
-    hist = _hist(vec)
+    hist = hist_of(vec)
     is_h = (hist >= 0) & keep
     rows, cols = np.nonzero(is_h)
     cells = rows * hist.shape[1] + cols

@@ -1,4 +1,5 @@
-"""``rate``, ``increase``, ``delta``, ``irate``, ``idelta`` and ``last_over_time`` over the
+"""``rate``, ``increase``, ``delta``, ``irate``, ``idelta``, ``sum_over_time``,
+``avg_over_time``, ``last_over_time``, ``count_over_time`` and ``present_over_time`` over the
 native histogram samples of a range vector.
 
 Prometheus' ``histogramRate`` and ``instantValue`` make each result a weighted sum of the
@@ -18,11 +19,11 @@ from tsdb_arrow.promql import labels as lab
 from tsdb_arrow.promql import range_kernels as rk
 from tsdb_arrow.promql.annotations import warn
 from tsdb_arrow.promql.native import HistogramRange, NativeHistograms
-from tsdb_arrow.promql.native_arith import _widen, weighted_sums
+from tsdb_arrow.promql.native_arith import weighted_sums, widen_threshold
 from tsdb_arrow.promql.native_kernels import _upper
 from tsdb_arrow.promql.values import InstantVector, RangeVector
 
-RATE, INCREASE, DELTA, IRATE, IDELTA, LAST = range(6)
+RATE, INCREASE, DELTA, IRATE, IDELTA, LAST, SUM, AVG, COUNT, PRESENT = range(10)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -31,7 +32,7 @@ def _reset(p, c, scale, count, zc, zt, po, ps, pc, no, ns, nc):
     if count[c] < count[p] or scale[c] > scale[p] or zt[c] < zt[p]:
         return True
     t = zt[c]
-    if _widen(p, t, scale, zc, zt, po, ps, pc, no, ns, nc) != t:
+    if widen_threshold(p, t, scale, zc, zt, po, ps, pc, no, ns, nc) != t:
         return True
     pz = zc[p]
     if zt[p] != t:
@@ -90,6 +91,17 @@ def _members(ts, rows, lo, hi, is_reset, count, ends, range_ms, kind, fill, star
     for i in range(n_series):
         for j in range(n_steps):
             a, b = lo[i, j], hi[i, j]
+            if kind == SUM or kind == AVG:
+                if b - a < 1:
+                    continue
+                if fill:
+                    starts[n], cells[n] = m, i * n_steps + j
+                    for k in range(a, b):
+                        m_rows[m + k - a] = rows[k]
+                        m_weights[m + k - a] = 1.0 if kind == SUM else 1.0 / (b - a)
+                m += b - a
+                n += 1
+                continue
             if kind == LAST:
                 if b - a < 1:
                     continue
@@ -190,16 +202,22 @@ def combine(
     out: np.ndarray, ok: np.ndarray, where: str, *, keep_name: bool = False,
 ) -> InstantVector:
     """The float results ``out``/``ok`` of a range function over ``rv`` with its histogram
-    results added: ``last_over_time`` takes the later sample of either kind; the others give
-    nothing for a window holding both kinds, with Prometheus' warning."""
+    results added: ``last_over_time`` takes the later sample of either kind,
+    ``count_over_time`` and ``present_over_time`` count both kinds; the others give nothing
+    for a window holding both kinds, with Prometheus' warning."""
     h = rv.hists
     assert h is not None
     ends = np.ascontiguousarray(rv.window_ends, np.int64)
     h_lo, h_hi = rk.window_bounds(np.ascontiguousarray(h.timestamps, np.int64),
                                   np.ascontiguousarray(h.offsets, np.int64), ends,
                                   np.int64(rv.range))
-    hist, pool = evaluate(kind, h, h_lo, h_hi, ends, rv.range)
     has_f, has_h = f_hi > f_lo, h_hi > h_lo
+    if kind in (COUNT, PRESENT):  # samples of both kinds count
+        n = (f_hi - f_lo) + (h_hi - h_lo)
+        values = n.astype(np.float64) if kind == COUNT else np.ones(n.shape)
+        return lab.merge_same_labels(lab.only_present(
+            InstantVector(lab.drop_name(rv.labels), values, n > 0)))
+    hist, pool = evaluate(kind, h, h_lo, h_hi, ends, rv.range)
     if kind == LAST:
         never = np.iinfo(np.int64).min
         f_last = np.where(has_f, np.r_[f_ts, never][np.maximum(f_hi - 1, 0)], never)
@@ -210,11 +228,11 @@ def combine(
     else:
         mixed = has_f & has_h
         if mixed.any():
+            i = int(np.flatnonzero(mixed.any(axis=1))[0])
             names = rv.labels["__name__"] if "__name__" in rv.labels.columns else None
-            for i in np.flatnonzero(mixed.any(axis=1))[:1].tolist():
-                name = "" if names is None or names[i] is None else names[i]
-                warn("PromQL warning: encountered a mix of histograms and floats for metric "
-                     f'name "{name}"{where}')
+            name = "" if names is None or names[i] is None else names[i]
+            warn("PromQL warning: encountered a mix of histograms and floats for metric "
+                 f'name "{name}"{where}')
             ok = ok & ~mixed
             hist = np.where(mixed, -1, hist)
     labels = rv.labels if keep_name else lab.drop_name(rv.labels)
