@@ -11,11 +11,12 @@ out when empty). Texts are built with Polars string expressions over all samples
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import polars as pl
 
 from tsdb_arrow.promql.native import NativeHistograms
-from tsdb_arrow.server.prom_json import format_timestamps, format_values
+from tsdb_arrow.server.prom_json import _string_series, _strings, format_timestamps, format_values
 
 
 def _cat(*parts: str | pl.Expr) -> pl.Expr:
@@ -23,42 +24,92 @@ def _cat(*parts: str | pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
 
 
+@nb.njit(cache=True, nogil=True)
+def _write_objects(n, starts, rule, t_off, t_data, out_off, out, fill):
+    """Write (``fill``) or measure the JSON object of each of ``n`` histograms: texts
+    ``0..n`` are the counts, ``n..2n`` the sums, then per bucket lower, upper, count (three
+    consecutive texts), buckets of histogram k at ``starts[k]..starts[k+1]``."""
+    o = 0
+
+    def put(o, text):  # noqa: ANN001, ANN202
+        for ch in text:
+            if fill:
+                out[o] = ch
+            o += 1
+        return o
+
+    def put_text(o, i):  # noqa: ANN001, ANN202
+        for b in range(t_off[i], t_off[i + 1]):
+            if fill:
+                out[o] = t_data[b]
+            o += 1
+        return o
+
+    head_count = np.frombuffer(b'{"count":"', np.uint8)
+    head_sum = np.frombuffer(b'","sum":"', np.uint8)
+    head_buckets = np.frombuffer(b'","buckets":[', np.uint8)
+    quote_comma_quote = np.frombuffer(b'","', np.uint8)
+    close_empty = np.frombuffer(b'"}', np.uint8)
+    comma = np.frombuffer(b",", np.uint8)
+    for k in range(n):
+        if fill:
+            out_off[k] = o
+        o = put(o, head_count)
+        o = put_text(o, k)
+        o = put(o, head_sum)
+        o = put_text(o, n + k)
+        if starts[k + 1] == starts[k]:
+            o = put(o, close_empty)
+            continue
+        o = put(o, head_buckets)
+        for b in range(starts[k], starts[k + 1]):
+            if b > starts[k]:
+                o = put(o, comma)
+            if fill:
+                out[o] = 91  # [
+                out[o + 1] = 48 + rule[b]
+                out[o + 2] = 44  # ,
+                out[o + 3] = 34  # "
+            o += 4
+            base = 2 * n + 3 * b
+            o = put_text(o, base)
+            o = put(o, quote_comma_quote)
+            o = put_text(o, base + 1)
+            o = put(o, quote_comma_quote)
+            o = put_text(o, base + 2)
+            if fill:
+                out[o] = 34  # "
+                out[o + 1] = 93  # ]
+            o += 2
+        if fill:
+            out[o] = 93  # ]
+            out[o + 1] = 125  # }
+        o += 2
+    if fill:
+        out_off[n] = o
+    return o
+
+
 def histogram_objects(pool: NativeHistograms, rows: np.ndarray) -> pl.Series:
-    """The JSON object of each pool row of ``rows``, in order."""
+    """The JSON object of each pool row of ``rows``, in order (one numba pass over the texts
+    of all their numbers)."""
     from tsdb_arrow.promql.native_buckets import bucket_list
 
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     b = bucket_list(pool, rows)
-    owner = np.repeat(np.arange(rows.size, dtype=np.int64), np.diff(b.starts))
-    buckets = (
-        pl.DataFrame({
-            "k": owner,
-            "rule": b.rule.astype(np.int64),
-            "lo": format_values(b.lower),
-            "hi": format_values(b.upper),
-            "c": format_values(b.count),
-        })
-        .select("k", _cat("[", pl.col("rule"), ',"', pl.col("lo"), '","', pl.col("hi"), '","',
-                          pl.col("c"), '"]').alias("b"))
-        .group_by("k", maintain_order=True)
-        .agg(pl.col("b").str.join(","))
-    )
-    heads = pl.DataFrame({
-        "k": np.arange(rows.size, dtype=np.int64),
-        "count": format_values(pool.count[rows]),
-        "sum": format_values(pool.sum[rows]),
-    })
-    return (
-        heads.join(buckets, on="k", how="left", maintain_order="left")
-        .select(
-            pl.concat_str(
-                _cat('{"count":"', pl.col("count"), '","sum":"', pl.col("sum"), '"'),
-                _cat(',"buckets":[', pl.col("b"), "]").fill_null(""),
-                pl.lit("}"),
-            ).alias("h")
-        )
-        .to_series()
-    )
+    numbers = np.concatenate([
+        pool.count[rows], pool.sum[rows],
+        np.stack([b.lower, b.upper, b.count], axis=1).reshape(-1),
+    ])
+    t_off, t_data = _strings(format_values(numbers))
+    n = rows.size
+    out_off = np.zeros(n + 1, np.int64)
+    empty = np.zeros(0, np.uint8)
+    rule = b.rule.astype(np.int64)
+    size = _write_objects(n, b.starts, rule, t_off, t_data, out_off, empty, False)
+    out = np.empty(size, np.uint8)
+    _write_objects(n, b.starts, rule, t_off, t_data, out_off, out, True)
+    return _string_series(out_off, out, "h")
 
 
 def _points(ms: np.ndarray, texts: pl.Series, *, quoted: bool) -> pl.Series:
