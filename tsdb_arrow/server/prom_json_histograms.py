@@ -25,10 +25,11 @@ def _cat(*parts: str | pl.Expr) -> pl.Expr:
 
 
 @nb.njit(cache=True, nogil=True)
-def _write_objects(n, starts, rule, t_off, t_data, out_off, out, fill):
-    """Write (``fill``) or measure the JSON object of each of ``n`` histograms: texts
+def _write_objects(n, starts, rule, t_idx, t_off, t_data, out_off, out, fill):
+    """Write (``fill``) or measure the JSON object of each of ``n`` histograms: numbers
     ``0..n`` are the counts, ``n..2n`` the sums, then per bucket lower, upper, count (three
-    consecutive texts), buckets of histogram k at ``starts[k]..starts[k+1]``."""
+    consecutive numbers), buckets of histogram k at ``starts[k]..starts[k+1]``; number j's
+    text is text ``t_idx[j]``."""
     o = 0
 
     def put(o, text):  # noqa: ANN001, ANN202
@@ -38,7 +39,8 @@ def _write_objects(n, starts, rule, t_off, t_data, out_off, out, fill):
             o += 1
         return o
 
-    def put_text(o, i):  # noqa: ANN001, ANN202
+    def put_text(o, j):  # noqa: ANN001, ANN202
+        i = t_idx[j]
         for b in range(t_off[i], t_off[i + 1]):
             if fill:
                 out[o] = t_data[b]
@@ -101,14 +103,18 @@ def histogram_objects(pool: NativeHistograms, rows: np.ndarray) -> pl.Series:
         pool.count[rows], pool.sum[rows],
         np.stack([b.lower, b.upper, b.count], axis=1).reshape(-1),
     ])
-    t_off, t_data = _strings(format_values(numbers))
+    # bounds repeat from histogram to histogram: each distinct number (by its bits, so that
+    # -0 stays "-0") is formatted once
+    distinct, t_idx = np.unique(numbers.view(np.uint64), return_inverse=True)
+    t_off, t_data = _strings(format_values(distinct.view(np.float64)))
+    t_idx = np.ascontiguousarray(t_idx.reshape(-1), np.int64)
     n = rows.size
     out_off = np.zeros(n + 1, np.int64)
     empty = np.zeros(0, np.uint8)
     rule = b.rule.astype(np.int64)
-    size = _write_objects(n, b.starts, rule, t_off, t_data, out_off, empty, False)
+    size = _write_objects(n, b.starts, rule, t_idx, t_off, t_data, out_off, empty, False)
     out = np.empty(size, np.uint8)
-    _write_objects(n, b.starts, rule, t_off, t_data, out_off, out, True)
+    _write_objects(n, b.starts, rule, t_idx, t_off, t_data, out_off, out, True)
     return _string_series(out_off, out, "h")
 
 
@@ -146,6 +152,69 @@ def instant_samples(
     return "[" + body + "]"
 
 
+@nb.njit(cache=True, nogil=True)
+def _write_matrix(n, m_off, m_data, f_starts, ft_off, ft_data, fv_off, fv_data, h_starts,
+                  ht_off, ht_data, ho_off, ho_data, out, fill):
+    """Write (``fill``) or measure ``[{"metric":...,"values":[...],"histograms":[...]},...]``
+    from the texts of the metrics, timestamps, values and histogram objects."""
+    o = 0
+
+    def put(o, text):  # noqa: ANN001, ANN202
+        for ch in text:
+            if fill:
+                out[o] = ch
+            o += 1
+        return o
+
+    def put_text(o, off, data, i):  # noqa: ANN001, ANN202
+        for b in range(off[i], off[i + 1]):
+            if fill:
+                out[o] = data[b]
+            o += 1
+        return o
+
+    head = np.frombuffer(b'{"metric":', np.uint8)
+    values = np.frombuffer(b',"values":[', np.uint8)
+    hists = np.frombuffer(b',"histograms":[', np.uint8)
+    comma = np.frombuffer(b",", np.uint8)
+    comma_quote = np.frombuffer(b',"', np.uint8)
+    quote_close = np.frombuffer(b'"]', np.uint8)
+    open_ = np.frombuffer(b"[", np.uint8)
+    close = np.frombuffer(b"]", np.uint8)
+    brace = np.frombuffer(b"}", np.uint8)
+    o = put(o, open_)
+    for i in range(n):
+        if i > 0:
+            o = put(o, comma)
+        o = put(o, head)
+        o = put_text(o, m_off, m_data, i)
+        if f_starts[i + 1] > f_starts[i]:
+            o = put(o, values)
+            for k in range(f_starts[i], f_starts[i + 1]):
+                if k > f_starts[i]:
+                    o = put(o, comma)
+                o = put(o, open_)
+                o = put_text(o, ft_off, ft_data, k)
+                o = put(o, comma_quote)
+                o = put_text(o, fv_off, fv_data, k)
+                o = put(o, quote_close)
+            o = put(o, close)
+        if h_starts[i + 1] > h_starts[i]:
+            o = put(o, hists)
+            for k in range(h_starts[i], h_starts[i + 1]):
+                if k > h_starts[i]:
+                    o = put(o, comma)
+                o = put(o, open_)
+                o = put_text(o, ht_off, ht_data, k)
+                o = put(o, comma)
+                o = put_text(o, ho_off, ho_data, k)
+                o = put(o, close)
+            o = put(o, close)
+        o = put(o, brace)
+    o = put(o, close)
+    return o
+
+
 def matrix_series(
     metrics: pl.Series,
     f_owner: np.ndarray, f_ms: np.ndarray, f_values: np.ndarray,
@@ -153,32 +222,21 @@ def matrix_series(
 ) -> str:
     """``[{"metric":...,"values":[...],"histograms":[...]}, ...]``: series i is
     ``metrics[i]``, its float samples those with ``f_owner == i`` and its histogram samples
-    (pool rows ``h_rows``) those with ``h_owner == i``, each in time order; every series has
-    at least one sample."""
-    if metrics.len() == 0:
+    (pool rows ``h_rows``) those with ``h_owner == i``, both sorted by owner, then time; every
+    series has at least one sample. Written by one numba pass."""
+    n = metrics.len()
+    if n == 0:
         return "[]"
-    floats = pl.DataFrame({
-        "i": np.asarray(f_owner, np.int64),
-        "p": _points(f_ms, format_values(f_values), quoted=True),
-    }).group_by("i", maintain_order=True).agg(pl.col("p").str.join(",").alias("f"))
+    every = np.arange(n + 1)
+    f_starts = np.searchsorted(np.asarray(f_owner, np.int64), every).astype(np.int64)
+    h_starts = np.searchsorted(np.asarray(h_owner, np.int64), every).astype(np.int64)
     h_texts = (histogram_objects(pool, h_rows) if pool is not None and len(h_rows)
                else pl.Series([], dtype=pl.String))
-    hists = pl.DataFrame({
-        "i": np.asarray(h_owner, np.int64),
-        "p": _points(h_ms, h_texts, quoted=False),
-    }).group_by("i", maintain_order=True).agg(pl.col("p").str.join(",").alias("h"))
-    series = pl.DataFrame({"i": np.arange(metrics.len(), dtype=np.int64), "m": metrics})
-    body = (
-        series.join(floats, on="i", how="left", maintain_order="left")
-        .join(hists, on="i", how="left", maintain_order="left")
-        .select(
-            pl.concat_str(
-                _cat('{"metric":', pl.col("m")),
-                _cat(',"values":[', pl.col("f"), "]").fill_null(""),
-                _cat(',"histograms":[', pl.col("h"), "]").fill_null(""),
-                pl.lit("}"),
-            ).str.join(",")
-        )
-        .item()
+    args = (
+        n, *_strings(metrics), f_starts, *_strings(format_timestamps(f_ms)),
+        *_strings(format_values(f_values)), h_starts, *_strings(format_timestamps(h_ms)),
+        *_strings(h_texts),
     )
-    return "[" + body + "]"
+    out = np.empty(_write_matrix(*args, np.empty(0, np.uint8), False), np.uint8)
+    _write_matrix(*args, out, True)
+    return out.tobytes().decode()
