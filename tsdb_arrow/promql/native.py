@@ -42,10 +42,16 @@ class NativeHistograms:
 
 
 def _csr(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Row starts (n + 1) and the concatenated float64 values of a list column."""
-    lengths = column.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = column.explode().drop_nulls().to_numpy().astype(np.float64)
-    return np.r_[0, np.cumsum(lengths)].astype(np.int64), flat
+    """Row starts (n + 1) and the concatenated float64 values of a list column, read from
+    its Arrow offsets and values (no explode)."""
+    arr = column.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        arr = arr.fill_null(pa.scalar([], arr.type))
+    offsets = np.asarray(arr.offsets, dtype=np.int64)
+    flat = np.asarray(arr.values, dtype=np.float64)[offsets[0]:offsets[-1]]
+    return offsets - offsets[0], flat
 
 
 def _floats(struct: pl.Series, name: str, default: float) -> np.ndarray:
