@@ -130,8 +130,156 @@ def test_script_histogram_notation():
     assert isinstance(first, TestHistogram) and first.positive == {-1: 1.0, 0: 2.0, 1: 1.0}
     assert second.positive == {-1: 1.0, 0: 2.0, 1: 0.0} and second.count == 3.0
     assert second.sum == 4.0
-    assert s.points[2:] == [None, 3.0, None]  # fractional counts cannot be stored
+    assert s.points[2:4] == [None, 3.0]
+    assert not s.points[4].storable  # fractional counts: kept for expected results, not loaded
     h = first.to_sample()
     assert (h.scale, h.count, h.positive_offset) == (0, 4, -2)
     assert h.positive_counts.tolist() == [1, 2, 1]
     assert not TestHistogram(count=3, positive={0: 1.0}).storable
+
+
+def test_query_frames_hold_histogram_samples(db):
+    frame = db.query("lat", 30_000).sort("job")
+    assert frame.columns == ["__name__", "job", "timestamp", "value", "histogram"]
+    assert frame["value"].to_list() == [None, None, 7.0]
+    a, b, f = frame["histogram"].to_list()
+    assert f is None
+    assert a == {"scale": 0, "count": 4.0, "zero_count": 0.0, "zero_threshold": 0.0,
+                 "positive_offset": -1, "positive_counts": [1.0, 2.0, 1.0],
+                 "negative_offset": 0, "negative_counts": [], "sum": 5.0,
+                 "min": a["min"], "max": a["max"]}
+    assert math.isnan(a["min"]) and math.isnan(a["max"])
+    assert (b["scale"], b["zero_count"], b["negative_counts"]) == (1, 1.0, [2.0])
+    # a range vector: raw samples of both kinds in the window, series by series in time order
+    raw = db.query("mixed[2m]", 90_000)
+    assert raw["value"].to_list() == [1.0, None]
+    assert raw["timestamp"].dt.epoch("ms").to_list() == [0, 60_000]
+    assert raw["histogram"][1]["positive_counts"] == [1.0, 2.0, 1.0]
+    # a range query: the histogram at every step the lookback reaches
+    steps = db.query_range("mixed", 0, 120_000, 60_000)
+    assert steps["value"].to_list() == [1.0, None, None]
+    assert [h is None for h in steps["histogram"].to_list()] == [True, False, False]
+
+
+def test_float_only_frames_have_no_histogram_column(db):
+    assert db.query('lat{job="f"}', 30_000).columns == ["__name__", "job", "timestamp", "value"]
+
+
+def _hists(db, expr: str, t: int = 30_000) -> dict[str | None, object]:
+    """Histogram results by job (None without the label), as script histograms."""
+    from tsdb_arrow.promql.testfile_histograms import from_pool
+
+    v = evaluate(db, expr, Steps(t, t, 0))
+    assert isinstance(v, InstantVector)
+    jobs = v.labels["job"].to_list() if "job" in v.labels.columns else [None] * len(v)
+    hist = v.hist if v.hist is not None else np.full((len(v), 1), -1)
+    return {j: from_pool(v.pool, int(hist[i, 0])) for i, j in enumerate(jobs) if hist[i, 0] >= 0}
+
+
+def test_sum_and_avg_of_histograms(db):
+    from tsdb_arrow.promql import annotations
+
+    # H (schema 0) + NEG (schema 1, zero bucket 0.5): schema 0, NEG's bucket [-sqrt2,-1) falls
+    # into [-2,-1) (Prometheus index 1), the wider zero bucket wins
+    s = _hists(db, 'sum(lat{job=~"a|b"})')[None]
+    assert (s.schema, s.count, s.sum, s.zero_count, s.zero_threshold) == (0, 7.0, 2.0, 1.0, 0.5)
+    assert s.positive == {0: 1.0, 1: 2.0, 2: 1.0} and s.negative == {1: 2.0}
+    a = _hists(db, 'avg(lat{job=~"a|b"})')[None]
+    assert (a.count, a.sum, a.zero_count) == (3.5, 1.0, 0.5)
+    assert a.positive == {0: 0.5, 1: 1.0, 2: 0.5} and a.negative == {1: 1.0}
+    with annotations.collect() as notes:
+        assert _hists(db, "sum(lat)") == {} and _at(db, "sum(lat)") == {}
+    assert notes.warnings == ["PromQL warning: encountered a mix of histograms and floats for "
+                              "aggregation (1:5)"]
+    by_job = _hists(db, "sum by (job) (lat)")
+    assert set(by_job) == {"a", "b"} and _at(db, "sum by (job) (lat)") == {"f": 7.0}
+
+
+def test_histogram_operators(db):
+    for expr in ("lat * 2", "2 * lat"):
+        doubled = _hists(db, expr)
+        assert doubled["a"].count == 8.0 and doubled["a"].positive == {0: 2.0, 1: 4.0, 2: 2.0}
+        assert _at(db, expr) == {"f": 14.0}
+    halved = _hists(db, "lat / 2")["b"]
+    assert (halved.count, halved.sum, halved.zero_count, halved.negative) == (
+        1.5, -1.5, 0.5, {1: 1.0})
+    assert _hists(db, "-lat")["a"].count == -4.0
+    assert _hists(db, "lat + 1") == {} and _at(db, "lat + 1") == {"f": 8.0}
+    assert _hists(db, "2 / lat") == {}
+    zero = _hists(db, 'lat{job="a"} - lat{job="a"}')["a"]
+    assert (zero.count, zero.sum) == (0.0, 0.0) and set(zero.positive.values()) == {0.0}
+    twice = _hists(db, "lat + on(job) lat")
+    assert twice["b"].negative == {1: 4.0} and twice["b"].zero_count == 2.0
+    assert _hists(db, "lat * lat") == {}
+    # == and != compare whole histograms; bool gives 1 or 0
+    assert set(_hists(db, 'lat == lat')) == {"a", "b"}
+    assert _hists(db, 'lat != lat') == {}
+    assert _at(db, 'lat == bool on(job) lat') == {"a": 1.0, "b": 1.0, "f": 1.0}
+    assert _at(db, 'lat{job="a"} == bool ignoring(job) lat{job="b"}') == {}
+    # set operators treat a histogram sample as a sample
+    assert set(_hists(db, 'lat unless lat{job="a"}')) == {"b"}
+    assert set(_hists(db, 'lat{job="a"} or lat')) == {"a", "b"}
+    assert set(_hists(db, "lat and on() vector(1)")) == {"a", "b"}
+
+
+@pytest.fixture
+def counter_db(tmp_path):
+    def h(k: int) -> ExponentialHistogram:
+        return ExponentialHistogram(scale=0, count=4 * k, sum=5.0 * k, positive_offset=-1,
+                                    positive_counts=np.array([k, 2 * k, k], np.uint64))
+
+    d = ta.open(tmp_path / "c")
+    d.write(pa.table({"timestamp": [60_000 * i for i in range(5)],
+                      "histogram": histogram_column([h(k) for k in (1, 2, 3, 1, 2)]),
+                      "__name__": ["c"] * 5}))
+    yield d
+    d.close()
+
+
+def test_rate_family_over_histograms(counter_db):
+    # counts 4 8 12 4 8 at 0..240 s: increase 8 - 4 + 12 (reset) = 16, extrapolated by
+    # 300/240 (to the zero point 60 s before the first sample) = 20
+    inc = _hists(counter_db, "increase(c[5m])", 240_000)[None]
+    assert inc.count == 20.0 and inc.sum == 25.0 and inc.positive == {0: 5.0, 1: 10.0, 2: 5.0}
+    rate = _hists(counter_db, "rate(c[5m])", 240_000)[None]
+    assert math.isclose(rate.count, 20.0 / 300)
+    delta = _hists(counter_db, "delta(c[5m])", 240_000)[None]
+    assert delta.count == 5.0  # (8 - 4) * 1.25, no reset handling
+    irate = _hists(counter_db, "irate(c[5m])", 240_000)[None]
+    assert math.isclose(irate.count, 4.0 / 60)
+    assert _hists(counter_db, "idelta(c[5m])", 240_000)[None].count == 4.0
+    assert _hists(counter_db, "irate(c[5m])", 180_000)[None].count == 4.0 / 60  # reset: last/dt
+    assert _hists(counter_db, "last_over_time(c[5m])", 240_000)[None].count == 8.0
+    assert _at(counter_db, "histogram_count(increase(c[5m]))", 240_000) == {}
+    v = evaluate(counter_db, "histogram_count(sum(increase(c[5m])))", Steps(240_000, 240_000, 0))
+    assert v.values[0, 0] == 20.0
+
+
+def test_label_functions_keep_histograms(db):
+    replaced = _hists(db, 'label_replace(lat, "x", "$1", "job", "(.*)")')
+    assert set(replaced) == {"a", "b"} and replaced["a"].count == 4.0
+    assert set(_hists(db, 'label_join(lat, "x", "-", "job", "job")')) == {"a", "b"}
+    assert set(_hists(db, 'sort_by_label(lat, "job")')) == {"a", "b"}
+    # sort ignores histogram samples (Prometheus 3); timestamp() reads theirs
+    assert _hists(db, "sort(lat)") == {} and _at(db, "sort(lat)") == {"f": 7.0}
+    assert _at(db, "timestamp(lat)") == {"a": 0.0, "b": 0.0, "f": 0.0}
+    assert _at(db, 'timestamp(mixed)', 90_000) == {"m": 60.0}
+
+
+def test_over_time_functions_over_histograms(counter_db, db):
+    from tsdb_arrow.promql import annotations
+
+    total = _hists(counter_db, "sum_over_time(c[5m])", 240_000)[None]
+    assert total.count == 36.0 and total.positive == {0: 9.0, 1: 18.0, 2: 9.0}
+    mean = _hists(counter_db, "avg_over_time(c[5m])", 240_000)[None]
+    assert math.isclose(mean.count, 36.0 / 5) and math.isclose(mean.sum, 9.0)
+    assert _at(counter_db, "count_over_time(c[5m])", 240_000) == {}
+    v = evaluate(counter_db, "count_over_time(c[5m])", Steps(240_000, 240_000, 0))
+    assert v.values.tolist() == [[5.0]]
+    # mixed: one float at 0 s and one histogram at 60 s
+    assert _at(db, "count_over_time(mixed[2m])", 90_000) == {"m": 2.0}
+    assert _at(db, "present_over_time(mixed[2m])", 90_000) == {"m": 1.0}
+    with annotations.collect() as notes:
+        assert _hists(db, "sum_over_time(mixed[2m])", 90_000) == {}
+    assert notes.warnings == ['PromQL warning: encountered a mix of histograms and floats for '
+                              'metric name "mixed" (1:15)']

@@ -12,6 +12,7 @@ import pytest
 from tsdb_arrow.cli import main as cli_main
 from tsdb_arrow.promql import promqltest
 from tsdb_arrow.promql.testfile import STALE, Clear, Eval, Load, duration_ms, expand, parse_script
+from tsdb_arrow.promql.testfile_histograms import TestHistogram as ScriptHistogram
 
 CASES = Path(__file__).parent / "cases"
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,10 @@ def test_script_parsing() -> None:
     load, ev, clear, fail, string = commands
     assert isinstance(load, Load) and load.interval == 300_000
     assert load.series[0].labels == {"__name__": "a", "x": "1"}
-    assert load.series[0].points == [1.0, None, None, None, 3.0] and load.series[0].histogram
+    points = load.series[0].points
+    assert points[0] == 1.0 and points[4] == 3.0 and load.series[0].histogram
+    # {{sum:1 count:1}} without buckets: kept for an expected result, not storable as a sample
+    assert all(isinstance(p, ScriptHistogram) and not p.storable for p in points[1:4])
     assert isinstance(ev, Eval) and (ev.start, ev.end, ev.step) == (0, 600_000, 300_000)
     assert [(e.kind, e.match, e.text) for e in ev.expects] == [("warn", "msg", "something (1:1)")]
     assert isinstance(clear, Clear)

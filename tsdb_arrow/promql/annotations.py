@@ -92,6 +92,8 @@ def position(node: object) -> str:
     func = getattr(node, "func", None)
     needles = [f"{func.name}("] if func is not None else []
     needles.append(str(node))
+    if "{}" in needles[-1]:  # a selector without matchers prints as ``name{}``
+        needles.append(needles[-1].replace("{}", ""))
     for needle in needles:
         at = text.find(needle)
         if at >= 0:

@@ -90,7 +90,26 @@ def _vector_scalar(
         values, present = arithmetic(op, a, b), vec.present
         labels = lab.drop_name(labels)
     out = InstantVector(labels, values, present)
+    if vec.has_histograms:
+        out = _scalar_histograms(op, vec, out, s, swapped=swapped)
     return lab.merge_same_labels(lab.only_present(out))
+
+
+def _scalar_histograms(
+    op: str, vec: InstantVector, out: InstantVector, s: np.ndarray, *, swapped: bool
+) -> InstantVector:
+    """``out`` with the histogram cells of ``vec`` combined with scalar ``s`` as Prometheus
+    does: ``h * s``, ``s * h`` and ``h / s`` scale the histogram; anything else drops it."""
+    from tsdb_arrow.promql import native_ops
+
+    assert vec.hist is not None
+    is_h = vec.hist >= 0
+    if op == "*" or (op == "/" and not swapped):
+        with np.errstate(divide="ignore"):
+            factor = s if op == "*" else 1.0 / s
+        h = native_ops.scaled(vec, np.ascontiguousarray(factor), np.ones(is_h.shape, bool))
+        return InstantVector(out.labels, out.values, out.present & ~is_h, None, h.hist, h.pool)
+    return InstantVector(out.labels, out.values, out.present & ~is_h)
 
 
 def _signatures(
@@ -113,6 +132,8 @@ def _presence(sigs: np.ndarray, present: np.ndarray, n_sig: int) -> np.ndarray:
 
 def _set_op(op: str, lhs: InstantVector, rhs: InstantVector, modifier: object) -> InstantVector:
     matching = getattr(modifier, "matching", None)
+    if lhs.has_histograms or rhs.has_histograms:
+        return _set_op_histograms(op, lhs, rhs, matching)
     lsig, rsig, n_sig = _signatures(lhs, rhs, matching)
     if op == "and":
         right = _presence(rsig, rhs.present, n_sig) > 0
@@ -131,6 +152,46 @@ def _set_op(op: str, lhs: InstantVector, rhs: InstantVector, modifier: object) -
         labels,
         np.concatenate([lhs.values, extra.values]),
         np.concatenate([lhs.present, extra.present]),
+    )
+    return lab.merge_same_labels(out)
+
+
+def _set_op_histograms(
+    op: str, lhs: InstantVector, rhs: InstantVector, matching: object
+) -> InstantVector:
+    """``and``, ``or``, ``unless`` when a side holds histogram samples: a histogram sample is
+    a sample like any other for matching."""
+    from tsdb_arrow.promql import native_ops
+    from tsdb_arrow.promql.native_arith import concat
+
+    lsig, rsig, n_sig = _signatures(lhs, rhs, matching)
+    l_occ, r_occ = native_ops.occupied(lhs), native_ops.occupied(rhs)
+    if op in ("and", "unless"):
+        right = _presence(rsig, r_occ, n_sig) > 0
+        keep = l_occ & (right[lsig] if op == "and" else ~right[lsig])
+        return lab.only_present(native_ops.select(lhs, keep))
+    left = _presence(lsig, l_occ, n_sig) > 0
+    extra = lab.only_present(native_ops.select(rhs, r_occ & ~left[rsig]))
+    if len(extra) == 0:
+        return lhs
+    if len(lhs) == 0:
+        return extra
+    shape = lhs.present.shape
+    l_hist = lhs.hist if lhs.hist is not None else np.full(shape, -1, np.int64)
+    e_hist = extra.hist if extra.hist is not None else np.full(extra.present.shape, -1, np.int64)
+    pool = lhs.pool
+    if extra.pool is not None and pool is not None and extra.pool is not pool:
+        e_hist = np.where(e_hist >= 0, e_hist + len(pool), -1)
+        pool = concat(pool, extra.pool)
+    elif pool is None:
+        pool = extra.pool
+    out = InstantVector(
+        lab.concat([lhs.labels, extra.labels]),
+        np.concatenate([lhs.values, extra.values]),
+        np.concatenate([lhs.present, extra.present]),
+        None,
+        np.concatenate([l_hist, e_hist]),
+        pool,
     )
     return lab.merge_same_labels(out)
 
@@ -154,8 +215,14 @@ def _vector_vector(
     from tsdb_arrow.promql.kernels import group_presence, single_partner
 
     msig, osig, n_sig = _signatures(many, one, matching)
-    one_count, one_idx = group_presence(osig.astype(np.int64), n_sig, one.present)
-    active = many.present.any(axis=0) & one.present.any(axis=0)
+    hists = lhs.has_histograms or rhs.has_histograms
+    m_occ, o_occ = many.present, one.present
+    if hists:
+        from tsdb_arrow.promql.native_ops import occupied
+
+        m_occ, o_occ = occupied(many), occupied(one)
+    one_count, one_idx = group_presence(osig.astype(np.int64), n_sig, o_occ)
+    active = m_occ.any(axis=0) & o_occ.any(axis=0)
     dup = (one_count > 1) & active[None, :]
     if dup.any():
         sig = int(np.argwhere(dup)[0][0])
@@ -169,7 +236,7 @@ def _vector_vector(
             "unique on one side"
         )
     match = one_idx[msig]  # [n_many, n_steps]
-    matched = many.present & (match >= 0)
+    matched = m_occ & (match >= 0)
     steps = np.broadcast_to(np.arange(n_steps)[None, :], match.shape)
     other = np.where(matched, one.values[np.maximum(match, 0), steps], np.nan)
     a, b = (other, many.values) if swapped else (many.values, other)
@@ -181,6 +248,12 @@ def _vector_vector(
             values, kept = a, matched & hit
     else:
         values, kept = arithmetic(op, a, b), matched
+    h_out, pool = None, None
+    if hists:
+        h_out, kept, pool, values = _pair_histograms(
+            op, many, one, match, matched, other, kept, values, swapped=swapped,
+            return_bool=return_bool,
+        )
     if one_to_one:
         per_sig = _presence(msig, matched, n_sig)
         if (per_sig > 1).any():
@@ -196,6 +269,7 @@ def _vector_vector(
         pair_many, pair_one = rows, np.maximum(partner[rows], 0)
         out_values = np.where(kept[rows], values[rows], 0.0)
         out_present = kept[rows]
+        out_hist = None if h_out is None else np.where(kept[rows], h_out[rows], -1)
     else:
         pr, pc = np.nonzero(kept)
         pair_one = match[pr, pc]
@@ -211,6 +285,10 @@ def _vector_vector(
         out_present = np.zeros((pairs.height, n_steps), bool)
         out_values[pid, pc] = values[pr, pc]
         out_present[pid, pc] = True
+        out_hist = None
+        if h_out is not None:
+            out_hist = np.full(out_present.shape, -1, np.int64)
+            out_hist[pid, pc] = h_out[pr, pc]
         pair_many, pair_one = pairs["m"].to_numpy(), pairs["o"].to_numpy()
     labels = _result_labels(
         many.labels[pair_many],
@@ -226,7 +304,63 @@ def _vector_vector(
         if one_to_one
         else "multiple matches for labels: grouping labels must ensure unique matches"
     )
-    return lab.merge_same_labels(InstantVector(labels, out_values, out_present), message)
+    if out_hist is not None:
+        out_present = out_present & (out_hist < 0)
+    out = InstantVector(labels, out_values, out_present, None, out_hist, pool)
+    return lab.merge_same_labels(out, message)
+
+
+def _pair_histograms(
+    op: str, many: InstantVector, one: InstantVector, match: np.ndarray, matched: np.ndarray,
+    other: np.ndarray, kept: np.ndarray, values: np.ndarray, *, swapped: bool,
+    return_bool: bool,
+) -> tuple[np.ndarray, np.ndarray, object, np.ndarray]:
+    """The histogram results of matched cells, which cells keep a result, the pool and the
+    float values: arithmetic is ``native_ops.pair_cells``; ``==`` and ``!=`` compare two
+    histograms (``bool`` gives 1 or 0, else the left histogram is kept); any other pairing of
+    a histogram has no result, with Prometheus' info."""
+    from tsdb_arrow.promql import annotations, native_ops
+    from tsdb_arrow.promql.native_arith import concat, equal_rows
+
+    steps = np.broadcast_to(np.arange(match.shape[1])[None, :], match.shape)
+    partner = np.maximum(match, 0)
+    m_hist = native_ops.hist_of(many)
+    o_hist = np.where(matched, native_ops.hist_of(one)[partner, steps], -1)
+    m_float = matched & many.present
+    o_float = matched & one.present[partner, steps]
+    any_h = (m_hist >= 0) | (o_hist >= 0)
+    sides = [(m_hist, many.values, m_float, many.pool), (o_hist, other, o_float, one.pool)]
+    (a_h, a_v, a_f, a_p), (b_h, b_v, b_f, b_p) = sides[::-1] if swapped else sides
+    if op in COMPARISON:
+        h_out = np.full(match.shape, -1, np.int64)
+        both = matched & (a_h >= 0) & (b_h >= 0)
+        pool = None
+        ok = np.zeros(match.shape, bool)
+        if op in ("==", "!=") and both.any():
+            pool = a_p if (b_p is None or b_p is a_p) else concat(a_p, b_p)  # type: ignore[arg-type]
+            shift = 0 if pool is a_p else len(a_p)  # type: ignore[arg-type]
+            r, c = np.nonzero(both)
+            same = equal_rows(pool, a_h[r, c], b_h[r, c] + shift)
+            hit = same if op == "==" else ~same
+            values = values.copy()
+            if return_bool:
+                values[r, c] = hit.astype(np.float64)
+                ok[r, c] = True
+            else:
+                ok[r[hit], c[hit]] = True
+                h_out[r[hit], c[hit]] = a_h[r[hit], c[hit]]
+        mixed = matched & any_h & ~(both & (op in ("==", "!=")))
+        if mixed.any():
+            kinds = np.where(a_h >= 0, "histogram", "float"), np.where(b_h >= 0, "histogram",
+                                                                        "float")
+            r, c = np.argwhere(mixed)[0]
+            annotations.info(
+                "PromQL info: incompatible sample types encountered for binary operator "
+                f'"{op}": {kinds[0][r, c]} {op} {kinds[1][r, c]}'
+            )
+        return h_out, (kept & ~any_h) | ok, pool, values
+    h_out, ok, pool = native_ops.pair_cells(op, a_h, b_h, a_v, b_v, a_f, b_f, matched, a_p, b_p)
+    return h_out, (kept & ~any_h) | ok, pool, values
 
 
 def _result_labels(

@@ -22,7 +22,7 @@ import promql_parser
 from tsdb_arrow.errors import QueryError, QueryLimitError
 from tsdb_arrow.promql import annotations
 from tsdb_arrow.promql import labels as lab
-from tsdb_arrow.promql.native import NativeHistograms, load_histograms
+from tsdb_arrow.promql.native import HistogramRange, NativeHistograms, load_histograms
 from tsdb_arrow.promql.select import is_stale, load, selector_text
 from tsdb_arrow.promql.values import (
     Call,
@@ -162,6 +162,12 @@ class Evaluator:
             return Scalar(-value.values)
         if isinstance(value, InstantVector):
             vec = InstantVector(lab.drop_name(value.labels), -value.values, value.present)
+            if value.has_histograms:
+                from tsdb_arrow.promql import native_ops
+
+                factor = np.full(value.present.shape, -1.0)
+                h = native_ops.scaled(value, factor, np.ones(factor.shape, bool))
+                vec = InstantVector(vec.labels, vec.values, h.present, None, h.hist, h.pool)
             return lab.merge_same_labels(vec)
         raise QueryError(f"unary minus is not defined on a {_type_name(value)}")
 
@@ -236,7 +242,14 @@ class Evaluator:
             owner = np.repeat(np.arange(len(samples.labels)), np.diff(samples.offsets))
             counts = np.bincount(owner[keep], minlength=len(samples.labels))
             offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        return RangeVector(samples.labels, ts, vals, offsets, ends, rng)
+        rv = RangeVector(samples.labels, ts, vals, offsets, ends, rng)
+        hs = load_histograms(self.db, selector_text(selector), int(times.min()) - rng + 1,
+                             int(times.max()))
+        if hs is None:
+            return rv
+        self._count(hs.count)
+        rows = np.arange(hs.count, dtype=np.int64)
+        return range_with_histograms(rv, hs.labels, hs.timestamps, hs.offsets, rows, hs.pool)
 
     def _eval_SubqueryExpr(self, node: object, steps: Steps) -> Value:
         rng = to_ms(node.range)  # type: ignore[attr-defined]
@@ -263,7 +276,15 @@ class Evaluator:
         vals = inner.values[rows, cols]
         counts = np.bincount(rows, minlength=len(inner))
         offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        return RangeVector(inner.labels, ts, vals, offsets, ends, rng)
+        rv = RangeVector(inner.labels, ts, vals, offsets, ends, rng)
+        if not inner.has_histograms:
+            return rv
+        assert inner.hist is not None and inner.pool is not None
+        hrows, hcols = np.nonzero(inner.hist >= 0)
+        h_offsets = np.r_[0, np.cumsum(np.bincount(hrows, minlength=len(inner)))].astype(np.int64)
+        rv.hists = HistogramRange(inner_steps.times[hcols], h_offsets, inner.hist[hrows, hcols],
+                                  inner.pool)
+        return rv
 
     # -- calls, aggregations, operators -----------------------------------------------------
 
@@ -299,6 +320,14 @@ class Evaluator:
             param = self.eval(node.param, steps)  # type: ignore[attr-defined]
         where = annotations.position(node.param) if node.param is not None else ""  # type: ignore[attr-defined]
         op = str(node.op)  # type: ignore[attr-defined]
+        if vec.has_histograms and op in ("sum", "avg"):
+            from tsdb_arrow.promql import native_ops
+
+            modifier = node.modifier  # type: ignore[attr-defined]
+            names = list(modifier.labels) if modifier is not None else []
+            without = modifier is not None and str(modifier.type).endswith("Without")
+            ids, uniq = lab.group_ids(lab.grouping_keys(vec.labels, names, without=without))
+            return native_ops.aggregate(op, vec, ids, uniq, annotations.position(node.expr))  # type: ignore[attr-defined]
         if vec.has_histograms:
             vec = _histograms_in_aggregation(op, vec, node)
         return aggregate(op, vec, param, node.modifier, len(steps), where)  # type: ignore[attr-defined]
@@ -318,7 +347,7 @@ def _histograms_in_aggregation(op: str, vec: InstantVector, node: object) -> Ins
     """The vector an aggregation sees of native histogram samples: ``count`` and ``group``
     count them as samples; ``min``, ``max``, ``topk``, ``bottomk``, ``stddev``, ``stdvar``
     and ``quantile`` ignore them with Prometheus' info; the others see the floats only
-    (histogram sums are not implemented)."""
+    (``sum`` and ``avg`` go to ``native_ops.aggregate``)."""
     assert vec.hist is not None
     is_hist = vec.hist >= 0
     if op in ("count", "group"):
@@ -365,6 +394,37 @@ def with_histograms(
         np.concatenate([f_stamps, stamps[keep]]),
         np.concatenate([merged_hist, hist[keep]]),
         pool,
+    )
+
+
+def range_with_histograms(
+    rv: RangeVector, labels: pl.DataFrame, stamps: np.ndarray, offsets: np.ndarray,
+    rows: np.ndarray, pool: NativeHistograms,
+) -> RangeVector:
+    """``rv`` with the histogram samples of the series ``labels`` (series i's at
+    ``stamps[offsets[i]:offsets[i+1]]``, pool rows ``rows[...]``): a series with float samples
+    too keeps its row, the others are added without float samples."""
+    n_f = len(rv)
+    ids, _ = lab.group_ids(lab.tidy(lab.concat([rv.labels, labels])))
+    first = np.full(ids.size, -1, np.int64)
+    first[ids[:n_f][::-1]] = np.arange(n_f)[::-1]
+    target = first[ids[n_f:]]  # the row of each histogram series in the result
+    extra = target < 0
+    n_extra = int(extra.sum())
+    target[extra] = n_f + np.arange(n_extra)
+    new = labels.filter(pl.Series(extra))
+    all_labels = lab.concat([rv.labels, new]) if n_f else new
+    n = n_f + n_extra
+    lengths = np.zeros(n, np.int64)
+    lengths[target] = np.diff(offsets)
+    h_offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    # samples regrouped by result row, each series' samples staying in time order
+    owner = np.repeat(target, np.diff(offsets))
+    order = np.argsort(owner, kind="stable")
+    f_offsets = np.r_[rv.offsets, np.full(n_extra, rv.offsets[-1])].astype(np.int64)
+    return RangeVector(
+        all_labels, rv.timestamps, rv.values, f_offsets, rv.window_ends, rv.range,
+        HistogramRange(stamps[order], h_offsets, rows[order], pool),
     )
 
 

@@ -12,9 +12,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tsdb_arrow.errors import QueryError
+from tsdb_arrow.model import HISTOGRAM
 from tsdb_arrow.promql.engine import DEFAULT_LOOKBACK, QueryLimits, evaluate
+from tsdb_arrow.promql.native import NativeHistograms, to_struct
 from tsdb_arrow.promql.values import InstantVector, RangeVector, Scalar, Steps, String, Value
 from tsdb_arrow.timeutil import parse_duration, to_ms
 
@@ -92,9 +95,13 @@ def to_frame(value: Value, steps: Steps) -> pl.DataFrame:
         return _frame(pl.DataFrame(), np.zeros(times.size, np.int64), times, value.values)
     if isinstance(value, InstantVector):
         order = _series_order(value.labels, keep=value.present.shape[1] == 1)
+        if value.has_histograms:
+            return _histogram_frame(value, order, times)
         rows, cols = np.nonzero(value.present[order])
         rows = order[rows]
         return _frame(value.labels, rows, times[cols], value.values[rows, cols])
+    if isinstance(value, RangeVector) and value.hists is not None:
+        return _histogram_range_frame(value)
     if isinstance(value, RangeVector):
         end = int(value.window_ends[-1])
         order = _series_order(value.labels, keep=False)
@@ -120,6 +127,58 @@ def _frame(
             pl.Series("timestamp", timestamps.astype(np.int64)).cast(TIME_DTYPE),
             pl.Series("value", values.astype(np.float64)),
         ]
+    )
+
+
+def _histogram_frame(value: InstantVector, order: np.ndarray, times: np.ndarray) -> pl.DataFrame:
+    """The long frame of a vector with histogram samples: ``value`` null and ``histogram``
+    set at those, ``histogram`` null at the float samples."""
+    assert value.hist is not None and value.pool is not None
+    is_h = value.hist[order] >= 0
+    rows, cols = np.nonzero(value.present[order] | is_h)
+    h = is_h[rows, cols]
+    rows = order[rows]
+    return _with_histograms(
+        _frame(value.labels, rows, times[cols], value.values[rows, cols]), h,
+        value.hist[rows, cols], value.pool,
+    )
+
+
+def _histogram_range_frame(value: RangeVector) -> pl.DataFrame:
+    """The raw float and histogram samples of a range vector's last window, series by
+    series in label order, each series' samples in time order."""
+    h = value.hists
+    assert h is not None
+    end = int(value.window_ends[-1])
+    n = len(value)
+    f_owner = np.repeat(np.arange(n), np.diff(value.offsets))
+    h_owner = np.repeat(np.arange(n), np.diff(h.offsets))
+    f_keep = np.flatnonzero((value.timestamps > end - value.range) & (value.timestamps <= end))
+    h_keep = np.flatnonzero((h.timestamps > end - value.range) & (h.timestamps <= end))
+    owner = np.r_[f_owner[f_keep], h_owner[h_keep]]
+    stamps = np.r_[value.timestamps[f_keep], h.timestamps[h_keep]].astype(np.int64)
+    values = np.r_[value.values[f_keep], np.full(h_keep.size, np.nan)]
+    hist = np.r_[np.full(f_keep.size, -1, np.int64), h.rows[h_keep]]
+    rank = np.empty(n, np.int64)
+    rank[_series_order(value.labels, keep=False)] = np.arange(n)
+    pick = np.lexsort((stamps, rank[owner]))
+    frame = _frame(value.labels, owner[pick], stamps[pick], values[pick])
+    return _with_histograms(frame, hist[pick] >= 0, hist[pick], h.pool)
+
+
+def _with_histograms(
+    frame: pl.DataFrame, is_h: np.ndarray, rows: np.ndarray, pool: NativeHistograms
+) -> pl.DataFrame:
+    """``frame`` with ``value`` null where ``is_h`` and a ``histogram`` column (pool rows
+    ``rows`` there, null elsewhere)."""
+    where = np.flatnonzero(is_h)
+    take = np.zeros(is_h.size, np.int64)
+    take[where] = np.arange(where.size)
+    index = pa.array(take, mask=~np.asarray(is_h, bool))
+    column = pl.Series(HISTOGRAM, to_struct(pool, rows[where]).to_arrow().take(index))
+    mask = pl.Series(is_h)
+    return frame.with_columns(
+        pl.when(mask).then(None).otherwise(pl.col("value")).alias("value"), column
     )
 
 

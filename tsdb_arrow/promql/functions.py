@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import QueryError
+from tsdb_arrow.promql import labels as lab
 from tsdb_arrow.promql import range_kernels as rk
 from tsdb_arrow.promql.annotations import info, warn
 from tsdb_arrow.promql.call_args import arg_position, check_args, n_steps, scalar_arg, string_arg
@@ -96,8 +97,30 @@ def _over_time(kind: int, keep_name: bool = False) -> Callable[[Call], Value]:
         rv = call.args[0]
         ts, vals, lo, hi = _windows(rv)
         out, ok = rk.over_time(ts, vals, lo, hi, kind)
+        if rv.hists is not None and kind in _HISTOGRAM_OVER_TIME:
+            return _histogram_range(_HISTOGRAM_OVER_TIME[kind], call, rv, (ts, lo, hi), out,
+                                    ok, keep_name=keep_name)
         return _from_range(rv, out, ok, keep_name)
     return fn
+
+
+# *_over_time functions that read histogram samples too (the others see the floats only).
+_HISTOGRAM_OVER_TIME = {rk.LAST: "last_over_time", rk.SUM: "sum_over_time",
+                        rk.AVG: "avg_over_time", rk.COUNT: "count_over_time",
+                        rk.PRESENT: "present_over_time"}
+
+
+def _histogram_range(name: str, call: Call, rv: RangeVector, windows: tuple, out: np.ndarray,
+                     ok: np.ndarray, *, keep_name: bool = False) -> Value:
+    """A range function's float results with the results over histogram samples added."""
+    from tsdb_arrow.promql import native_range as nr
+
+    kind = {"rate": nr.RATE, "increase": nr.INCREASE, "delta": nr.DELTA, "irate": nr.IRATE,
+            "idelta": nr.IDELTA, "last_over_time": nr.LAST, "sum_over_time": nr.SUM,
+            "avg_over_time": nr.AVG, "count_over_time": nr.COUNT,
+            "present_over_time": nr.PRESENT}[name]
+    ts, lo, hi = windows
+    return nr.combine(kind, rv, ts, lo, hi, out, ok, arg_position(call, 0), keep_name=keep_name)
 
 
 def _rate(is_counter: bool, is_rate: bool) -> Callable[[Call], Value]:
@@ -110,6 +133,8 @@ def _rate(is_counter: bool, is_rate: bool) -> Callable[[Call], Value]:
                                        is_rate)
         if is_counter:
             _check_counter_names(rv, ok, arg_position(call, 0))
+        if rv.hists is not None:
+            return _histogram_range(call.name, call, rv, (ts, lo, hi), out, ok)
         return _from_range(rv, out, ok)
     return fn
 
@@ -132,6 +157,8 @@ def _instant_rate(is_rate: bool) -> Callable[[Call], Value]:
         rv = call.args[0]
         ts, vals, lo, hi = _windows(rv)
         out, ok = rk.instant_rate(ts, vals, lo, hi, is_rate)
+        if rv.hists is not None:
+            return _histogram_range(call.name, call, rv, (ts, lo, hi), out, ok)
         return _from_range(rv, out, ok)
     return fn
 
@@ -255,7 +282,10 @@ def _timestamp(call: Call) -> Value:
     times = iv.timestamps
     if times is None:
         times = np.broadcast_to(call.steps.times[None, :].astype(np.int64), iv.values.shape)
-    return finish(drop_name(iv.labels), np.asarray(times) / 1000.0, iv.present)
+    present = iv.present
+    if iv.has_histograms:  # the time of a histogram sample too
+        present = present | (iv.hist >= 0)  # type: ignore[operator]
+    return finish(drop_name(iv.labels), np.asarray(times) / 1000.0, present)
 
 
 def _time(call: Call) -> Value:
@@ -304,6 +334,8 @@ def _sort(descending: bool) -> Callable[[Call], Value]:
             return iv  # the evaluator warns that sorting a range query is ineffective
         v = iv.values[:, 0]
         order = np.argsort(-v if descending else v, kind="stable")
+        if iv.has_histograms:  # Prometheus' sort drops histogram samples
+            iv = InstantVector(iv.labels, iv.values, iv.present)
         return finish(iv.labels[order], iv.values[order], iv.present[order])
     return fn
 
@@ -314,15 +346,27 @@ def _sort_by_label(descending: bool) -> Callable[[Call], Value]:
         iv = call.args[0]
         names = [string_arg(call, i) for i in range(1, len(call.args))]
         order = sort_by_label_order(iv.labels, names, descending)
-        return finish(iv.labels[order], iv.values[order], iv.present[order])
+        return _relabelled(iv, iv.labels[order], order)
     return fn
+
+
+def _relabelled(iv: InstantVector, labels: pl.DataFrame,
+                order: np.ndarray | None = None) -> InstantVector:
+    """``iv``'s samples, histogram samples too, under new ``labels`` (rows of ``order``)."""
+    if order is None:
+        order = np.arange(len(iv))
+    if not iv.has_histograms:
+        return finish(labels, iv.values[order], iv.present[order])
+    vec = InstantVector(labels, iv.values[order], iv.present[order], None,
+                        iv.hist[order], iv.pool)  # type: ignore[index]
+    return lab.merge_same_labels(lab.only_present(vec))
 
 
 def _label_replace(call: Call) -> Value:
     check_args(call, (InstantVector, String, String, String, String))
     iv = call.args[0]
     labels = label_replace(iv.labels, *(string_arg(call, i) for i in range(1, 5)))
-    return finish(labels, iv.values, iv.present)
+    return _relabelled(iv, labels)
 
 
 def _label_join(call: Call) -> Value:
@@ -330,7 +374,7 @@ def _label_join(call: Call) -> Value:
     iv = call.args[0]
     sources = [string_arg(call, i) for i in range(3, len(call.args))]
     labels = label_join(iv.labels, string_arg(call, 1), string_arg(call, 2), sources)
-    return finish(labels, iv.values, iv.present)
+    return _relabelled(iv, labels)
 
 
 def _absent(call: Call) -> Value:

@@ -86,8 +86,9 @@ def merge_same_labels(vec: InstantVector, message: str = DUPLICATE_LABELSET) -> 
     n = int(ids.max()) + 1 if ids.size else 0
     if n == ids.size:
         return InstantVector(labels, vec.values, vec.present, vec.timestamps, vec.hist, vec.pool)
+    has = vec.present if vec.hist is None else vec.present | (vec.hist >= 0)
     counts = np.zeros((n, vec.present.shape[1]), np.int64)
-    np.add.at(counts, ids, vec.present.astype(np.int64))
+    np.add.at(counts, ids, has.astype(np.int64))
     if (counts > 1).any():
         raise QueryError(message)
     values = np.zeros((n, vec.values.shape[1]))
@@ -99,7 +100,14 @@ def merge_same_labels(vec: InstantVector, message: str = DUPLICATE_LABELSET) -> 
     if vec.timestamps is not None:
         stamps = np.zeros(values.shape, np.int64)
         stamps[ids[rows], cols] = vec.timestamps[rows, cols]
-    return InstantVector(uniq, values, present, stamps)
+    hist = None
+    if vec.hist is not None:
+        hist = np.full(values.shape, -1, np.int64)
+        rows, cols = np.nonzero(vec.hist >= 0)
+        hist[ids[rows], cols] = vec.hist[rows, cols]
+        if stamps is not None:
+            stamps[ids[rows], cols] = vec.timestamps[rows, cols]  # type: ignore[index]
+    return InstantVector(uniq, values, present, stamps, hist, vec.pool)
 
 
 def only_present(vec: InstantVector) -> InstantVector:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
-from tsdb_arrow.model import HISTOGRAM, TIMESTAMP
+from tsdb_arrow.model import HISTOGRAM, HISTOGRAM_FIELDS, TIMESTAMP
 
 
 @dataclass
@@ -41,10 +42,16 @@ class NativeHistograms:
 
 
 def _csr(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Row starts (n + 1) and the concatenated float64 values of a list column."""
-    lengths = column.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = column.explode().drop_nulls().to_numpy().astype(np.float64)
-    return np.r_[0, np.cumsum(lengths)].astype(np.int64), flat
+    """Row starts (n + 1) and the concatenated float64 values of a list column, read from
+    its Arrow offsets and values (no explode)."""
+    arr = column.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        arr = arr.fill_null(pa.scalar([], arr.type))
+    offsets = np.asarray(arr.offsets, dtype=np.int64)
+    flat = np.asarray(arr.values, dtype=np.float64)[offsets[0]:offsets[-1]]
+    return offsets - offsets[0], flat
 
 
 def _floats(struct: pl.Series, name: str, default: float) -> np.ndarray:
@@ -116,3 +123,47 @@ def load_histograms(db: object, text: str, lo: int, hi: int) -> HistogramSamples
     stamps = frame[TIMESTAMP].dt.epoch("ms").to_numpy().astype(np.int64, copy=False)
     offsets = np.r_[starts, frame.height].astype(np.int64)
     return HistogramSamples(labels, stamps, offsets, from_struct(frame[HISTOGRAM]))
+
+
+@dataclass
+class HistogramRange:
+    """The histogram samples of a range vector's series: series i's at
+    ``timestamps[offsets[i]:offsets[i+1]]`` (sorted by time), each the row ``rows[...]`` of
+    ``pool``."""
+
+    timestamps: np.ndarray
+    offsets: np.ndarray
+    rows: np.ndarray
+    pool: NativeHistograms
+
+
+def to_struct(pool: NativeHistograms, rows: np.ndarray, name: str = HISTOGRAM) -> pl.Series:
+    """Pool rows ``rows`` as a ``histogram`` struct column with the fields of
+    ``db.select_histograms``, counts as float64 (results such as ``rate`` have fractional
+    counts) and ``min``/``max`` NaN (PromQL does not track them)."""
+    rows = np.asarray(rows, dtype=np.int64)
+
+    def lists(start: np.ndarray, counts: np.ndarray) -> pa.Array:
+        lengths = (start[1:] - start[:-1])[rows]
+        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        gather = np.repeat(start[:-1][rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(counts[gather]))
+
+    nan = pa.array(np.full(rows.size, np.nan))
+    struct = pa.StructArray.from_arrays(
+        [
+            pa.array(pool.scale[rows].astype(np.int8)),
+            pa.array(pool.count[rows]),
+            pa.array(pool.zero_count[rows]),
+            pa.array(pool.zero_threshold[rows]),
+            pa.array(pool.pos_offset[rows].astype(np.int32)),
+            lists(pool.pos_start, pool.pos_counts),
+            pa.array(pool.neg_offset[rows].astype(np.int32)),
+            lists(pool.neg_start, pool.neg_counts),
+            pa.array(pool.sum[rows]),
+            nan,
+            nan,
+        ],
+        names=[f.name for f in HISTOGRAM_FIELDS],
+    )
+    return pl.Series(name, struct)

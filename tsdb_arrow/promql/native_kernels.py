@@ -15,16 +15,32 @@ import math
 import numba as nb
 import numpy as np
 
+from tsdb_arrow.promql.native_bounds import FRACTIONS
+
+_FRACTIONS = FRACTIONS
+_MAX = np.finfo(np.float64).max
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _upper(i, scale):
-    """Upper bound of OpenTelemetry bucket ``i`` (Prometheus bucket ``i + 1``) at ``scale``."""
+    """Upper bound of OpenTelemetry bucket ``i`` (Prometheus bucket ``i + 1``) at ``scale``,
+    as Prometheus' ``getBound`` computes it (``native_bounds.py``): the last finite bucket
+    ends at the largest float, not at +Inf."""
     idx = i + 1
     if scale <= 0:
-        return math.ldexp(1.0, idx << (-scale))
-    frac = idx & ((1 << scale) - 1)
-    exp = idx >> scale
-    return math.ldexp(2.0 ** (frac / (1 << scale)), exp)
+        exp = idx << (-scale)
+        if exp == 1024:
+            return _MAX
+        return math.ldexp(1.0, exp)
+    k = idx & ((1 << scale) - 1)
+    if scale <= 8:
+        frac = _FRACTIONS[(1 << scale) - 1 + k]
+    else:
+        frac = 2.0 ** (k / (1 << scale)) / 2.0
+    exp = (idx >> scale) + 1
+    if frac == 0.5 and exp == 1025:
+        return _MAX
+    return math.ldexp(frac, exp)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -73,7 +73,7 @@ def load_histogram_table(cmd: Load) -> pa.Table | None:
 
     rows = [(series.labels, i * cmd.interval, point)
             for series in cmd.series for i, point in enumerate(series.points)
-            if isinstance(point, TestHistogram)]
+            if isinstance(point, TestHistogram) and point.storable]
     if not rows:
         return None
     names = sorted({k for labels, _, _ in rows for k in labels})
@@ -87,9 +87,13 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in labels.items() if v not in (None, "")))
 
 
-def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int, float]]]]:
-    """The result as (labels, [(time, value)]) per series, in result order."""
+Point = tuple[int, "float | TestHistogram"]
+
+
+def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[Point]]]:
+    """The result as (labels, [(time, value or histogram)]) per series, in result order."""
     from tsdb_arrow.promql import labels as lab
+    from tsdb_arrow.promql.testfile_histograms import from_pool
     from tsdb_arrow.promql.values import InstantVector, RangeVector, Scalar, Steps
 
     times = Steps(ev.start, ev.end, ev.step).times
@@ -97,34 +101,48 @@ def _actual_series(value: object, ev: Eval) -> list[tuple[tuple, list[tuple[int,
         return [((), list(zip(times.tolist(), value.values.tolist(), strict=True)))]
     if isinstance(value, InstantVector):
         out = []
+        hist = value.hist if value.hist is not None else np.full(value.present.shape, -1)
         for i, labels in enumerate(lab.rows(value.labels)):
-            cols = np.flatnonzero(value.present[i])
-            if cols.size:
-                out.append(
-                    (
-                        _key(labels),
-                        list(
-                            zip(times[cols].tolist(), value.values[i, cols].tolist(), strict=True)
-                        ),
-                    )
-                )
+            points: list[Point] = []
+            for j in np.flatnonzero(value.present[i] | (hist[i] >= 0)).tolist():
+                h = int(hist[i, j])
+                v = from_pool(value.pool, h) if h >= 0 else float(value.values[i, j])
+                points.append((int(times[j]), v))
+            if points:
+                out.append((_key(labels), points))
         return out
     if isinstance(value, RangeVector):
         end = int(value.window_ends[0])
         out = []
+        hs = value.hists
         for i, labels in enumerate(lab.rows(value.labels)):
             lo, hi = value.offsets[i], value.offsets[i + 1]
             ts, vs = value.timestamps[lo:hi], value.values[lo:hi]
             keep = (ts > end - value.range) & (ts <= end)
-            if keep.any():
-                out.append(
-                    (_key(labels), list(zip(ts[keep].tolist(), vs[keep].tolist(), strict=True)))
-                )
+            points = list(zip(ts[keep].tolist(), vs[keep].tolist(), strict=True))
+            if hs is not None:
+                a, b = hs.offsets[i], hs.offsets[i + 1]
+                for t, r in zip(hs.timestamps[a:b].tolist(), hs.rows[a:b].tolist(), strict=True):
+                    if end - value.range < t <= end:
+                        points.append((t, from_pool(hs.pool, r)))
+                points.sort(key=lambda p: p[0])
+            if points:
+                out.append((_key(labels), points))
         return out
     raise QueryError(f"unexpected result type {type(value).__name__}")
 
 
-def _expected_series(ev: Eval) -> list[tuple[tuple, list[tuple[int, float]]]]:
+def _same_point(want: object, got: object) -> bool:
+    """Floats within Prometheus' tolerance, histograms as its runner compares them."""
+    from tsdb_arrow.promql.testfile_histograms import same_histogram
+
+    if isinstance(want, TestHistogram) or isinstance(got, TestHistogram):
+        return (isinstance(want, TestHistogram) and isinstance(got, TestHistogram)
+                and same_histogram(want, got, almost_equal))
+    return almost_equal(want, got)  # type: ignore[arg-type]
+
+
+def _expected_series(ev: Eval) -> list[tuple[tuple, list[Point]]]:
     if ev.range_vector is not None:
         start, _, step = ev.range_vector
     else:
@@ -134,6 +152,9 @@ def _expected_series(ev: Eval) -> list[tuple[tuple, list[tuple[int, float]]]]:
         points = []
         for i, p in enumerate(series.points):
             if p is None:
+                continue
+            if isinstance(p, TestHistogram):
+                points.append((start + i * step, p))
                 continue
             points.append((start + i * step, _STALE_NAN if p == STALE else float(p)))  # type: ignore[arg-type]
         if ev.instant and ev.range_vector is None:
@@ -153,8 +174,6 @@ def _compare(ev: Eval, value: object) -> str | None:
         if not isinstance(value, Scalar) or not almost_equal(float(value.values[0]), ev.scalar):
             return f"expected scalar {ev.scalar}, got {value!r}"
         return None
-    if any(s.histogram for s in ev.series):
-        return "expects native histogram samples (not supported)"
     actual = _actual_series(value, ev)
     expected = _expected_series(ev)
     act = {k: pts for k, pts in actual}
@@ -168,7 +187,7 @@ def _compare(ev: Eval, value: object) -> str | None:
     for k, pts in exp.items():
         got = act[k]
         if len(got) != len(pts) or any(
-            t1 != t2 or not almost_equal(v1, v2)
+            t1 != t2 or not _same_point(v1, v2)
             for (t1, v1), (t2, v2) in zip(pts, got, strict=False)
         ):
             return f"{dict(k)}: expected {pts[:6]}, got {got[:6]}"

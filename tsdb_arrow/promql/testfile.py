@@ -3,7 +3,7 @@
 ``load <interval>`` with series lines (``metric{l="v"} 1 2+3x4 _ stale Inf``), ``clear``,
 ``eval instant at <t> <expr>`` and ``eval range from <s> to <e> step <d> <expr>`` with
 ``expect`` lines and expected series. Native-histogram points (``{{...}}``) are read by
-``testfile_histograms`` (those storage cannot hold as ``None``).
+``testfile_histograms`` ( every one is kept here, the loader skips those storage cannot hold).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def parse_series(line: str) -> Series:
         if hists is None:
             points.extend(expand(token))
         else:
-            points.extend(h if h.storable else None for h in hists)
+            points.extend(hists)
     return Series(parse_labels(desc), points, histogram)
 
 

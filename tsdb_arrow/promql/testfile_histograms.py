@@ -2,9 +2,11 @@
 and the series expansions ``{{...}}x3`` and ``{{a}}+{{b}}x3``.
 
 A point is read into a :class:`TestHistogram` (buckets keyed by Prometheus index). Only the
-histograms storage can hold become samples (``storable``): an exponential schema (-4..8, not
-custom buckets), whole non-negative counts, and a ``count`` equal to the zero count plus the
-bucket counts; the others are read as absent points, as before native histograms were stored.
+histograms storage can hold are loaded as samples (``storable``): an exponential schema
+(-4..8, not custom buckets), whole non-negative counts, and a ``count`` equal to the zero count
+plus the bucket counts; the others are loaded as absent points. Expected results keep every
+point: :func:`same_histogram` compares one with a result's histogram as Prometheus' runner
+does.
 """
 
 from __future__ import annotations
@@ -123,3 +125,39 @@ def split_points(rest: str) -> list[str]:
         else:
             tokens.extend(part.split())
     return tokens
+
+
+def from_pool(pool: object, row: int) -> TestHistogram:
+    """Pool row ``row`` of a ``NativeHistograms`` as a ``TestHistogram`` (Prometheus indices)."""
+    p = pool
+
+    def buckets(offset: np.ndarray, start: np.ndarray, counts: np.ndarray) -> dict[int, float]:
+        lo, hi = int(start[row]), int(start[row + 1])
+        first = int(offset[row]) + 1
+        return {first + k: float(c) for k, c in enumerate(counts[lo:hi].tolist())}
+
+    return TestHistogram(
+        schema=int(p.scale[row]), count=float(p.count[row]), sum=float(p.sum[row]),  # type: ignore[attr-defined]
+        zero_count=float(p.zero_count[row]), zero_threshold=float(p.zero_threshold[row]),  # type: ignore[attr-defined]
+        positive=buckets(p.pos_offset, p.pos_start, p.pos_counts),  # type: ignore[attr-defined]
+        negative=buckets(p.neg_offset, p.neg_start, p.neg_counts),  # type: ignore[attr-defined]
+    )
+
+
+def same_histogram(expected: TestHistogram, actual: TestHistogram, close: object) -> bool:
+    """Prometheus' ``compareNativeHistogram`` after ``Compact(0)``: same schema and zero
+    threshold, counts and sum within ``close`` (a ``(a, b) -> bool``), the same non-empty
+    buckets with close counts."""
+    if expected.custom or expected.schema != actual.schema:
+        return False
+    if expected.zero_threshold != actual.zero_threshold:
+        return False
+    pairs = [(expected.count, actual.count), (expected.sum, actual.sum),
+             (expected.zero_count, actual.zero_count)]
+    for want, got in (expected.positive, actual.positive), (expected.negative, actual.negative):
+        w = {k: v for k, v in want.items() if v != 0}
+        g = {k: v for k, v in got.items() if v != 0}
+        if w.keys() != g.keys():
+            return False
+        pairs.extend((w[k], g[k]) for k in w)
+    return all(close(a, b) for a, b in pairs)  # type: ignore[operator]

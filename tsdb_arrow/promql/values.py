@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tsdb_arrow.promql.native import NativeHistograms
+from tsdb_arrow.promql.native import HistogramRange, NativeHistograms
 
 METRIC_NAME = "__name__"
 
@@ -87,6 +87,8 @@ class RangeVector:
     Samples of series i are ``timestamps[offsets[i]:offsets[i+1]]`` / ``values[...]``, sorted by
     time, covering every window. ``window_ends`` (int64 ms, one per step) are the window ends
     after ``offset`` and ``@`` were applied; ``range`` is the window length in ms.
+    ``hists``, when the series hold native histogram samples, has them, series by series in
+    the order of ``labels`` (a series may hold both kinds).
     """
 
     labels: pl.DataFrame
@@ -95,6 +97,7 @@ class RangeVector:
     offsets: np.ndarray
     window_ends: np.ndarray
     range: int
+    hists: HistogramRange | None = None
 
     def __len__(self) -> int:
         return self.labels.height

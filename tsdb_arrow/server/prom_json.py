@@ -143,6 +143,8 @@ def encode_instant(value: Value, time: int, *, limit: int = 0) -> str:
         return f'{{"resultType":"string","result":[{t},{json.dumps(value.value)}]}}'
     if isinstance(value, RangeVector):
         return '{"resultType":"matrix","result":' + _range_vector(value, limit) + "}"
+    if value.has_histograms:
+        return '{"resultType":"vector","result":' + _instant_histograms(value, time, limit) + "}"
     present = np.asarray(value.present)[:, 0]
     rows = np.flatnonzero(present)
     rows = _limited(rows, limit)
@@ -158,8 +160,78 @@ def encode_instant(value: Value, time: int, *, limit: int = 0) -> str:
     return '{"resultType":"vector","result":' + result + "}"
 
 
+def _instant_histograms(value: InstantVector, time: int, limit: int) -> str:
+    """An instant vector's float and histogram samples, in the vector's order."""
+    from tsdb_arrow.server.prom_json_histograms import instant_samples
+
+    assert value.hist is not None
+    hist = np.asarray(value.hist)[:, 0]
+    present = np.asarray(value.present)[:, 0] & (hist < 0)
+    rows = _limited(np.flatnonzero(present | (hist >= 0)), limit)
+    labels = value.labels[pl.Series(rows)]
+    return instant_samples(
+        metric_objects(labels), np.full(len(rows), time, dtype=np.int64),
+        np.asarray(value.values)[rows, 0], hist[rows], value.pool,
+    )
+
+
+def _window(ts: np.ndarray, offsets: np.ndarray, end: int, rng: int) -> tuple[np.ndarray, ...]:
+    """Which samples lie in ``(end - rng, end]``, and how many per series."""
+    inside = (ts > end - rng) & (ts <= end)
+    running = np.concatenate(([0], np.cumsum(inside, dtype=np.int64)))
+    return inside, running[offsets[1:]] - running[offsets[:-1]]
+
+
+def _range_histograms(value: RangeVector, limit: int) -> str:
+    """A range vector with histogram samples: its series sorted by labels, each with its
+    float and histogram samples in the window."""
+    from tsdb_arrow.server.prom_json_histograms import matrix_series
+
+    h = value.hists
+    assert h is not None
+    end = int(value.window_ends[0])
+    f_in, f_counts = _window(np.asarray(value.timestamps), value.offsets, end, value.range)
+    h_in, h_counts = _window(h.timestamps, h.offsets, end, value.range)
+    order = _sorted(value.labels)
+    order = _limited(order[(f_counts + h_counts)[order] > 0], limit)
+    rank = np.full(len(value), -1, np.int64)
+    rank[order] = np.arange(len(order))
+    f_owner = np.repeat(rank, np.diff(value.offsets))
+    h_owner = np.repeat(rank, np.diff(h.offsets))
+    f_keep = np.flatnonzero(f_in & (f_owner >= 0))
+    h_keep = np.flatnonzero(h_in & (h_owner >= 0))
+    f_keep = f_keep[np.argsort(f_owner[f_keep], kind="stable")]
+    h_keep = h_keep[np.argsort(h_owner[h_keep], kind="stable")]
+    return matrix_series(
+        metric_objects(value.labels[pl.Series(order)]),
+        f_owner[f_keep], np.asarray(value.timestamps)[f_keep], np.asarray(value.values)[f_keep],
+        h_owner[h_keep], h.timestamps[h_keep], h.rows[h_keep], h.pool,
+    )
+
+
+def _step_histograms(value: InstantVector, times: np.ndarray, limit: int) -> str:
+    """A range query's matrix when the vector holds histogram samples."""
+    from tsdb_arrow.server.prom_json_histograms import matrix_series
+
+    assert value.hist is not None
+    is_h = np.asarray(value.hist) >= 0
+    is_f = np.asarray(value.present) & ~is_h
+    counts = (is_f | is_h).sum(axis=1)
+    order = _sorted(value.labels)
+    order = _limited(order[counts[order] > 0], limit)
+    f_rows, f_cols = np.nonzero(is_f[order])
+    h_rows, h_cols = np.nonzero(is_h[order])
+    return matrix_series(
+        metric_objects(value.labels[pl.Series(order)]),
+        f_rows, times[f_cols], np.asarray(value.values)[order][f_rows, f_cols],
+        h_rows, times[h_cols], np.asarray(value.hist)[order][h_rows, h_cols], value.pool,
+    )
+
+
 def _range_vector(value: RangeVector, limit: int) -> str:
     """A range vector's samples in the window of its (only) step, series sorted by labels."""
+    if value.hists is not None:
+        return _range_histograms(value, limit)
     end = int(value.window_ends[0])
     offsets = np.asarray(value.offsets, dtype=np.int64)
     ts = np.asarray(value.timestamps)
@@ -206,6 +278,8 @@ def encode_range(value: Value, steps: Steps, *, limit: int = 0) -> str | memoryv
         )
         return '{"resultType":"matrix","result":' + result + "}"
     assert isinstance(value, InstantVector)
+    if value.has_histograms:
+        return '{"resultType":"matrix","result":' + _step_histograms(value, times, limit) + "}"
     return _step_matrix(value, times, limit)
 
 
