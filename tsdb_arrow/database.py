@@ -87,8 +87,9 @@ class Database:
 
     Samples are buffered in the head and flushed to Parquet blocks by ``flush()``, by ``close()``,
     or by the database's background thread once the head spans more than
-    ``config.block_duration`` (the newest window stays in the head) or holds more than
-    ``config.head_max_bytes``. Until the write-ahead log exists, a crash loses unflushed samples.
+    ``config.block_duration`` (the newest window stays in the head, and so does every window a
+    write reached within ``ingest.recent.QUIET_SECONDS``) or holds more than
+    ``config.head_max_bytes``. Unflushed samples are in the write-ahead log (``config.wal``).
     """
 
     def __init__(
