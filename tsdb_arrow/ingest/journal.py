@@ -3,9 +3,9 @@
 One ``write`` is one WAL record: the label sets of the series it introduces and its samples
 (floats or histograms), so that a crash leaves a batch whole or absent. After a flush the
 segments the new blocks cover go; the samples the flush kept in the head (the newest window,
-still filling, and windows writes still reach) are first written to a checkpoint, ``wal/checkpoint.<N>/``: a WAL directory of
-its own that replays before segments ``N`` and later, as Prometheus' tsdb does. Layout in
-``docs/format.md``.
+still filling, and windows writes still reach) are first written to a checkpoint,
+``wal/checkpoint.<N>/``: a WAL directory of its own that replays before segments ``N`` and
+later, as Prometheus' tsdb does. Layout in ``docs/format.md``.
 """
 
 from __future__ import annotations
