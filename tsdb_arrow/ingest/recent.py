@@ -17,7 +17,7 @@ from collections import deque
 import numpy as np
 
 #: Seconds without a write to a window before a span-due flush writes it.
-QUIET_SECONDS = 1.0
+QUIET_SECONDS = 2.0
 
 _INT64_MIN = int(np.iinfo(np.int64).min)
 
