@@ -94,6 +94,12 @@ def split(rows: pl.DataFrame, n: int) -> list[pl.DataFrame]:
     return [rows.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
+def own_flushes(db: ta.Database) -> ta.Database:
+    """``db`` without its background thread: the test's ``_flush`` calls are the only ones."""
+    db._background.stop()
+    return db
+
+
 @pytest.fixture
 def long_quiet(monkeypatch):
     """Every window a write touched stays held for the whole test."""
@@ -103,7 +109,7 @@ def long_quiet(monkeypatch):
 def test_shuffled_multi_window_batches_stay_in_the_head_until_flush(tmp_path, long_quiet):
     rows = shuffled_rows(1)
     batches = split(rows, 9)
-    with ta.open(tmp_path / "db") as db:
+    with own_flushes(ta.open(tmp_path / "db")) as db:
         results = [db.write(b) for b in batches]
         assert [r.replaced for r in results] == replaced_in_order(batches)
         assert db._flush_due() == "span"  # each batch spans four windows
@@ -125,7 +131,7 @@ def test_a_quiet_window_is_flushed_and_later_samples_overlap_it(tmp_path, long_q
     newer = pl.DataFrame(
         {"timestamp": [T0 + 5 * HOUR], "value": [1.5], "__name__": "m", "host": "h0"}
     )
-    with ta.open(tmp_path / "db") as db:
+    with own_flushes(ta.open(tmp_path / "db")) as db:
         db.write(first)
         db.write(newer)
         assert db._flush(only_if_due=True) == []  # the first batch's windows are held
@@ -158,7 +164,7 @@ def test_held_windows_survive_a_crash(tmp_path, long_quiet):
     windows: a copy of the directory (a crash) gives every sample back, bit for bit."""
     rows = shuffled_rows(3)
     path = tmp_path / "db"
-    with ta.open(path) as db:
+    with own_flushes(ta.open(path)) as db:
         for b in split(rows, 5):
             db.write(b)
         shutil.copytree(path, tmp_path / "crash1", ignore=shutil.ignore_patterns("LOCK"))
@@ -197,7 +203,7 @@ def test_any_batching_round_trips_with_exact_counts(tmp_path_factory, seed, n_ba
     the replaced counts, the samples counted and the selection are exact."""
     rows = shuffled_rows(seed, n_series=3, hours=9, step=600_000)
     batches = split(rows, n_batches)
-    with ta.open(tmp_path_factory.mktemp("db") / "db") as db:
+    with own_flushes(ta.open(tmp_path_factory.mktemp("db") / "db")) as db:
         db._recent.quiet = quiet
         results = []
         for b in batches:
@@ -225,3 +231,22 @@ def test_recent_writes_hold_the_ranges_they_touched():
     assert r.ranges(112.0) == [] and r.next_release(112.0) is None
     assert window_start(-(2**63), 2 * HOUR) == -(2**63)
     assert window_start(-1, 2 * HOUR) == -2 * HOUR
+
+
+def test_a_pass_asked_for_later_runs_then_and_wait_idle_waits_for_it():
+    import time
+
+    from tsdb_arrow.background import BackgroundWorker
+
+    ran: list[float] = []
+    worker = BackgroundWorker(lambda: ran.append(time.monotonic()), name="t", interval=60.0)
+    try:
+        assert worker.wait_idle(timeout=10)
+        asked = time.monotonic()
+        worker.request_at(asked + 0.3)
+        worker.request_at(asked + 5.0)  # a later time does not postpone the earlier one
+        assert worker.wait_idle(timeout=10)
+        assert len(ran) == 1 and ran[0] >= asked + 0.3
+        assert ran[0] < asked + 5.0
+    finally:
+        worker.stop()

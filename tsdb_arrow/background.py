@@ -61,11 +61,16 @@ class BackgroundWorker:
                 timeout,
             )
 
-    def _wait_time(self) -> float:
-        """Seconds until the next pass is due by itself (caller holds ``_wake``)."""
-        if self._due_at is None:
-            return self._interval
-        return max(0.0, min(self._interval, self._due_at - time.monotonic()))
+    def _wait_for_work(self) -> None:
+        """Wait (holding ``_wake``) for a request, a pass asked for now, a stop, or
+        ``interval`` seconds; ``request_at`` meanwhile shortens the wait."""
+        deadline = time.monotonic() + self._interval
+        while not (self._requested or self._stopping or self._scheduled()):
+            now = time.monotonic()
+            wait = deadline - now if self._due_at is None else min(deadline, self._due_at) - now
+            if wait <= 0:
+                return
+            self._wake.wait(wait)
 
     def _scheduled(self) -> bool:
         return self._due_at is not None and time.monotonic() >= self._due_at
@@ -85,10 +90,7 @@ class BackgroundWorker:
                 if pause is not None:
                     self._wake.wait_for(lambda: self._stopping, timeout=pause)
                 else:
-                    self._wake.wait_for(
-                        lambda: self._requested or self._stopping or self._scheduled(),
-                        self._wait_time(),
-                    )
+                    self._wait_for_work()
                 if self._stopping:
                     self._wake.notify_all()
                     return
