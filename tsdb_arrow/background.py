@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("tsdb_arrow")
@@ -25,6 +26,7 @@ class BackgroundWorker:
         self._interval = interval
         self._wake = threading.Condition()
         self._requested = False
+        self._due_at: float | None = None  # a pass asked for at this monotonic time
         self._stopping = False
         self._failures = 0
         self._running = False
@@ -40,12 +42,38 @@ class BackgroundWorker:
             if not self._failures:
                 self._wake.notify_all()
 
+    def request_at(self, when: float) -> None:
+        """Run a pass at monotonic time ``when`` (or sooner, if one is requested before)."""
+        with self._wake:
+            if self._due_at is None or when < self._due_at:
+                self._due_at = when
+                self._wake.notify_all()
+
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no pass is requested or running; False if ``timeout`` s passed first."""
+        """Wait until no pass is requested (now or later) or running; False if ``timeout`` s
+        passed first."""
         with self._wake:
             return self._wake.wait_for(
-                lambda: not (self._requested or self._running) or self._stopping, timeout
+                lambda: (
+                    not (self._requested or self._running or self._due_at is not None)
+                    or self._stopping
+                ),
+                timeout,
             )
+
+    def _wait_for_work(self) -> None:
+        """Wait (holding ``_wake``) for a request, a pass asked for now, a stop, or
+        ``interval`` seconds; ``request_at`` meanwhile shortens the wait."""
+        deadline = time.monotonic() + self._interval
+        while not (self._requested or self._stopping or self._scheduled()):
+            now = time.monotonic()
+            wait = deadline - now if self._due_at is None else min(deadline, self._due_at) - now
+            if wait <= 0:
+                return
+            self._wake.wait(wait)
+
+    def _scheduled(self) -> bool:
+        return self._due_at is not None and time.monotonic() >= self._due_at
 
     def stop(self) -> None:
         """Let a running pass finish, then end the thread; idempotent."""
@@ -62,11 +90,13 @@ class BackgroundWorker:
                 if pause is not None:
                     self._wake.wait_for(lambda: self._stopping, timeout=pause)
                 else:
-                    self._wake.wait_for(lambda: self._requested or self._stopping, self._interval)
+                    self._wait_for_work()
                 if self._stopping:
                     self._wake.notify_all()
                     return
                 self._requested = False
+                if self._scheduled():
+                    self._due_at = None
                 self._running = True
             try:
                 self._work()

@@ -21,7 +21,8 @@ class StorageConfig:
     block_duration
         Time span of one block: milliseconds or a ``datetime.timedelta`` (kept as milliseconds).
         Block boundaries are aligned to multiples of it since the Unix epoch.
-        The head is flushed by itself once it spans more than this.
+        The head is flushed by itself once it spans more than this: its complete windows
+        that no write reached for two seconds (``ingest/recent.py``).
         Every window that holds a sample becomes its own block directory (about 3 KB of
         files even for one sample), so for sparse data choose a window that holds many
         samples per series: daily samples want ``timedelta(days=365)`` rather than the 2 h

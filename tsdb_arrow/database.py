@@ -38,6 +38,7 @@ from tsdb_arrow.ingest import journal
 from tsdb_arrow.ingest.head import Head, HeadWindow
 from tsdb_arrow.ingest.journal import Journal
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool
+from tsdb_arrow.ingest.recent import RecentWrites, all_held, held, window_start
 from tsdb_arrow.lockfile import LOCK_FILE, DirectoryLock
 from tsdb_arrow.model import (
     METRIC_NAME,
@@ -95,8 +96,9 @@ class Database:
 
     Samples are buffered in the head and flushed to Parquet blocks by ``flush()``, by ``close()``,
     or by the database's background thread once the head spans more than
-    ``config.block_duration`` (the newest window stays in the head) or holds more than
-    ``config.head_max_bytes``. Until the write-ahead log exists, a crash loses unflushed samples.
+    ``config.block_duration`` (the newest window stays in the head, and so does every window a
+    write reached within ``ingest.recent.QUIET_SECONDS``) or holds more than
+    ``config.head_max_bytes``. Unflushed samples are in the write-ahead log (``config.wal``).
     """
 
     def __init__(
@@ -133,6 +135,8 @@ class Database:
             self._head = Head(self._pool)
             self._flushing: list[Head] = []  # taken by a running flush, still read by queries
             self._room = threading.Condition(self._lock)  # notified when the head is swapped
+            self._recent = RecentWrites(self.config.block_duration)  # windows writes reach
+            self._span_hold_until = 0.0  # a span flush found nothing to write: not before then
             self._index = SeriesIndex()
             self._known: KnownSeries | None = None  # label sets of the index a write admitted
             self._directory = BlockDirectory(
@@ -426,6 +430,7 @@ class Database:
                 self._head.append(
                     refs, ts, values=batch.values, histograms=batch.histograms, noted=noted
                 )
+                self._recent.note(int(ts.min()), int(ts.max()), time.monotonic())
             except BaseException:
                 self._index.restore(before)  # a refused batch adds no series either
                 self._head.forget_pairs()  # it may hold pairs of rows that were not appended
@@ -539,7 +544,9 @@ class Database:
         """Cut the head into windows and write a block of each; returns the new block ids.
 
         ``only_if_due`` (the background thread): flush only if the head is due, judged after
-        taking the flush lock, and keep its newest window when only its span made it due.
+        taking the flush lock; when only its span made it due, keep its newest window and
+        every window a write reached within ``recent.QUIET_SECONDS`` (asking for a pass when
+        they are quiet).
         If writing fails, what did not reach a block goes back in front of the newer head:
         nothing is lost and nothing doubled, and the next flush retries.
         """
@@ -548,6 +555,10 @@ class Database:
                 due = self._flush_due() if only_if_due else "all"
                 head = self._head
                 if due is None or head.rows == 0:
+                    return []
+                now = time.monotonic()
+                recent = self._recent.ranges(now) if due == "span" else []
+                if due == "span" and self._complete_windows_held(head, recent, now):
                     return []
                 # Writes from now on go to a new segment: the older ones hold only this head.
                 # Rolled first: if that fails, the head stays where it is, not half swapped.
@@ -561,8 +572,10 @@ class Database:
             written: list[Block] = []
             try:
                 windows = head.windows(self.config.block_duration)
-                if due == "span" and len(windows) > 1:
-                    keep = [windows.pop()]  # the newest window is still filling
+                if due == "span":
+                    keep = [w for w in windows[:-1] if held(w.start, recent)]
+                    keep.append(windows[-1])  # the newest window is still filling
+                    windows = [w for w in windows[:-1] if not held(w.start, recent)]
                 for window in windows:
                     written.append(self._write_window(window))
             except BaseException:
@@ -585,11 +598,28 @@ class Database:
                 kept = [record for w in keep for record in self._logged_window(w)]
                 if self._journal is not None and (unblocked := self._unblocked(kept)):
                     kept.append(unblocked)
+                if due == "span" and not windows:  # every window with samples was held
+                    self._span_hold_until = self._recent.next_release(time.monotonic()) or 0.0
             if segment is not None and self._journal is not None:
                 # The blocks are durable: the segments before `segment` can go, once what the
                 # flush kept in the head is in a checkpoint.
                 self._journal.checkpoint(segment, kept)
             return [block.meta.id for block in written]
+
+    def _complete_windows_held(self, head: Head, recent: list[tuple[int, int]], now: float) -> bool:
+        """Whether writes reached every window of ``head`` but the newest within the quiet
+        time (``recent``: their ranges), or a span flush found nothing to write before; if
+        so, ask the background thread to look again when the oldest write is quiet (caller
+        holds the lock)."""
+        duration = self.config.block_duration
+        newest = window_start(head.max_time, duration)
+        lo = window_start(head.min_time, duration)
+        if now >= self._span_hold_until and not all_held(lo, newest - duration, duration, recent):
+            return False
+        release = max(self._span_hold_until, self._recent.next_release(now) or now)
+        if self._background is not None and release > now:
+            self._background.request_at(release)
+        return True
 
     def _logged_window(self, window: HeadWindow) -> list[list[tuple[int, pa.Table]]]:
         """WAL records of a window's floats and histograms, each with its series (caller holds

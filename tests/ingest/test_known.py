@@ -193,3 +193,32 @@ def test_in_row_order_lists_the_series_as_rows_first_bring_them():
     assert ordered.column("series_ref").to_pylist() == [
         series_ref({"__name__": "up", "a": a}) for a in ["q", "b", "z", "a"]
     ]
+
+
+def test_a_long_batch_is_probed_on_its_first_rows_before_it_is_packed(monkeypatch):
+    """A miss or a bulk batch is found in the first ``probe_rows`` rows, packing only those;
+    a batch passing the probe is still checked row by row (a new set later is a miss)."""
+    from tsdb_arrow.ingest import known as known_mod
+
+    packed_rows = []
+    real_pack = known_mod._pack
+
+    def pack(labels, n_rows):
+        packed_rows.append(n_rows)
+        return real_pack(labels, n_rows)
+
+    distinct = [{"__name__": "up", "a": str(i)} for i in range(60)]
+    known = remembered(distinct[:50])
+    monkeypatch.setattr(known_mod, "_pack", pack)
+    known.probe_rows = 20
+    repeating = [{"__name__": "up", "a": str(i % 5)} for i in range(60)]
+    assert known.lookup(labels_of(repeating), 60) is None
+    assert packed_rows == [20]  # the bulk batch was not packed whole
+    unknown = [{"__name__": "up", "a": "new"}, *distinct[:59]]
+    assert known.lookup(labels_of(unknown), 60) is None
+    assert packed_rows == [20, 20]
+    assert known.lookup(labels_of(distinct), 60) is None  # rows 50-59 are new: a miss
+    assert packed_rows == [20, 20, 20, 60]
+    assert lookup(known, labels_of(distinct[:50]), 50).tolist() == [
+        series_ref(r) for r in distinct[:50]
+    ]

@@ -272,3 +272,29 @@ def test_the_first_label_column_by_dictionary_gives_the_row_by_row_ids(kind):
     assert set(expected[[p in (None, "") for p in picks]].tolist()) == {0}
     assert len(set(expected.tolist())) == 5  # four present values and the empty set
     assert by_value.values().to_pylist() == by_row.values().to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("duration", "near_min"), [(7_200_000, False), (2**36, False), (7_200_000, True)]
+)
+def test_shuffled_rows_of_several_windows_cut_as_a_stable_sort(duration, near_min):
+    """Every group out of time order (shuffled rows over three windows, one of them possibly
+    clamped at INT64_MIN): the cut equals a stable sort by (window, ref, timestamp) with the
+    last write of a duplicate kept."""
+    rng = np.random.default_rng(duration % 997 + near_min)
+    n = 20_000
+    refs = rng.choice(np.arange(1, 40, dtype=np.uint64), n)
+    base = np.iinfo(np.int64).min + 10 if near_min else 1_700_000_000_000
+    ts = base + rng.integers(0, 3 * min(duration, 2**30), n)
+    ts[rng.random(n) < 0.2] = ts[0]  # duplicates, kept in write order
+    values = np.arange(n, dtype=np.float64)
+    got = cut(refs, ts, values, duration)
+    windows = window_starts(ts, duration)
+    order = np.lexsort((ts, refs, windows))
+    r, t, v, w = refs[order], ts[order], values[order], windows[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (r[1:] != r[:-1]) | (t[1:] != t[:-1]) | (w[1:] != w[:-1])
+    assert [x.start for x in got] == np.unique(w).tolist()
+    assert np.array_equal(np.concatenate([x.refs for x in got]), r[last])
+    assert np.array_equal(np.concatenate([x.timestamps for x in got]), t[last])
+    assert np.array_equal(np.concatenate([x.values for x in got]), v[last])

@@ -5,9 +5,9 @@ One ``write`` is one WAL record: the label sets of the series it introduces and 
 alone keeps the series that no block holds any more (compaction dropped their deleted samples,
 or retention their blocks): later writes log them by ref only. After a flush the
 segments the new blocks cover go; the samples the flush kept in the head (the newest window,
-still filling) are first written to a checkpoint, ``wal/checkpoint.<N>/``: a WAL directory of
-its own that replays before segments ``N`` and later, as Prometheus' tsdb does. Layout in
-``docs/format.md``.
+still filling, and windows writes still reach) are first written to a checkpoint,
+``wal/checkpoint.<N>/``: a WAL directory of its own that replays before segments ``N`` and
+later, as Prometheus' tsdb does. Layout in ``docs/format.md``.
 """
 
 from __future__ import annotations

@@ -297,7 +297,10 @@ class KnownSeries:
         as ``convert.normalize`` gives them; other layouts answer None, and so does a batch
         whose first ``probe_rows`` rows repeat their series (half of them at least).
         """
-        packed = _pack(labels, n_rows) if self._count and labels else None
+        if not self._count or not labels or not self._probe(labels, n_rows):
+            self.misses += 1
+            return None
+        packed = _pack(labels, n_rows)
         if packed is None:
             self.misses += 1
             return None
@@ -313,6 +316,26 @@ class KnownSeries:
             else:
                 self.misses += 1
         return Found(refs, found == 1) if found in (1, 2) else None
+
+    def _probe(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> bool:
+        """Whether the first ``probe_rows`` rows of a longer batch are remembered and do not
+        repeat their series (half of them at least): a bulk batch or a miss then costs
+        packing those rows only, not the whole batch (wide label sets make packing cost
+        about as much as resolving)."""
+        if n_rows <= 2 * self.probe_rows:
+            return True
+        rows = self.probe_rows
+        packed = _pack({name: col.slice(0, rows) for name, col in labels.items()}, rows)
+        if packed is None:
+            return False
+        refs = np.empty(rows, dtype=np.uint64)
+        entries = np.empty(rows, dtype=np.int64)
+        with self._lock:
+            self._batch += 1
+            found = _find(*packed, self._table, self._refs, self._start, self._arena,
+                          self._count, refs, entries, True, True, self._stamp, self._batch,
+                          rows)  # fmt: skip
+        return found in (1, 2)
 
     def remember(self, series: pa.Table) -> None:
         """Remember the label sets of ``series`` (``REF`` and one large_string column per label,

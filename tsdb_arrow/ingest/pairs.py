@@ -11,6 +11,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from tsdb_arrow.ingest.labelsets import readonly
+
 _MIN_SLOTS = 1 << 12
 _MAX_LOAD = 0.6  # linear probing stays short below this
 _QUADRUPLE_BELOW = 1 << 22  # slots (16 bytes each)
@@ -100,6 +102,9 @@ class PairSet:
 
     def add(self, refs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         """Insert the rows' pairs; True for a row whose pair was in the set or on a row before."""
+        # Read-only views: one compiled variant of ``_add`` whether the rows come from the
+        # head's buffers or a batch's Arrow columns (a cold process loads one kernel, not two).
+        refs, timestamps = readonly(refs.view()), readonly(timestamps.view())
         repeated = np.empty(len(refs), dtype=np.bool_)
         done = 0
         while True:
