@@ -80,15 +80,9 @@ class OtlpReceiver:
         status, sc = wire.scan(np.frombuffer(body, dtype=np.uint8))
         if sc is not None:
             repeat = self.known.rows(sc)
-            if repeat is not None:
-                try:
-                    self.repeats.write(repeat.table)
-                except (BackpressureError, ClosedError) as exc:
-                    return Outcome("unavailable", message=str(exc))
-                except (InputError, SeriesCollisionError):
-                    pass  # not expected (the refs were admitted): the full way decides
-                else:
-                    return Outcome("ok", response=FULL_SUCCESS)
+            stored = None if repeat is None else self._store_repeat(repeat.table)
+            if stored is not None:
+                return stored
         try:
             converted = convert_request(
                 body, promote_resource_attributes=self.promote, delta=self.delta
@@ -123,6 +117,17 @@ class OtlpReceiver:
             response.partial_success.rejected_data_points = rejected
             response.partial_success.error_message = "; ".join(errors)[:4096]
         return Outcome("ok", response=response.SerializeToString())
+
+    def _store_repeat(self, table: pa.Table) -> Outcome | None:
+        """Write a request's remembered points; None when they are refused (not expected: the
+        refs were admitted), so that the full conversion decides."""
+        try:
+            self.repeats.write(table)
+        except (BackpressureError, ClosedError) as exc:
+            return Outcome("unavailable", message=str(exc))
+        except (InputError, SeriesCollisionError):
+            return None
+        return Outcome("ok", response=FULL_SUCCESS)
 
     def _undo(self, converted: Converted) -> None:
         if converted.delta_change is not None:

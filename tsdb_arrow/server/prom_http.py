@@ -339,8 +339,9 @@ class _Responder:
 
 async def _disconnect(receive: Callable) -> None:
     """Return once the client has gone away (the request body is already read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    message = await receive()
+    while message["type"] != "http.disconnect":
+        message = await receive()
 
 
 def _busy(options: QueryOptions) -> Answer:
