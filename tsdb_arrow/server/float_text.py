@@ -197,7 +197,8 @@ def _length(v):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _lit(out, o, lit, write):
+def literal(out, o, lit, write):
+    """The bytes ``lit`` at out[o] (when ``write``); the position after them."""
     if write:
         for k in range(lit.shape[0]):
             out[o + k] = lit[k]
@@ -225,8 +226,8 @@ def write_float(bits, out, o, write):
     magnitude = bits & _U64(0x7FFFFFFFFFFFFFFF)
     if magnitude >= _U64(0x7FF0000000000000):
         if magnitude > _U64(0x7FF0000000000000):
-            return _lit(out, o, _NAN, write)
-        return _lit(out, o, _NEG_INF if bits >> _U64(63) else _POS_INF, write)
+            return literal(out, o, _NAN, write)
+        return literal(out, o, _NEG_INF if bits >> _U64(63) else _POS_INF, write)
     if bits >> _U64(63):
         if write:
             out[o] = _MINUS

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from tsdb_arrow.server.float_text import write_float
+from tsdb_arrow.server.float_text import literal, write_float
 
 _DOT, _MINUS, _ZERO = ord("."), ord("-"), ord("0")
 _METRIC = np.frombuffer(b'{"metric":', dtype=np.uint8)
@@ -26,11 +26,14 @@ def _put(out, o, byte, write):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _lit(out, o, lit, write):
-    for k in range(lit.shape[0]):
+def copy_text(out, o, offsets, data, i, write):
+    """Text ``i`` of ``data`` cut at ``offsets`` at out[o] (when ``write``); the position
+    after it."""
+    for b in range(offsets[i], offsets[i + 1]):
         if write:
-            out[o + k] = lit[k]
-    return o + lit.shape[0]
+            out[o] = data[b]
+        o += 1
+    return o
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -86,10 +89,9 @@ def series_list(m_offsets, m_data, starts, ts, bits, many, out, write):
     for i in range(starts.shape[0] - 1):
         if i:
             o = _put(out, o, ord(","), write)
-        o = _lit(out, o, _METRIC, write)
-        for k in range(m_offsets[i], m_offsets[i + 1]):
-            o = _put(out, o, m_data[k], write)
-        o = _lit(out, o, _VALUES if many else _VALUE, write)
+        o = literal(out, o, _METRIC, write)
+        o = copy_text(out, o, m_offsets, m_data, i, write)
+        o = literal(out, o, _VALUES if many else _VALUE, write)
         for k in range(starts[i], starts[i + 1]):
             if k > starts[i]:
                 o = _put(out, o, ord(","), write)
@@ -120,11 +122,9 @@ def step_matrix(m_offsets, m_data, rows, first, last, bits, present, p_offsets, 
         if j:
             out[o] = ord(",")
             o += 1
-        o = _lit(out, o, _METRIC, True)
-        for k in range(m_offsets[j], m_offsets[j + 1]):
-            out[o] = m_data[k]
-            o += 1
-        o = _lit(out, o, _VALUES, True)
+        o = literal(out, o, _METRIC, True)
+        o = copy_text(out, o, m_offsets, m_data, j, True)
+        o = literal(out, o, _VALUES, True)
         comma = False
         for s in range(n_steps):
             if not present[i, s]:

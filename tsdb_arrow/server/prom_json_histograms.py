@@ -16,7 +16,26 @@ import numpy as np
 import polars as pl
 
 from tsdb_arrow.promql.native import NativeHistograms
+from tsdb_arrow.server.float_text import literal
+from tsdb_arrow.server.json_kernels import copy_text
 from tsdb_arrow.server.prom_json import _string_series, _strings, format_timestamps, format_values
+
+# JSON pieces the kernels write
+_COUNT = np.frombuffer(b'{"count":"', np.uint8)
+_SUM = np.frombuffer(b'","sum":"', np.uint8)
+_BUCKETS = np.frombuffer(b'","buckets":[', np.uint8)
+_QUOTE_COMMA_QUOTE = np.frombuffer(b'","', np.uint8)
+_CLOSE_EMPTY = np.frombuffer(b'"}', np.uint8)
+_QUOTE_CLOSE = np.frombuffer(b'"]', np.uint8)
+_CLOSE_OBJECT = np.frombuffer(b"]}", np.uint8)
+_COMMA = np.frombuffer(b",", np.uint8)
+_COMMA_QUOTE = np.frombuffer(b',"', np.uint8)
+_METRIC = np.frombuffer(b'{"metric":', np.uint8)
+_VALUES = np.frombuffer(b',"values":[', np.uint8)
+_HISTOGRAMS = np.frombuffer(b',"histograms":[', np.uint8)
+_OPEN = np.frombuffer(b"[", np.uint8)
+_CLOSE = np.frombuffer(b"]", np.uint8)
+_BRACE = np.frombuffer(b"}", np.uint8)
 
 
 def _cat(*parts: str | pl.Expr) -> pl.Expr:
@@ -31,42 +50,20 @@ def _write_objects(n, starts, rule, t_idx, t_off, t_data, out_off, out, fill):
     consecutive numbers), buckets of histogram k at ``starts[k]..starts[k+1]``; number j's
     text is text ``t_idx[j]``."""
     o = 0
-
-    def put(o, text):  # noqa: ANN001, ANN202
-        for ch in text:
-            if fill:
-                out[o] = ch
-            o += 1
-        return o
-
-    def put_text(o, j):  # noqa: ANN001, ANN202
-        i = t_idx[j]
-        for b in range(t_off[i], t_off[i + 1]):
-            if fill:
-                out[o] = t_data[b]
-            o += 1
-        return o
-
-    head_count = np.frombuffer(b'{"count":"', np.uint8)
-    head_sum = np.frombuffer(b'","sum":"', np.uint8)
-    head_buckets = np.frombuffer(b'","buckets":[', np.uint8)
-    quote_comma_quote = np.frombuffer(b'","', np.uint8)
-    close_empty = np.frombuffer(b'"}', np.uint8)
-    comma = np.frombuffer(b",", np.uint8)
     for k in range(n):
         if fill:
             out_off[k] = o
-        o = put(o, head_count)
-        o = put_text(o, k)
-        o = put(o, head_sum)
-        o = put_text(o, n + k)
+        o = literal(out, o, _COUNT, fill)
+        o = copy_text(out, o, t_off, t_data, t_idx[k], fill)
+        o = literal(out, o, _SUM, fill)
+        o = copy_text(out, o, t_off, t_data, t_idx[n + k], fill)
         if starts[k + 1] == starts[k]:
-            o = put(o, close_empty)
+            o = literal(out, o, _CLOSE_EMPTY, fill)
             continue
-        o = put(o, head_buckets)
+        o = literal(out, o, _BUCKETS, fill)
         for b in range(starts[k], starts[k + 1]):
             if b > starts[k]:
-                o = put(o, comma)
+                o = literal(out, o, _COMMA, fill)
             if fill:
                 out[o] = 91  # [
                 out[o + 1] = 48 + rule[b]
@@ -74,19 +71,13 @@ def _write_objects(n, starts, rule, t_idx, t_off, t_data, out_off, out, fill):
                 out[o + 3] = 34  # "
             o += 4
             base = 2 * n + 3 * b
-            o = put_text(o, base)
-            o = put(o, quote_comma_quote)
-            o = put_text(o, base + 1)
-            o = put(o, quote_comma_quote)
-            o = put_text(o, base + 2)
-            if fill:
-                out[o] = 34  # "
-                out[o + 1] = 93  # ]
-            o += 2
-        if fill:
-            out[o] = 93  # ]
-            out[o + 1] = 125  # }
-        o += 2
+            o = copy_text(out, o, t_off, t_data, t_idx[base], fill)
+            o = literal(out, o, _QUOTE_COMMA_QUOTE, fill)
+            o = copy_text(out, o, t_off, t_data, t_idx[base + 1], fill)
+            o = literal(out, o, _QUOTE_COMMA_QUOTE, fill)
+            o = copy_text(out, o, t_off, t_data, t_idx[base + 2], fill)
+            o = literal(out, o, _QUOTE_CLOSE, fill)
+        o = literal(out, o, _CLOSE_OBJECT, fill)
     if fill:
         out_off[n] = o
     return o
@@ -157,62 +148,36 @@ def _write_matrix(n, m_off, m_data, f_starts, ft_off, ft_data, fv_off, fv_data, 
                   ht_off, ht_data, ho_off, ho_data, out, fill):
     """Write (``fill``) or measure ``[{"metric":...,"values":[...],"histograms":[...]},...]``
     from the texts of the metrics, timestamps, values and histogram objects."""
-    o = 0
-
-    def put(o, text):  # noqa: ANN001, ANN202
-        for ch in text:
-            if fill:
-                out[o] = ch
-            o += 1
-        return o
-
-    def put_text(o, off, data, i):  # noqa: ANN001, ANN202
-        for b in range(off[i], off[i + 1]):
-            if fill:
-                out[o] = data[b]
-            o += 1
-        return o
-
-    head = np.frombuffer(b'{"metric":', np.uint8)
-    values = np.frombuffer(b',"values":[', np.uint8)
-    hists = np.frombuffer(b',"histograms":[', np.uint8)
-    comma = np.frombuffer(b",", np.uint8)
-    comma_quote = np.frombuffer(b',"', np.uint8)
-    quote_close = np.frombuffer(b'"]', np.uint8)
-    open_ = np.frombuffer(b"[", np.uint8)
-    close = np.frombuffer(b"]", np.uint8)
-    brace = np.frombuffer(b"}", np.uint8)
-    o = put(o, open_)
+    o = literal(out, 0, _OPEN, fill)
     for i in range(n):
         if i > 0:
-            o = put(o, comma)
-        o = put(o, head)
-        o = put_text(o, m_off, m_data, i)
+            o = literal(out, o, _COMMA, fill)
+        o = literal(out, o, _METRIC, fill)
+        o = copy_text(out, o, m_off, m_data, i, fill)
         if f_starts[i + 1] > f_starts[i]:
-            o = put(o, values)
+            o = literal(out, o, _VALUES, fill)
             for k in range(f_starts[i], f_starts[i + 1]):
                 if k > f_starts[i]:
-                    o = put(o, comma)
-                o = put(o, open_)
-                o = put_text(o, ft_off, ft_data, k)
-                o = put(o, comma_quote)
-                o = put_text(o, fv_off, fv_data, k)
-                o = put(o, quote_close)
-            o = put(o, close)
+                    o = literal(out, o, _COMMA, fill)
+                o = literal(out, o, _OPEN, fill)
+                o = copy_text(out, o, ft_off, ft_data, k, fill)
+                o = literal(out, o, _COMMA_QUOTE, fill)
+                o = copy_text(out, o, fv_off, fv_data, k, fill)
+                o = literal(out, o, _QUOTE_CLOSE, fill)
+            o = literal(out, o, _CLOSE, fill)
         if h_starts[i + 1] > h_starts[i]:
-            o = put(o, hists)
+            o = literal(out, o, _HISTOGRAMS, fill)
             for k in range(h_starts[i], h_starts[i + 1]):
                 if k > h_starts[i]:
-                    o = put(o, comma)
-                o = put(o, open_)
-                o = put_text(o, ht_off, ht_data, k)
-                o = put(o, comma)
-                o = put_text(o, ho_off, ho_data, k)
-                o = put(o, close)
-            o = put(o, close)
-        o = put(o, brace)
-    o = put(o, close)
-    return o
+                    o = literal(out, o, _COMMA, fill)
+                o = literal(out, o, _OPEN, fill)
+                o = copy_text(out, o, ht_off, ht_data, k, fill)
+                o = literal(out, o, _COMMA, fill)
+                o = copy_text(out, o, ho_off, ho_data, k, fill)
+                o = literal(out, o, _CLOSE, fill)
+            o = literal(out, o, _CLOSE, fill)
+        o = literal(out, o, _BRACE, fill)
+    return literal(out, o, _CLOSE, fill)
 
 
 def matrix_series(
