@@ -8,7 +8,6 @@ while the next batch arrives, and the predicate is applied to them exactly.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,38 +84,32 @@ class RemoteScan:
     def _frames(self, ticket: wire.SelectTicket, columns: list[str]) -> Iterator[pl.DataFrame]:
         """The stream's frames, each built on a worker while the next batch is received."""
         from tsdb_arrow.query.frames import FrameBuilder
+        from tsdb_arrow.query.scan import one_ahead
 
-        pending: deque[Future[pl.DataFrame]] = deque()
         with self.client._remote():
             reader = self.client._do_get(ticket)
             try:
                 series = wire.bytes_table(reader.schema.metadata[wire.SERIES_METADATA])
                 builder = FrameBuilder(pl.from_arrow(series), columns)
-                for chunk in reader:
-                    if chunk.app_metadata is not None:  # stored chunks, decoded here
-                        stored = wire.read_payloads(chunk.app_metadata)
-                        pending.append(
-                            _builders().submit(
+
+                def jobs() -> Iterator[Future[pl.DataFrame]]:
+                    for chunk in reader:
+                        if chunk.app_metadata is not None:  # stored chunks, decoded here
+                            stored = wire.read_payloads(chunk.app_metadata)
+                            yield _builders().submit(
                                 _decoded_frame, builder, self.client._decoded, stored
                             )
-                        )
-                    else:
-                        runs = wire.read_runs(chunk.data)
-                        pending.append(
-                            _builders().submit(
+                        else:
+                            runs = wire.read_runs(chunk.data)
+                            yield _builders().submit(
                                 builder.frame,
                                 runs.timestamps,
                                 runs.values,
                                 (runs.run_codes, runs.run_lengths),
                             )
-                        )
-                    if len(pending) > 1:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
+
+                yield from one_ahead(jobs())
             finally:
-                for job in pending:
-                    job.cancel()
                 reader.cancel()
 
 

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 from polars.io.plugins import register_io_source
@@ -28,6 +29,8 @@ from tsdb_arrow.query.read import (
     iter_samples,
     submit,
 )
+
+T = TypeVar("T")
 
 DEFAULT_BATCH = 1 << 18
 #: Fewest samples decoded per internal batch: Polars asks for small frames (100,000 rows),
@@ -169,28 +172,22 @@ class Scan:
     ) -> Iterator[pl.DataFrame]:
         """The batches' frames, each built on the pool while the next batch is awaited, so
         label columns are expanded on one core while samples decode on the other."""
-        pending: deque[Future[pl.DataFrame]] = deque()
-        builder: FrameBuilder | None = None
-        try:
+        def jobs() -> Iterator[Future[pl.DataFrame]]:
+            builder: FrameBuilder | None = None
             for batch in batches:
                 if builder is None:  # made once the first batches decode on the pool
                     builder = make_builder()
-                pending.append(
-                    submit(
-                        self.pool,
-                        builder.frame,
-                        batch.timestamps,
-                        batch.values,
-                        (batch.run_refs, batch.run_lengths),
-                    )
+                yield submit(
+                    self.pool,
+                    builder.frame,
+                    batch.timestamps,
+                    batch.values,
+                    (batch.run_refs, batch.run_lengths),
                 )
-                if len(pending) > 1:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+
+        try:
+            yield from one_ahead(jobs())
         finally:
-            for job in pending:
-                job.cancel()
             batches.close()  # cancels the decoding ahead when the consumer stops early
 
 
@@ -218,3 +215,20 @@ def deliver(
                 yield frame.slice(offset, size)
         if remaining is not None and remaining <= 0:
             return
+
+
+def one_ahead(jobs: Iterator[Future[T]]) -> Iterator[T]:
+    """The results of ``jobs`` in order, the next one submitted before this one is awaited
+    (so its work overlaps the consumer's); jobs not handed out are cancelled when the
+    consumer stops early."""
+    pending: deque[Future[T]] = deque()
+    try:
+        for job in jobs:
+            pending.append(job)
+            if len(pending) > 1:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for job in pending:
+            job.cancel()
