@@ -221,11 +221,12 @@ class FlightService(flight.FlightServerBase):
         series = self.db.series(selector or None)
         if METRIC_NAME not in series.columns:
             return iter(())
-        counts = series.group_by(METRIC_NAME).len().sort(METRIC_NAME)
+        parts = series.filter(pl.col(METRIC_NAME).is_not_null()).partition_by(
+            METRIC_NAME, as_dict=True
+        )
         infos = [
-            self._info(f'{{__name__="{name}"}}', n)
-            for name, n in counts.iter_rows()
-            if name is not None
+            self._info(f'{{__name__="{name}"}}', part)
+            for (name,), part in sorted(parts.items())
         ]
         return iter(infos)
 
@@ -235,18 +236,23 @@ class FlightService(flight.FlightServerBase):
     ) -> flight.FlightInfo:
         body = wire.read_command(descriptor.command or b"")
         selector = body.get("selector")
-        return self._info(selector, self.db.series(selector).height)
+        return self._info(selector, self.db.series(selector))
 
-    def _info(self, selector: str | None, n_series: int) -> flight.FlightInfo:
-        """A select-all of ``selector``: its frame schema, and a ticket reading it whole."""
-        frame = self.db.select(selector)
-        schema = frame.collect_schema()
-        refs = self.db.series(selector)[REF].to_numpy()
+    def _info(self, selector: str | None, series: pl.DataFrame) -> flight.FlightInfo:
+        """A select-all of ``selector`` (``series``: the series it matches): its frame schema,
+        and a ticket reading it whole."""
+        from tsdb_arrow.query.scan import schema_for
+
+        if series.height:
+            schema = schema_for(series)
+        else:  # the labels the selector requires, as db.select gives them
+            schema = self.db.select(selector).collect_schema()
+        refs = series[REF].to_numpy()
         ticket = wire.SelectTicket(refs.tobytes(), None, None, list(schema), True)
         descriptor = flight.FlightDescriptor.for_command(wire.command("select", selector=selector))
         arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         return flight.FlightInfo(
-            arrow_schema.with_metadata({b"series": str(n_series).encode()}),
+            arrow_schema.with_metadata({b"series": str(series.height).encode()}),
             descriptor,
             [flight.FlightEndpoint(ticket.encode(), [])],
             -1,
