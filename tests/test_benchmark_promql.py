@@ -49,7 +49,8 @@ def test_compare_finds_a_value_off_by_more_than_the_tolerance() -> None:
 def test_benchmark_runs_and_agrees_with_prometheus(tmp_path: Path) -> None:
     pytest.importorskip("opentelemetry.proto")
     rows, ingest, notes = promql.run(
-        20, 1, 1, tmp_path, with_prometheus=HAVE_PROMETHEUS, ingest_requests=3
+        20, 1, 1, tmp_path, with_prometheus=HAVE_PROMETHEUS, ingest_requests=3,
+        ingest_rounds=2,
     )
     assert [r.query for r in rows] == list(promql.QUERIES)
     assert notes[0].startswith("30 series (20 counters, 10 buckets), 7,200 samples, 218 steps")
@@ -60,6 +61,8 @@ def test_benchmark_runs_and_agrees_with_prometheus(tmp_path: Path) -> None:
             assert row.prometheus_s and row.prometheus_s > 0
         else:
             assert row.agree == "-" and row.prometheus_s is None
-    assert ingest.idle > 0 and ingest.busy > 0 and ingest.queries >= 1
+    assert ingest.idle > 0 and ingest.busy > 0 and ingest.queries >= 2
+    assert len(ingest.rounds) == 2
+    assert (ingest.idle, ingest.busy) == tuple(max(r) for r in zip(*ingest.rounds))
     text = promql.table(rows, ingest)
     assert text.count("\n") == len(rows) + 1 and "target >= 0.8x" in text
