@@ -7,6 +7,10 @@ table (REF + labels) in its schema's metadata; a write's batch holds its distinc
 the batch's app metadata, and ``series`` numbers them. The receiver expands labels the way a
 local select does (``query.frames.FrameBuilder``).
 
+A written frame may travel as several such batches, its parts (``part_metadata``): the client
+encodes a part while the previous one is on the wire, and the server writes the frame once its
+last part arrived, so that a frame is stored whole or not at all.
+
 A select whose ticket asks for ``payloads`` may also get batches of stored chunks as they are
 stored: a batch with no rows whose app metadata is an IPC table of the chunks' codec ids,
 payloads, series and sample counts (``payloads_bytes``), decoded by the client with the codec
@@ -196,6 +200,31 @@ def run_starts(codes: np.ndarray) -> np.ndarray:
     if not len(codes):
         return np.zeros(0, np.int64)
     return np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+
+
+# -- the parts of a written frame -----------------------------------------------------------
+
+_MORE = b"\x00"  # more parts of this frame follow
+_LAST = b"\x01"  # the frame's last part: write the frame
+
+
+def part_metadata(sets_ipc: bytes, last: bool) -> bytes:
+    """The app metadata of one part of a written frame: whether it is the frame's last, then
+    the IPC table of the part's label sets (which its ``series`` codes number from 0)."""
+    return (_LAST if last else _MORE) + sets_ipc
+
+
+def read_part_metadata(raw: pa.Buffer | None) -> tuple[bool, pa.Buffer]:
+    """Whether a part is its frame's last, and its label sets' IPC bytes."""
+    if raw is None or raw.size == 0:
+        raise errors.InputError("a written part needs its label sets as app metadata")
+    flag = raw[0:1].to_pybytes()
+    if flag not in (_MORE, _LAST):
+        raise errors.InputError(
+            "a written part's app metadata must start with 0 (more parts follow) or 1 (last "
+            "part): is the client running this version of tsdb-arrow?"
+        )
+    return flag == _LAST, raw.slice(1)
 
 
 # -- stored chunks ---------------------------------------------------------------------------
