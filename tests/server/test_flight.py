@@ -234,7 +234,7 @@ def _part(labels: dict, codes=(0, 0), ts=(1_700_000_000_000, 1_700_000_001_000))
             np.array(codes[:1], np.uint32),
             np.array([2]),
         )
-    return batch, wire.part_metadata(wire.table_bytes(pa.table(labels)), True)
+    return batch, wire.part_metadata(wire.table_bytes(pa.table(labels)), 2, True)
 
 
 @pytest.mark.parametrize(

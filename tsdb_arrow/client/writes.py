@@ -79,4 +79,4 @@ def encode_part(samples: SampleBatch, lo: int, hi: int, last: bool) -> Part:
     codes = found.row_set[starts].astype(np.uint32)
     values = samples.values[lo:hi] if samples.values is not None else None
     record = wire.samples_batch(PARTS_SCHEMA, samples.timestamps[lo:hi], values, codes, lengths)
-    return Part(record, wire.part_metadata(wire.table_bytes(sets), last))
+    return Part(record, wire.part_metadata(wire.table_bytes(sets), samples.num_rows, last))

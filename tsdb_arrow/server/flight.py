@@ -288,27 +288,33 @@ class FlightService(flight.FlightServerBase):
                 f"unknown write mode {mode!r}; send 'parts' or 'plain' (is the client running "
                 "this version of tsdb-arrow?)"
             )
-        frame = FrameParts()
+        frame: FrameParts | None = None
         while True:
             try:
                 chunk = reader.read_chunk()
             except StopIteration:
-                if not frame.empty:
+                if frame is not None:
                     raise errors.InputError(
-                        f"the write stream ended after {frame.rows} rows of a frame without its "
-                        "last part; nothing of that frame was stored"
+                        f"the write stream ended after {frame.filled} rows of a frame without "
+                        "its last part; nothing of that frame was stored"
                     ) from None
                 return
             if chunk.data is None:
                 continue
             if mode == "parts":
-                last, sets_ipc = wire.read_part_metadata(chunk.app_metadata)
+                last, rows, sets_ipc = wire.read_part_metadata(chunk.app_metadata)
+                if frame is None:
+                    frame = FrameParts(rows)
+                elif rows != frame.rows:
+                    raise errors.InputError(
+                        f"a part of a written frame of {frame.rows} rows announced {rows}"
+                    )
                 frame.add(chunk.data, sets_ipc)
                 if not last:
                     continue
-                samples, rows = frame.resolved()
-                frame = FrameParts()
-                result = self.db._write_resolved(samples, rows)
+                samples, resolved = frame.resolved()
+                frame = None
+                result = self.db._write_resolved(samples, resolved)
             else:
                 result = self.db.write(chunk.data, metric=body.get("metric"))
             # Acknowledged only now: db.write returned, the WAL has the samples.

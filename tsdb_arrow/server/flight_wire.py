@@ -206,25 +206,29 @@ def run_starts(codes: np.ndarray) -> np.ndarray:
 
 _MORE = b"\x00"  # more parts of this frame follow
 _LAST = b"\x01"  # the frame's last part: write the frame
+_HEADER = 9  # the flag, then the frame's rows as a little-endian uint64
 
 
-def part_metadata(sets_ipc: bytes, last: bool) -> bytes:
-    """The app metadata of one part of a written frame: whether it is the frame's last, then
-    the IPC table of the part's label sets (which its ``series`` codes number from 0)."""
-    return (_LAST if last else _MORE) + sets_ipc
+def part_metadata(sets_ipc: bytes, frame_rows: int, last: bool) -> bytes:
+    """The app metadata of one part of a written frame: whether it is the frame's last, how
+    many rows the whole frame has (the server makes room for them at the first part), then the
+    IPC table of the part's label sets (which its ``series`` codes number from 0)."""
+    flag = _LAST if last else _MORE
+    return flag + int(frame_rows).to_bytes(8, "little") + sets_ipc
 
 
-def read_part_metadata(raw: pa.Buffer | None) -> tuple[bool, pa.Buffer]:
-    """Whether a part is its frame's last, and its label sets' IPC bytes."""
+def read_part_metadata(raw: pa.Buffer | None) -> tuple[bool, int, pa.Buffer]:
+    """Whether a part is its frame's last, the frame's rows, and the part's label sets' IPC."""
     if raw is None or raw.size == 0:
         raise errors.InputError("a written part needs its label sets as app metadata")
     flag = raw[0:1].to_pybytes()
-    if flag not in (_MORE, _LAST):
+    if flag not in (_MORE, _LAST) or raw.size < _HEADER:
         raise errors.InputError(
             "a written part's app metadata must start with 0 (more parts follow) or 1 (last "
-            "part): is the client running this version of tsdb-arrow?"
+            "part) and the frame's rows: is the client running this version of tsdb-arrow?"
         )
-    return flag == _LAST, raw.slice(1)
+    rows = int.from_bytes(raw[1:_HEADER].to_pybytes(), "little")
+    return flag == _LAST, rows, raw.slice(_HEADER)
 
 
 # -- stored chunks ---------------------------------------------------------------------------
