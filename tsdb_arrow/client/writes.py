@@ -37,9 +37,9 @@ class Prepared:
     samples: SampleBatch | None
     plain: pa.RecordBatch | None
 
-    def bounds(self, part_rows: int = PART_ROWS) -> list[tuple[int, int]]:
-        """The row range of each part: as many parts as ``part_rows`` needs, of equal size."""
-        n_parts = max(1, -(-self.rows // part_rows))
+    def bounds(self) -> list[tuple[int, int]]:
+        """The row range of each part: as many parts as ``PART_ROWS`` needs, of equal size."""
+        n_parts = max(1, -(-self.rows // PART_ROWS))
         cuts = np.linspace(0, self.rows, n_parts + 1).astype(np.int64)
         return [(int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
 
