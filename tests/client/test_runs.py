@@ -68,6 +68,16 @@ def test_run_starts_are_the_rows_differing_from_the_row_before(frame):
     assert np.all(np.diff(got) > 0)
 
 
+@pytest.mark.parametrize("offset", [0, 3, 8])
+def test_a_value_turning_absent_on_a_validity_byte_starts_a_run(offset, monkeypatch):
+    monkeypatch.setattr(runs, "MAX_RUN_SHARE", 1.0)
+    values = ["pad"] * offset + ["a"] * 8 + [None] * 16 + ["a"] * 3 + [None] * 9 + [""] * 2
+    column = pa.chunked_array([pa.array(values, pa.large_string()).slice(offset)])
+    steady = pa.chunked_array([pa.array(["m"] * (len(values) - offset), pa.large_string())])
+    got = runs.run_starts({"__name__": steady, "zone": column}, len(values) - offset)
+    assert got.tolist() == [0, 8, 24, 27]
+
+
 def test_rows_not_in_runs_stop_the_search_early():
     n = 1000
     column = pa.chunked_array([pa.array([f"h{i % 7}" for i in range(n)], pa.large_string())])
