@@ -113,3 +113,14 @@ def test_a_part_carries_each_rows_labels_exactly(share, frame, data):
     assert len({_key(s) for s in sets}) == len(sets)  # each set once
     decoded = [_key(sets[c]) for c in got.codes()]
     assert decoded == [_key(r) for r in rows[lo:hi]]
+
+
+def test_take_rows_takes_across_chunks_and_slices():
+    column = pa.chunked_array(
+        [pa.array(["a", None, "c"], pa.large_string()), pa.array([], pa.large_string()),
+         pa.array(["d", "e", "f", "g"], pa.large_string()).slice(1)]
+    )  # fmt: skip
+    rows = np.array([0, 1, 3, 5])
+    assert runs.take_rows(column, rows).to_pylist() == ["a", None, "e", "g"]
+    assert runs.take_rows(column, np.array([], np.int64)).to_pylist() == []
+    assert runs.take_rows(column.combine_chunks(), rows).to_pylist() == ["a", None, "e", "g"]

@@ -56,11 +56,23 @@ def _mark_changes(valid, has_valid, offsets, data, base, changed):
             if not differs and present:
                 if length != prev_len:
                     differs = True
-                else:
-                    for k in range(length):
-                        if data[s + k] != data[prev_s + k]:
+                else:  # eight bytes at a time (LLVM merges the byte loads of a word)
+                    k = 0
+                    while k + 8 <= length:
+                        wa = np.uint64(0)
+                        wb = np.uint64(0)
+                        for t in range(8):
+                            wa |= np.uint64(data[s + k + t]) << np.uint64(8 * t)
+                            wb |= np.uint64(data[prev_s + k + t]) << np.uint64(8 * t)
+                        if wa != wb:
                             differs = True
                             break
+                        k += 8
+                    if not differs:
+                        for t in range(k, length):
+                            if data[s + t] != data[prev_s + t]:
+                                differs = True
+                                break
             if differs:
                 changed[i] = True
                 marked += 1
@@ -102,3 +114,18 @@ def run_starts(labels: dict[str, pa.ChunkedArray], n_rows: int) -> np.ndarray | 
         if starts > limit:
             return None
     return np.flatnonzero(changed)
+
+
+def take_rows(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> pa.Array:
+    """The values of ``column`` at ``rows`` (sorted), taken chunk by chunk: Arrow's take of a
+    chunked array first joins its chunks, copying the whole column for a few rows."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column.take(pa.array(rows))
+    ends = np.cumsum([len(c) for c in column.chunks])
+    which = np.searchsorted(ends, rows, side="right")
+    starts = ends - np.array([len(c) for c in column.chunks])
+    pieces = [
+        column.chunk(c).take(pa.array(rows[which == c] - starts[c]))
+        for c in np.unique(which).tolist()
+    ]
+    return pa.concat_arrays(pieces) if pieces else pa.array([], column.type)

@@ -68,7 +68,7 @@ def prepare(data: Any, metric: str | None) -> Prepared | None:
 
 def encode_part(samples: SampleBatch, lo: int, hi: int, last: bool) -> Part:
     """Rows ``lo:hi`` of ``samples`` as a part: runs of label-set numbers, the sets once."""
-    from tsdb_arrow.client.runs import run_starts
+    from tsdb_arrow.client.runs import run_starts, take_rows
     from tsdb_arrow.ingest.labelsets import distinct_label_sets
 
     n = hi - lo
@@ -79,8 +79,8 @@ def encode_part(samples: SampleBatch, lo: int, hi: int, last: bool) -> Part:
         starts = wire.run_starts(found.row_set)
         codes = found.row_set[starts]
     else:  # the distinct sets among the runs' first rows; runs of one set joined
-        firsts = pa.array(starts)
-        found = distinct_label_sets({k: v.take(firsts) for k, v in labels.items()}, len(starts))
+        firsts = {name: take_rows(column, starts) for name, column in labels.items()}
+        found = distinct_label_sets(firsts, len(starts))
         joined = wire.run_starts(found.row_set)
         starts, codes = starts[joined], found.row_set[joined]
     sets = pa.table(found.sets) if found.sets else pa.table({})
