@@ -68,24 +68,15 @@ def prepare(data: Any, metric: str | None) -> Prepared | None:
 
 def encode_part(samples: SampleBatch, lo: int, hi: int, last: bool) -> Part:
     """Rows ``lo:hi`` of ``samples`` as a part: runs of label-set numbers, the sets once."""
-    from tsdb_arrow.client.runs import run_starts, take_rows
     from tsdb_arrow.ingest.labelsets import distinct_label_sets
 
     n = hi - lo
     labels = {name: column.slice(lo, n) for name, column in samples.labels.items()}
-    starts = run_starts(labels, n)
-    if starts is None:  # rows not in runs of one series: group them all
-        found = distinct_label_sets(labels, n)
-        starts = wire.run_starts(found.row_set)
-        codes = found.row_set[starts]
-    else:  # the distinct sets among the runs' first rows; runs of one set joined
-        firsts = {name: take_rows(column, starts) for name, column in labels.items()}
-        found = distinct_label_sets(firsts, len(starts))
-        joined = wire.run_starts(found.row_set)
-        starts, codes = starts[joined], found.row_set[joined]
+    found = distinct_label_sets(labels, n)
     sets = pa.table(found.sets) if found.sets else pa.table({})
+    starts = wire.run_starts(found.row_set)
     lengths = np.diff(np.append(starts, n))
-    codes = codes.astype(np.uint32)
+    codes = found.row_set[starts].astype(np.uint32)
     values = samples.values[lo:hi] if samples.values is not None else None
     record = wire.samples_batch(PARTS_SCHEMA, samples.timestamps[lo:hi], values, codes, lengths)
     return Part(record, wire.part_metadata(wire.table_bytes(sets), samples.num_rows, last))
