@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,9 @@ from tsdb_arrow.timeutil import to_ms
 
 #: Batches a write stream sends ahead of the server's acknowledgements.
 WRITE_WINDOW = 2
+#: Parts of a frame encoded at once (threads: the encoding kernels release the GIL) while the
+#: part before them is sent.
+ENCODERS = 2
 #: Bytes of decoded chunks a client keeps, as a local database does by default.
 DEFAULT_CACHE_BYTES = StorageConfig.cache_bytes
 #: How long ``connect`` waits for the server's first answer.
@@ -148,8 +152,8 @@ class Client:
         stored, it and the later ones are not."""
         stream: _PutStream | None = None
         acked = 0
-        # Encodes a frame's next part while the main thread sends the one before.
-        encoder = ThreadPoolExecutor(1, thread_name_prefix="tsdb-arrow-encode")
+        # Encode a frame's next parts while the main thread sends the one before.
+        encoder = ThreadPoolExecutor(ENCODERS, thread_name_prefix="tsdb-arrow-encode")
         try:
             for index, data in enumerate(batches):
                 try:
@@ -280,27 +284,33 @@ class _PutStream:
             self.writer, self.acks = client._flight.do_put(descriptor, schema, client._options)
 
     def _send(self, prepared: Prepared, encoder: ThreadPoolExecutor) -> None:
-        """Send a frame: as it is (``plain``), or part by part, the next one encoded by
-        ``encoder`` while this thread sends the one before."""
+        """Send a frame: as it is (``plain``), or part by part, the next ``ENCODERS`` parts
+        encoded by ``encoder`` while this thread sends the one before them."""
         if prepared.plain is not None:
             self.writer.write_batch(prepared.plain)
             self.sizes.append(prepared.rows)
             return
         samples = prepared.samples
         bounds = prepared.bounds()
-        last = len(bounds) - 1
-        ahead: Future | None = None
+        ahead: deque[Future] = deque()
+
+        def encode_next() -> None:
+            k = len(ahead) + sent
+            ahead.append(encoder.submit(encode_part, samples, *bounds[k], k == len(bounds) - 1))
+
+        sent = 0
         try:
-            ahead = encoder.submit(encode_part, samples, *bounds[0], last == 0)
-            for k in range(len(bounds)):
-                part = ahead.result()
-                ahead = None
-                if k < last:
-                    ahead = encoder.submit(encode_part, samples, *bounds[k + 1], k + 1 == last)
+            while len(ahead) < min(ENCODERS, len(bounds)):
+                encode_next()
+            while ahead:
+                part = ahead.popleft().result()
+                sent += 1
+                if sent + len(ahead) < len(bounds):
+                    encode_next()
                 self.writer.write_with_metadata(part.batch, pa.py_buffer(part.metadata))
         finally:
-            if ahead is not None:
-                ahead.cancel()
+            for future in ahead:
+                future.cancel()
         self.sizes.append(prepared.rows)
 
     def _ack(self) -> WriteResult:
