@@ -20,8 +20,7 @@ def frames(draw):
     """Label columns laid out in runs (a set may come back in a later run), chunked at random."""
     n_sets = draw(st.integers(1, 5))
     sets = [
-        {"__name__": draw(st.sampled_from(["m", "n"]))}
-        | {name: draw(VALUES) for name in NAMES[1:]}
+        {"__name__": draw(st.sampled_from(["m", "n"]))} | {name: draw(VALUES) for name in NAMES[1:]}
         for _ in range(n_sets)
     ]
     run_sets = draw(st.lists(st.integers(0, n_sets - 1), min_size=1, max_size=12))

@@ -218,15 +218,11 @@ def test_a_seconds_like_row_names_its_row_in_the_frame_as_locally(served, local)
     assert str(error) == str(here.value)
 
 
-def test_one_ref_for_two_label_sets_in_two_parts_is_the_local_collision(
-    served, local, monkeypatch
-):
+def test_one_ref_for_two_label_sets_in_two_parts_is_the_local_collision(served, local, monkeypatch):
     db, client = served
     # Every label set hashes to one ref: sets "a" and "b" collide, as in a local write.
     monkeypatch.setattr("tsdb_arrow.ingest.series._mix64", lambda h: np.full_like(h, 42))
-    error = _refused(
-        client.address, [_part(["a"], [T0], 2, False), _part(["b"], [T0], 2, True)]
-    )
+    error = _refused(client.address, [_part(["a"], [T0], 2, False), _part(["b"], [T0], 2, True)])
     with pytest.raises(ta.SeriesCollisionError) as here:
         local.write(pl.DataFrame({"timestamp": [T0, T0], "value": [0.0, 1.0],
                                   "__name__": ["a", "b"]}))  # fmt: skip
