@@ -13,7 +13,7 @@ import pytest
 import tsdb_arrow as ta
 from tests.conftest import canonical, synthetic
 from tests.flight_helpers import ODD_BITS, flight_server, odd_frame, value_bits
-from tsdb_arrow.client.writes import SETS_SCHEMA
+from tsdb_arrow.client.writes import PARTS_SCHEMA
 from tsdb_arrow.server import flight_wire as wire
 
 
@@ -201,7 +201,7 @@ def test_bad_frame_is_the_local_input_error_and_stores_nothing(served, frame):
     assert db.series().height == 0
 
 
-def _raw_put(address: str, batch: pa.RecordBatch, metadata: bytes | None, mode: str = "sets"):
+def _raw_put(address: str, batch: pa.RecordBatch, metadata: bytes | None, mode: str = "parts"):
     """A do_put bypassing the client's checks: the server must check on its own."""
     raw = flight.connect(address)
     descriptor = flight.FlightDescriptor.for_command(wire.command("write", mode=mode))
@@ -218,9 +218,9 @@ def _raw_put(address: str, batch: pa.RecordBatch, metadata: bytes | None, mode: 
         raw.close()
 
 
-def _sets_batch(labels: dict, codes=(0, 0), ts=(1_700_000_000_000, 1_700_000_001_000)):
+def _part(labels: dict, codes=(0, 0), ts=(1_700_000_000_000, 1_700_000_001_000)):
     batch = wire.samples_batch(
-        SETS_SCHEMA,
+        PARTS_SCHEMA,
         np.array(ts, np.int64),
         np.array([1.0, 2.0]),
         np.array(codes, np.uint32),
@@ -228,13 +228,13 @@ def _sets_batch(labels: dict, codes=(0, 0), ts=(1_700_000_000_000, 1_700_000_001
     )
     if len(set(codes)) == 1:
         batch = wire.samples_batch(
-            SETS_SCHEMA,
+            PARTS_SCHEMA,
             np.array(ts, np.int64),
             np.array([1.0, 2.0]),
             np.array(codes[:1], np.uint32),
             np.array([2]),
         )
-    return batch, wire.table_bytes(pa.table(labels))
+    return batch, wire.part_metadata(wire.table_bytes(pa.table(labels)), 2, True)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ def _sets_batch(labels: dict, codes=(0, 0), ts=(1_700_000_000_000, 1_700_000_001
 )
 def test_server_checks_what_a_client_sends(served, labels, codes, ts, message):
     db, client = served
-    batch, metadata = _sets_batch(labels, codes, ts or (1_700_000_000_000, 1_700_000_001_000))
+    batch, metadata = _part(labels, codes, ts or (1_700_000_000_000, 1_700_000_001_000))
     with pytest.raises(flight.FlightServerError) as caught:
         _raw_put(client.address, batch, metadata)
     error = wire.from_error_info(caught.value.extra_info)
@@ -258,9 +258,9 @@ def test_server_checks_what_a_client_sends(served, labels, codes, ts, message):
     assert db.series().height == 0
 
 
-def test_server_refuses_a_sets_batch_without_label_sets(served):
+def test_server_refuses_a_part_without_label_sets(served):
     db, client = served
-    batch, _ = _sets_batch({"__name__": ["m"]})
+    batch, _ = _part({"__name__": ["m"]})
     with pytest.raises(flight.FlightServerError, match="label sets"):
         _raw_put(client.address, batch, None)
     assert db.stats()["samples"] == 0

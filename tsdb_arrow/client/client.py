@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
@@ -20,7 +22,7 @@ import pyarrow.flight as flight
 
 from tsdb_arrow.client.decoded import DecodedChunks
 from tsdb_arrow.client.scan import RemoteScan, schema_of
-from tsdb_arrow.client.writes import SETS_SCHEMA, Encoded, encode
+from tsdb_arrow.client.writes import PARTS_SCHEMA, Prepared, encode_part, prepare
 from tsdb_arrow.config import StorageConfig
 from tsdb_arrow.database import WriteResult
 from tsdb_arrow.errors import AuthError, ConnectionLostError, InputError, TsdbError
@@ -30,6 +32,9 @@ from tsdb_arrow.timeutil import to_ms
 
 #: Batches a write stream sends ahead of the server's acknowledgements.
 WRITE_WINDOW = 2
+#: Parts of a frame encoded at once (threads: the encoding kernels release the GIL) while the
+#: part before them is sent.
+ENCODERS = 2
 #: Bytes of decoded chunks a client keeps, as a local database does by default.
 DEFAULT_CACHE_BYTES = StorageConfig.cache_bytes
 #: How long ``connect`` waits for the server's first answer.
@@ -147,32 +152,33 @@ class Client:
         stored, it and the later ones are not."""
         stream: _PutStream | None = None
         acked = 0
+        # Encode a frame's next parts while the main thread sends the one before.
+        encoder = ThreadPoolExecutor(ENCODERS, thread_name_prefix="tsdb-arrow-encode")
         try:
             for index, data in enumerate(batches):
                 try:
-                    encoded = encode(data, metric)
+                    prepared = prepare(data, metric)
                 except TsdbError as exc:
                     exc.batch_index = index  # type: ignore[attr-defined]
                     raise
-                if encoded is None or encoded.mode == "plain":
+                if prepared is None or prepared.plain is not None:
                     if stream is not None:  # results stay in order
                         for result in stream.finish():
                             acked += 1
                             yield result
                         stream = None
-                    if encoded is None:
+                    if prepared is None:
                         acked += 1
                         yield WriteResult(rows=0, replaced=0)
                         continue
-                    for result in _PutStream(self, "plain", encoded.batch.schema, metric).one(
-                        encoded
-                    ):
+                    plain = _PutStream(self, "plain", prepared.plain.schema, metric)
+                    for result in plain.one(prepared, encoder):
                         acked += 1
                         yield result
                     continue
                 if stream is None:
-                    stream = _PutStream(self, "sets", SETS_SCHEMA, None)
-                for result in stream.send(encoded):
+                    stream = _PutStream(self, "parts", PARTS_SCHEMA, None)
+                for result in stream.send(prepared, encoder):
                     acked += 1
                     yield result
             if stream is not None:
@@ -187,6 +193,7 @@ class Client:
         finally:
             if stream is not None:
                 stream.abandon()
+            encoder.shutdown(wait=False, cancel_futures=True)
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -276,12 +283,35 @@ class _PutStream:
         with client._remote():
             self.writer, self.acks = client._flight.do_put(descriptor, schema, client._options)
 
-    def _send(self, encoded: Encoded) -> None:
-        if encoded.metadata is None:
-            self.writer.write_batch(encoded.batch)
-        else:
-            self.writer.write_with_metadata(encoded.batch, pa.py_buffer(encoded.metadata))
-        self.sizes.append(encoded.rows)
+    def _send(self, prepared: Prepared, encoder: ThreadPoolExecutor) -> None:
+        """Send a frame: as it is (``plain``), or part by part, the next ``ENCODERS`` parts
+        encoded by ``encoder`` while this thread sends the one before them."""
+        if prepared.plain is not None:
+            self.writer.write_batch(prepared.plain)
+            self.sizes.append(prepared.rows)
+            return
+        samples = prepared.samples
+        bounds = prepared.bounds()
+        ahead: deque[Future] = deque()
+
+        def encode_next() -> None:
+            k = len(ahead) + sent
+            ahead.append(encoder.submit(encode_part, samples, *bounds[k], k == len(bounds) - 1))
+
+        sent = 0
+        try:
+            while len(ahead) < min(ENCODERS, len(bounds)):
+                encode_next()
+            while ahead:
+                part = ahead.popleft().result()
+                sent += 1
+                if sent + len(ahead) < len(bounds):
+                    encode_next()
+                self.writer.write_with_metadata(part.batch, pa.py_buffer(part.metadata))
+        finally:
+            for future in ahead:
+                future.cancel()
+        self.sizes.append(prepared.rows)
 
     def _ack(self) -> WriteResult:
         buf = self.acks.read()
@@ -294,10 +324,10 @@ class _PutStream:
         self.sizes.pop(0)
         return WriteResult(rows=int(fields["rows"]), replaced=int(fields["replaced"]))
 
-    def send(self, encoded: Encoded) -> Iterator[WriteResult]:
+    def send(self, prepared: Prepared, encoder: ThreadPoolExecutor) -> Iterator[WriteResult]:
         with self.client._remote():
             try:
-                self._send(encoded)
+                self._send(prepared, encoder)
             except flight.FlightError:
                 # The server ended the stream (a refused batch): its error is in the status.
                 self._raise_status()
@@ -305,8 +335,8 @@ class _PutStream:
             while len(self.sizes) > WRITE_WINDOW:
                 yield self._ack()
 
-    def one(self, encoded: Encoded) -> Iterator[WriteResult]:
-        yield from self.send(encoded)
+    def one(self, prepared: Prepared, encoder: ThreadPoolExecutor) -> Iterator[WriteResult]:
+        yield from self.send(prepared, encoder)
         yield from self.finish()
 
     def finish(self) -> Iterator[WriteResult]:

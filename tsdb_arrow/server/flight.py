@@ -2,7 +2,8 @@
 
 ``do_get`` streams a select (series fixed by the client, projection and predicate pushed down)
 batch by batch as the read path decodes it; ``do_put`` writes batches, answering each with a
-``PutResult`` only once ``db.write`` returned (its samples are in the WAL); ``do_action`` runs
+``PutResult`` only once ``db.write`` returned (its samples are in the WAL; a frame sent in
+parts is written once its last part arrived, ``flight_frames``); ``do_action`` runs
 ``series``, ``select``, ``stats``, ``flush``, ``compact`` and ``delete``; ``list_flights`` and
 ``get_flight_info`` list the metrics. The wire format is ``flight_wire``'s. With a token, every
 call needs ``Authorization: Bearer <token>`` (a middleware refuses it before any handler runs).
@@ -32,7 +33,7 @@ from tsdb_arrow.server import auth
 from tsdb_arrow.server import flight_wire as wire
 
 if TYPE_CHECKING:
-    from tsdb_arrow.database import Database, WriteResult
+    from tsdb_arrow.database import Database
 
 log = logging.getLogger("tsdb_arrow.server")
 
@@ -278,53 +279,47 @@ class FlightService(flight.FlightServerBase):
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
+        from tsdb_arrow.server.flight_frames import FrameParts
+
         body = wire.read_command(descriptor.command or b"")
         mode = body.get("mode", "plain")
-        if mode not in ("sets", "plain"):
-            raise errors.InputError(f"unknown write mode {mode!r}; send 'sets' or 'plain'")
+        if mode not in ("parts", "plain"):
+            raise errors.InputError(
+                f"unknown write mode {mode!r}; send 'parts' or 'plain' (is the client running "
+                "this version of tsdb-arrow?)"
+            )
+        frame: FrameParts | None = None
         while True:
             try:
                 chunk = reader.read_chunk()
             except StopIteration:
+                if frame is not None:
+                    raise errors.InputError(
+                        f"the write stream ended after {frame.filled} rows of a frame without "
+                        "its last part; nothing of that frame was stored"
+                    ) from None
                 return
             if chunk.data is None:
                 continue
-            if mode == "sets":
-                result = self._write_sets(chunk.data, chunk.app_metadata)
+            if mode == "parts":
+                last, rows, sets_ipc = wire.read_part_metadata(chunk.app_metadata)
+                if frame is None:
+                    frame = FrameParts(rows)
+                elif rows != frame.rows:
+                    raise errors.InputError(
+                        f"a part of a written frame of {frame.rows} rows announced {rows}"
+                    )
+                frame.add(chunk.data, sets_ipc)
+                if not last:
+                    continue
+                samples, resolved = frame.resolved()
+                frame = None
+                result = self.db._write_resolved(samples, resolved)
             else:
                 result = self.db.write(chunk.data, metric=body.get("metric"))
             # Acknowledged only now: db.write returned, the WAL has the samples.
             ack = {"rows": result.rows, "replaced": result.replaced}
             writer.write(pa.py_buffer(json.dumps(ack).encode()))
-
-    def _write_sets(self, batch: pa.RecordBatch, sets_ipc: pa.Buffer | None) -> WriteResult:
-        """Write a batch whose rows name their label set (``flight_wire``'s layout)."""
-        from tsdb_arrow.ingest.convert import SampleBatch, normalize
-        from tsdb_arrow.ingest.series import Resolved, resolve_series
-        from tsdb_arrow.timeutil import first_seconds_like, seconds_like_reason
-
-        if sets_ipc is None:
-            raise errors.InputError("a 'sets' batch needs its label sets as app metadata")
-        sets = wire.bytes_table(sets_ipc)
-        runs = wire.read_runs(batch)
-        if runs.values is None:
-            raise errors.InputError("a 'sets' batch needs a 'value' column")
-        n_sets = sets.num_rows
-        if len(runs.run_codes) and (runs.run_codes >= n_sets).any():
-            raise errors.InputError("a 'sets' batch names a label set it does not carry")
-        if (row := first_seconds_like(runs.timestamps)) is not None:
-            reason = seconds_like_reason(int(runs.timestamps[row]))
-            raise errors.InputError(f"row {row}: 'timestamp' {runs.timestamps[row]}: {reason}")
-        # The label sets are checked as a local write checks label columns.
-        zeros = pa.array(np.zeros(n_sets, np.int64))
-        checked = normalize(
-            sets.append_column(TIMESTAMP, zeros).append_column(VALUE, zeros.cast(pa.float64()))
-        )
-        resolved = resolve_series(checked.labels, n_sets)
-        codes = runs.codes()
-        rows = Resolved(resolved.row_refs[codes], resolved.row_sets[codes], resolved.series)
-        samples = SampleBatch(runs.timestamps, runs.values, {})
-        return self.db._write_resolved(samples, rows)
 
 
 ACTIONS = (

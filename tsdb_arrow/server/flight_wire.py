@@ -7,6 +7,10 @@ table (REF + labels) in its schema's metadata; a write's batch holds its distinc
 the batch's app metadata, and ``series`` numbers them. The receiver expands labels the way a
 local select does (``query.frames.FrameBuilder``).
 
+A written frame may travel as several such batches, its parts (``part_metadata``): the client
+encodes a part while the previous one is on the wire, and the server writes the frame once its
+last part arrived, so that a frame is stored whole or not at all.
+
 A select whose ticket asks for ``payloads`` may also get batches of stored chunks as they are
 stored: a batch with no rows whose app metadata is an IPC table of the chunks' codec ids,
 payloads, series and sample counts (``payloads_bytes``), decoded by the client with the codec
@@ -196,6 +200,35 @@ def run_starts(codes: np.ndarray) -> np.ndarray:
     if not len(codes):
         return np.zeros(0, np.int64)
     return np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+
+
+# -- the parts of a written frame -----------------------------------------------------------
+
+_MORE = b"\x00"  # more parts of this frame follow
+_LAST = b"\x01"  # the frame's last part: write the frame
+_HEADER = 9  # the flag, then the frame's rows as a little-endian uint64
+
+
+def part_metadata(sets_ipc: bytes, frame_rows: int, last: bool) -> bytes:
+    """The app metadata of one part of a written frame: whether it is the frame's last, how
+    many rows the whole frame has (the server makes room for them at the first part), then the
+    IPC table of the part's label sets (which its ``series`` codes number from 0)."""
+    flag = _LAST if last else _MORE
+    return flag + int(frame_rows).to_bytes(8, "little") + sets_ipc
+
+
+def read_part_metadata(raw: pa.Buffer | None) -> tuple[bool, int, pa.Buffer]:
+    """Whether a part is its frame's last, the frame's rows, and the part's label sets' IPC."""
+    if raw is None or raw.size == 0:
+        raise errors.InputError("a written part needs its label sets as app metadata")
+    flag = raw[0:1].to_pybytes()
+    if flag not in (_MORE, _LAST) or raw.size < _HEADER:
+        raise errors.InputError(
+            "a written part's app metadata must start with 0 (more parts follow) or 1 (last "
+            "part) and the frame's rows: is the client running this version of tsdb-arrow?"
+        )
+    rows = int.from_bytes(raw[1:_HEADER].to_pybytes(), "little")
+    return flag == _LAST, rows, raw.slice(_HEADER)
 
 
 # -- stored chunks ---------------------------------------------------------------------------
