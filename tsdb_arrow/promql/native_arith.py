@@ -10,6 +10,12 @@ Prometheus' ``FloatHistogram.Add``/``Sub``/``Mul`` do:
   inside a populated bucket of a member (``zeroCountForLargerThreshold``), and a member with a
   narrower threshold moves the buckets below the new threshold into the zero bucket;
 - count, sum, zero count and buckets are the weighted sums.
+
+One difference from Prometheus' sequential adds: whether a bucket is populated (so that a
+threshold falling inside it widens to its upper bound) is asked of the members, where
+Prometheus asks the running sum. They agree unless weights of both signs cancel a bucket out
+part way through a sum of members with different zero thresholds, where Prometheus' answer
+depends on the order of its adds.
 """
 
 from __future__ import annotations
