@@ -210,19 +210,88 @@ def _scatter_columns(ids, rank, bounds, ts, bits):
         out_ts[p] = ts[i]
         out_bits[p] = bits[i]
         cursor[k] = p + 1
+    longest = 0
+    for k in range(bounds.shape[0] - 1):
+        longest = max(longest, bounds[k + 1] - bounds[k])
+    tmp_ts = np.empty(longest, dtype=np.int64)
+    tmp_bits = np.empty(longest, dtype=np.uint64)
+    count = np.empty((1 << _RUN_MAX_WIDTH) + 1, dtype=np.int64)
     for k in range(bounds.shape[0] - 1):
         lo = bounds[k]
         hi = bounds[k + 1]
         for p in range(lo + 1, hi):
             if out_ts[p] < out_ts[p - 1]:
-                order = np.arange(lo, hi)
-                _sort_segment(order, 0, hi - lo, out_ts)
-                seg_ts = out_ts[order]
-                seg_bits = out_bits[order]
-                out_ts[lo:hi] = seg_ts
-                out_bits[lo:hi] = seg_bits
+                _sort_run(out_ts[lo:hi], out_bits[lo:hi], tmp_ts, tmp_bits, count)
                 break
     return out_ts, out_bits
+
+
+_RUN_INSERTION = 32  # runs this short: an insertion sort
+_RUN_MAX_WIDTH = 11  # radix digits of at most 11 bits: the counts stay in L1
+
+
+@nb.njit(cache=True, nogil=True)
+def _sort_run(ts, bits, tmp_ts, tmp_bits, count):
+    """Sort ``ts`` (carrying ``bits`` along) in place, stably: LSD radix on ``ts - min`` with
+    digits about as wide as the run is long, an insertion sort for a short run."""
+    m = ts.shape[0]
+    if m <= _RUN_INSERTION:
+        for i in range(1, m):
+            t = ts[i]
+            b = bits[i]
+            j = i
+            while j > 0 and ts[j - 1] > t:
+                ts[j] = ts[j - 1]
+                bits[j] = bits[j - 1]
+                j -= 1
+            ts[j] = t
+            bits[j] = b
+        return
+    t_min = ts[0]
+    t_max = ts[0]
+    for i in range(m):
+        t_min = min(t_min, ts[i])
+        t_max = max(t_max, ts[i])
+    span = np.uint64(t_max) - np.uint64(t_min)  # exact, also for spans past INT64_MAX
+    if span >= np.uint64(1) << np.uint64(_RADIX_MAX_BITS):
+        order = np.argsort(ts, kind="mergesort")
+        sorted_ts = ts[order]
+        sorted_bits = bits[order]
+        ts[:] = sorted_ts
+        bits[:] = sorted_bits
+        return
+    needed = 1
+    while (span >> np.uint64(needed)) > 0:
+        needed += 1
+    width = 6
+    while width < _RUN_MAX_WIDTH and (1 << width) < m:
+        width += 1
+    passes = (needed + width - 1) // width
+    width = (needed + passes - 1) // passes
+    digits = 1 << width
+    mask = np.uint64(digits - 1)
+    base = np.uint64(t_min)
+    src_ts, src_bits = ts, bits
+    dst_ts, dst_bits = tmp_ts[:m], tmp_bits[:m]
+    shift = np.uint64(0)
+    for _ in range(passes):
+        count[: digits + 1] = 0
+        for i in range(m):
+            count[np.int64(((np.uint64(src_ts[i]) - base) >> shift) & mask) + 1] += 1
+        for d in range(digits):
+            count[d + 1] += count[d]
+        for i in range(m):
+            d = np.int64(((np.uint64(src_ts[i]) - base) >> shift) & mask)
+            p = count[d]
+            count[d] = p + 1
+            dst_ts[p] = src_ts[i]
+            dst_bits[p] = src_bits[i]
+        src_ts, dst_ts = dst_ts, src_ts
+        src_bits, dst_bits = dst_bits, src_bits
+        shift += np.uint64(width)
+    if passes % 2 == 1:  # the sorted run is in the scratch arrays
+        ts[:] = src_ts
+        bits[:] = src_bits
 
 
 _RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
