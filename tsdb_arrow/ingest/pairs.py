@@ -16,10 +16,9 @@ from tsdb_arrow.ingest.labelsets import readonly
 _MIN_SLOTS = 1 << 12
 _MAX_LOAD = 0.6  # linear probing stays short below this
 _QUADRUPLE_BELOW = 1 << 22  # slots (16 bytes each)
-# Slots hold (ref, timestamp with its sign bit flipped), so that an empty slot is all zeros: a
-# new table is a fresh zeroed allocation (pages the kernel zeroes on first touch), not a pass
-# writing a marker. The real pair of an empty slot, (0, INT64_MIN), is kept aside (``state[1]``).
-_FLIP = np.uint64(1 << 63)
+# An empty slot holds this pair; the real pair equal to it is kept aside (``state[1]``).
+_EMPTY_REF = np.uint64(0)
+_EMPTY_TS = np.uint64(1 << 63)  # INT64_MIN
 
 
 @nb.njit(cache=True, nogil=True)
@@ -34,8 +33,8 @@ def _add(keys, refs, ts, repeated, state, limit):
     n = state[0]
     for i in range(refs.shape[0]):
         r = refs[i]
-        t = np.uint64(ts[i]) ^ _FLIP
-        if r == 0 and t == 0:
+        t = np.uint64(ts[i])
+        if r == _EMPTY_REF and t == _EMPTY_TS:
             repeated[i] = state[1] == 1
             state[1] = 1
             continue
@@ -48,7 +47,7 @@ def _add(keys, refs, ts, repeated, state, limit):
             if kr == r and kt == t:
                 repeated[i] = True
                 break
-            if kr == 0 and kt == 0:
+            if kr == _EMPTY_REF and kt == _EMPTY_TS:
                 if n >= limit:
                     state[0] = n
                     return i
@@ -65,17 +64,19 @@ def _add(keys, refs, ts, repeated, state, limit):
 @nb.njit(cache=True, nogil=True)
 def _rehash(keys, slots):
     """The pairs of ``keys`` in a new table of ``slots`` slots."""
-    out = np.zeros((slots, 2), dtype=np.uint64)
+    out = np.empty((slots, 2), dtype=np.uint64)
+    out[:, 0] = _EMPTY_REF
+    out[:, 1] = _EMPTY_TS
     mask = slots - 1
     for s in range(keys.shape[0]):
         r = keys[s, 0]
         t = keys[s, 1]
-        if r == 0 and t == 0:
+        if r == _EMPTY_REF and t == _EMPTY_TS:
             continue
         x = (r ^ (t * np.uint64(0x9E3779B97F4A7C15))) * np.uint64(0xBF58476D1CE4E5B9)
         x ^= x >> np.uint64(31)
         slot = np.int64(x & np.uint64(mask))
-        while not (out[slot, 0] == 0 and out[slot, 1] == 0):
+        while not (out[slot, 0] == _EMPTY_REF and out[slot, 1] == _EMPTY_TS):
             slot = (slot + 1) & mask
         out[slot, 0] = r
         out[slot, 1] = t
@@ -83,7 +84,10 @@ def _rehash(keys, slots):
 
 
 def _empty_table(slots: int) -> np.ndarray:
-    return np.zeros((slots, 2), dtype=np.uint64)
+    keys = np.empty((slots, 2), dtype=np.uint64)
+    keys[:, 0] = _EMPTY_REF
+    keys[:, 1] = _EMPTY_TS
+    return keys
 
 
 class PairSet:
