@@ -348,8 +348,13 @@ class Database:
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
         found = self._known_series().lookup(batch.labels, batch.num_rows)
-        if found is None:  # some label set is new: resolved and checked the full way
-            return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
+        if found is None:  # some row's label set may be new: the batch's sets are resolved
+            resolved = resolve_series(batch.labels, batch.num_rows)
+            if not self._known_series().admitted(resolved.series):  # checked the full way
+                return self._write_resolved(batch, resolved)
+            # Every set was admitted before (a bulk load's later batches): no check again.
+            series = resolved.series.column(REF).to_numpy()
+            return self._append(batch, resolved.row_refs, resolved.row_sets, series, None)
         if found.distinct:  # every label set passed the checks, is in the index, and has
             # one row here: nothing more to find out about them
             row_sets, series = np.arange(len(found.refs)), None

@@ -222,3 +222,65 @@ def test_a_long_batch_is_probed_on_its_first_rows_before_it_is_packed(monkeypatc
     assert lookup(known, labels_of(distinct[:50]), 50).tolist() == [
         series_ref(r) for r in distinct[:50]
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(seen=rows, asked=rows)
+def test_admitted_means_every_resolved_set_is_remembered(seen, asked):
+    """``admitted`` answers whether each distinct set of a resolved batch was remembered, and
+    leaves the hit and miss counts alone."""
+    known = remembered(seen)
+    counts = (known.hits, known.misses)
+    resolved = resolve_series(labels_of(asked), len(asked))
+
+    def canonical(row):
+        return frozenset((k, v) for k, v in row.items() if v)
+
+    expected = {canonical(r) for r in asked} <= {canonical(r) for r in seen}
+    assert known.admitted(resolved.series) is expected
+    assert (known.hits, known.misses) == counts
+
+
+def test_admitted_refuses_a_set_remembered_under_another_ref():
+    """The ref given with a set must be the one remembered (a forged ref is no hit)."""
+    table_rows = [{"__name__": "up", "a": "1"}]
+    known = remembered(table_rows)
+    series = resolve_series(labels_of(table_rows), 1).series
+    assert known.admitted(series)
+    forged = series.set_column(0, "series_ref", pa.array([12345], pa.uint64()))
+    assert not known.admitted(forged)
+    assert not KnownSeries().admitted(series)  # nothing remembered yet
+
+
+def test_a_bulk_batch_of_admitted_sets_skips_the_index(tmp_path, monkeypatch):
+    """Shuffled batches repeating admitted series are resolved but not checked into the index
+    again; a batch bringing one new series is, and every sample reads back."""
+    import polars as pl
+
+    import tsdb_arrow as ta
+    from tsdb_arrow.index import SeriesIndex
+
+    calls = []
+    real_add = SeriesIndex.add
+    monkeypatch.setattr(
+        SeriesIndex, "add", lambda self, s: calls.append(len(s)) or real_add(self, s)
+    )
+    rng = np.random.default_rng(5)
+    n = 3 * 40_000  # batches of 30 k rows: probed, found bulk, resolved
+    frame = pl.DataFrame({
+        "timestamp": rng.permutation(np.repeat(np.arange(40_000, dtype=np.int64), 3)),
+        "value": rng.random(n),
+        "__name__": rng.choice(["a", "b", "c"], n),
+    })  # fmt: skip
+    frame = frame.unique(["timestamp", "__name__"], keep="first")
+    with ta.open(tmp_path / "db") as db:
+        for part in frame.iter_slices(frame.height // 4 + 1):
+            db.write(part)
+        assert calls == [3]  # the first batch admits the three series; later ones skip
+        db.write(pl.DataFrame({"timestamp": [1], "value": [1.0], "__name__": ["new"]}))
+        assert calls == [3, 1]
+        db.flush()
+        got = db.select('{__name__=~"a|b|c"}').collect().sort("__name__", "timestamp")
+    want = frame.sort("__name__", "timestamp")
+    assert got["value"].to_list() == want["value"].to_list()
+    assert got["timestamp"].dt.epoch("ms").to_list() == want["timestamp"].to_list()

@@ -83,6 +83,45 @@ def window_starts(timestamps: np.ndarray, duration: int) -> np.ndarray:
     return np.where(starts > timestamps, np.iinfo(np.int64).min, starts)
 
 
+_FEW_WINDOWS = 16  # up to this many windows, a row finds its own by comparisons, not a division
+
+
+@nb.njit(inline="always")
+def _wrapping_sub(a, b):
+    """``a - b`` wrapping around (LLVM may assume that a signed ``a - b`` does not overflow and
+    fold the overflow test away)."""
+    return np.int64(np.uint64(a) - np.uint64(b))
+
+
+@nb.njit(cache=True, nogil=True)
+def _window_starts(ts, duration, t_min, t_max):
+    """``window_starts`` of ``ts`` (whose least and greatest are ``t_min``, ``t_max``): a few
+    comparisons per row when the rows span few windows (a division costs tens of cycles)."""
+    n = ts.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    lowest = np.iinfo(np.int64).min
+    first = _wrapping_sub(t_min, t_min % duration)
+    # A first window starting below the int64 range (clamped) or a span that overflows: rare,
+    # each row divides.
+    if first <= t_min and (first >= 0 or t_max <= np.iinfo(np.int64).max + first):
+        few = (t_max - first) // duration < _FEW_WINDOWS
+    else:
+        few = False
+    if few:
+        for i in range(n):
+            w = first
+            t = ts[i]
+            while t - w >= duration:
+                w += duration
+            out[i] = w
+        return out
+    for i in range(n):
+        t = ts[i]
+        w = _wrapping_sub(t, t % duration)
+        out[i] = lowest if w > t else w
+    return out
+
+
 _MIN_GROUP_TABLE = 1 << 12
 
 
@@ -151,6 +190,108 @@ def _scatter_sort(ids, rank, bounds, ts):
                 _sort_segment(order, lo, hi, ts)
                 break
     return order
+
+
+@nb.njit(cache=True, nogil=True)
+def _scatter_columns(ids, rank, bounds, ts, bits):
+    """Timestamps and value bits sorted by (group rank, timestamp), stable for equal timestamps.
+
+    Like ``_scatter_sort``, but the samples themselves move: one sequential pass places them
+    group by group, and a group out of time order is then sorted where it lies, so no pass
+    gathers rows from all over the batch (shuffled rows would miss the cache on every one).
+    """
+    n = ids.shape[0]
+    cursor = bounds[:-1].copy()
+    out_ts = np.empty(n, dtype=np.int64)
+    out_bits = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        k = rank[ids[i]]
+        p = cursor[k]
+        out_ts[p] = ts[i]
+        out_bits[p] = bits[i]
+        cursor[k] = p + 1
+    longest = 0
+    for k in range(bounds.shape[0] - 1):
+        longest = max(longest, bounds[k + 1] - bounds[k])
+    tmp_ts = np.empty(longest, dtype=np.int64)
+    tmp_bits = np.empty(longest, dtype=np.uint64)
+    count = np.empty((1 << _RUN_MAX_WIDTH) + 1, dtype=np.int64)
+    for k in range(bounds.shape[0] - 1):
+        lo = bounds[k]
+        hi = bounds[k + 1]
+        for p in range(lo + 1, hi):
+            if out_ts[p] < out_ts[p - 1]:
+                _sort_run(out_ts[lo:hi], out_bits[lo:hi], tmp_ts, tmp_bits, count)
+                break
+    return out_ts, out_bits
+
+
+_RUN_INSERTION = 32  # runs this short: an insertion sort
+_RUN_MAX_WIDTH = 11  # radix digits of at most 11 bits: the counts stay in L1
+
+
+@nb.njit(cache=True, nogil=True)
+def _sort_run(ts, bits, tmp_ts, tmp_bits, count):
+    """Sort ``ts`` (carrying ``bits`` along) in place, stably: LSD radix on ``ts - min`` with
+    digits about as wide as the run is long, an insertion sort for a short run."""
+    m = ts.shape[0]
+    if m <= _RUN_INSERTION:
+        for i in range(1, m):
+            t = ts[i]
+            b = bits[i]
+            j = i
+            while j > 0 and ts[j - 1] > t:
+                ts[j] = ts[j - 1]
+                bits[j] = bits[j - 1]
+                j -= 1
+            ts[j] = t
+            bits[j] = b
+        return
+    t_min = ts[0]
+    t_max = ts[0]
+    for i in range(m):
+        t_min = min(t_min, ts[i])
+        t_max = max(t_max, ts[i])
+    span = np.uint64(t_max) - np.uint64(t_min)  # exact, also for spans past INT64_MAX
+    if span >= np.uint64(1) << np.uint64(_RADIX_MAX_BITS):
+        order = np.argsort(ts, kind="mergesort")
+        sorted_ts = ts[order]
+        sorted_bits = bits[order]
+        ts[:] = sorted_ts
+        bits[:] = sorted_bits
+        return
+    needed = 1
+    while (span >> np.uint64(needed)) > 0:
+        needed += 1
+    width = 6
+    while width < _RUN_MAX_WIDTH and (1 << width) < m:
+        width += 1
+    passes = (needed + width - 1) // width
+    width = (needed + passes - 1) // passes
+    digits = 1 << width
+    mask = np.uint64(digits - 1)
+    base = np.uint64(t_min)
+    src_ts, src_bits = ts, bits
+    dst_ts, dst_bits = tmp_ts[:m], tmp_bits[:m]
+    shift = np.uint64(0)
+    for _ in range(passes):
+        count[: digits + 1] = 0
+        for i in range(m):
+            count[np.int64(((np.uint64(src_ts[i]) - base) >> shift) & mask) + 1] += 1
+        for d in range(digits):
+            count[d + 1] += count[d]
+        for i in range(m):
+            d = np.int64(((np.uint64(src_ts[i]) - base) >> shift) & mask)
+            p = count[d]
+            count[d] = p + 1
+            dst_ts[p] = src_ts[i]
+            dst_bits[p] = src_bits[i]
+        src_ts, dst_ts = dst_ts, src_ts
+        src_bits, dst_bits = dst_bits, src_bits
+        shift += np.uint64(width)
+    if passes % 2 == 1:  # the sorted run is in the scratch arrays
+        ts[:] = src_ts
+        bits[:] = src_bits
 
 
 _RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
@@ -222,21 +363,23 @@ def _sort_segment(order, lo, hi, ts):
 
 
 @dataclass(frozen=True)
-class _Sorted:
-    """A stable permutation sorting rows by (window, ref, ts), and its (window, ref) groups."""
+class _Groups:
+    """Rows grouped by (window, ref): each row's group, each group's rank in (window, ref)
+    order, and per rank its window, ref, and rows (``bounds``: where each rank's rows start)."""
 
-    order: np.ndarray
+    ids: np.ndarray
+    rank: np.ndarray
     windows: np.ndarray  # each group's window, in sorted order
     refs: np.ndarray  # each group's ref, in sorted order
-    counts: np.ndarray  # each group's rows
+    counts: np.ndarray  # each group's rows, in sorted order
+    bounds: np.ndarray
 
 
-def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Sorted | None:
-    """A stable permutation sorting by (window, ref, ts); None when already sorted and unique.
+def _groups(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Groups | None:
+    """The rows' (window, ref) groups; None when rows are sorted by (window, ref, ts) and unique.
 
     Whatever the row order (series runs, time order, shuffled), rows are grouped by
-    (window, series) with a hash table, the few groups sorted, and the rows placed group by
-    group: linear in the rows, plus a sort of the timestamps of groups that arrive out of order.
+    (window, series) with a hash table and the few groups sorted: linear in the rows.
     """
     if _is_sorted_unique(windows, refs, ts):
         return None
@@ -256,8 +399,13 @@ def _order(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Sorted | N
     rank[by_key] = np.arange(n_groups)
     counts = np.bincount(ids, minlength=n_groups)[by_key]
     bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    order = _scatter_sort(ids, rank, bounds, ts)
-    return _Sorted(order, group_w[:n_groups][by_key], group_r[:n_groups][by_key], counts)
+    return _Groups(ids, rank, group_w[:n_groups][by_key], group_r[:n_groups][by_key],
+                   counts, bounds)  # fmt: skip
+
+
+def _windows(timestamps: np.ndarray, duration: int) -> np.ndarray:
+    """``window_starts`` of a non-empty array, by the kernel."""
+    return _window_starts(timestamps, duration, timestamps.min(), timestamps.max())
 
 
 def cut(
@@ -266,16 +414,17 @@ def cut(
     """Split samples given in write order into sorted, deduplicated aligned windows."""
     if len(refs) == 0:
         return []
-    windows = window_starts(timestamps, duration)
-    done = _order(windows, refs, timestamps)
-    if done is not None:
-        # Refs and windows are constant per group: repeated, not gathered row by row.
-        windows, refs, timestamps, values = (
-            np.repeat(done.windows, done.counts),
-            np.repeat(done.refs, done.counts),
-            timestamps[done.order],
-            values[done.order],
+    windows = _windows(timestamps, duration)
+    groups = _groups(windows, refs, timestamps)
+    if groups is not None:
+        # Refs and windows are constant per group: repeated, not gathered row by row. Values
+        # move as their bits (every NaN payload kept).
+        timestamps, bits = _scatter_columns(
+            groups.ids, groups.rank, groups.bounds, timestamps, values.view(np.uint64)
         )
+        windows = np.repeat(groups.windows, groups.counts)
+        refs = np.repeat(groups.refs, groups.counts)
+        values = bits.view(np.float64)
         keep = keep_last(refs, timestamps)
         if not keep.all():
             windows, refs, timestamps, values = (
@@ -303,9 +452,12 @@ def cut_rows(
     """
     if len(refs) == 0:
         return []
-    windows = window_starts(timestamps, duration)
-    done = _order(windows, refs, timestamps)
-    order = np.arange(len(refs)) if done is None else done.order
+    windows = _windows(timestamps, duration)
+    groups = _groups(windows, refs, timestamps)
+    if groups is None:
+        order = np.arange(len(refs))
+    else:
+        order = _scatter_sort(groups.ids, groups.rank, groups.bounds, timestamps)
     order = order[keep_last(refs[order], timestamps[order])]
     sorted_windows = windows[order]
     bounds = np.flatnonzero(np.diff(sorted_windows)) + 1

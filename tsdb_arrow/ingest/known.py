@@ -55,10 +55,11 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
     save hashing the row. ``hash_rows``: the row's ref, when needed, is computed (FNV-1a over
     its present labels, then mixed, exactly as ``series.py``), else taken from ``refs``; a
     row found gets its entry's ref in ``refs``. ``stop_at_miss``: return 0 at the first row
-    not found, and 3 after ``probe_rows`` rows when half of them repeated an earlier row's entry
-    (resolving is cheaper then). Otherwise returns 1 when no two rows share an entry, 2 when
-    some do (an entry's ``stamp`` is set to ``batch`` when a row finds it). The helpers are
-    written out: numba's inlined calls ran several times slower here.
+    not found, and 3 as soon as half of the first ``probe_rows`` rows (of a batch that has so
+    many) repeated an earlier row's entry (resolving is cheaper then). Otherwise returns 1 when
+    no two rows share an entry, 2 when some do (an entry's ``stamp`` is set to ``batch`` when a
+    row finds it). The helpers are written out: numba's inlined calls ran several times slower
+    here.
     """
     repeats = 0
     mask = table.shape[0] - 1
@@ -150,8 +151,8 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
             repeats += 1
         else:
             stamp[found] = batch
-        if stop_at_miss and i + 1 == probe_rows and 2 * repeats >= probe_rows:
-            return 3
+        if stop_at_miss and i < probe_rows <= entries.shape[0] and 2 * repeats >= probe_rows:
+            return 3  # half of the first probe_rows rows repeat, whatever the rest do
     return 1 if repeats == 0 else 2
 
 
@@ -336,6 +337,27 @@ class KnownSeries:
                           self._count, refs, entries, True, True, self._stamp, self._batch,
                           rows)  # fmt: skip
         return found in (1, 2)
+
+    def admitted(self, series: pa.Table) -> bool:
+        """Whether every label set of ``series`` (``REF`` and one large_string column per
+        label, as ``resolve_series`` gives a batch's distinct sets) is remembered under its ref:
+        each passed every check of a write before and is in the index, so a batch of them
+        needs neither again. Leaves the hit and miss counts alone."""
+        n = series.num_rows
+        labels = {c: series.column(c) for c in series.column_names if c != REF}
+        if not self._count or not n or not labels:
+            return False
+        packed = _pack(labels, n)
+        if packed is None:
+            return False
+        refs = np.empty(n, dtype=np.uint64)
+        entries = np.empty(n, dtype=np.int64)
+        with self._lock:
+            self._batch += 1
+            found = _find(*packed, self._table, self._refs, self._start, self._arena,
+                          self._count, refs, entries, True, True, self._stamp, self._batch,
+                          0)  # fmt: skip
+        return found in (1, 2) and np.array_equal(refs, series.column(REF).to_numpy())
 
     def remember(self, series: pa.Table) -> None:
         """Remember the label sets of ``series`` (``REF`` and one large_string column per label,

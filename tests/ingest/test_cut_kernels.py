@@ -1,0 +1,73 @@
+"""The cut's kernels against numpy references: window starts, and the scatter that sorts the
+samples themselves by (window, ref, timestamp), on random rows with ties and duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsdb_arrow.ingest.cut import _windows, cut, cut_rows, window_starts
+
+INT64 = np.iinfo(np.int64)
+_times = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.integers(INT64.min, INT64.min + 2**30),
+    st.integers(INT64.max - 2**30, INT64.max),
+    st.sampled_from([INT64.min, INT64.max, 0, -1, 1]),
+)
+_durations = st.sampled_from([1, 7, 1000, 7_200_000, 2**36, 2**62, INT64.max])
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts=st.lists(_times, min_size=1, max_size=200), duration=_durations)
+def test_window_starts_by_the_kernel_equal_the_division(ts, duration):
+    """Few windows (found by comparisons) or many (divided), near INT64_MIN (clamped) or not."""
+    arr = np.array(ts, dtype=np.int64)
+    assert _windows(arr, duration).tolist() == window_starts(arr, duration).tolist()
+
+
+def _reference(refs, ts, values, duration):
+    """A stable lexsort by (window, ref, timestamp), the last write of a duplicate kept."""
+    windows = window_starts(ts, duration)
+    order = np.lexsort((ts, refs, windows))
+    r, t, v, w = refs[order], ts[order], values[order], windows[order]
+    last = np.ones(len(r), dtype=bool)
+    last[:-1] = (r[1:] != r[:-1]) | (t[1:] != t[:-1]) | (w[1:] != w[:-1])
+    return w[last], r[last], t[last], v[last], order[last]
+
+
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    n_refs=st.integers(1, 40),
+    span=st.sampled_from([0, 3, 5000, 7_200_000 * 3, 2**50]),
+    duration=st.sampled_from([7_200_000, 2**62]),
+)
+def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration):
+    """Random rows (groups long and short, in and out of order, equal timestamps of one series
+    kept in write order): the cut's refs, timestamps and value bits (NaN payloads, -0.0) equal
+    the reference; ``cut_rows`` picks the same rows."""
+    n = data.draw(st.integers(1, 3000))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    refs = rng.integers(0, n_refs, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    ts = 1_700_000_000_000 + rng.integers(0, span, n, endpoint=True)
+    if data.draw(st.booleans()):  # some series in time order, as appended
+        ts = np.sort(ts)
+    bits = rng.integers(0, 2**64, n, dtype=np.uint64)
+    bits[rng.random(n) < 0.1] = np.uint64(0x7FF0000000000002)  # stale markers
+    bits[rng.random(n) < 0.1] = np.uint64(1 << 63)  # -0.0
+    values = bits.view(np.float64)
+    got = cut(refs, ts, values, duration)
+    w, r, t, v, rows = _reference(refs, ts, values, duration)
+    assert [x.start for x in got] == np.unique(w).tolist()
+    assert np.array_equal(np.concatenate([x.refs for x in got]), r)
+    assert np.array_equal(np.concatenate([x.timestamps for x in got]), t)
+    got_bits = np.concatenate([x.values for x in got]).view(np.uint64)
+    assert np.array_equal(got_bits, v.view(np.uint64))
+    picked = cut_rows(refs, ts, duration)
+    assert [start for start, _ in picked] == np.unique(w).tolist()
+    assert np.array_equal(np.concatenate([idx for _, idx in picked]), rows)
