@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from tsdb_arrow.blocks.tombstones import Tombstones
     from tsdb_arrow.ingest.convert import SampleBatch
     from tsdb_arrow.ingest.known import KnownSeries
+    from tsdb_arrow.ingest.newest import SeriesNewest
     from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
     from tsdb_arrow.query.scan import Scan
@@ -139,6 +140,7 @@ class Database:
             self._span_hold_until = 0.0  # a span flush found nothing to write: not before then
             self._index = SeriesIndex()
             self._known: KnownSeries | None = None  # label sets of the index a write admitted
+            self._newest: SeriesNewest | None = None  # per-series newest time, made on first write
             self._directory = BlockDirectory(
                 self._fs, self.path, self._blocks_dir, owner=not read_only
             )
@@ -251,6 +253,8 @@ class Database:
                 self._index.add(scan.series[block.meta.id])
                 block.remember_series_refs(numpy_of(scan.series[block.meta.id][REF]))
             self._blockset.add(scan.added)
+            if scan.added and self._newest is not None:
+                self._newest.clear()  # samples that no write noted
             self._seq = max([self._seq, *(b.meta.seq for b in scan.added)])
             self._blockset.retire(scan.gone)
             if self.read_only:
@@ -408,19 +412,22 @@ class Database:
         with self._lock:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
+            known = None
             if resolved is not None:
                 known = self._index.add(resolved.series)
                 new = resolved.series.filter(pa.array(~known))
                 series = series[known]
             else:
                 new = None
+            newest = self._series_newest()
+            stored_max = self._stored_max()
             try:
                 noted = False
                 if batch.histograms is not None:
                     # Histogram samples: only rows repeating a pair of the batch are counted.
                     replaced = repeats_within_batch(refs, ts, row_sets)
                 else:
-                    replaced, noted = self._count_replaced(refs, ts, row_sets, series)
+                    replaced, noted = self._count_replaced(refs, ts, row_sets, series, stored_max)
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
                         journal.entries(
@@ -431,6 +438,7 @@ class Database:
                     refs, ts, values=batch.values, histograms=batch.histograms, noted=noted
                 )
                 self._recent.note(int(ts.min()), int(ts.max()), time.monotonic())
+                self._note_newest(newest, refs, ts, row_sets, known, stored_max)
             except BaseException:
                 self._index.restore(before)  # a refused batch adds no series either
                 self._head.forget_pairs()  # it may hold pairs of rows that were not appended
@@ -445,6 +453,33 @@ class Database:
         if due and self._background is not None:
             self._background.request()
         return WriteResult(rows=batch.num_rows, replaced=replaced)
+
+    def _series_newest(self) -> SeriesNewest:
+        """The per-series newest-time bounds (``ingest/newest.py``), made on first use (caller
+        holds the lock)."""
+        if self._newest is None:
+            from tsdb_arrow.ingest.newest import SeriesNewest
+
+            self._newest = SeriesNewest()
+        return self._newest
+
+    @staticmethod
+    def _note_newest(
+        newest: SeriesNewest,
+        refs: np.ndarray,
+        ts: np.ndarray,
+        row_sets: np.ndarray,
+        known: np.ndarray | None,
+        stored_max: int | None,
+    ) -> None:
+        """Raise the per-series bounds to an appended batch: a series new to the index had no
+        sample (its bound starts empty), any other one at most ``stored_max``."""
+        from tsdb_arrow.ingest.newest import NOTHING
+
+        if known is not None and not known.all():
+            fresh = ~known[row_sets]
+            newest.note(refs[fresh], ts[fresh], NOTHING)
+        newest.note(refs, ts, NOTHING if stored_max is None else stored_max)
 
     def _known_series(self) -> KnownSeries:
         """The label sets writes admitted so far (``ingest/known.py``), made on first use."""
@@ -482,7 +517,12 @@ class Database:
             self._check_writable()
 
     def _count_replaced(
-        self, refs: np.ndarray, ts: np.ndarray, row_sets: np.ndarray, known: np.ndarray | None
+        self,
+        refs: np.ndarray,
+        ts: np.ndarray,
+        row_sets: np.ndarray,
+        known: np.ndarray | None,
+        stored_max: int | None,
     ) -> tuple[int, bool]:
         """How many rows of a float batch replace an earlier sample, and whether the head's
         pair set already noted the batch's pairs (pass on to ``Head.append``).
@@ -492,15 +532,17 @@ class Database:
         which also finds the batch's own repeats), and the rows not found there against blocks
         and flushing heads. ``row_sets`` numbers the rows' series densely from 0; ``known``:
         the batch's series known before it, sorted, or None when all of them were and each has
-        one row (caller holds the lock).
+        one row; ``stored_max``: ``_stored_max()`` (caller holds the lock). A batch whose every
+        row is newer than its series' newest sample (``ingest/newest.py``) is as one newer than
+        everything stored.
         """
         from tsdb_arrow.query.overlap import repeats_within_batch, stored_matches
 
-        stored_max = self._stored_max()
         if (
             stored_max is None
             or int(ts.min()) > stored_max
             or (known is not None and len(known) == 0)
+            or not self._series_newest().reaches_back(refs, ts, stored_max)
         ):
             return repeats_within_batch(refs, ts, row_sets), False
         new = ~self._head.repeats(refs, ts)
