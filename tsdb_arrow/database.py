@@ -373,15 +373,15 @@ class Database:
         self._check_writable()
         if len(refs) == 0:
             return WriteResult(rows=0, replaced=0)
-        series, row_sets = np.unique(refs, return_inverse=True)
-        if not is_member(self._index.refs, series).all():
+        refs = np.asarray(refs, dtype=np.uint64)
+        if not is_member(self._index.refs, refs).all():
             raise InputError(
                 "write_refs got series refs that no earlier write admitted; write the samples "
                 "with their labels (Database.write)"
             )
         batch = SampleBatch(np.asarray(timestamps, dtype=np.int64),
                             np.asarray(values, dtype=np.float64), {})  # fmt: skip
-        return self._append(batch, np.asarray(refs, dtype=np.uint64), row_sets, series, None)
+        return self._append(batch, refs, None, None, None)
 
     def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
         """``write`` of a validated batch whose rows are resolved to series already (the
@@ -398,16 +398,18 @@ class Database:
         self,
         batch: SampleBatch,
         refs: np.ndarray,
-        row_sets: np.ndarray,
+        row_sets: np.ndarray | None,
         series: np.ndarray | None,
         resolved: Resolved | None,
     ) -> WriteResult:
-        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely;
-        ``resolved`` holds the batch's series when some may be new (``series``: their refs),
-        None when every one is known (``series``: their refs sorted, or None when each has
-        one row)."""
+        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely (None:
+        not worked out yet); ``resolved`` holds the batch's series when some may be new
+        (``series``: their refs), None when every one is known (``series``: their refs sorted,
+        or None when each has one row or ``row_sets`` is None)."""
         from tsdb_arrow.query.overlap import repeats_within_batch
 
+        if row_sets is None:  # worked out below if the batch's rows need counting
+            series = None
         ts = batch.timestamps
         with self._lock:
             self._wait_for_room(batch.num_rows)
@@ -419,15 +421,18 @@ class Database:
                 series = series[known]
             else:
                 new = None
-            newest = self._series_newest()
-            stored_max = self._stored_max()
             try:
                 noted = False
-                if batch.histograms is not None:
-                    # Histogram samples: only rows repeating a pair of the batch are counted.
-                    replaced = repeats_within_batch(refs, ts, row_sets)
+                if self._moves_forward(refs, ts, row_sets, known):
+                    replaced = 0
                 else:
-                    replaced, noted = self._count_replaced(refs, ts, row_sets, series, stored_max)
+                    if row_sets is None:
+                        series, row_sets = np.unique(refs, return_inverse=True)
+                    if batch.histograms is not None:
+                        # Histogram samples: only rows repeating a pair of the batch count.
+                        replaced = repeats_within_batch(refs, ts, row_sets)
+                    else:
+                        replaced, noted = self._count_replaced(refs, ts, row_sets, series)
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
                         journal.entries(
@@ -438,7 +443,6 @@ class Database:
                     refs, ts, values=batch.values, histograms=batch.histograms, noted=noted
                 )
                 self._recent.note(int(ts.min()), int(ts.max()), time.monotonic())
-                self._note_newest(newest, refs, ts, row_sets, known, stored_max)
             except BaseException:
                 self._index.restore(before)  # a refused batch adds no series either
                 self._head.forget_pairs()  # it may hold pairs of rows that were not appended
@@ -463,23 +467,26 @@ class Database:
             self._newest = SeriesNewest()
         return self._newest
 
-    @staticmethod
-    def _note_newest(
-        newest: SeriesNewest,
+    def _moves_forward(
+        self,
         refs: np.ndarray,
         ts: np.ndarray,
-        row_sets: np.ndarray,
+        row_sets: np.ndarray | None,
         known: np.ndarray | None,
-        stored_max: int | None,
-    ) -> None:
-        """Raise the per-series bounds to an appended batch: a series new to the index had no
-        sample (its bound starts empty), any other one at most ``stored_max``."""
+    ) -> bool:
+        """Whether every row of a batch is newer than its series' newest sample and its earlier
+        rows (``ingest/newest.py``; the bounds are raised to the batch on the way): then it
+        replaces nothing. ``known``: which of the batch's distinct series (numbered by
+        ``row_sets``) were in the index before it; series new to it had no sample (caller holds
+        the lock)."""
         from tsdb_arrow.ingest.newest import NOTHING
 
+        newest = self._series_newest()
         if known is not None and not known.all():
-            fresh = ~known[row_sets]
-            newest.note(refs[fresh], ts[fresh], NOTHING)
-        newest.note(refs, ts, NOTHING if stored_max is None else stored_max)
+            assert row_sets is not None
+            newest.enter(refs[~known[row_sets]], NOTHING)
+        stored_max = self._stored_max()
+        return newest.advance(refs, ts, NOTHING if stored_max is None else stored_max)
 
     def _known_series(self) -> KnownSeries:
         """The label sets writes admitted so far (``ingest/known.py``), made on first use."""
@@ -517,12 +524,7 @@ class Database:
             self._check_writable()
 
     def _count_replaced(
-        self,
-        refs: np.ndarray,
-        ts: np.ndarray,
-        row_sets: np.ndarray,
-        known: np.ndarray | None,
-        stored_max: int | None,
+        self, refs: np.ndarray, ts: np.ndarray, row_sets: np.ndarray, known: np.ndarray | None
     ) -> tuple[int, bool]:
         """How many rows of a float batch replace an earlier sample, and whether the head's
         pair set already noted the batch's pairs (pass on to ``Head.append``).
@@ -532,17 +534,15 @@ class Database:
         which also finds the batch's own repeats), and the rows not found there against blocks
         and flushing heads. ``row_sets`` numbers the rows' series densely from 0; ``known``:
         the batch's series known before it, sorted, or None when all of them were and each has
-        one row; ``stored_max``: ``_stored_max()`` (caller holds the lock). A batch whose every
-        row is newer than its series' newest sample (``ingest/newest.py``) is as one newer than
-        everything stored.
+        one row (caller holds the lock).
         """
         from tsdb_arrow.query.overlap import repeats_within_batch, stored_matches
 
+        stored_max = self._stored_max()
         if (
             stored_max is None
             or int(ts.min()) > stored_max
             or (known is not None and len(known) == 0)
-            or not self._series_newest().reaches_back(refs, ts, stored_max)
         ):
             return repeats_within_batch(refs, ts, row_sets), False
         new = ~self._head.repeats(refs, ts)

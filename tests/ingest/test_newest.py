@@ -19,13 +19,14 @@ def arrays(rows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def model_reaches_back(model: dict[int, int], rows: list[tuple[int, int]], floor: int) -> bool:
-    return any(t <= model.get(r, floor) for r, t in rows)
-
-
-def model_note(model: dict[int, int], rows: list[tuple[int, int]], floor: int) -> None:
+def model_advance(model: dict[int, int], rows: list[tuple[int, int]], floor: int) -> bool:
+    forward = True
     for r, t in rows:
-        model[r] = max(model.get(r, floor), t)
+        if t > model.setdefault(r, floor):
+            model[r] = t
+        else:
+            forward = False
+    return forward
 
 
 _refs = st.one_of(st.integers(0, 40), st.sampled_from([0, 1, U64_MAX, 2**63]))
@@ -34,19 +35,26 @@ _rows = st.lists(st.tuples(_refs, _times), max_size=25)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(_rows, _times, st.booleans()), max_size=12), _rows, _times)
-def test_bounds_match_a_dict(steps, probe, probe_floor):
+@given(st.lists(st.tuples(st.sampled_from(["advance", "enter", "clear"]), _rows, _times)))
+def test_bounds_match_a_dict(steps):
     newest, model = SeriesNewest(), {}
-    for rows, floor, clear in steps:
-        if clear:
+    for op, rows, floor in steps:
+        if op == "clear":
             newest.clear()
             model.clear()
-        assert newest.reaches_back(*arrays(rows), floor) == model_reaches_back(model, rows, floor)
-        newest.note(*arrays(rows), floor)
-        model_note(model, rows, floor)
+        elif op == "enter":
+            newest.enter(arrays(rows)[0], floor)
+            for r, _ in rows:
+                model.setdefault(r, floor)
+        else:
+            assert newest.advance(*arrays(rows), floor) == model_advance(model, rows, floor)
         assert len(newest) == len(model)
-    got = newest.reaches_back(*arrays(probe), probe_floor)
-    assert got == model_reaches_back(model, probe, probe_floor)
+    # Every bound, read back: a row at the bound is not newer, one past it is.
+    for r, bound in model.items():
+        ref = np.array([r], dtype=np.uint64)
+        if bound < I64_MAX:
+            assert newest.advance(ref, np.array([bound + 1]), 0)
+            assert not newest.advance(ref, np.array([bound + 1]), 0)
 
 
 def test_growth_keeps_every_bound():
@@ -54,28 +62,36 @@ def test_growth_keeps_every_bound():
     refs = (np.arange(50_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(7)
     times = np.arange(50_000, dtype=np.int64) * 3
     newest = SeriesNewest()
-    newest.note(refs[:20_000], times[:20_000], NOTHING)
-    newest.note(refs, times, 10**9)  # the first 20,000 keep their own bound, the rest the floor
+    newest.enter(refs[:20_000], NOTHING)
+    assert newest.advance(refs[:20_000], times[:20_000], 0)  # from NOTHING: all newer
+    assert not newest.advance(refs, times, 10**9)  # the first 20,000 repeat their times
     assert len(newest) == 50_000
-    assert not newest.reaches_back(refs[:20_000], times[:20_000] + 1, NOTHING)
-    assert newest.reaches_back(refs[:20_000], times[:20_000], NOTHING)
-    assert not newest.reaches_back(refs[20_000:], np.full(30_000, 10**9 + 1), NOTHING)
-    assert newest.reaches_back(refs[-1:], np.array([10**9]), NOTHING)
+    assert newest.advance(refs[:20_000], times[:20_000] + 1, NOTHING)
+    assert not newest.advance(refs[20_000:], np.full(30_000, 10**9), NOTHING)  # the floor
+    assert newest.advance(refs[20_000:], np.full(30_000, 10**9 + 1), NOTHING)
     # A series without an entry takes the floor given to the call.
     other = np.array([U64_MAX], dtype=np.uint64)
-    assert newest.reaches_back(other, np.array([5]), 5)
-    assert not newest.reaches_back(other, np.array([6]), 5)
+    assert not newest.advance(other, np.array([5]), 5)
+    assert newest.advance(other, np.array([6]), 5)
+
+
+def test_rows_of_one_batch_must_each_move_forward():
+    newest = SeriesNewest()
+    refs = np.array([1, 2, 1], dtype=np.uint64)
+    assert newest.advance(refs, np.array([10, 10, 11]), NOTHING)
+    assert not newest.advance(refs, np.array([12, 12, 12]), NOTHING)  # 1 repeats 12
+    assert not newest.advance(refs[:1], np.array([12]), NOTHING)  # raised all the same
 
 
 def test_empty_batches_and_any_array_layout():
     newest = SeriesNewest()
     empty = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
-    assert not newest.reaches_back(*empty, I64_MAX)
-    newest.note(*empty, 0)
+    assert newest.advance(*empty, I64_MAX)
+    newest.enter(empty[0], 0)
     assert len(newest) == 0
     # Strided int64 refs and int32 times are taken as uint64 / int64 values.
     refs = np.arange(10, dtype=np.int64)[::2]
-    newest.note(refs, np.arange(5, dtype=np.int32), NOTHING)
+    assert newest.advance(refs, np.arange(5, dtype=np.int32), NOTHING)
     assert len(newest) == 5
-    assert newest.reaches_back(np.array([8], np.uint64), np.array([4]), NOTHING)
-    assert not newest.reaches_back(np.array([8], np.uint64), np.array([5]), NOTHING)
+    assert not newest.advance(np.array([8], np.uint64), np.array([4]), NOTHING)
+    assert newest.advance(np.array([8], np.uint64), np.array([5]), NOTHING)

@@ -1,8 +1,9 @@
 """The newest timestamp written per series: which batches cannot replace a stored sample.
 
-A row newer than every stored sample of its series replaces nothing, so a batch made only of
-such rows (a feed whose series each move forward: OTLP exporters, scrapes) needs neither the
-head's pair set nor a look into the blocks to count its replacements. Each entry is an upper
+A row newer than every stored sample of its series and every earlier row of its batch replaces
+nothing, so a batch made only of such rows (a feed whose series each move forward: OTLP
+exporters, scrapes) needs neither the head's pair set, nor a look into the blocks, nor a sort
+of its own rows to count its replacements. Each entry is an upper
 bound of its series' newest sample: writes raise it, nothing lowers it (a delete or retention
 leave it high, which only sends later rows to the full check). A series without an entry takes
 the caller's bound for everything stored (``floor``).
@@ -34,32 +35,28 @@ def _slot(keys, used, ref):
 
 
 @nb.njit(cache=True, nogil=True)
-def _reaches_back(keys, newest, used, refs, ts, floor):
-    """Whether some row's timestamp is at or before its series' entry (``floor`` if none)."""
-    for i in range(refs.shape[0]):
-        slot = _slot(keys, used, refs[i])
-        bound = newest[slot] if used[slot] else floor
-        if ts[i] <= bound:
-            return True
-    return False
-
-
-@nb.njit(cache=True, nogil=True)
-def _note(keys, newest, used, refs, ts, floor, count, limit):
-    """Raise each row's series entry to the row's timestamp (a new entry starts at ``floor``).
-    Returns (rows done, entries now): it stops early when a new entry would pass ``limit``."""
+def _advance(keys, newest, used, refs, ts, floor, count, limit, enter_only):
+    """Raise each row's series entry to the row's time, in row order (a new entry starts at
+    ``floor``); ``enter_only``: make the entries, raise nothing. Returns (rows done, entries
+    now, whether every row was newer than its entry): it stops early when a new entry would
+    pass ``limit``."""
+    forward = True
     for i in range(refs.shape[0]):
         slot = _slot(keys, used, refs[i])
         if not used[slot]:
             if count >= limit:
-                return i, count
+                return i, count, forward
             used[slot] = True
             keys[slot] = refs[i]
             newest[slot] = floor
             count += 1
+        if enter_only:
+            continue
         if ts[i] > newest[slot]:
             newest[slot] = ts[i]
-    return refs.shape[0], count
+        else:
+            forward = False
+    return refs.shape[0], count, forward
 
 
 @nb.njit(cache=True, nogil=True)
@@ -92,31 +89,35 @@ class SeriesNewest:
     def __len__(self) -> int:
         return self._count
 
-    def reaches_back(self, refs: np.ndarray, timestamps: np.ndarray, floor: int) -> bool:
-        """Whether some row is not newer than its series' bound (``floor`` for a series without
-        an entry): only such rows can replace a stored sample."""
-        refs, timestamps = _columns(refs, timestamps)
-        return bool(
-            _reaches_back(self._keys, self._newest, self._used, refs, timestamps, np.int64(floor))
-        )
+    def enter(self, refs: np.ndarray, floor: int) -> None:
+        """Give the series without an entry one at ``floor`` (``NOTHING`` for series new to the
+        store: their first rows then count as newer than anything stored)."""
+        self._run(refs, np.empty(0, dtype=np.int64), floor, enter_only=True)
 
-    def note(self, refs: np.ndarray, timestamps: np.ndarray, floor: int) -> None:
-        """Raise the bounds to the rows written; a series without an entry starts at ``floor``
-        (a bound of what was stored of it before: ``NOTHING`` for a series new to the store)."""
+    def advance(self, refs: np.ndarray, timestamps: np.ndarray, floor: int) -> bool:
+        """Raise the bounds to the rows written, in row order; a series without an entry starts
+        at ``floor`` (a bound of everything stored). True when every row was newer than its
+        series' bound when reached: then no row replaces a stored sample or an earlier row."""
+        return self._run(refs, timestamps, floor, enter_only=False)
+
+    def _run(
+        self, refs: np.ndarray, timestamps: np.ndarray, floor: int, *, enter_only: bool
+    ) -> bool:
         refs, timestamps = _columns(refs, timestamps)
-        done = 0
+        done, forward = 0, True
         while done < len(refs):
             limit = int(len(self._keys) * _MAX_LOAD)
-            rows, self._count = _note(
+            rows, self._count, ahead = _advance(
                 self._keys, self._newest, self._used, refs[done:], timestamps[done:],
-                np.int64(floor), self._count, limit,
+                np.int64(floor), self._count, limit, enter_only,
             )  # fmt: skip
             done += rows
+            forward &= ahead
             if done < len(refs):
-                slots = 2 * len(self._keys)
                 self._keys, self._newest, self._used = _rehash(
-                    self._keys, self._newest, self._used, slots
+                    self._keys, self._newest, self._used, 2 * len(self._keys)
                 )
+        return bool(forward)
 
     def clear(self) -> None:
         """Forget every bound (samples arrived another way: every series takes the floor)."""
