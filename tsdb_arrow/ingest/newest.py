@@ -17,74 +17,75 @@ import numpy as np
 from tsdb_arrow.ingest.labelsets import readonly
 
 _MIN_SLOTS = 1 << 10
-_MAX_LOAD = 0.5
 #: The floor of a series that has no sample at all.
 NOTHING = np.iinfo(np.int64).min
 
 
-@nb.njit(cache=True, nogil=True)
-def _slot(keys, used, ref):
-    """The slot holding ``ref``, or the empty slot where it would go."""
-    mask = keys.shape[0] - 1
+@nb.njit(cache=True, nogil=True, inline="always")
+def _home(ref, mask):
     x = ref * np.uint64(0x9E3779B97F4A7C15)
     x ^= x >> np.uint64(29)
-    slot = np.int64(x & np.uint64(mask))
-    while used[slot] and keys[slot] != ref:
-        slot = (slot + 1) & mask
-    return slot
+    return np.int64(x & np.uint64(mask))
 
 
 @nb.njit(cache=True, nogil=True)
-def _advance(keys, newest, used, refs, ts, floor, count, limit, enter_only):
+def _advance(table, keys, newest, refs, ts, floor, count, enter_only):
     """Raise each row's series entry to the row's time, in row order (a new entry starts at
-    ``floor``); ``enter_only``: make the entries, raise nothing. Returns (rows done, entries
-    now, whether every row was newer than its entry): it stops early when a new entry would
-    pass ``limit``."""
+    ``floor``); ``enter_only``: make the entries, raise nothing. Entries are kept in the order
+    they were made, ``table`` (-1: empty) holds their numbers: the entry after the previous
+    row's is tried first, so that a feed sending its series in the same order each time reads
+    them in sequence. Returns (rows done, entries now, whether every row was newer than its
+    entry): it stops early when the entries or the table are full."""
+    mask = table.shape[0] - 1
     forward = True
+    last = -2
     for i in range(refs.shape[0]):
-        slot = _slot(keys, used, refs[i])
-        if not used[slot]:
-            if count >= limit:
-                return i, count, forward
-            used[slot] = True
-            keys[slot] = refs[i]
-            newest[slot] = floor
-            count += 1
+        ref = refs[i]
+        e = last + 1
+        if not (0 <= e < count and keys[e] == ref):
+            slot = _home(ref, mask)
+            while True:
+                e = table[slot]
+                if e < 0:
+                    if count >= keys.shape[0] or 2 * (count + 1) > table.shape[0]:
+                        return i, count, forward
+                    e = count
+                    table[slot] = e
+                    keys[e] = ref
+                    newest[e] = floor
+                    count += 1
+                    break
+                if keys[e] == ref:
+                    break
+                slot = (slot + 1) & mask
+        last = e
         if enter_only:
             continue
-        if ts[i] > newest[slot]:
-            newest[slot] = ts[i]
+        if ts[i] > newest[e]:
+            newest[e] = ts[i]
         else:
             forward = False
     return refs.shape[0], count, forward
 
 
 @nb.njit(cache=True, nogil=True)
-def _rehash(keys, newest, used, slots):
-    """The entries in new tables of ``slots`` slots."""
-    k = np.zeros(slots, dtype=np.uint64)
-    v = np.zeros(slots, dtype=np.int64)
-    u = np.zeros(slots, dtype=np.bool_)
-    for s in range(keys.shape[0]):
-        if used[s]:
-            slot = _slot(k, u, keys[s])
-            u[slot] = True
-            k[slot] = keys[s]
-            v[slot] = newest[s]
-    return k, v, u
+def _rehash(keys, count, slots):
+    """A table of ``slots`` slots numbering the first ``count`` entries."""
+    table = np.full(slots, -1, dtype=np.int64)
+    mask = slots - 1
+    for e in range(count):
+        slot = _home(keys[e], mask)
+        while table[slot] >= 0:
+            slot = (slot + 1) & mask
+        table[slot] = e
+    return table
 
 
 class SeriesNewest:
     """An upper bound of each written series' newest timestamp (series ref -> ms)."""
 
     def __init__(self) -> None:
-        self._count = 0
-        self._tables(_MIN_SLOTS)
-
-    def _tables(self, slots: int) -> None:
-        self._keys = np.zeros(slots, dtype=np.uint64)
-        self._newest = np.zeros(slots, dtype=np.int64)
-        self._used = np.zeros(slots, dtype=np.bool_)
+        self.clear()
 
     def __len__(self) -> int:
         return self._count
@@ -106,23 +107,25 @@ class SeriesNewest:
         refs, timestamps = _columns(refs, timestamps)
         done, forward = 0, True
         while done < len(refs):
-            limit = int(len(self._keys) * _MAX_LOAD)
             rows, self._count, ahead = _advance(
-                self._keys, self._newest, self._used, refs[done:], timestamps[done:],
-                np.int64(floor), self._count, limit, enter_only,
+                self._table, self._keys, self._newest, refs[done:], timestamps[done:],
+                np.int64(floor), self._count, enter_only,
             )  # fmt: skip
             done += rows
             forward &= ahead
-            if done < len(refs):
-                self._keys, self._newest, self._used = _rehash(
-                    self._keys, self._newest, self._used, 2 * len(self._keys)
-                )
+            if done < len(refs):  # full: twice the room
+                size = 2 * len(self._keys)
+                self._keys = np.concatenate([self._keys, np.zeros_like(self._keys)])
+                self._newest = np.concatenate([self._newest, np.zeros_like(self._newest)])
+                self._table = _rehash(self._keys, self._count, 2 * size)
         return bool(forward)
 
     def clear(self) -> None:
         """Forget every bound (samples arrived another way: every series takes the floor)."""
         self._count = 0
-        self._tables(_MIN_SLOTS)
+        self._keys = np.zeros(_MIN_SLOTS // 2, dtype=np.uint64)
+        self._newest = np.zeros(_MIN_SLOTS // 2, dtype=np.int64)
+        self._table = np.full(_MIN_SLOTS, -1, dtype=np.int64)
 
 
 def _columns(refs: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
