@@ -89,10 +89,11 @@ def _requests(client: int, count: int) -> list[bytes]:
 
 
 def _client(
-    transport: str, address: str, bodies: list[bytes], out: mp.Queue, go: Event
+    transport: str, address: str, bodies: list[bytes], out: mp.Queue, go: Event | None = None
 ) -> None:
-    """Send ``bodies`` (serialized before the run) one after the other; connected and ready
-    (``"ready"`` on ``out``) before ``go``, so that the timed run holds sending only."""
+    """Send ``bodies`` (serialized before the run) one after the other, then put the latencies
+    on ``out``. Given ``go``: connect first, put ``"ready"`` on ``out`` and wait for it, so that
+    the timed run holds sending only."""
     latencies = []
     if transport == "grpc":
         import grpc
@@ -101,9 +102,10 @@ def _client(
             export = channel.unary_unary(
                 "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
             )
-            grpc.channel_ready_future(channel).result(timeout=60)
-            out.put("ready")
-            go.wait()
+            if go is not None:
+                grpc.channel_ready_future(channel).result(timeout=60)
+                out.put("ready")
+                go.wait()
             for body in bodies:
                 start = time.perf_counter()
                 export(body, timeout=120)
@@ -112,9 +114,10 @@ def _client(
         import http.client
 
         connection = http.client.HTTPConnection(address, timeout=120)
-        connection.connect()
-        out.put("ready")
-        go.wait()
+        if go is not None:
+            connection.connect()
+            out.put("ready")
+            go.wait()
         for body in bodies:
             start = time.perf_counter()
             connection.request(
