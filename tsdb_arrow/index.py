@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 
 from tsdb_arrow.errors import SeriesCollisionError
-from tsdb_arrow.model import REF, is_member
+from tsdb_arrow.model import REF, is_member, numpy_of
 from tsdb_arrow.query.selector import Matcher, filter_series
 
 
@@ -60,14 +60,14 @@ class SeriesIndex:
         if isinstance(series, pl.DataFrame):
             refs = series[REF].to_numpy()
         else:
-            refs = series.column(REF).to_numpy()
+            refs = numpy_of(series.column(REF))
         known = is_member(self.refs, refs)
         if known.any():
-            self._check_same(_as_polars(series).filter(pl.Series(known)), refs[known])
+            frame = _as_polars(series)
+            self._check_same(frame.filter(pl.Series(known)), refs[known])
             if known.all():
                 return known
-            series = series.filter(pl.Series(~known) if isinstance(series, pl.DataFrame)
-                                   else pa.array(~known))  # fmt: skip
+            series = frame.filter(pl.Series(~known))
         fresh = np.sort(refs[~known])
         self._added += (series,)
         self.refs = np.insert(self.refs, np.searchsorted(self.refs, fresh), fresh)
