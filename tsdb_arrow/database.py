@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from tsdb_arrow.blocks.tombstones import Tombstones
     from tsdb_arrow.ingest.convert import SampleBatch
     from tsdb_arrow.ingest.known import KnownSeries
+    from tsdb_arrow.ingest.newest import SeriesNewest
     from tsdb_arrow.ingest.series import Resolved
     from tsdb_arrow.query.read import Snapshot
     from tsdb_arrow.query.scan import Scan
@@ -139,6 +140,7 @@ class Database:
             self._span_hold_until = 0.0  # a span flush found nothing to write: not before then
             self._index = SeriesIndex()
             self._known: KnownSeries | None = None  # label sets of the index a write admitted
+            self._newest: SeriesNewest | None = None  # per-series newest time, made on first write
             self._directory = BlockDirectory(
                 self._fs, self.path, self._blocks_dir, owner=not read_only
             )
@@ -251,6 +253,8 @@ class Database:
                 self._index.add(scan.series[block.meta.id])
                 block.remember_series_refs(numpy_of(scan.series[block.meta.id][REF]))
             self._blockset.add(scan.added)
+            if scan.added and self._newest is not None:
+                self._newest.clear()  # samples that no write noted
             self._seq = max([self._seq, *(b.meta.seq for b in scan.added)])
             self._blockset.retire(scan.gone)
             if self.read_only:
@@ -374,15 +378,15 @@ class Database:
         self._check_writable()
         if len(refs) == 0:
             return WriteResult(rows=0, replaced=0)
-        series, row_sets = np.unique(refs, return_inverse=True)
-        if not is_member(self._index.refs, series).all():
+        refs = np.asarray(refs, dtype=np.uint64)
+        if not is_member(self._index.refs, refs).all():
             raise InputError(
                 "write_refs got series refs that no earlier write admitted; write the samples "
                 "with their labels (Database.write)"
             )
         batch = SampleBatch(np.asarray(timestamps, dtype=np.int64),
                             np.asarray(values, dtype=np.float64), {})  # fmt: skip
-        return self._append(batch, np.asarray(refs, dtype=np.uint64), row_sets, series, None)
+        return self._append(batch, refs, None, None, None)
 
     def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
         """``write`` of a validated batch whose rows are resolved to series already (the
@@ -399,20 +403,23 @@ class Database:
         self,
         batch: SampleBatch,
         refs: np.ndarray,
-        row_sets: np.ndarray,
+        row_sets: np.ndarray | None,
         series: np.ndarray | None,
         resolved: Resolved | None,
     ) -> WriteResult:
-        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely;
-        ``resolved`` holds the batch's series when some may be new (``series``: their refs),
-        None when every one is known (``series``: their refs sorted, or None when each has
-        one row)."""
+        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely (None:
+        not worked out yet); ``resolved`` holds the batch's series when some may be new
+        (``series``: their refs), None when every one is known (``series``: their refs sorted,
+        or None when each has one row or ``row_sets`` is None)."""
         from tsdb_arrow.query.overlap import repeats_within_batch
 
+        if row_sets is None:  # worked out below if the batch's rows need counting
+            series = None
         ts = batch.timestamps
         with self._lock:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
+            known = None
             if resolved is not None:
                 known = self._index.add(resolved.series)
                 new = resolved.series.filter(pa.array(~known))
@@ -421,11 +428,16 @@ class Database:
                 new = None
             try:
                 noted = False
-                if batch.histograms is not None:
-                    # Histogram samples: only rows repeating a pair of the batch are counted.
-                    replaced = repeats_within_batch(refs, ts, row_sets)
+                if self._moves_forward(refs, ts, row_sets, known):
+                    replaced = 0
                 else:
-                    replaced, noted = self._count_replaced(refs, ts, row_sets, series)
+                    if row_sets is None:
+                        series, row_sets = np.unique(refs, return_inverse=True)
+                    if batch.histograms is not None:
+                        # Histogram samples: only rows repeating a pair of the batch count.
+                        replaced = repeats_within_batch(refs, ts, row_sets)
+                    else:
+                        replaced, noted = self._count_replaced(refs, ts, row_sets, series)
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
                         journal.entries(
@@ -450,6 +462,36 @@ class Database:
         if due and self._background is not None:
             self._background.request()
         return WriteResult(rows=batch.num_rows, replaced=replaced)
+
+    def _series_newest(self) -> SeriesNewest:
+        """The per-series newest-time bounds (``ingest/newest.py``), made on first use (caller
+        holds the lock)."""
+        if self._newest is None:
+            from tsdb_arrow.ingest.newest import SeriesNewest
+
+            self._newest = SeriesNewest()
+        return self._newest
+
+    def _moves_forward(
+        self,
+        refs: np.ndarray,
+        ts: np.ndarray,
+        row_sets: np.ndarray | None,
+        known: np.ndarray | None,
+    ) -> bool:
+        """Whether every row of a batch is newer than its series' newest sample and its earlier
+        rows (``ingest/newest.py``; the bounds are raised to the batch on the way): then it
+        replaces nothing. ``known``: which of the batch's distinct series (numbered by
+        ``row_sets``) were in the index before it; series new to it had no sample (caller holds
+        the lock)."""
+        from tsdb_arrow.ingest.newest import NOTHING
+
+        newest = self._series_newest()
+        if known is not None and not known.all():
+            assert row_sets is not None
+            newest.enter(refs[~known[row_sets]], NOTHING)
+        stored_max = self._stored_max()
+        return newest.advance(refs, ts, NOTHING if stored_max is None else stored_max)
 
     def _known_series(self) -> KnownSeries:
         """The label sets writes admitted so far (``ingest/known.py``), made on first use."""

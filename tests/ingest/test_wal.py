@@ -177,6 +177,27 @@ def test_record_layout_matches_the_documented_header(tmp_path: Path) -> None:
     assert start == len(record) and length % 8 == 0
 
 
+def test_record_entries_are_the_default_ipc_streams_byte_for_byte() -> None:
+    """Each entry is written once, with the default IPC options: the bytes a plain
+    ``pyarrow.ipc.new_stream`` writes for it, then zeros up to the 8-byte boundary."""
+    table = pa.concat_tables([float_table([1.5, 2.5]), float_table([3.5])])  # two chunks
+    batch = float_table([4.5]).to_batches()[0]
+    expected = []
+    for t in (table, batch):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, t.schema) as writer:
+            writer.write(t)
+        expected.append(sink.getvalue().to_pybytes())
+    record = encode_record([(1, table), (2, batch)]).to_pybytes()
+    got, start = [], 32 + 16 * 2
+    for i in range(2):
+        size = struct.unpack_from("<IIQ", record, 32 + 16 * i)[2]
+        got.append(record[start : start + size])
+        assert record[start + size : start - (-size // 8) * 8] == bytes(-size % 8)
+        start += -(-size // 8) * 8
+    assert got == expected and start == len(record)
+
+
 def test_a_committed_segment_still_replays() -> None:
     """Format drift guard: the fixture was written by this module's first version."""
     [(segment, entries)] = replay_all(FIXTURE.parent)

@@ -110,19 +110,20 @@ def _fsync_dir(directory: Path) -> None:
 _fsync_file = getattr(os, "fdatasync", os.fsync)
 
 
-def _ipc_size(table: pa.RecordBatch | pa.Table) -> int:
-    """Bytes of ``table`` as an Arrow IPC stream, counted without copying any data."""
-    sink = pa.MockOutputStream()
-    _write_ipc(sink, table)
-    return sink.size()
+# The default options, made once: ``new_stream`` without options reads two environment
+# variables per call to make them.
+_IPC_OPTIONS = pa_ipc.IpcWriteOptions()
 
 
-def _write_ipc(sink: pa.NativeFile, table: pa.RecordBatch | pa.Table) -> None:
-    with pa_ipc.new_stream(sink, table.schema) as writer:
+def _ipc_stream(table: pa.RecordBatch | pa.Table) -> pa.Buffer:
+    """``table`` as one Arrow IPC stream, serialized once (its size and its bytes)."""
+    sink = pa.BufferOutputStream()
+    with pa_ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
         if isinstance(table, pa.RecordBatch):
             writer.write_batch(table)
         else:
             writer.write_table(table)
+    return sink.getvalue()
 
 
 def _padded(n: int) -> int:
@@ -131,7 +132,7 @@ def _padded(n: int) -> int:
 
 def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
     """One WAL record (header and payload) holding ``entries``, in one buffer ready to write."""
-    kinds, tables = [], []
+    kinds, streams = [], []
     for kind, table in entries:
         if not isinstance(kind, int) or not 0 <= kind <= _MAX_KIND:
             raise WalError(f"a WAL entry kind must be an int in [0, {_MAX_KIND}], got {kind!r}")
@@ -140,19 +141,18 @@ def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
                 f"a WAL entry must hold a pyarrow Table or RecordBatch, got {type(table).__name__}"
             )
         kinds.append(kind)
-        tables.append(table)
-    sizes = [_ipc_size(t) for t in tables]
-    directory_bytes = _COUNT.size + _SLOT.size * len(tables)
-    payload_bytes = directory_bytes + sum(_padded(s) for s in sizes)
+        streams.append(_ipc_stream(table))
+    directory_bytes = _COUNT.size + _SLOT.size * len(streams)
+    payload_bytes = directory_bytes + sum(_padded(s.size) for s in streams)
     record = pa.allocate_buffer(HEADER_BYTES + payload_bytes)
     sink = pa.FixedSizeBufferWriter(record)
     sink.write(bytes(HEADER_BYTES))  # filled in below, once the payload's CRC is known
-    sink.write(_COUNT.pack(len(tables), 0))
-    for kind, size in zip(kinds, sizes):
-        sink.write(_SLOT.pack(kind, 0, size))
-    for table, size in zip(tables, sizes):
-        _write_ipc(sink, table)
-        sink.write(_ZEROS[: _padded(size) - size])
+    sink.write(_COUNT.pack(len(streams), 0))
+    for kind, stream in zip(kinds, streams):
+        sink.write(_SLOT.pack(kind, 0, stream.size))
+    for stream in streams:
+        sink.write(stream)
+        sink.write(_ZEROS[: _padded(stream.size) - stream.size])
     view = memoryview(record)
     payload_crc = crc32c.crc32c(view[HEADER_BYTES:])
     _HEADER.pack_into(view, 0, MAGIC, VERSION, payload_bytes, payload_crc, 0)

@@ -191,7 +191,7 @@ def _warm_up_writes(converted: Converted, repeat: pa.Table) -> None:
     import tempfile
 
     from tsdb_arrow.database import Database
-    from tsdb_arrow.ingest import labelsets, pairs
+    from tsdb_arrow.ingest import labelsets, newest, pairs
 
     with tempfile.TemporaryDirectory(prefix="tsdb-arrow-warm-up-") as scratch:
         db = Database(scratch)
@@ -204,3 +204,6 @@ def _warm_up_writes(converted: Converted, repeat: pa.Table) -> None:
     n = 4 * pairs._MIN_SLOTS
     pairs.PairSet().add(np.arange(n, dtype=np.uint64), np.zeros(n, dtype=np.int64))
     labelsets._rehash(np.zeros(2, dtype=np.uint64), 2, 4)
+    bounds, n = newest.SeriesNewest(), newest._MIN_SLOTS
+    bounds.enter(np.arange(n, dtype=np.uint64), newest.NOTHING)  # grows the tables once
+    bounds.advance(np.arange(n, dtype=np.uint64), np.zeros(n, dtype=np.int64), 0)
