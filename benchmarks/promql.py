@@ -15,11 +15,13 @@ on a window's edge (Prometheus 2.42's windows are closed, 3.x's left-open), and 
 the first window holds a whole 5 m of samples (see ``FIRST_QUERY``).
 
 Last, OTLP ingest (``benchmarks.otlp``'s requests and gRPC client) into the same server, idle
-and while a process runs the range queries in a loop against its HTTP API.
+and while a process runs the range queries in a loop against its HTTP API, in alternating
+rounds; the best rate of each is compared, and every round's pair printed.
 
 Usage::
 
     python -m benchmarks.promql [--series 1000] [--hours 24] [--repeat 3] [--no-prometheus]
+        [--ingest-requests 300] [--ingest-rounds 3]
 """
 
 from __future__ import annotations
