@@ -242,3 +242,25 @@ def test_part_metadata_round_trips():
     assert (last, rows, sets.to_pybytes()) == (True, 7, b"xy")
     last, rows, sets = wire.read_part_metadata(pa.py_buffer(wire.part_metadata(b"", 2**40, False)))
     assert (last, rows, sets.to_pybytes()) == (False, 2**40, b"")
+
+
+def test_a_frame_grows_with_the_rows_received_not_with_the_rows_announced():
+    from tsdb_arrow.server.flight_frames import GROWTH, MAX_FRAME_ROWS, FrameParts
+
+    frame = FrameParts(MAX_FRAME_ROWS)  # a hostile announcement costs nothing up front
+    assert len(frame.timestamps) == 0
+    batch, metadata = _part(["a", "b"], [T0, T0], MAX_FRAME_ROWS, False)
+    frame.add(batch, wire.read_part_metadata(pa.py_buffer(metadata))[2])
+    assert len(frame.timestamps) == GROWTH * 2 and frame.filled == 2
+
+    whole = FrameParts(5)  # grown part by part, the rows already in are kept
+    for names, times, last in [(["a"], [T0], False), (["b", "a"], [T0, T0 + 1], False),
+                               (["c", "b"], [T0, T0 + 1], True)]:  # fmt: skip
+        batch, metadata = _part(names, times, 5, last)
+        whole.add(batch, wire.read_part_metadata(pa.py_buffer(metadata))[2])
+    samples, resolved = whole.resolved()
+    assert samples.timestamps.tolist() == [T0, T0, T0 + 1, T0, T0 + 1]
+    name_of = dict(zip(resolved.series.column("series_ref").to_pylist(),
+                       resolved.series.column("__name__").to_pylist()))  # fmt: skip
+    assert [name_of[r] for r in resolved.row_refs.tolist()] == ["a", "b", "a", "c", "b"]
+    assert len(set(resolved.row_sets[[0, 2]])) == 1 and len(set(resolved.row_sets)) == 3

@@ -3,7 +3,7 @@
 A part is a samples batch whose ``series`` codes number its own label sets (``flight_wire``).
 Each part is checked and resolved on arrival, while the client still encodes and sends the next
 ones: its label sets checked as a local write checks label columns, its rows copied into arrays
-sized for the whole frame, each row given its series ref and its set's number in the frame. A
+that grow with the rows received up to the frame's size, each row given its series ref and its set's number in the frame. A
 label set seen in an earlier part must be the same set, or its ref is a collision, as in a
 local write. Once the last part is in, only the frame's series table is left to build; nothing
 is stored before that, so a frame is stored whole or not at all.
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: Most rows one frame may announce; a larger one goes as several frames.
 MAX_FRAME_ROWS = 1 << 32
+#: The frame's arrays hold up to this many times the rows received so far (the client's
+#: frames of up to eight parts need no copy).
+GROWTH = 8
 
 
 class FrameParts:
@@ -39,10 +42,12 @@ class FrameParts:
             )
         self.rows = rows
         self.filled = 0
-        self.timestamps = np.empty(rows, np.int64)
-        self.values = np.empty(rows, np.float64)
-        self.row_refs = np.empty(rows, np.uint64)
-        self.row_sets = np.empty(rows, np.int64)
+        # Sized as rows arrive, not from the announcement alone: at most GROWTH times the rows
+        # received, so a frame announcing billions of rows costs nothing until they come.
+        self.timestamps = np.empty(0, np.int64)
+        self.values = np.empty(0, np.float64)
+        self.row_refs = np.empty(0, np.uint64)
+        self.row_sets = np.empty(0, np.int64)
         self._known = np.zeros(0, np.uint64)  # refs of the frame's sets so far, sorted
         self._known_ids = np.zeros(0, np.int64)  # each one's number in the frame
         self._series: list[pa.Table] = []  # each part's new sets, in the order numbered
@@ -68,12 +73,25 @@ class FrameParts:
             at = lo + row
             raise errors.InputError(f"row {at}: 'timestamp' {runs.timestamps[row]}: {reason}")
         set_ids, set_refs = self._resolve(sets)
+        self._reserve(hi)
         run_codes = runs.run_codes.astype(np.int64)
         self.timestamps[lo:hi] = runs.timestamps
         self.values[lo:hi] = runs.values
         self.row_refs[lo:hi] = np.repeat(set_refs[run_codes], runs.run_lengths)
         self.row_sets[lo:hi] = np.repeat(set_ids[run_codes], runs.run_lengths)
         self.filled = hi
+
+    def _reserve(self, hi: int) -> None:
+        """Room for rows up to ``hi``: the arrays grow to ``GROWTH`` times that (at most the
+        frame's rows), keeping the rows already in."""
+        if hi <= len(self.timestamps):
+            return
+        size = min(self.rows, GROWTH * hi)
+        for name in ("timestamps", "values", "row_refs", "row_sets"):
+            old = getattr(self, name)
+            new = np.empty(size, old.dtype)
+            new[: self.filled] = old[: self.filled]
+            setattr(self, name, new)
 
     def _resolve(self, sets: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """The number in the frame and the ref of each of a part's label sets, checked."""
