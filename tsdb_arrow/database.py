@@ -357,7 +357,7 @@ class Database:
             if not self._known_series().admitted(resolved.series):  # checked the full way
                 return self._write_resolved(batch, resolved)
             # Every set was admitted before (a bulk load's later batches): no check again.
-            series = resolved.series.column(REF).to_numpy()
+            series = numpy_of(resolved.series.column(REF))
             return self._append(batch, resolved.row_refs, resolved.row_sets, series, None)
         if found.distinct:  # every label set passed the checks, is in the index, and has
             # one row here: nothing more to find out about them

@@ -144,6 +144,21 @@ def instant_samples(
 
 
 @nb.njit(cache=True, nogil=True)
+def _write_pairs(out, o, lo, hi, t_off, t_data, x_off, x_data, mid, end, fill):
+    """Write (``fill``) or measure ``[[t<mid>x<end>,...]`` for texts ``lo..hi``: values
+    (``,"`` ... ``"]``) and histogram objects (``,`` ... ``]``) alike."""
+    for k in range(lo, hi):
+        if k > lo:
+            o = literal(out, o, _COMMA, fill)
+        o = literal(out, o, _OPEN, fill)
+        o = copy_text(out, o, t_off, t_data, k, fill)
+        o = literal(out, o, mid, fill)
+        o = copy_text(out, o, x_off, x_data, k, fill)
+        o = literal(out, o, end, fill)
+    return literal(out, o, _CLOSE, fill)
+
+
+@nb.njit(cache=True, nogil=True)
 def _write_matrix(n, m_off, m_data, f_starts, ft_off, ft_data, fv_off, fv_data, h_starts,
                   ht_off, ht_data, ho_off, ho_data, out, fill):
     """Write (``fill``) or measure ``[{"metric":...,"values":[...],"histograms":[...]},...]``
@@ -156,26 +171,12 @@ def _write_matrix(n, m_off, m_data, f_starts, ft_off, ft_data, fv_off, fv_data, 
         o = copy_text(out, o, m_off, m_data, i, fill)
         if f_starts[i + 1] > f_starts[i]:
             o = literal(out, o, _VALUES, fill)
-            for k in range(f_starts[i], f_starts[i + 1]):
-                if k > f_starts[i]:
-                    o = literal(out, o, _COMMA, fill)
-                o = literal(out, o, _OPEN, fill)
-                o = copy_text(out, o, ft_off, ft_data, k, fill)
-                o = literal(out, o, _COMMA_QUOTE, fill)
-                o = copy_text(out, o, fv_off, fv_data, k, fill)
-                o = literal(out, o, _QUOTE_CLOSE, fill)
-            o = literal(out, o, _CLOSE, fill)
+            o = _write_pairs(out, o, f_starts[i], f_starts[i + 1], ft_off, ft_data, fv_off,
+                             fv_data, _COMMA_QUOTE, _QUOTE_CLOSE, fill)  # fmt: skip
         if h_starts[i + 1] > h_starts[i]:
             o = literal(out, o, _HISTOGRAMS, fill)
-            for k in range(h_starts[i], h_starts[i + 1]):
-                if k > h_starts[i]:
-                    o = literal(out, o, _COMMA, fill)
-                o = literal(out, o, _OPEN, fill)
-                o = copy_text(out, o, ht_off, ht_data, k, fill)
-                o = literal(out, o, _COMMA, fill)
-                o = copy_text(out, o, ho_off, ho_data, k, fill)
-                o = literal(out, o, _CLOSE, fill)
-            o = literal(out, o, _CLOSE, fill)
+            o = _write_pairs(out, o, h_starts[i], h_starts[i + 1], ht_off, ht_data, ho_off,
+                             ho_data, _COMMA, _CLOSE, fill)  # fmt: skip
         o = literal(out, o, _BRACE, fill)
     return literal(out, o, _CLOSE, fill)
 
