@@ -259,6 +259,18 @@ def test_a_taken_port_is_a_clear_error(tmp_path):
         taken = first.addresses["otlp_http"]
         with pytest.raises(ta.ServerError, match="cannot listen for OTLP/HTTP"):
             ta.serve(db, otlp_grpc="off", otlp_http=taken, http="off", flight="off")
+    with ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="off", http="off", flight="off") as first:
+        taken = first.addresses["otlp_grpc"]
+        with pytest.raises(ta.ServerError, match="cannot listen for OTLP gRPC on .*--otlp-grpc"):
+            ta.serve(db, otlp_grpc=taken, otlp_http="off", http="off", flight="off")
+        # The listener that got the port still answers.
+        import grpc
+
+        with grpc.insecure_channel(taken) as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+            )
+            assert export(b"", timeout=10) == b""
     with pytest.raises(ta.ServerError, match="HOST:PORT"):
         ta.serve(db, otlp_grpc="4317")
     db.close()
