@@ -3,10 +3,10 @@
 A part is a samples batch whose ``series`` codes number its own label sets (``flight_wire``).
 Each part is checked and resolved on arrival, while the client still encodes and sends the next
 ones: its label sets checked as a local write checks label columns, its rows copied into arrays
-that grow with the rows received up to the frame's size, each row given its series ref and its set's number in the frame. A
-label set seen in an earlier part must be the same set, or its ref is a collision, as in a
-local write. Once the last part is in, only the frame's series table is left to build; nothing
-is stored before that, so a frame is stored whole or not at all.
+that grow with the rows received up to the frame's size, each row given its series ref and its
+set's number in the frame. A label set seen in an earlier part must be the same set, or its ref
+is a collision, as in a local write. Once the last part is in, only the frame's series table is
+left to build; nothing is stored before that, so a frame is stored whole or not at all.
 """
 
 from __future__ import annotations
