@@ -353,12 +353,7 @@ class Database:
             return WriteResult(rows=0, replaced=0)
         found = self._known_series().lookup(batch.labels, batch.num_rows)
         if found is None:  # some row's label set may be new: the batch's sets are resolved
-            resolved = resolve_series(batch.labels, batch.num_rows)
-            if not self._known_series().admitted(resolved.series):  # checked the full way
-                return self._write_resolved(batch, resolved)
-            # Every set was admitted before (a bulk load's later batches): no check again.
-            series = numpy_of(resolved.series.column(REF))
-            return self._append(batch, resolved.row_refs, resolved.row_sets, series, None)
+            return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
         if found.distinct:  # every label set passed the checks, is in the index, and has
             # one row here: nothing more to find out about them
             row_sets, series = np.arange(len(found.refs)), None
@@ -394,6 +389,11 @@ class Database:
         from tsdb_arrow.ingest.convert import check_metric_names, check_utf8
 
         self._check_writable()
+        if self._known_series().admitted(resolved.series):
+            # Every set was admitted before (a bulk load's later batches, a loader's later
+            # frames over Flight): no check again, nothing new for the index or the memory.
+            series = numpy_of(resolved.series.column(REF))
+            return self._append(batch, resolved.row_refs, resolved.row_sets, series, None)
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
         series = resolved.series.column(REF).to_numpy()
