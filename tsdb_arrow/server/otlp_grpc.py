@@ -44,9 +44,9 @@ class OtlpGrpcServer:
     grpc.aio on an event loop of its own thread, each export handled on that thread as it comes:
     the work of an export is numba kernels, numpy and the WAL write, so one thread taking the
     requests one after another keeps a core busy without the hand-offs between grpcio's polling
-    thread and a pool of handler threads (measured in ``docs/benchmarks.md``: about 20 % less
-    CPU per point and up to a third more points/s). Concurrent calls queue in grpcio meanwhile;
-    OTLP over HTTP, Flight and remote write keep their own threads.
+    thread and a pool of handler threads (``docs/benchmarks.md``, runs in turns with the threaded
+    server: 15-39 % less CPU per point, 12-51 % more points/s). Concurrent calls queue in grpcio
+    meanwhile; OTLP over HTTP, Flight and remote write keep their own threads.
     """
 
     def __init__(
