@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import time
 
 import polars as pl
 import pytest
@@ -273,4 +274,69 @@ def test_a_taken_port_is_a_clear_error(tmp_path):
             assert export(b"", timeout=10) == b""
     with pytest.raises(ta.ServerError, match="HOST:PORT"):
         ta.serve(db, otlp_grpc="4317")
+    db.close()
+
+
+def test_stop_lets_grpc_exports_in_flight_and_queued_finish_and_store(tmp_path, monkeypatch):
+    """The gRPC listener runs exports one at a time on its own thread: a stop that comes while
+    one runs and another waits behind it answers both, and both are stored."""
+    import threading
+
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from tsdb_arrow.server.otlp import OtlpReceiver
+
+    entered, release = threading.Event(), threading.Event()
+    export_through = OtlpReceiver.export
+
+    def slow_first(self, body):
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        return export_through(self, body)
+
+    monkeypatch.setattr(OtlpReceiver, "export", slow_first)
+
+    def body(value: float) -> bytes:
+        request = ExportMetricsServiceRequest()
+        metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
+        metric.name = "inflight"
+        point = metric.gauge.data_points.add()
+        point.time_unix_nano = 1_795_000_000_000_000_000 + int(value) * 1_000_000_000
+        point.as_double = value
+        return request.SerializeToString()
+
+    db = ta.open(tmp_path / "db")
+    server = ta.serve(db, otlp_grpc="127.0.0.1:0", otlp_http="off", http="off", flight="off")
+    answers: dict[float, object] = {}
+    with grpc.insecure_channel(server.addresses["otlp_grpc"]) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        )
+
+        def send(value: float) -> None:
+            try:
+                answers[value] = export(body(value), timeout=60)
+            except grpc.RpcError as exc:
+                answers[value] = exc
+
+        first = threading.Thread(target=send, args=(1.0,))
+        first.start()
+        assert entered.wait(30)
+        second = threading.Thread(target=send, args=(2.0,))
+        second.start()
+        time.sleep(0.5)  # the second call reaches the server and waits behind the first
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        time.sleep(0.2)
+        release.set()
+        for t in (first, second, stopping):
+            t.join(60)
+            assert not t.is_alive()
+    assert answers == {1.0: b"", 2.0: b""}
+    monkeypatch.undo()
+    assert db.select("inflight").collect()["value"].to_list() == [1.0, 2.0]
     db.close()
