@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsdb_arrow.ingest.known import KnownSeries
+from tsdb_arrow.ingest.known import KnownSeries, in_row_order
 from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.model import series_ref
 
@@ -57,6 +57,22 @@ def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks
         assert refs is not None and refs.tolist() == want
     else:
         assert refs is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(runs=st.lists(st.tuples(st.integers(0, 39), st.integers(1, 12)), min_size=1, max_size=40))
+def test_rows_in_any_mix_of_remembered_order_and_jumps_find_their_refs(runs):
+    """Rows in the remembered order are found by guessing, jumps by the hash table; after a
+    stretch of jumps the lookup stops guessing and starts again on a run: every row gets its
+    own ref whatever the mix (runs of consecutive series, each from some start)."""
+    series = [{"__name__": "m", "a": f"host-{i:04d}", "b": "x" * (i % 11)} for i in range(40)]
+    known = KnownSeries()
+    resolved = resolve_series(labels_of(series), len(series))
+    known.remember(in_row_order(resolved.series, resolved.row_refs, resolved.row_sets))
+    asked = [series[(start + k) % 40] for start, length in runs for k in range(length)]
+    known.probe_rows = 10**6  # rows that repeat their series are looked up all the same
+    refs = lookup(known, labels_of(asked), len(asked))
+    assert refs is not None and refs.tolist() == [series_ref(r) for r in asked]
 
 
 def test_absent_labels_are_absent_whatever_the_columns():

@@ -23,7 +23,7 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
+from tsdb_arrow.model import REF, SEPARATOR
 
 MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
 # A lookup costs a hash and a comparison per row (one comparison when rows come in the order
@@ -32,44 +32,99 @@ MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
 # between 16 k and 64 k rows. A lookup gives up after this many rows if half of them repeated
 # a series of an earlier row, and the batch is resolved instead.
 PROBE_ROWS = 4_096
+#: Rows in a row whose guesses (the previous row's entry and the one after it) missed, after
+#: which ``_find`` stops guessing.
+GUESS_MISSES = 8
 _MIN_SLOTS = 1 << 12
 _MIN_ARENA = 1 << 16
 _NO_BYTES = np.zeros(0, dtype=np.uint8)
 _NO_VALID = np.ones((0, 0), dtype=np.bool_)
 _SEP = np.uint8(SEPARATOR)
-_SEP64 = np.uint64(SEPARATOR)
-_FNV_OFFSET = FNV_OFFSET
-_PRIME = FNV_PRIME
+_KEY_SEED = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _mix_bytes(x, data, s, e):
+    """``x`` mixed with ``data[s:e]`` and its length, eight bytes at a time (LLVM merges the
+    byte loads of a word into one): the memory's own key, much cheaper per byte than the
+    byte-at-a-time FNV-1a of the series ref."""
+    x = (x ^ np.uint64(e - s)) * _MIX2
+    k = s
+    while k + 8 <= e:
+        w = np.uint64(0)
+        for t in range(8):
+            w |= np.uint64(data[k + t]) << np.uint64(8 * t)
+        x = (x ^ w) * _MIX1
+        x ^= x >> np.uint64(29)
+        k += 8
+    w = np.uint64(0)
+    for t in range(e - k):
+        w |= np.uint64(data[k + t]) << np.uint64(8 * t)
+    x = (x ^ w) * _MIX2
+    return x ^ (x >> np.uint64(32))
+
+
 @nb.njit(cache=True, nogil=True)
-def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, start, arena,
-          count, refs, entries, hash_rows, stop_at_miss, stamp, batch, probe_rows):  # fmt: skip
+def _name_keys(names, name_end):
+    """Each label name's bytes mixed, once per call: a row's key mixes in its names' keys."""
+    out = np.empty(name_end.shape[0] - 1, dtype=np.uint64)
+    for c in range(out.shape[0]):
+        out[c] = _mix_bytes(_KEY_SEED, names, name_end[c], name_end[c + 1])
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _row_keys(offsets, data, has_valid, valid, names, name_end, rows):
+    """The memory's key of each row of ``rows``, as ``_find`` computes it."""
+    name_keys = _name_keys(names, name_end)
+    out = np.empty(rows.shape[0], dtype=np.uint64)
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        x = _KEY_SEED
+        for c in range(offsets.shape[0]):
+            s = offsets[c, i]
+            e = offsets[c, i + 1]
+            if e == s or (has_valid and not valid[c, i]):
+                continue
+            x = _mix_bytes(x ^ name_keys[c], data, s, e)
+        out[r] = x
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, entry_refs,
+          start, arena, count, refs, entries, stop_at_miss, stamp, batch, probe_rows):  # fmt: skip
     """Each row's entry (-1: its label set is not remembered) into ``entries``.
 
     Candidates, in order: the previous row's entry (the same series again), the entry after it
     (a feed sends its series in the order they were remembered), then the entries of the
-    row's ref in the hash table. The first whose bytes match is the row's entry; the guesses
-    save hashing the row. ``hash_rows``: the row's ref, when needed, is computed (FNV-1a over
-    its present labels, then mixed, exactly as ``series.py``), else taken from ``refs``; a
-    row found gets its entry's ref in ``refs``. ``stop_at_miss``: return 0 at the first row
-    not found, and 3 as soon as half of the first ``probe_rows`` rows (of a batch that has so
+    row's key in the hash table (``_mix_bytes`` over its present names and values, as
+    ``_row_keys`` keys an entry). The first whose bytes match is the row's entry; the guesses
+    save hashing the row. A row found gets its entry's series ref in ``refs`` (equal bytes:
+    the same label set, so the same ref). ``stop_at_miss``: return 0 at the first row not
+    found, and 3 as soon as half of the first ``probe_rows`` rows (of a batch that has so
     many) repeated an earlier row's entry (resolving is cheaper then). Otherwise returns 1 when
     no two rows share an entry, 2 when some do (an entry's ``stamp`` is set to ``batch`` when a
-    row finds it). The helpers are written out: numba's inlined calls ran several times slower
-    here.
+    row finds it). The comparison is written out: numba's inlined calls ran several times
+    slower there.
     """
     repeats = 0
     mask = table.shape[0] - 1
     n_cols = offsets.shape[0]
     last = -2
+    # Rows in no remembered order (shuffled) miss both guesses, and a miss can compare most of
+    # a row's bytes first: after GUESS_MISSES rows whose guesses missed in a row, rows go
+    # straight to the hash, until a row's entry shows that a guess would have found it.
+    guessing = True
+    missed = 0
+    name_keys = _name_keys(names, name_end)
     for i in range(entries.shape[0]):
         found = -1
-        stage = 0  # 0, 1: the guesses; 2: hash the row; 3: probe the table
+        stage = 0 if guessing else 2  # 0, 1: the guesses; 2: hash the row; 3: probe the table
         slot = 0
-        r = np.uint64(0)
+        key = np.uint64(0)
         while True:
             if stage < 2:
                 entry = last + stage
@@ -79,30 +134,20 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
             else:
                 if stage == 2:
                     stage = 3
-                    if hash_rows:
-                        x = _FNV_OFFSET
-                        for c in range(n_cols):
-                            s = offsets[c, i]
-                            e = offsets[c, i + 1]
-                            if e == s or (has_valid and not valid[c, i]):
-                                continue
-                            for k in range(name_end[c], name_end[c + 1]):
-                                x = (x ^ np.uint64(names[k])) * _PRIME
-                            x = (x ^ _SEP64) * _PRIME
-                            for k in range(s, e):
-                                x = (x ^ np.uint64(data[k])) * _PRIME
-                            x = (x ^ _SEP64) * _PRIME
-                        x = (x ^ (x >> np.uint64(30))) * _MIX1
-                        x = (x ^ (x >> np.uint64(27))) * _MIX2
-                        r = x ^ (x >> np.uint64(31))
-                    else:
-                        r = refs[i]
-                    slot = np.int64(r & np.uint64(mask))
+                    x = _KEY_SEED
+                    for c in range(n_cols):
+                        s = offsets[c, i]
+                        e = offsets[c, i + 1]
+                        if e == s or (has_valid and not valid[c, i]):
+                            continue
+                        x = _mix_bytes(x ^ name_keys[c], data, s, e)
+                    key = x
+                    slot = np.int64(key & np.uint64(mask))
                 entry = table[slot]
                 if entry < 0:
                     break
                 slot = (slot + 1) & mask
-                if entry_refs[entry] != r:
+                if entry_keys[entry] != key:
                     continue
             # The same label set only if the bytes match label by label.
             p = start[entry]
@@ -141,6 +186,11 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_refs, s
                 found = entry
                 break
         entries[i] = found
+        if found >= 0 and (found == last or found == last + 1):
+            guessing, missed = True, 0  # a guess finds (or would have found) this row
+        elif guessing and last >= 0:
+            missed += 1
+            guessing = missed < GUESS_MISSES
         last = found if found >= 0 else -2
         if found < 0:
             if stop_at_miss:
@@ -177,11 +227,11 @@ def _store(offsets, data, has_valid, valid, names, name_end, rows, pos, arena):
 
 
 @nb.njit(cache=True, nogil=True)
-def _insert(table, refs, first, count):
-    """Put entries ``first .. first+count-1`` (their refs set) in the hash table."""
+def _insert(table, keys, first, count):
+    """Put entries ``first .. first+count-1`` (their keys set) in the hash table."""
     mask = table.shape[0] - 1
     for e in range(first, first + count):
-        slot = np.int64(refs[e] & np.uint64(mask))
+        slot = np.int64(keys[e] & np.uint64(mask))
         while table[slot] >= 0:
             slot = (slot + 1) & mask
         table[slot] = e
@@ -274,6 +324,7 @@ class KnownSeries:
     def _reset(self, slots: int, arena_bytes: int) -> None:
         self._table = np.full(slots, -1, dtype=np.int64)
         self._refs = np.zeros(slots // 2, dtype=np.uint64)
+        self._keys = np.zeros(slots // 2, dtype=np.uint64)  # each entry's key in the table
         self._stamp = np.zeros(slots // 2, dtype=np.int64)  # the last batch that found it
         self._batch = 0
         self._start = np.zeros(slots // 2 + 1, dtype=np.int64)
@@ -309,8 +360,8 @@ class KnownSeries:
         entries = np.empty(n_rows, dtype=np.int64)
         with self._lock:
             self._batch += 1
-            found = _find(*packed, self._table, self._refs, self._start, self._arena,
-                          self._count, refs, entries, True, True, self._stamp, self._batch,
+            found = _find(*packed, self._table, self._keys, self._refs, self._start,
+                          self._arena, self._count, refs, entries, True, self._stamp, self._batch,
                           self.probe_rows)  # fmt: skip
             if found in (1, 2):
                 self.hits += 1
@@ -333,8 +384,8 @@ class KnownSeries:
         entries = np.empty(rows, dtype=np.int64)
         with self._lock:
             self._batch += 1
-            found = _find(*packed, self._table, self._refs, self._start, self._arena,
-                          self._count, refs, entries, True, True, self._stamp, self._batch,
+            found = _find(*packed, self._table, self._keys, self._refs, self._start,
+                          self._arena, self._count, refs, entries, True, self._stamp, self._batch,
                           rows)  # fmt: skip
         return found in (1, 2)
 
@@ -354,8 +405,8 @@ class KnownSeries:
         entries = np.empty(n, dtype=np.int64)
         with self._lock:
             self._batch += 1
-            found = _find(*packed, self._table, self._refs, self._start, self._arena,
-                          self._count, refs, entries, True, True, self._stamp, self._batch,
+            found = _find(*packed, self._table, self._keys, self._refs, self._start,
+                          self._arena, self._count, refs, entries, True, self._stamp, self._batch,
                           0)  # fmt: skip
         return found in (1, 2) and np.array_equal(refs, series.column(REF).to_numpy())
 
@@ -372,8 +423,8 @@ class KnownSeries:
         refs = np.array(series.column(REF).to_numpy(), dtype=np.uint64)  # writable, as typed
         entries = np.empty(n, dtype=np.int64)
         with self._lock:
-            _find(*packed, self._table, self._refs, self._start, self._arena, self._count,
-                  refs, entries, False, False, self._stamp, -1, 0)  # fmt: skip
+            _find(*packed, self._table, self._keys, self._refs, self._start, self._arena,
+                  self._count, refs, entries, False, self._stamp, -1, 0)  # fmt: skip
             fresh = np.flatnonzero(entries < 0)
             if len(fresh) == 0:
                 return
@@ -390,9 +441,10 @@ class KnownSeries:
             _store(*packed, fresh, ends - sizes, self._arena)
             last = first + len(fresh)
             self._refs[first:last] = refs[fresh]
+            self._keys[first:last] = _row_keys(*packed, fresh)
             self._start[first + 1 : last + 1] = ends
             self._count = last
-            _insert(self._table, self._refs, first, len(fresh))
+            _insert(self._table, self._keys, first, len(fresh))
 
     def _make_room(self, entries: int, nbytes: int) -> bool:
         """Grow (or empty, past ``max_bytes``) so that ``entries`` more taking ``nbytes`` fit;
@@ -419,19 +471,20 @@ class KnownSeries:
         if slots != len(self._table):
             grown = slots // 2
             self._refs = _grown(self._refs, grown, count)
+            self._keys = _grown(self._keys, grown, count)
             self._stamp = _grown(self._stamp, grown, count)
             self._start = _grown(self._start, grown + 1, count + 1)
             self._table = np.full(slots, -1, dtype=np.int64)
-            _insert(self._table, self._refs, 0, count)
+            _insert(self._table, self._keys, 0, count)
         if arena != len(self._arena):
             self._arena = _grown(self._arena, arena, used)
         return True
 
 
 def _nbytes(slots: int, arena: int) -> int:
-    """Bytes of a memory of ``slots`` hash slots (refs, stamps and starts for half as many
-    entries)."""
-    return 8 * slots + 16 * (slots // 2) + 8 * (slots // 2 + 1) + arena
+    """Bytes of a memory of ``slots`` hash slots (refs, keys, stamps and starts for half as
+    many entries)."""
+    return 8 * slots + 24 * (slots // 2) + 8 * (slots // 2 + 1) + arena
 
 
 def _grown(arr: np.ndarray, size: int, keep: int) -> np.ndarray:
