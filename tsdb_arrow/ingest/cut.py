@@ -168,37 +168,13 @@ def _group_ids(windows, refs, table, group_w, group_r, ids):
 
 
 @nb.njit(cache=True, nogil=True)
-def _scatter_sort(ids, rank, bounds, ts):
-    """The permutation sorting rows by (group rank, timestamp), stable for equal timestamps.
-
-    Rows are placed group by group in write order; a group whose timestamps do not increase
-    is then sorted by timestamp (a stable merge sort: the later write of a duplicate stays
-    last).
-    """
-    n = ids.shape[0]
-    cursor = bounds[:-1].copy()
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        k = rank[ids[i]]
-        order[cursor[k]] = i
-        cursor[k] += 1
-    for k in range(bounds.shape[0] - 1):
-        lo = bounds[k]
-        hi = bounds[k + 1]
-        for p in range(lo + 1, hi):
-            if ts[order[p]] < ts[order[p - 1]]:
-                _sort_segment(order, lo, hi, ts)
-                break
-    return order
-
-
-@nb.njit(cache=True, nogil=True)
 def _scatter_columns(ids, rank, bounds, ts, bits):
     """Timestamps and value bits sorted by (group rank, timestamp), stable for equal timestamps.
 
-    Like ``_scatter_sort``, but the samples themselves move: one sequential pass places them
-    group by group, and a group out of time order is then sorted where it lies, so no pass
-    gathers rows from all over the batch (shuffled rows would miss the cache on every one).
+    The samples themselves move: one sequential pass places them group by group, and a group
+    out of time order is then sorted where it lies (stably: the later write of a duplicate
+    stays last), so no pass gathers rows from all over the batch (shuffled rows would miss the
+    cache on every one). ``bits`` is any 64-bit payload: value bits, or row numbers.
     """
     n = ids.shape[0]
     cursor = bounds[:-1].copy()
@@ -228,6 +204,7 @@ def _scatter_columns(ids, rank, bounds, ts, bits):
 
 _RUN_INSERTION = 32  # runs this short: an insertion sort
 _RUN_MAX_WIDTH = 11  # radix digits of at most 11 bits: the counts stay in L1
+_RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
 
 
 @nb.njit(cache=True, nogil=True)
@@ -292,74 +269,6 @@ def _sort_run(ts, bits, tmp_ts, tmp_bits, count):
     if passes % 2 == 1:  # the sorted run is in the scratch arrays
         ts[:] = src_ts
         bits[:] = src_bits
-
-
-_RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
-_RADIX_MIN_ROWS = 512  # below, the digit counts cost more than a comparison sort
-
-
-@nb.njit(cache=True, nogil=True)
-def _radix_segment(order, lo, hi, ts, t_min, bits):
-    """Sort ``order[lo:hi]`` by ``ts - t_min`` (< 2**bits): LSD radix, stable, so equal
-    timestamps stay in write order. A few linear passes instead of a comparison sort."""
-    m = hi - lo
-    passes = (bits + 11) // 12
-    width = (bits + passes - 1) // passes
-    digits = 1 << width
-    src = order[lo:hi].copy()
-    dst = np.empty(m, dtype=np.int64)
-    key = np.empty(m, dtype=np.int64)
-    for q in range(m):
-        key[q] = ts[src[q]] - t_min
-    key_dst = np.empty(m, dtype=np.int64)
-    count = np.empty(digits + 1, dtype=np.int64)
-    shift = 0
-    for _ in range(passes):
-        count[:] = 0
-        for q in range(m):
-            count[((key[q] >> shift) & (digits - 1)) + 1] += 1
-        for d in range(digits):
-            count[d + 1] += count[d]
-        for q in range(m):
-            d = (key[q] >> shift) & (digits - 1)
-            p = count[d]
-            count[d] = p + 1
-            dst[p] = src[q]
-            key_dst[p] = key[q]
-        src, dst = dst, src
-        key, key_dst = key_dst, key
-        shift += width
-    order[lo:hi] = src
-
-
-@nb.njit(cache=True, nogil=True)
-def _sort_segment(order, lo, hi, ts):
-    """Sort ``order[lo:hi]`` by timestamp, equal timestamps kept in write order."""
-    seg = order[lo:hi].copy()
-    t_min = ts[seg[0]]
-    t_max = t_min
-    for q in range(seg.shape[0]):
-        t_min = min(t_min, ts[seg[q]])
-        t_max = max(t_max, ts[seg[q]])
-    m = seg.shape[0]
-    span = t_max - t_min
-    if span >= 0 and m >= _RADIX_MIN_ROWS and span < (1 << _RADIX_MAX_BITS):
-        bits = 1
-        while (span >> bits) > 0:
-            bits += 1
-        _radix_segment(order, lo, hi, ts, t_min, bits)
-    elif span >= 0 and span < (2**62) // m:
-        # Unique keys (time, then position) sort faster than a stable argsort.
-        keys = np.empty(m, dtype=np.int64)
-        for q in range(m):
-            keys[q] = (ts[seg[q]] - t_min) * m + q
-        keys.sort()
-        for q in range(m):
-            order[lo + q] = seg[keys[q] % m]
-    else:
-        by_time = np.argsort(ts[seg], kind="mergesort")
-        for q in range(m):
-            order[lo + q] = seg[by_time[q]]
 
 
 @dataclass(frozen=True)
@@ -456,8 +365,10 @@ def cut_rows(
     groups = _groups(windows, refs, timestamps)
     if groups is None:
         order = np.arange(len(refs))
-    else:
-        order = _scatter_sort(groups.ids, groups.rank, groups.bounds, timestamps)
+    else:  # the row numbers travel as the payload of the samples' sort
+        rows = np.arange(len(refs), dtype=np.int64).view(np.uint64)
+        _, rows = _scatter_columns(groups.ids, groups.rank, groups.bounds, timestamps, rows)
+        order = rows.view(np.int64)
     order = order[keep_last(refs[order], timestamps[order])]
     sorted_windows = windows[order]
     bounds = np.flatnonzero(np.diff(sorted_windows)) + 1
