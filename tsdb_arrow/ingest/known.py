@@ -75,21 +75,26 @@ def _name_keys(names, name_end):
     return out
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _row_key(offsets, data, has_valid, valid, name_keys, i):
+    """The memory's key of row ``i``: its present names' keys and values mixed in order."""
+    x = _KEY_SEED
+    for c in range(offsets.shape[0]):
+        s = offsets[c, i]
+        e = offsets[c, i + 1]
+        if e == s or (has_valid and not valid[c, i]):
+            continue
+        x = _mix_bytes(x ^ name_keys[c], data, s, e)
+    return x
+
+
 @nb.njit(cache=True, nogil=True)
 def _row_keys(offsets, data, has_valid, valid, names, name_end, rows):
     """The memory's key of each row of ``rows``, as ``_find`` computes it."""
     name_keys = _name_keys(names, name_end)
     out = np.empty(rows.shape[0], dtype=np.uint64)
     for r in range(rows.shape[0]):
-        i = rows[r]
-        x = _KEY_SEED
-        for c in range(offsets.shape[0]):
-            s = offsets[c, i]
-            e = offsets[c, i + 1]
-            if e == s or (has_valid and not valid[c, i]):
-                continue
-            x = _mix_bytes(x ^ name_keys[c], data, s, e)
-        out[r] = x
+        out[r] = _row_key(offsets, data, has_valid, valid, name_keys, rows[r])
     return out
 
 
@@ -134,14 +139,7 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
             else:
                 if stage == 2:
                     stage = 3
-                    x = _KEY_SEED
-                    for c in range(n_cols):
-                        s = offsets[c, i]
-                        e = offsets[c, i + 1]
-                        if e == s or (has_valid and not valid[c, i]):
-                            continue
-                        x = _mix_bytes(x ^ name_keys[c], data, s, e)
-                    key = x
+                    key = _row_key(offsets, data, has_valid, valid, name_keys, i)
                     slot = np.int64(key & np.uint64(mask))
                 entry = table[slot]
                 if entry < 0:
@@ -356,18 +354,30 @@ class KnownSeries:
         if packed is None:
             self.misses += 1
             return None
-        refs = np.empty(n_rows, dtype=np.uint64)
-        entries = np.empty(n_rows, dtype=np.int64)
+        found, refs = self._search(packed, n_rows, self.probe_rows)
         with self._lock:
-            self._batch += 1
-            found = _find(*packed, self._table, self._keys, self._refs, self._start,
-                          self._arena, self._count, refs, entries, True, self._stamp, self._batch,
-                          self.probe_rows)  # fmt: skip
             if found in (1, 2):
                 self.hits += 1
             else:
                 self.misses += 1
         return Found(refs, found == 1) if found in (1, 2) else None
+
+    def _search(self, packed: tuple, n_rows: int, probe_rows: int) -> tuple[int, np.ndarray]:
+        """``_find`` over ``n_rows`` packed rows, stopping at the first miss: its answer and
+        the rows' refs (valid when it found them all)."""
+        refs = np.empty(n_rows, dtype=np.uint64)
+        entries = np.empty(n_rows, dtype=np.int64)
+        with self._lock:
+            self._batch += 1
+            found = self._find_rows(packed, refs, entries, True, self._batch, probe_rows)
+        return found, refs
+
+    def _find_rows(self, packed: tuple, refs: np.ndarray, entries: np.ndarray,
+                   stop_at_miss: bool, batch: int, probe_rows: int) -> int:  # fmt: skip
+        """``_find`` over this memory (caller holds the lock)."""
+        return _find(*packed, self._table, self._keys, self._refs, self._start, self._arena,
+                     self._count, refs, entries, stop_at_miss, self._stamp, batch,
+                     probe_rows)  # fmt: skip
 
     def _probe(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> bool:
         """Whether the first ``probe_rows`` rows of a longer batch are remembered and do not
@@ -380,14 +390,7 @@ class KnownSeries:
         packed = _pack({name: col.slice(0, rows) for name, col in labels.items()}, rows)
         if packed is None:
             return False
-        refs = np.empty(rows, dtype=np.uint64)
-        entries = np.empty(rows, dtype=np.int64)
-        with self._lock:
-            self._batch += 1
-            found = _find(*packed, self._table, self._keys, self._refs, self._start,
-                          self._arena, self._count, refs, entries, True, self._stamp, self._batch,
-                          rows)  # fmt: skip
-        return found in (1, 2)
+        return self._search(packed, rows, rows)[0] in (1, 2)
 
     def admitted(self, series: pa.Table) -> bool:
         """Whether every label set of ``series`` (``REF`` and one large_string column per
@@ -401,13 +404,7 @@ class KnownSeries:
         packed = _pack(labels, n)
         if packed is None:
             return False
-        refs = np.empty(n, dtype=np.uint64)
-        entries = np.empty(n, dtype=np.int64)
-        with self._lock:
-            self._batch += 1
-            found = _find(*packed, self._table, self._keys, self._refs, self._start,
-                          self._arena, self._count, refs, entries, True, self._stamp, self._batch,
-                          0)  # fmt: skip
+        found, refs = self._search(packed, n, 0)
         return found in (1, 2) and np.array_equal(refs, series.column(REF).to_numpy())
 
     def remember(self, series: pa.Table) -> None:
@@ -423,8 +420,7 @@ class KnownSeries:
         refs = np.array(series.column(REF).to_numpy(), dtype=np.uint64)  # writable, as typed
         entries = np.empty(n, dtype=np.int64)
         with self._lock:
-            _find(*packed, self._table, self._keys, self._refs, self._start, self._arena,
-                  self._count, refs, entries, False, self._stamp, -1, 0)  # fmt: skip
+            self._find_rows(packed, refs, entries, False, -1, 0)
             fresh = np.flatnonzero(entries < 0)
             if len(fresh) == 0:
                 return
