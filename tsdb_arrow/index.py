@@ -76,20 +76,10 @@ class SeriesIndex:
     def _check_same(self, seen: pl.DataFrame, refs: np.ndarray) -> None:
         """Known refs must come with the labels stored for them (null = absent)."""
         old = self.frame[pl.Series(np.searchsorted(self.refs, refs))]
-        names = sorted(set(self.label_names) | {c for c in seen.columns if c != REF})
-
-        def aligned(frame: pl.DataFrame) -> pl.DataFrame:
-            return frame.select(
-                pl.col(n) if n in frame.columns else pl.lit(None, pl.String).alias(n) for n in names
-            )
-
-        a, b = aligned(old), aligned(seen)
-        if a.equals(b):
+        row = first_difference(old, seen)
+        if row is None:
             return
-        differs = np.zeros(len(refs), dtype=bool)
-        for name in names:
-            differs |= a[name].ne_missing(b[name]).to_numpy()
-        ref = int(refs[np.flatnonzero(differs)[0]])
+        ref = int(refs[row])
         raise SeriesCollisionError(
             f"series ref {ref:#018x} already belongs to another label set; the batch was "
             "refused. Rename a label of the new series (e.g. add a distinguishing label)."
@@ -98,6 +88,25 @@ class SeriesIndex:
     def select(self, matchers: Sequence[Matcher]) -> pl.DataFrame:
         """Series whose labels satisfy every matcher."""
         return filter_series(self.frame, matchers) if matchers else self.frame
+
+
+def first_difference(a: pl.DataFrame, b: pl.DataFrame) -> int | None:
+    """The first row where two tables of label sets (``REF`` aside; a missing column or a null
+    is an absent label) hold different sets, None when every row holds the same set."""
+    names = sorted((set(a.columns) | set(b.columns)) - {REF})
+
+    def aligned(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(
+            pl.col(n) if n in frame.columns else pl.lit(None, pl.String).alias(n) for n in names
+        )
+
+    a, b = aligned(a), aligned(b)
+    if a.equals(b):
+        return None
+    differs = np.zeros(a.height, dtype=bool)
+    for name in names:
+        differs |= a[name].ne_missing(b[name]).to_numpy()
+    return int(np.flatnonzero(differs)[0])
 
 
 def _as_polars(series: pa.Table | pl.DataFrame) -> pl.DataFrame:

@@ -125,19 +125,17 @@ class FrameParts:
     def _check_same(self, again: pa.Table, ids: np.ndarray) -> None:
         """Raise ``SeriesCollisionError`` unless each set of ``again`` equals the set of the
         same ref numbered ``ids`` in an earlier part."""
+        import polars as pl
+
+        from tsdb_arrow.index import first_difference
         from tsdb_arrow.ingest.series import _collision_message
 
         earlier = self._series_so_far().take(pa.array(ids))
         if again.schema == earlier.schema and again.equals(earlier):
             return  # the usual case: the client sent the same sets again
-        names = sorted((set(again.column_names) | set(earlier.column_names)) - {REF})
-        for name in names:
-            a = _column(again, name)
-            b = _column(earlier, name)
-            if a.equals(b):
-                continue
-            differs = _not_same(a, b)
-            ref = int(again.column(REF)[int(np.flatnonzero(differs)[0])].as_py())
+        row = first_difference(pl.from_arrow(earlier), pl.from_arrow(again))
+        if row is not None:
+            ref = int(again.column(REF)[row].as_py())
             raise errors.SeriesCollisionError(_collision_message(ref))
 
     def _series_so_far(self) -> pa.Table:
@@ -169,20 +167,3 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
         raise errors.InputError(
             f"the parts of a written frame carry label sets of clashing types: {exc}"
         ) from None
-
-
-def _column(table: pa.Table, name: str) -> pa.Array:
-    """Column ``name`` as one large_string array; all absent when ``table`` lacks it."""
-    if name not in table.column_names:
-        return pa.nulls(table.num_rows, pa.large_string())
-    return table.column(name).combine_chunks().cast(pa.large_string())
-
-
-def _not_same(a: pa.Array, b: pa.Array) -> np.ndarray:
-    """Where two label columns differ: one absent and not the other, or other values."""
-    import pyarrow.compute as pc
-
-    present = pc.is_valid(a).to_numpy(zero_copy_only=False)
-    other = pc.is_valid(b).to_numpy(zero_copy_only=False)
-    equal = pc.fill_null(pc.equal(a, b), True).to_numpy(zero_copy_only=False)
-    return (present != other) | ~equal
