@@ -389,14 +389,13 @@ class Database:
         from tsdb_arrow.ingest.convert import check_metric_names, check_utf8
 
         self._check_writable()
+        series = numpy_of(resolved.series.column(REF))
         if self._known_series().admitted(resolved.series):
             # Every set was admitted before (a bulk load's later batches, a loader's later
             # frames over Flight): no check again, nothing new for the index or the memory.
-            series = numpy_of(resolved.series.column(REF))
             return self._append(batch, resolved.row_refs, resolved.row_sets, series, None)
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
-        series = resolved.series.column(REF).to_numpy()
         return self._append(batch, resolved.row_refs, resolved.row_sets, series, resolved)
 
     def _append(
