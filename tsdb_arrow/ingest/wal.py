@@ -31,6 +31,7 @@ import pyarrow.ipc as pa_ipc
 
 from tsdb_arrow.config import FSYNC_MODES
 from tsdb_arrow.errors import ClosedError, ConfigError, WalError
+from tsdb_arrow.memory import small_pool
 
 __all__ = [
     "FSYNC_MODES",
@@ -115,15 +116,20 @@ _fsync_file = getattr(os, "fdatasync", os.fsync)
 _IPC_OPTIONS = pa_ipc.IpcWriteOptions()
 
 
-def _ipc_stream(table: pa.RecordBatch | pa.Table) -> pa.Buffer:
-    """``table`` as one Arrow IPC stream, serialized once (its size and its bytes)."""
-    sink = pa.BufferOutputStream()
+def _write_stream(sink: pa.NativeFile, table: pa.RecordBatch | pa.Table) -> None:
+    """Write ``table`` to ``sink`` as one Arrow IPC stream."""
     with pa_ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
         if isinstance(table, pa.RecordBatch):
             writer.write_batch(table)
         else:
             writer.write_table(table)
-    return sink.getvalue()
+
+
+def _stream_size(table: pa.RecordBatch | pa.Table) -> int:
+    """The bytes of ``table``'s IPC stream, counted without writing them anywhere."""
+    counter = pa.MockOutputStream()
+    _write_stream(counter, table)
+    return counter.size()
 
 
 def _padded(n: int) -> int:
@@ -131,8 +137,13 @@ def _padded(n: int) -> int:
 
 
 def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
-    """One WAL record (header and payload) holding ``entries``, in one buffer ready to write."""
-    kinds, streams = [], []
+    """One WAL record (header and payload) holding ``entries``, in one buffer ready to write.
+
+    The streams are sized first and then written straight into the record: one allocation
+    (in small pages, see ``tsdb_arrow.memory``) and one copy of the samples, where growing a
+    buffer per stream and joining them cost a fresh process more than the rest of its write.
+    """
+    kinds, sizes = [], []
     for kind, table in entries:
         if not isinstance(kind, int) or not 0 <= kind <= _MAX_KIND:
             raise WalError(f"a WAL entry kind must be an int in [0, {_MAX_KIND}], got {kind!r}")
@@ -141,18 +152,20 @@ def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
                 f"a WAL entry must hold a pyarrow Table or RecordBatch, got {type(table).__name__}"
             )
         kinds.append(kind)
-        streams.append(_ipc_stream(table))
-    directory_bytes = _COUNT.size + _SLOT.size * len(streams)
-    payload_bytes = directory_bytes + sum(_padded(s.size) for s in streams)
-    record = pa.allocate_buffer(HEADER_BYTES + payload_bytes)
+        sizes.append(_stream_size(table))
+    directory_bytes = _COUNT.size + _SLOT.size * len(sizes)
+    payload_bytes = directory_bytes + sum(_padded(size) for size in sizes)
+    record = pa.allocate_buffer(HEADER_BYTES + payload_bytes, memory_pool=small_pool())
     sink = pa.FixedSizeBufferWriter(record)
     sink.write(bytes(HEADER_BYTES))  # filled in below, once the payload's CRC is known
-    sink.write(_COUNT.pack(len(streams), 0))
-    for kind, stream in zip(kinds, streams):
-        sink.write(_SLOT.pack(kind, 0, stream.size))
-    for stream in streams:
-        sink.write(stream)
-        sink.write(_ZEROS[: _padded(stream.size) - stream.size])
+    sink.write(_COUNT.pack(len(sizes), 0))
+    for kind, size in zip(kinds, sizes):
+        sink.write(_SLOT.pack(kind, 0, size))
+    for (_, table), size in zip(entries, sizes):
+        start = sink.tell()
+        _write_stream(sink, table)
+        assert sink.tell() - start == size, "an IPC stream's size changed between two writes"
+        sink.write(_ZEROS[: _padded(size) - size])
     view = memoryview(record)
     payload_crc = crc32c.crc32c(view[HEADER_BYTES:])
     _HEADER.pack_into(view, 0, MAGIC, VERSION, payload_bytes, payload_crc, 0)

@@ -9,10 +9,8 @@ dropped the frame) and are handed out again, already mapped, by the next query. 
 query (as an allocator's decay would). A new map is faulted in with one call rather than a trap
 per page.
 
-Not numpy's allocator nor Arrow's default pool (mimalloc): both ask for transparent huge pages
-on big blocks, and a huge page that is not free already must be assembled (memory compaction,
-and on a virtual machine the host backing 2 MiB at once), which made the first select-alls of a
-process 5-10x slower than later ones. Small outputs come from Arrow's jemalloc pool (small pages).
+Not numpy's allocator nor Arrow's default pool: both ask for transparent huge pages on big
+blocks (see ``tsdb_arrow.memory``). Small outputs come from ``memory.small_pool``.
 """
 
 from __future__ import annotations
@@ -21,10 +19,11 @@ import mmap
 import threading
 import time
 import weakref
-from functools import cache
 
 import numpy as np
 import pyarrow as pa
+
+from tsdb_arrow.memory import small_pool
 
 #: Outputs from this size up come from recycled memory maps; smaller ones from the Arrow pool.
 MIN_RECYCLED = 1 << 20
@@ -125,15 +124,6 @@ class Recycler:
 
 
 RECYCLER = Recycler()
-
-
-@cache
-def small_pool() -> pa.MemoryPool:
-    """Arrow's jemalloc pool, else the system allocator's (both without huge pages)."""
-    try:
-        return pa.jemalloc_memory_pool()
-    except NotImplementedError:  # a pyarrow built without jemalloc
-        return pa.system_memory_pool()
 
 
 def pool_buffer(nbytes: int) -> pa.Buffer:
