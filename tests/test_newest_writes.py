@@ -91,3 +91,27 @@ def test_deleted_and_reopened_samples_are_checked_in_full(tmp_path):
         assert db.write(frame([T0], ["a"])).replaced == 1
         db.flush()
         assert db.stats()["samples"] == 3
+
+
+def test_a_stored_series_written_again_beside_a_new_one_counts_its_replacements(tmp_path):
+    """A batch of a series stored before (not yet seen by this process) and a new series:
+    whichever comes first in the batch and whichever ref is smaller, the stored series' rows
+    replace their samples and the new series' rows add theirs. (The series that were new used
+    to be picked by their position in the batch's sorted set list against the numbering of
+    its rows, so half the arrangements counted the stored series' rows as new.)"""
+    path = tmp_path / "db"
+    with ta.open(path) as db:
+        db.write(frame([T0, T0 + 1000, T0 + 2000], ["old"] * 3))
+    for k, (first, second) in enumerate([("old", "new0"), ("new1", "old")]):
+        with ta.open(path) as db:  # a fresh process's view: no newest bounds yet
+            ts = [T0, T0 + 1000, T0 + 2000]
+            later = [T0 + 5000 + 1000 * k + i for i in range(3)]
+            times = {"old": ts, f"new{k}": later}
+            rows = frame(times[first] + times[second], [first] * 3 + [second] * 3, value=2.0)
+            got = db.write(rows)
+            assert (got.rows, got.replaced, got.added) == (6, 3, 3)
+            db.flush()
+            assert db.stats()["samples"] == 3 + 3 * (k + 1)
+    with ta.open(path) as db:
+        old = db.select("old").collect()
+        assert old["value"].to_list() == [2.0, 2.0, 2.0]

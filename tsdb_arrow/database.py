@@ -419,15 +419,14 @@ class Database:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
             known = None
+            new = new_refs = None
             if resolved is not None:
                 known = self._index.add(resolved.series)
                 new = resolved.series.filter(pa.array(~known))
-                series = series[known]
-            else:
-                new = None
+                new_refs, series = series[~known], series[known]
             try:
                 noted = False
-                if self._moves_forward(refs, ts, row_sets, known):
+                if self._moves_forward(refs, ts, new_refs):
                     replaced = 0
                 else:
                     if row_sets is None:
@@ -471,24 +470,16 @@ class Database:
             self._newest = SeriesNewest()
         return self._newest
 
-    def _moves_forward(
-        self,
-        refs: np.ndarray,
-        ts: np.ndarray,
-        row_sets: np.ndarray | None,
-        known: np.ndarray | None,
-    ) -> bool:
+    def _moves_forward(self, refs: np.ndarray, ts: np.ndarray, new_refs: np.ndarray | None) -> bool:
         """Whether every row of a batch is newer than its series' newest sample and its earlier
         rows (``ingest/newest.py``; the bounds are raised to the batch on the way): then it
-        replaces nothing. ``known``: which of the batch's distinct series (numbered by
-        ``row_sets``) were in the index before it; series new to it had no sample (caller holds
-        the lock)."""
+        replaces nothing. ``new_refs``: the batch's series that were not in the index before it
+        (they had no sample), None when all were (caller holds the lock)."""
         from tsdb_arrow.ingest.newest import NOTHING
 
         newest = self._series_newest()
-        if known is not None and not known.all():
-            assert row_sets is not None
-            newest.enter(refs[~known[row_sets]], NOTHING)
+        if new_refs is not None and len(new_refs):
+            newest.enter(new_refs, NOTHING)
         stored_max = self._stored_max()
         return newest.advance(refs, ts, NOTHING if stored_max is None else stored_max)
 

@@ -55,7 +55,8 @@ class Resolved:
     """Series refs of a batch: one per row, plus the batch's distinct series and their labels."""
 
     row_refs: np.ndarray  # uint64, one per row
-    row_sets: np.ndarray  # int64, one per row: its label set's number, dense from 0
+    # int64, one per row: its label set's number, dense from 0 (not its row in ``series``)
+    row_sets: np.ndarray
     series: pa.Table  # REF + one large_string column per label name; one row per distinct ref
 
 
