@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+def console() -> int:
+    """The ``tsdb-arrow`` console script: ``main`` in a process of its own, whose Arrow memory
+    comes in small pages (``tsdb_arrow.memory.own_process_default``)."""
+    from tsdb_arrow.memory import own_process_default
+
+    own_process_default()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tsdb-arrow`` console script; returns the exit status."""
     argv = _attach_time_values(list(sys.argv[1:] if argv is None else argv))
@@ -454,4 +463,4 @@ def _export(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
