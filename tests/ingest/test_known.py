@@ -75,6 +75,26 @@ def test_rows_in_any_mix_of_remembered_order_and_jumps_find_their_refs(runs):
     assert refs is not None and refs.tolist() == [series_ref(r) for r in asked]
 
 
+def test_shuffled_rows_of_many_series_find_their_refs_while_reading_ahead():
+    """Shuffled rows miss both guesses, so the lookup keys the rows ahead and asks for their
+    slots, entries and bytes early; stretches in the remembered order between them switch
+    guessing back on and off. Every row still gets exactly its own ref."""
+    rng = np.random.default_rng(7)
+    series = [
+        {"__name__": f"m{i % 7}", "a": f"host-{i:05d}", "b": "y" * (i % 13)} for i in range(3000)
+    ]
+    known = KnownSeries()
+    resolved = resolve_series(labels_of(series), len(series))
+    known.remember(in_row_order(resolved.series, resolved.row_refs, resolved.row_sets))
+    order = list(rng.permutation(len(series)))
+    order[1000:1000] = range(500, 530)  # a run in the remembered order, then jumps again
+    order += list(rng.integers(0, len(series), 5))  # a short shuffled tail
+    asked = [series[i] for i in order]
+    known.probe_rows = 10**6
+    refs = lookup(known, labels_of(asked, chunks=2), len(asked))
+    assert refs is not None and refs.tolist() == [series_ref(r) for r in asked]
+
+
 def test_absent_labels_are_absent_whatever_the_columns():
     known = remembered([{"__name__": "up", "a": "1", "b": None}])
     # no b column, an all-null zz column, b as "": all the label set {__name__=up, a=1}

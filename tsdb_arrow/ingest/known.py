@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.model import REF, SEPARATOR
+from tsdb_arrow.prefetch import prefetch
 
 MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
 # A lookup costs a hash and a comparison per row (one comparison when rows come in the order
@@ -35,6 +36,12 @@ PROBE_ROWS = 4_096
 #: Rows in a row whose guesses (the previous row's entry and the one after it) missed, after
 #: which ``_find`` stops guessing.
 GUESS_MISSES = 8
+#: How many rows ahead ``_find``, while not guessing, asks for a row's table slot, its entry
+#: and its bytes (each step reads what the one before brought in); the key ring's size.
+_AHEAD_SLOT = 12
+_AHEAD_ENTRY = 8
+_AHEAD_BYTES = 4
+_AHEAD_RING = 16
 _MIN_SLOTS = 1 << 12
 _MIN_ARENA = 1 << 16
 _NO_BYTES = np.zeros(0, dtype=np.uint8)
@@ -125,7 +132,31 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
     guessing = True
     missed = 0
     name_keys = _name_keys(names, name_end)
-    for i in range(entries.shape[0]):
+    n = entries.shape[0]
+    # While not guessing, the rows ahead are keyed early (into ``ahead``, by row number modulo
+    # its size) and their table slot, entry and bytes asked for in three steps, so that each
+    # row's loads are mostly in cache when its turn comes (see ``tsdb_arrow.prefetch``).
+    ahead = np.empty(_AHEAD_RING, dtype=np.uint64)
+    keyed = 0  # rows below this one have their key in ``ahead``
+    for i in range(n):
+        if not guessing:
+            keyed = max(keyed, i)
+            while keyed < n and keyed <= i + _AHEAD_SLOT:
+                key = _row_key(offsets, data, has_valid, valid, name_keys, keyed)
+                ahead[keyed & (_AHEAD_RING - 1)] = key
+                prefetch(table, np.int64(key & np.uint64(mask)))
+                keyed += 1
+            j = i + _AHEAD_ENTRY
+            if j < keyed:
+                entry = table[np.int64(ahead[j & (_AHEAD_RING - 1)] & np.uint64(mask))]
+                if entry >= 0:
+                    prefetch(entry_keys, entry)
+                    prefetch(start, entry)
+            j = i + _AHEAD_BYTES
+            if j < keyed:
+                entry = table[np.int64(ahead[j & (_AHEAD_RING - 1)] & np.uint64(mask))]
+                if entry >= 0:
+                    prefetch(arena, start[entry])
         found = -1
         stage = 0 if guessing else 2  # 0, 1: the guesses; 2: hash the row; 3: probe the table
         slot = 0
@@ -139,7 +170,10 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
             else:
                 if stage == 2:
                     stage = 3
-                    key = _row_key(offsets, data, has_valid, valid, name_keys, i)
+                    if i < keyed:
+                        key = ahead[i & (_AHEAD_RING - 1)]
+                    else:
+                        key = _row_key(offsets, data, has_valid, valid, name_keys, i)
                     slot = np.int64(key & np.uint64(mask))
                 entry = table[slot]
                 if entry < 0:
