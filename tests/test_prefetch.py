@@ -26,6 +26,21 @@ def test_a_kernel_reading_ahead_computes_what_it_would_without(dtype):
     assert _sum_reading_ahead(values[:3], 0) == values[:3].sum(dtype=np.float64)
 
 
-def test_only_c_contiguous_one_dimensional_arrays_are_accepted():
+@nb.njit(cache=False)
+def _sum_of_rows_reading_ahead(table, ahead):
+    total = 0.0
+    for i in range(table.shape[0]):
+        if i + ahead < table.shape[0]:
+            prefetch(table, table.shape[1] * (i + ahead))  # the row's first item, flat
+        total += table[i, 0] + table[i, 1]
+    return total
+
+
+def test_a_two_dimensional_table_is_read_ahead_by_its_flat_index():
+    table = np.arange(2_000, dtype=np.uint64).reshape(1_000, 2)
+    assert _sum_of_rows_reading_ahead(table, 8) == float(table.sum())
+
+
+def test_only_c_contiguous_arrays_are_accepted():
     with pytest.raises(nb.core.errors.TypingError):
         _sum_reading_ahead(np.arange(20.0)[::2], 1)

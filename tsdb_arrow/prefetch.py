@@ -20,13 +20,10 @@ _BYTE_POINTER = ir.IntType(8).as_pointer()
 
 @intrinsic
 def prefetch(typingctx, array, index):
-    """Ask for the cache line holding ``array[index]`` (a 1-D C-contiguous array), to be read
-    soon."""
+    """Ask for the cache line holding item ``index`` of a C-contiguous ``array``, counted in
+    memory order (``array.flat[index]``), to be read soon."""
     if not (
-        isinstance(array, types.Array)
-        and array.ndim == 1
-        and array.layout == "C"
-        and isinstance(index, types.Integer)
+        isinstance(array, types.Array) and array.layout == "C" and isinstance(index, types.Integer)
     ):
         return None
     sig = types.void(array, types.int64)
