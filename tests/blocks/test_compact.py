@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import tsdb_arrow as ta
@@ -178,6 +178,8 @@ def last_live(refs, ts, seqs, tombs) -> np.ndarray:
     dropped, then of each (ref, ts) the row of the highest seq."""
     rows = np.flatnonzero(~dead_rows(refs, ts, seqs, tombs))
     order = rows[np.lexsort((seqs[rows], ts[rows], refs[rows]))]
+    if len(order) == 0:  # every row deleted
+        return order
     r, t = refs[order], ts[order]
     return order[np.append((r[1:] != r[:-1]) | (t[1:] != t[:-1]), True)]
 
@@ -219,6 +221,14 @@ def dir_names(path) -> list[str]:
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(  # the only sample, a histogram, deleted: the merged block is empty
+    specs=[{"seq": 1, "series": [], "times": [], "values": [], "h_series": [0], "h_times": [0]}],
+    tomb_specs=[(0, 0, 0, 1)],
+    chunk_samples=1,
+    merged_chunk_samples=2,
+    row_group_samples=4,
+    seed=0,
 )
 @given(
     specs=block_specs(),
