@@ -36,7 +36,8 @@ def console() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tsdb-arrow`` console script; returns the exit status."""
+    """Parse ``argv`` (default: the process's arguments) and run the command; returns the exit
+    status. The console script enters through ``console``."""
     argv = _attach_time_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = _parser().parse_args(argv)

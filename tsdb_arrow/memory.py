@@ -3,7 +3,7 @@
 Arrow's default pool (mimalloc) asks for transparent huge pages on big blocks. A huge page that
 is not free already must be assembled (memory compaction, and on a virtual machine the host
 backing 2 MiB at once), which made a fresh process's first select-all 5-10x slower than later
-ones and its first big write 2x slower. Buffers that the database allocates by the megabyte
+ones and its first big write 1.5-1.8x slower. Buffers that the database allocates by the megabyte
 (query outputs, WAL records) come from :func:`small_pool` instead.
 """
 
