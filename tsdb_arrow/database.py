@@ -418,7 +418,6 @@ class Database:
         with self._lock:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
-            known = None
             new = new_refs = None
             if resolved is not None:
                 known = self._index.add(resolved.series)
