@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tsdb_arrow.words import last_word, load_word
+
 
 def readonly(arr: np.ndarray) -> np.ndarray:
     """``arr`` (a fresh view) marked read-only.
@@ -55,7 +57,7 @@ def _refine(
     ``memo[g]`` is the id this column last gave to set g: rows in series order, and rows in
     time order with one value per set, cost one comparison instead of a hash lookup. The loop
     calls no function and reassigns no array: numba would count references on every row.
-    Bytes are read eight at a time (LLVM merges the byte loads of a word into one).
+    Bytes are hashed and compared a word at a time (``tsdb_arrow.words``).
     """
     n = ids.shape[0]
     mask = table.shape[0] - 1
@@ -100,38 +102,24 @@ def _refine(
             a = arena_start[e]
             same = True
             k = 0
-            while k + 8 <= length:
-                wa = np.uint64(0)
-                wb = np.uint64(0)
-                for t in range(8):
-                    wa |= np.uint64(arena[a + k + t]) << np.uint64(8 * t)
-                    wb |= np.uint64(src[s + k + t]) << np.uint64(8 * t)
-                if wa != wb:
+            while k + 8 < length:
+                if load_word(arena, a + k) != load_word(src, s + k):
                     same = False
                     break
                 k += 8
             if same:
-                for t in range(k, length):
-                    if arena[a + t] != src[s + t]:
-                        same = False
-                        break
+                same = last_word(arena, a + k, a + length) == last_word(src, s + k, s + length)
             if same:
                 ids[i] = e
                 i += 1
                 continue
         x = (np.uint64(g) * _MIX2 + np.uint64(col)) ^ np.uint64(length)
         k = 0
-        while k + 8 <= length:
-            w = np.uint64(0)
-            for t in range(8):
-                w |= np.uint64(src[s + k + t]) << np.uint64(8 * t)
-            x = (x ^ w) * _MIX1
+        while k + 8 < length:
+            x = (x ^ load_word(src, s + k)) * _MIX1
             x ^= x >> np.uint64(29)
             k += 8
-        w = np.uint64(0)
-        for t in range(length - k):
-            w |= np.uint64(src[s + k + t]) << np.uint64(8 * t)
-        x = (x ^ w) * _MIX2
+        x = (x ^ last_word(src, s + k, s + length)) * _MIX2
         x = (x ^ (x >> np.uint64(30))) * _MIX1
         x = (x ^ (x >> np.uint64(27))) * _MIX2
         x = x ^ (x >> np.uint64(31))
@@ -148,11 +136,15 @@ def _refine(
             ):
                 a = arena_start[e]
                 same = True
-                for k in range(length):
-                    if arena[a + k] != src[s + k]:
+                k = 0
+                while k + 8 < length:
+                    if load_word(arena, a + k) != load_word(src, s + k):
                         same = False
                         break
-                if same:
+                    k += 8
+                if same and last_word(arena, a + k, a + length) == last_word(
+                    src, s + k, s + length
+                ):
                     break
             slot = (slot + 1) & mask
         if e < 0:
