@@ -354,12 +354,10 @@ class Database:
         found = self._known_series().lookup(batch.labels, batch.num_rows)
         if found is None:  # some row's label set may be new: the batch's sets are resolved
             return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
-        if found.distinct:  # every label set passed the checks, is in the index, and has
-            # one row here: nothing more to find out about them
-            row_sets, series = np.arange(len(found.refs)), None
-        else:
-            series, row_sets = np.unique(found.refs, return_inverse=True)
-        return self._append(batch, found.refs, row_sets, series, None)
+        if found.row_sets is None:  # every label set passed the checks, is in the index,
+            # and has one row here: nothing more to find out about them
+            return self._append(batch, found.refs, np.arange(len(found.refs)), None, None)
+        return self._append(batch, found.refs, found.row_sets, found.series, None)
 
     def write_refs(
         self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray

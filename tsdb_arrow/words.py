@@ -1,9 +1,9 @@
-"""Eight bytes of a byte array as one integer, for numba kernels that hash or compare strings.
+"""Bytes of a byte array read eight (or four) at a time, for numba kernels that hash or compare
+strings.
 
 numba reads ``data[k]`` one byte at a time, and a word assembled from eight such reads stays
 eight loads, shifts and ors (the index checks between them keep LLVM from merging them). One
-unaligned load does the same: label values hashed and compared word by word cost about a third
-of the time per value.
+unaligned load does the same: label values of 10-40 bytes hash in about half the time.
 """
 
 from __future__ import annotations

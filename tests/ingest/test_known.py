@@ -47,16 +47,24 @@ def remembered(table_rows, names=NAMES):
 
 
 @settings(max_examples=150, deadline=None)
-@given(seen=rows, asked=rows, chunks=st.integers(1, 3))
-def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks):
+@given(seen=rows, asked=rows, chunks=st.integers(1, 3), by_column=st.booleans())
+def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks, by_column):
+    """Row by row or column by column (a batch longer than twice ``probe_rows``), a hit is
+    exactly the resolver's refs, with the rows' series numbered as they first appear."""
     known = remembered(seen)
-    refs = lookup(known, labels_of(asked, chunks=chunks), len(asked))
+    known.probe_rows = 1 if by_column else 10**6
+    found = known.lookup(labels_of(asked, chunks=chunks), len(asked))
     seen_refs = {series_ref(r) for r in seen}
     want = [series_ref(r) for r in asked]
-    if set(want) <= seen_refs:
-        assert refs is not None and refs.tolist() == want
-    else:
-        assert refs is None
+    if not set(want) <= seen_refs:
+        assert found is None
+        return
+    assert found is not None and found.refs.tolist() == want
+    if len(set(want)) == len(want) and found.row_sets is None:
+        return  # each row a different series: nothing to number
+    first_seen = list(dict.fromkeys(want))
+    assert found.row_sets.tolist() == [first_seen.index(r) for r in want]
+    assert found.series.tolist() == sorted(first_seen)
 
 
 @settings(max_examples=100, deadline=None)
@@ -198,25 +206,44 @@ def test_sliced_and_null_bearing_columns(offset):
     assert refs.tolist() == [series_ref(r) for r in table_rows[offset:]]
 
 
-def test_a_batch_that_mostly_repeats_its_series_is_left_to_resolve():
-    table_rows = [{"__name__": "up", "a": str(i % 5)} for i in range(50)]
+def test_a_batch_in_no_remembered_order_is_looked_up_column_by_column(monkeypatch):
+    """Up to twice ``probe_rows`` rows are looked up row by row, unless guesses miss most of
+    the first ``probe_rows`` rows; then, and for longer batches, column by column."""
+    from tsdb_arrow.ingest import known as known_mod
+
+    by_column = []
+    real = KnownSeries._search_columns
+    monkeypatch.setattr(KnownSeries, "_search_columns",
+                        lambda self, *a: by_column.append(a[1]) or real(self, *a))  # fmt: skip
+    table_rows = [{"__name__": "up", "a": str(i)} for i in range(50)]
     known = KnownSeries(probe_rows=20)
-    known.remember(resolve_series(labels_of(table_rows), 50).series)
-    assert known.lookup(labels_of(table_rows), 50) is None  # 15 of the first 20 rows repeat
-    assert lookup(known, labels_of(table_rows[:19]), 19) is not None  # fewer than 20 rows
-    distinct = [{"__name__": "up", "a": str(i)} for i in range(50)]
-    known.remember(resolve_series(labels_of(distinct), 50).series)
-    assert lookup(known, labels_of(distinct), 50).tolist() == [series_ref(r) for r in distinct]
+    resolved = resolve_series(labels_of(table_rows), 50)
+    known.remember(in_row_order(resolved.series, resolved.row_refs, resolved.row_sets))
+    assert lookup(known, labels_of(table_rows[:40]), 40).tolist() == [
+        series_ref(r) for r in table_rows[:40]
+    ]
+    assert by_column == []  # in the remembered order: the guesses find every row
+    shuffled = [table_rows[i] for i in np.random.default_rng(3).permutation(40)]
+    assert lookup(known, labels_of(shuffled), 40).tolist() == [series_ref(r) for r in shuffled]
+    assert by_column == [40]
+    repeating = [table_rows[i % 5] for i in range(41)]  # longer than 2 x 20 rows
+    found = known.lookup(labels_of(repeating), 41)
+    assert found.refs.tolist() == [series_ref(r) for r in repeating]
+    assert found.row_sets.tolist() == [i % 5 for i in range(41)]
+    assert by_column == [40, 41]
+    assert known_mod.PROBE_ROWS == KnownSeries().probe_rows
 
 
 def test_a_hit_says_whether_every_row_is_a_different_series():
     table_rows = [{"__name__": "up", "a": str(i)} for i in range(10)]
     known = remembered(table_rows)
-    assert known.lookup(labels_of(table_rows), 10).distinct
-    assert known.lookup(labels_of(table_rows), 10).distinct  # a new batch: stamps start over
+    assert known.lookup(labels_of(table_rows), 10).row_sets is None
+    assert known.lookup(labels_of(table_rows), 10).row_sets is None  # a new batch: stamps
     twice = table_rows[:5] + table_rows[4:]
     found = known.lookup(labels_of(twice), 11)
-    assert not found.distinct and found.refs.tolist() == [series_ref(r) for r in twice]
+    assert found.refs.tolist() == [series_ref(r) for r in twice]
+    assert found.row_sets.tolist() == [0, 1, 2, 3, 4, 4, 5, 6, 7, 8, 9]
+    assert found.series.tolist() == sorted(series_ref(r) for r in table_rows)
 
 
 def test_in_row_order_lists_the_series_as_rows_first_bring_them():
@@ -231,9 +258,9 @@ def test_in_row_order_lists_the_series_as_rows_first_bring_them():
     ]
 
 
-def test_a_long_batch_is_probed_on_its_first_rows_before_it_is_packed(monkeypatch):
-    """A miss or a bulk batch is found in the first ``probe_rows`` rows, packing only those;
-    a batch passing the probe is still checked row by row (a new set later is a miss)."""
+def test_a_long_batch_is_probed_on_its_first_rows_then_looked_up_by_column(monkeypatch):
+    """A miss usually shows in the first ``probe_rows`` rows, packing only those; a batch
+    passing the probe is looked up column by column, where a new set later is a miss too."""
     from tsdb_arrow.ingest import known as known_mod
 
     packed_rows = []
@@ -248,16 +275,103 @@ def test_a_long_batch_is_probed_on_its_first_rows_before_it_is_packed(monkeypatc
     monkeypatch.setattr(known_mod, "_pack", pack)
     known.probe_rows = 20
     repeating = [{"__name__": "up", "a": str(i % 5)} for i in range(60)]
-    assert known.lookup(labels_of(repeating), 60) is None
-    assert packed_rows == [20]  # the bulk batch was not packed whole
+    assert lookup(known, labels_of(repeating), 60).tolist() == [series_ref(r) for r in repeating]
+    assert packed_rows == [20]  # the batch was not packed whole
     unknown = [{"__name__": "up", "a": "new"}, *distinct[:59]]
     assert known.lookup(labels_of(unknown), 60) is None
     assert packed_rows == [20, 20]
     assert known.lookup(labels_of(distinct), 60) is None  # rows 50-59 are new: a miss
-    assert packed_rows == [20, 20, 20, 60]
+    assert packed_rows == [20, 20, 20]
     assert lookup(known, labels_of(distinct[:50]), 50).tolist() == [
         series_ref(r) for r in distinct[:50]
     ]
+    assert (known.hits, known.misses) == (2, 2)
+
+
+def _large_strings(values):
+    """A large_string array of ``values`` (str, bytes taken as they are, or None)."""
+    raw = [v.encode() if isinstance(v, str) else v for v in values]
+    ends = np.cumsum([0] + [len(v or b"") for v in raw])
+    valid = np.array([v is not None for v in raw])
+    return pa.LargeStringArray.from_buffers(
+        len(raw),
+        pa.py_buffer(ends.astype(np.int64)),
+        pa.py_buffer(b"".join(v or b"" for v in raw)),
+        pa.py_buffer(np.packbits(valid, bitorder="little")),
+        null_count=int((~valid).sum()),
+    )
+
+
+def _columns_of(table_rows):
+    """The column lookup's first two steps over ``table_rows``: each row's key, and per
+    present column its name and (rows, offsets, base, data)."""
+    from tsdb_arrow.ingest import known as known_mod
+    from tsdb_arrow.ingest.labelsets import string_buffers
+
+    n = len(table_rows)
+    keys = np.full(n, known_mod._KEY_SEED, dtype=np.uint64)
+    pieces = []
+    for name in sorted({k for r in table_rows for k in r}):
+        arr = _large_strings([r.get(name) for r in table_rows])
+        if arr.null_count == len(arr):
+            continue
+        valid, has_valid, offsets, _, data, _, base, _ = string_buffers(arr)
+        name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
+        name_key = known_mod._name_keys(name_bytes, np.array([0, len(name_bytes)]))[0]
+        rows = np.empty(n, dtype=np.int64)
+        count = known_mod._key_column(valid, has_valid, offsets, base, data, name_key, keys, rows)
+        pieces.append((name_bytes, (rows[:count], offsets, base, data)))
+    return keys, pieces
+
+
+def test_column_keys_are_the_row_keys_the_memory_keeps():
+    from tsdb_arrow.ingest import known as known_mod
+
+    table_rows = [
+        {"__name__": "up", "a": None, "b": "x" * i, "zz": "" if i % 2 else "é" * (i % 9)}
+        for i in range(30)
+    ]
+    keys, _ = _columns_of(table_rows)
+    offsets, data, has_valid, valid, names, name_end = known_mod._pack(
+        labels_of(table_rows), len(table_rows)
+    )
+    want = known_mod._row_keys(offsets, data, has_valid, valid, names, name_end, np.arange(30))
+    assert keys.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"__name__": "up", "a": "xy"},  # a value one byte off
+        {"__name__": "up", "a": "x"},  # a label fewer: the entry's bytes are not used up
+        {"__name__": "up", "b": "x"},  # another name
+        {"__name__": "up", "a": b"x\xffb\xffy"},  # separators passing for a second label
+    ],
+)
+def test_a_candidate_whose_bytes_differ_is_no_match(asked):
+    """Keys only propose entries: the bytes decide. Given the wrong entry on purpose, the
+    comparison refuses it."""
+    from tsdb_arrow.ingest import known as known_mod
+
+    known = remembered([{"__name__": "up", "a": "x", "b": "y"}, {"__name__": "up", "a": "xz"}])
+    _, pieces = _columns_of([asked])
+    for entry in range(2):
+        entries = np.array([entry], dtype=np.int64)
+        at = known._start[entries].copy()
+        matched = all(
+            known_mod._match_rows(*piece[:3], piece[3], name, entries, at, known._start,
+                                  known._arena)  # fmt: skip
+            for name, piece in pieces
+        )
+        assert not (matched and known_mod._ended(entries, at, known._start))
+    right = {"__name__": "up", "a": "x", "b": "y"}
+    _, pieces = _columns_of([right])
+    entries = np.array([0], dtype=np.int64)
+    at = known._start[entries].copy()
+    for name, (rows, offsets, base, data) in pieces:
+        assert known_mod._match_rows(rows, offsets, base, data, name, entries, at,
+                                     known._start, known._arena)  # fmt: skip
+    assert known_mod._ended(entries, at, known._start)
 
 
 @settings(max_examples=100, deadline=None)

@@ -23,16 +23,20 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from tsdb_arrow.ingest.labelsets import string_buffers
 from tsdb_arrow.model import REF, SEPARATOR
 from tsdb_arrow.prefetch import prefetch
+from tsdb_arrow.words import last_word, load_word
 
 MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
-# A lookup costs a hash and a comparison per row (one comparison when rows come in the order
-# remembered); resolving costs a comparison per row plus ~1-2 ms, so on a batch repeating a few
-# series over many rows (a bulk load) resolving is cheaper: node-exporter rows, shuffled, meet
-# between 16 k and 64 k rows. A lookup gives up after this many rows if half of them repeated
-# a series of an earlier row, and the batch is resolved instead.
-PROBE_ROWS = 4_096
+# Rows are looked up one by one (``_find``) in batches of up to twice this many rows; longer
+# batches are probed with this many rows first, then looked up column by column, which reads
+# only present labels and, past a few hundred rows, costs less per row whatever their order
+# (node-exporter rows of 38 label columns: 60 ns a row in series order, 110 shuffled, against
+# 200-300 one by one; 3 label columns: 50-75 against 105-155).
+PROBE_ROWS = 512
+# What ``_find`` answers.
+_MISS, _DISTINCT, _FOUND, _UNORDERED = 0, 1, 2, 3
 #: Rows in a row whose guesses (the previous row's entry and the one after it) missed, after
 #: which ``_find`` stops guessing.
 GUESS_MISSES = 8
@@ -54,22 +58,16 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _mix_bytes(x, data, s, e):
-    """``x`` mixed with ``data[s:e]`` and its length, eight bytes at a time (LLVM merges the
-    byte loads of a word into one): the memory's own key, much cheaper per byte than the
-    byte-at-a-time FNV-1a of the series ref."""
+    """``x`` mixed with ``data[s:e]`` and its length, a word at a time (``tsdb_arrow.words``):
+    the memory's own key, much cheaper per byte than the byte-at-a-time FNV-1a of the series
+    ref."""
     x = (x ^ np.uint64(e - s)) * _MIX2
     k = s
-    while k + 8 <= e:
-        w = np.uint64(0)
-        for t in range(8):
-            w |= np.uint64(data[k + t]) << np.uint64(8 * t)
-        x = (x ^ w) * _MIX1
+    while k + 8 < e:
+        x = (x ^ load_word(data, k)) * _MIX1
         x ^= x >> np.uint64(29)
         k += 8
-    w = np.uint64(0)
-    for t in range(e - k):
-        w |= np.uint64(data[k + t]) << np.uint64(8 * t)
-    x = (x ^ w) * _MIX2
+    x = (x ^ last_word(data, k, e)) * _MIX2
     return x ^ (x >> np.uint64(32))
 
 
@@ -115,14 +113,15 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
     row's key in the hash table (``_mix_bytes`` over its present names and values, as
     ``_row_keys`` keys an entry). The first whose bytes match is the row's entry; the guesses
     save hashing the row. A row found gets its entry's series ref in ``refs`` (equal bytes:
-    the same label set, so the same ref). ``stop_at_miss``: return 0 at the first row not
-    found, and 3 as soon as half of the first ``probe_rows`` rows (of a batch that has so
-    many) repeated an earlier row's entry (resolving is cheaper then). Otherwise returns 1 when
-    no two rows share an entry, 2 when some do (an entry's ``stamp`` is set to ``batch`` when a
-    row finds it). The comparison is written out: numba's inlined calls ran several times
-    slower there.
+    the same label set, so the same ref). ``stop_at_miss``: return ``_MISS`` at the first row
+    not found, and ``_UNORDERED`` after the first ``probe_rows`` rows (of a batch that has so
+    many) if a guess found fewer than half of them (a lookup column by column is cheaper
+    then). Otherwise returns ``_DISTINCT`` when no two rows share an entry, ``_FOUND`` when
+    some do (an entry's ``stamp`` is set to ``batch`` when a row finds it). The comparison is
+    written out: numba's inlined calls ran several times slower there.
     """
     repeats = 0
+    in_order = 0  # rows a guess found or would have found
     mask = table.shape[0] - 1
     n_cols = offsets.shape[0]
     last = -2
@@ -220,22 +219,150 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
         entries[i] = found
         if found >= 0 and (found == last or found == last + 1):
             guessing, missed = True, 0  # a guess finds (or would have found) this row
+            in_order += 1
         elif guessing and last >= 0:
             missed += 1
             guessing = missed < GUESS_MISSES
         last = found if found >= 0 else -2
         if found < 0:
             if stop_at_miss:
-                return 0
+                return _MISS
             continue
         refs[i] = entry_refs[found]
         if stamp[found] == batch:
             repeats += 1
         else:
             stamp[found] = batch
-        if stop_at_miss and i < probe_rows <= entries.shape[0] and 2 * repeats >= probe_rows:
-            return 3  # half of the first probe_rows rows repeat, whatever the rest do
-    return 1 if repeats == 0 else 2
+        if stop_at_miss and i == probe_rows - 1 and 2 * in_order < probe_rows:
+            return _UNORDERED
+    return _DISTINCT if repeats == 0 else _FOUND
+
+
+_LOWEST_BIT = np.array([0] + [(b & -b).bit_length() - 1 for b in range(1, 256)], dtype=np.int64)
+_BYTES = np.uint64(0x0101010101010101)
+_HIGH_BITS = np.uint64(0x8080808080808080)
+
+
+@nb.njit(cache=True, nogil=True)
+def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
+    """Mix one label (its name's key, then its value) into the key of each row of the column
+    whose value is present and not empty: a column's share of ``_row_key``, so that keying
+    the columns in name order gives ``_row_key``. Those rows go into ``rows``; returns how many.
+    Validity is read a byte at a time and only its set bits are visited: a row-by-row test of a
+    sparse column in no order mispredicts a branch per row."""
+    n = keys.shape[0]
+    k = 0
+    if not has_valid:
+        for i in range(n):
+            s = offsets[base + i]
+            e = offsets[base + i + 1]
+            if e > s:
+                keys[i] = _mix_bytes(keys[i] ^ name_key, data, s, e)
+                rows[k] = i
+                k += 1
+        return k
+    end = base + n
+    for byte in range(base >> 3, (end + 7) >> 3):
+        bits = np.int64(valid[byte])
+        first = byte << 3
+        if first < base:
+            bits &= 0xFF << (base - first)
+        if first + 8 > end:
+            bits &= (1 << (end - first)) - 1
+        while bits:
+            j = first + _LOWEST_BIT[bits]
+            bits &= bits - 1
+            s = offsets[j]
+            e = offsets[j + 1]
+            if e > s:
+                i = j - base
+                keys[i] = _mix_bytes(keys[i] ^ name_key, data, s, e)
+                rows[k] = i
+                k += 1
+    return k
+
+
+@nb.njit(cache=True, nogil=True)
+def _entries_of(keys, table, entry_keys, start, entries, at):
+    """Each row's candidate: the first entry with the row's key (``entries``), and where its
+    bytes start (``at``). Returns the first row no entry has the key of, or ``len(keys)``."""
+    mask = table.shape[0] - 1
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        slot = np.int64(key & np.uint64(mask))
+        while True:
+            entry = table[slot]
+            if entry < 0:
+                return i
+            if entry_keys[entry] == key:
+                break
+            slot = (slot + 1) & mask
+        entries[i] = entry
+        at[i] = start[entry]
+    return keys.shape[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
+    """Whether each row of ``rows`` has, at ``at[i]`` in its candidate's bytes, this label:
+    ``name 0xFF value 0xFF`` with no 0xFF in the value; ``at`` moves past it. Compared a word
+    at a time (``tsdb_arrow.words``); the remembered name and value hold no 0xFF, so equal
+    words and both separators in place mean this very name and value."""
+    nlen = name.shape[0]
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        s = offsets[base + i]
+        length = offsets[base + i + 1] - s
+        p = at[i]
+        q = p + nlen + 1
+        if q + length + 1 > start[entries[i] + 1] or arena[p + nlen] != _SEP:
+            return False
+        if arena[q + length] != _SEP:
+            return False
+        k = 0
+        while k + 8 < nlen:
+            if load_word(arena, p + k) != load_word(name, k):
+                return False
+            k += 8
+        if last_word(arena, p + k, p + nlen) != last_word(name, k, nlen):
+            return False
+        k = 0
+        while k + 8 < length:
+            w = load_word(data, s + k)
+            if load_word(arena, q + k) != w or ((~w - _BYTES) & w & _HIGH_BITS):
+                return False
+            k += 8
+        w = last_word(data, s + k, s + length)
+        if last_word(arena, q + k, q + length) != w or ((~w - _BYTES) & w & _HIGH_BITS):
+            return False
+        at[i] = q + length + 1
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _ended(entries, at, start):
+    """Whether every row's labels used up its candidate's bytes (no remembered label left)."""
+    for i in range(entries.shape[0]):
+        if at[i] != start[entries[i] + 1]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _number_sets(entries, stamp, code, batch, row_sets, firsts):
+    """Number the rows' entries densely from 0 in order of first sight (``row_sets``, and each
+    number's entry in ``firsts``); returns how many. ``stamp[e] == batch`` marks an entry met
+    in this batch, and ``code[e]`` its number then."""
+    k = 0
+    for i in range(entries.shape[0]):
+        e = entries[i]
+        if stamp[e] != batch:
+            stamp[e] = batch
+            code[e] = k
+            firsts[k] = e
+            k += 1
+        row_sets[i] = code[e]
+    return k
 
 
 @nb.njit(cache=True, nogil=True)
@@ -332,11 +459,13 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
 
 @dataclass(frozen=True)
 class Found:
-    """A batch whose every label set is remembered: each row's ref, and whether the rows'
-    series are all different (no series has two rows: none can repeat another's sample)."""
+    """A batch whose every label set is remembered: each row's ref, and (None when no two rows
+    share a series) each row's series numbered densely from 0 and the batch's series refs,
+    sorted."""
 
     refs: np.ndarray
-    distinct: bool
+    row_sets: np.ndarray | None
+    series: np.ndarray | None
 
 
 class KnownSeries:
@@ -358,6 +487,7 @@ class KnownSeries:
         self._refs = np.zeros(slots // 2, dtype=np.uint64)
         self._keys = np.zeros(slots // 2, dtype=np.uint64)  # each entry's key in the table
         self._stamp = np.zeros(slots // 2, dtype=np.int64)  # the last batch that found it
+        self._code = np.zeros(slots // 2, dtype=np.int64)  # its number in that batch
         self._batch = 0
         self._start = np.zeros(slots // 2 + 1, dtype=np.int64)
         self._arena = np.zeros(arena_bytes, dtype=np.uint8)
@@ -378,33 +508,42 @@ class KnownSeries:
         """The series ref of every row when every row's label set is remembered, else None.
 
         ``labels``: label name -> large_string column of ``n_rows`` rows ("" or null: absent),
-        as ``convert.normalize`` gives them; other layouts answer None, and so does a batch
-        whose first ``probe_rows`` rows repeat their series (half of them at least).
+        as ``convert.normalize`` gives them; other layouts answer None. A batch of up to
+        ``2 * probe_rows`` rows is looked up row by row, guessing each from the row before,
+        unless its first ``probe_rows`` rows mostly defeat the guesses (rows in no remembered
+        order); a longer one, or one in no order, column by column (``_search_columns``).
         """
-        if not self._count or not labels or not self._probe(labels, n_rows):
+        if not self._count or not labels:
             self.misses += 1
             return None
-        packed = _pack(labels, n_rows)
-        if packed is None:
-            self.misses += 1
-            return None
-        found, refs = self._search(packed, n_rows, self.probe_rows)
+        if n_rows > 2 * self.probe_rows:
+            found = self._search_columns(labels, n_rows) if self._probe(labels) else None
+        else:
+            packed = _pack(labels, n_rows)
+            found = None if packed is None else self._search(packed, n_rows, self.probe_rows)
+            if found == _UNORDERED:
+                found = self._search_columns(labels, n_rows)
         with self._lock:
-            if found in (1, 2):
+            if isinstance(found, Found):
                 self.hits += 1
-            else:
-                self.misses += 1
-        return Found(refs, found == 1) if found in (1, 2) else None
+                return found
+            self.misses += 1
+            return None
 
-    def _search(self, packed: tuple, n_rows: int, probe_rows: int) -> tuple[int, np.ndarray]:
-        """``_find`` over ``n_rows`` packed rows, stopping at the first miss: its answer and
-        the rows' refs (valid when it found them all)."""
+    def _search(self, packed: tuple, n_rows: int, probe_rows: int) -> Found | int:
+        """``_find`` over ``n_rows`` packed rows, stopping at the first miss: what it found, or
+        why not (``_MISS``, or ``_UNORDERED`` when guesses found fewer than half of the first
+        ``probe_rows`` rows)."""
         refs = np.empty(n_rows, dtype=np.uint64)
         entries = np.empty(n_rows, dtype=np.int64)
         with self._lock:
             self._batch += 1
-            found = self._find_rows(packed, refs, entries, True, self._batch, probe_rows)
-        return found, refs
+            answer = self._find_rows(packed, refs, entries, True, self._batch, probe_rows)
+            if answer == _DISTINCT:
+                return Found(refs, None, None)
+            if answer == _FOUND:
+                return self._found(refs, entries)
+        return answer
 
     def _find_rows(self, packed: tuple, refs: np.ndarray, entries: np.ndarray,
                    stop_at_miss: bool, batch: int, probe_rows: int) -> int:  # fmt: skip
@@ -413,18 +552,64 @@ class KnownSeries:
                      self._count, refs, entries, stop_at_miss, self._stamp, batch,
                      probe_rows)  # fmt: skip
 
-    def _probe(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> bool:
-        """Whether the first ``probe_rows`` rows of a longer batch are remembered and do not
-        repeat their series (half of them at least): a bulk batch or a miss then costs
-        packing those rows only, not the whole batch (wide label sets make packing cost
-        about as much as resolving)."""
-        if n_rows <= 2 * self.probe_rows:
-            return True
+    def _probe(self, labels: dict[str, pa.ChunkedArray]) -> bool:
+        """Whether the first ``probe_rows`` rows of a longer batch are all remembered: a batch
+        bringing new series usually shows it there, for the cost of those rows only."""
         rows = self.probe_rows
         packed = _pack({name: col.slice(0, rows) for name, col in labels.items()}, rows)
         if packed is None:
             return False
-        return self._search(packed, rows, rows)[0] in (1, 2)
+        found = self._search(packed, rows, rows)
+        return isinstance(found, Found) or found == _UNORDERED
+
+    def _search_columns(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> Found | None:
+        """Every row's remembered label set found column by column: each row's key mixed one
+        label column at a time (in name order, as ``_row_key`` mixes them), the entry of each
+        key, then each column's values compared with the entries' bytes. A row of a bulk batch
+        then costs a few passes over its present values, not a walk over all its columns."""
+        names = sorted(labels)
+        encoded = [name.encode() for name in names]
+        if any(_SEP in e for e in encoded):
+            return None
+        name_end = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
+        name_keys = _name_keys(np.frombuffer(b"".join(encoded), dtype=np.uint8), name_end)
+        keys = np.full(n_rows, _KEY_SEED, dtype=np.uint64)
+        pieces = []  # (name, rows of the piece, its present rows, its buffers)
+        for name, name_key, key in zip(names, encoded, name_keys):
+            column = labels[name]
+            if not pa.types.is_large_string(column.type):
+                return None
+            lo = 0
+            for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+                hi = lo + len(chunk)
+                if chunk.null_count < len(chunk):
+                    valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
+                    rows = np.empty(hi - lo, dtype=np.int64)
+                    rows = rows[: _key_column(valid, has_valid, offsets, base, data, key,
+                                              keys[lo:hi], rows)]  # fmt: skip
+                    pieces.append((name_key, lo, hi, rows, offsets, base, data))
+                lo = hi
+        entries = np.empty(n_rows, dtype=np.int64)
+        at = np.empty(n_rows, dtype=np.int64)
+        with self._lock:
+            if _entries_of(keys, self._table, self._keys, self._start, entries, at) < n_rows:
+                return None
+            for name, lo, hi, rows, offsets, base, data in pieces:
+                name_bytes = np.frombuffer(name, dtype=np.uint8)
+                if not _match_rows(rows, offsets, base, data, name_bytes, entries[lo:hi],
+                                   at[lo:hi], self._start, self._arena):  # fmt: skip
+                    return None
+            if not _ended(entries, at, self._start):
+                return None
+            return self._found(self._refs[entries], entries)
+
+    def _found(self, refs: np.ndarray, entries: np.ndarray) -> Found:
+        """``Found`` for rows whose entries are known (caller holds the lock)."""
+        self._batch += 1  # ``_find`` stamped them with the batch before
+        row_sets = np.empty(len(entries), dtype=np.int64)
+        firsts = np.empty(len(entries), dtype=np.int64)
+        k = _number_sets(entries, self._stamp, self._code, self._batch, row_sets, firsts)
+        return Found(refs, row_sets, np.sort(self._refs[firsts[:k]]))
 
     def admitted(self, series: pa.Table) -> bool:
         """Whether every label set of ``series`` (``REF`` and one large_string column per
@@ -438,8 +623,10 @@ class KnownSeries:
         packed = _pack(labels, n)
         if packed is None:
             return False
-        found, refs = self._search(packed, n, 0)
-        return found in (1, 2) and np.array_equal(refs, series.column(REF).to_numpy())
+        found = self._search(packed, n, 0)
+        return isinstance(found, Found) and np.array_equal(
+            found.refs, series.column(REF).to_numpy()
+        )
 
     def remember(self, series: pa.Table) -> None:
         """Remember the label sets of ``series`` (``REF`` and one large_string column per label,
@@ -503,6 +690,7 @@ class KnownSeries:
             self._refs = _grown(self._refs, grown, count)
             self._keys = _grown(self._keys, grown, count)
             self._stamp = _grown(self._stamp, grown, count)
+            self._code = _grown(self._code, grown, count)
             self._start = _grown(self._start, grown + 1, count + 1)
             self._table = np.full(slots, -1, dtype=np.int64)
             _insert(self._table, self._keys, 0, count)
