@@ -574,8 +574,8 @@ class KnownSeries:
         name_end = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
         name_keys = _name_keys(np.frombuffer(b"".join(encoded), dtype=np.uint8), name_end)
         keys = np.full(n_rows, _KEY_SEED, dtype=np.uint64)
-        pieces = []  # (name, rows of the piece, its present rows, its buffers)
-        for name, name_key, key in zip(names, encoded, name_keys):
+        pieces = []  # (name's bytes, the chunk's rows lo:hi, its present rows, its buffers)
+        for name, name_bytes, name_key in zip(names, encoded, name_keys):
             column = labels[name]
             if not pa.types.is_large_string(column.type):
                 return None
@@ -585,18 +585,18 @@ class KnownSeries:
                 if chunk.null_count < len(chunk):
                     valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
                     rows = np.empty(hi - lo, dtype=np.int64)
-                    rows = rows[: _key_column(valid, has_valid, offsets, base, data, key,
+                    rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
                                               keys[lo:hi], rows)]  # fmt: skip
-                    pieces.append((name_key, lo, hi, rows, offsets, base, data))
+                    pieces.append((name_bytes, lo, hi, rows, offsets, base, data))
                 lo = hi
         entries = np.empty(n_rows, dtype=np.int64)
         at = np.empty(n_rows, dtype=np.int64)
         with self._lock:
             if _entries_of(keys, self._table, self._keys, self._start, entries, at) < n_rows:
                 return None
-            for name, lo, hi, rows, offsets, base, data in pieces:
-                name_bytes = np.frombuffer(name, dtype=np.uint8)
-                if not _match_rows(rows, offsets, base, data, name_bytes, entries[lo:hi],
+            for name_bytes, lo, hi, rows, offsets, base, data in pieces:
+                name_array = np.frombuffer(name_bytes, dtype=np.uint8)
+                if not _match_rows(rows, offsets, base, data, name_array, entries[lo:hi],
                                    at[lo:hi], self._start, self._arena):  # fmt: skip
                     return None
             if not _ended(entries, at, self._start):
