@@ -250,9 +250,10 @@ def test_large_groups_sort_stably_whatever_their_time_span(span):
 
 
 @pytest.mark.parametrize("kind", [pa.large_string(), pa.string_view()])
-def test_the_first_label_column_by_dictionary_gives_the_row_by_row_ids(kind):
-    """``refine_fresh`` (each distinct value once) numbers rows exactly as ``refine`` does:
-    absent values (null, "") stay in the empty set, across chunks and a sliced chunk."""
+def test_a_first_label_column_in_no_order_numbers_its_values_across_chunks(kind):
+    """Rows in no order (every row's set differs from the row before's): equal values get one
+    id, different values different ids, absent values (null, "") stay in the empty set (0),
+    across chunks and a sliced chunk; the arena keeps each value once."""
     from tsdb_arrow.ingest.labelsets import _Arena
 
     rng = np.random.default_rng(3)
@@ -261,17 +262,20 @@ def test_the_first_label_column_by_dictionary_gives_the_row_by_row_ids(kind):
     picks[rng.random(3000) < 0.2] = None
     values = pa.array(list(picks), type=kind)
     chunks = [values.slice(0, 1000), values.slice(1000, 1500), values.slice(2500)]
-    expected, got = np.zeros(3000, dtype=np.int64), np.zeros(3000, dtype=np.int64)
-    by_row, by_value = _Arena(capacity=8), _Arena(capacity=8)
+    ids = np.zeros(3000, dtype=np.int64)
+    arena = _Arena(capacity=8)
     lo = 0
     for chunk in chunks:
-        by_row.refine(0, chunk, expected[lo : lo + len(chunk)])
-        by_value.refine_fresh(0, chunk, got[lo : lo + len(chunk)])
+        arena.refine(0, chunk, ids[lo : lo + len(chunk)])
         lo += len(chunk)
-    assert got.tolist() == expected.tolist()
-    assert set(expected[[p in (None, "") for p in picks]].tolist()) == {0}
-    assert len(set(expected.tolist())) == 5  # four present values and the empty set
-    assert by_value.values().to_pylist() == by_row.values().to_pylist()
+    absent = np.array([p in (None, "") for p in picks])
+    assert set(ids[absent].tolist()) == {0}
+    by_value = {}
+    for value, id_ in zip(picks[~absent], ids[~absent]):
+        assert by_value.setdefault(value, id_) == id_
+    assert len(set(by_value.values())) == len(by_value) == 4
+    assert 0 not in by_value.values()
+    assert sorted(arena.values().to_pylist()[1:]) == sorted(by_value)
 
 
 @pytest.mark.parametrize(

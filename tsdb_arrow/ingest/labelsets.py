@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tsdb_arrow.words import last_word, load_word
 
@@ -220,17 +219,6 @@ class _Arena:
                 return
             self._grow()
 
-    def refine_fresh(self, col: int, arr: pa.Array, ids: np.ndarray) -> None:
-        """``refine`` for rows all still in the empty set: each distinct value is refined once
-        (Arrow's dictionary encoding finds them, in order of first sight, so the ids are the
-        ones ``refine`` would give) and the rows take their value's id: one hash per distinct
-        value instead of one per row that differs from the row before."""
-        encoded = arr.dictionary_encode()
-        value_ids = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)  # last: null rows
-        self.refine(col, encoded.dictionary, value_ids[:-1])
-        codes = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()
-        ids[:] = value_ids[codes]
-
     def _grow(self) -> None:
         """Double whatever is (nearly) full: the id arrays with the table, or the arena."""
         n_ids, used = (int(x) for x in self.state[:2])
@@ -290,17 +278,14 @@ def distinct_label_sets(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Labe
     names = sorted(labels)
     ids = np.zeros(n_rows, dtype=np.int64)
     arena = _Arena(capacity=min(n_rows, 4096))
-    fresh = True  # no column has refined any row yet: every id is still the root
     for col, name in enumerate(names):
         column = labels[name]
         chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-        refine = arena.refine_fresh if fresh else arena.refine
         lo = 0
         for chunk in chunks:
             hi = lo + len(chunk)
             if chunk.null_count < len(chunk):
-                refine(col, chunk, ids[lo:hi])
-                fresh = False
+                arena.refine(col, chunk, ids[lo:hi])
             lo = hi
     n_ids = int(arena.state[0])
     seen = np.zeros(n_ids, dtype=np.bool_)
