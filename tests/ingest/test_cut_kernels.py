@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsdb_arrow.ingest.cut import _windows, cut, cut_rows, window_starts
+from tsdb_arrow.ingest.cut import _windows, count_repeats, cut, cut_rows, window_starts
 
 INT64 = np.iinfo(np.int64)
 _times = st.one_of(
@@ -71,3 +71,26 @@ def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration):
     picked = cut_rows(refs, ts, duration)
     assert [start for start, _ in picked] == np.unique(w).tolist()
     assert np.array_equal(np.concatenate([idx for _, idx in picked]), rows)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 6), _times | st.integers(0, 20)), max_size=300),
+    missing=st.sets(st.integers(0, 6)),
+)
+def test_count_repeats_counts_every_row_but_one_of_each_pair(rows, missing):
+    """Groups in any order, some numbers unused, times with ties, far apart, at the int64
+    limits: every row whose (group, timestamp) another row has, all but one."""
+    rows = [(g, t) for g, t in rows if g not in missing] or rows
+    groups = np.array([g for g, _ in rows], dtype=np.int64)
+    ts = np.array([t for _, t in rows], dtype=np.int64)
+    assert count_repeats(groups, ts) == len(rows) - len(set(rows))
+
+
+def test_count_repeats_of_a_shuffled_batch_many_rows_long():
+    rng = np.random.default_rng(11)
+    groups = rng.integers(0, 300, 200_000)
+    ts = 1_795_392_000_000 + 1000 * rng.integers(0, 2_000, 200_000)
+    pairs = groups.astype(np.int64) * 10**13 + ts
+    assert count_repeats(groups, ts) == len(pairs) - len(np.unique(pairs))
+    assert count_repeats(np.zeros(0, np.int64), np.zeros(0, np.int64)) == 0

@@ -196,6 +196,30 @@ def test_duplicates_keep_the_last_write_in_any_order(tmp_path):
     assert frame.height == 5
 
 
+def test_one_shuffled_batch_counts_its_repeats_and_keeps_each_last_write(tmp_path):
+    """A whole frame out of order in one write, a few pairs written two or three times: the
+    write counts every row but one of each pair as replacing, and the last one is stored."""
+    rng = np.random.default_rng(21)
+    n = 60_000
+    series = rng.integers(0, 40, n)
+    ts = 1_795_392_000_000 + 1000 * rng.integers(0, 3_000, n)
+    table = pa.table({
+        "timestamp": ts,
+        "value": np.arange(n, dtype=np.float64),
+        "__name__": pa.array([f"m{s % 4}" for s in series]),
+        "host": pa.array([f"h{s}" for s in series]),
+    })  # fmt: skip
+    key = series * 10**13 + ts
+    distinct, last = np.unique(key[::-1], return_index=True)
+    with ta.open(tmp_path / "db") as db:
+        result = db.write(table)
+        assert (result.rows, result.replaced) == (n, n - len(distinct))
+        db.flush()
+        got = db.select('{__name__=~"m.*"}').collect()
+    assert got.height == len(distinct)
+    assert sorted(got["value"].to_list()) == sorted((n - 1 - last).astype(float).tolist())
+
+
 def test_many_distinct_label_sets_grow_the_tables():
     # More label sets than the first table holds, in time order: the arrays grow mid-column.
     n = 50_000

@@ -312,6 +312,25 @@ def _groups(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Groups | 
                    counts, bounds)  # fmt: skip
 
 
+def count_repeats(groups: np.ndarray, timestamps: np.ndarray) -> int:
+    """How many rows repeat the (group, timestamp) of another row (all but one of each pair's
+    rows: what a flush drops). ``groups`` numbers each row's group (its series) from 0,
+    densely for the least work. The timestamps are placed group by group and each group
+    sorted where it lies, as a flush sorts them: linear in the rows, where sorting the whole
+    batch is not."""
+    n = len(groups)
+    if n == 0:
+        return 0
+    counts = np.bincount(groups)
+    bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    rank = np.arange(len(counts), dtype=np.int64)
+    ts, _ = _scatter_columns(groups, rank, bounds, timestamps, timestamps.view(np.uint64))
+    same = ts[1:] == ts[:-1]
+    starts = bounds[1:-1]
+    same[starts[(starts > 0) & (starts < n)] - 1] = False  # across groups: no repeat
+    return int(np.count_nonzero(same))
+
+
 def _windows(timestamps: np.ndarray, duration: int) -> np.ndarray:
     """``window_starts`` of a non-empty array, by the kernel."""
     return _window_starts(timestamps, duration, timestamps.min(), timestamps.max())

@@ -18,7 +18,7 @@ import polars as pl
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.tombstones import Tombstones
-from tsdb_arrow.ingest.cut import keep_last
+from tsdb_arrow.ingest.cut import count_repeats
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
@@ -55,13 +55,12 @@ def repeats_within_batch(refs: np.ndarray, timestamps: np.ndarray, codes: np.nda
 
     ``codes`` numbers each row's series densely from 0 (``Resolved.row_sets``). When each
     series' times increase row by row (appending, the usual case) the answer is 0 after one
-    pass; otherwise the rows are sorted and the repeats counted as a flush drops them.
+    pass; otherwise each series' times are sorted and the repeats counted as a flush drops
+    them (``cut.count_repeats``).
     """
-    n = len(refs)
-    if n == 0 or _increasing_per_series(refs, timestamps, codes):
+    if len(refs) == 0 or _increasing_per_series(refs, timestamps, codes):
         return 0
-    order = np.lexsort((timestamps, refs))
-    return n - int(np.count_nonzero(keep_last(refs[order], timestamps[order])))
+    return count_repeats(codes, timestamps)
 
 
 def stored_matches(
