@@ -258,9 +258,9 @@ def test_in_row_order_lists_the_series_as_rows_first_bring_them():
     ]
 
 
-def test_a_long_batch_is_probed_on_its_first_rows_then_looked_up_by_column(monkeypatch):
-    """A miss usually shows in the first ``probe_rows`` rows, packing only those; a batch
-    passing the probe is looked up column by column, where a new set later is a miss too."""
+def test_a_long_batch_is_probed_at_both_ends_then_looked_up_by_column(monkeypatch):
+    """A miss usually shows in the first or last ``probe_rows // 2`` rows, packing only those;
+    a batch passing the probe is looked up column by column, where a new set is a miss too."""
     from tsdb_arrow.ingest import known as known_mod
 
     packed_rows = []
@@ -282,10 +282,21 @@ def test_a_long_batch_is_probed_on_its_first_rows_then_looked_up_by_column(monke
     assert packed_rows == [20, 20]
     assert known.lookup(labels_of(distinct), 60) is None  # rows 50-59 are new: a miss
     assert packed_rows == [20, 20, 20]
+    searched = []
+    real_search = KnownSeries._search_columns
+
+    def search(self, *args):
+        searched.append(args[1])
+        return real_search(self, *args)
+
+    monkeypatch.setattr(KnownSeries, "_search_columns", search)
+    middle = [*distinct[:30], {"__name__": "up", "a": "new"}, *distinct[:29]]
+    assert known.lookup(labels_of(middle), 60) is None  # past the probe, found by column
+    assert (packed_rows, searched) == ([20, 20, 20, 20], [60])
     assert lookup(known, labels_of(distinct[:50]), 50).tolist() == [
         series_ref(r) for r in distinct[:50]
     ]
-    assert (known.hits, known.misses) == (2, 2)
+    assert (known.hits, known.misses) == (2, 3)
 
 
 def _large_strings(values):

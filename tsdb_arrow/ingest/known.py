@@ -457,6 +457,10 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
     return offsets, data, has_valid, valid if has_valid else _NO_VALID, name_bytes, name_end
 
 
+def _chunks(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+
+
 @dataclass(frozen=True)
 class Found:
     """A batch whose every label set is remembered: each row's ref, and (None when no two rows
@@ -517,7 +521,7 @@ class KnownSeries:
             self.misses += 1
             return None
         if n_rows > 2 * self.probe_rows:
-            found = self._search_columns(labels, n_rows) if self._probe(labels) else None
+            found = self._search_columns(labels, n_rows) if self._probe(labels, n_rows) else None
         else:
             packed = _pack(labels, n_rows)
             found = None if packed is None else self._search(packed, n_rows, self.probe_rows)
@@ -552,11 +556,20 @@ class KnownSeries:
                      self._count, refs, entries, stop_at_miss, self._stamp, batch,
                      probe_rows)  # fmt: skip
 
-    def _probe(self, labels: dict[str, pa.ChunkedArray]) -> bool:
-        """Whether the first ``probe_rows`` rows of a longer batch are all remembered: a batch
-        bringing new series usually shows it there, for the cost of those rows only."""
-        rows = self.probe_rows
-        packed = _pack({name: col.slice(0, rows) for name, col in labels.items()}, rows)
+    def _probe(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> bool:
+        """Whether the first and the last ``probe_rows // 2`` rows of a longer batch are all
+        remembered: a batch bringing new series usually shows it there (a series-sorted load's
+        next batch starts with the last series of the one before, and ends with new ones), for
+        the cost of those rows only."""
+        half = self.probe_rows // 2
+        rows = 2 * half
+        ends = {
+            name: pa.chunked_array(
+                [*_chunks(col.slice(0, half)), *_chunks(col.slice(n_rows - half, half))], col.type
+            )
+            for name, col in labels.items()
+        }
+        packed = _pack(ends, rows)
         if packed is None:
             return False
         found = self._search(packed, rows, rows)
