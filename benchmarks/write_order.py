@@ -1,12 +1,13 @@
 """Write-order rows: the same samples loaded series-sorted, time-sorted and shuffled, warm and cold.
 
 load = ``db.write`` of every batch + ``db.flush()`` wall time, into a fresh directory with the
-cache off. Orders: the data set as shipped (sorted by series), sorted by ``timestamp`` (the shape
-of exports from other databases and of concatenated scrapes), and shuffled then cut into
-``SHUFFLED_BATCHES`` batches. Warm = in this process after a warm-up (best of the repetitions);
-cold = a fresh Python process per load (``python -m benchmarks.write_order TABLE N DIR``), timed
-from after ``import tsdb_arrow`` and the Parquet read, so it counts what a first write pays:
-loading compiled kernels, first-call set-up.
+cache off. Cases (``CASES``): the data set as shipped (sorted by series), sorted by
+``timestamp`` (the shape of exports from other databases and of concatenated scrapes), each in
+one write; shuffled then cut into ``SHUFFLED_BATCHES`` batches; and shuffled in one write.
+Warm = in this process after a warm-up (best of the repetitions); cold = a fresh Python process
+per load (``python -m benchmarks.write_order TABLE N DIR``), timed from after ``import
+tsdb_arrow`` and the Parquet read, so it counts what a first write pays: loading compiled
+kernels, first-call set-up.
 """
 
 from __future__ import annotations
@@ -27,14 +28,21 @@ from benchmarks.measure import Row, rate
 
 ORDERS = ("series-sorted", "time-sorted", "shuffled")
 SHUFFLED_BATCHES = 41
+#: (order, batches) of each measured case; the first is the base of the ratios.
+CASES = (
+    ("series-sorted", 1),
+    ("time-sorted", 1),
+    ("shuffled", SHUFFLED_BATCHES),
+    ("shuffled", 1),
+)
 SEED = 42
 COLD_TIMEOUT_S = 1800
 
 
-def system_name(order: str, cold: bool) -> str:
-    """The table's system cell of one write-order row."""
-    batches = f", {SHUFFLED_BATCHES} batches" if order == "shuffled" else ""
-    return f"{ours.SYSTEM} {order}{batches} ({'cold' if cold else 'warm'})"
+def system_name(order: str, cold: bool, batches: int = 1) -> str:
+    """The table's system cell of one write-order row (a shuffled case names its batches)."""
+    count = "" if order != "shuffled" else f", {batches} batch{'es' if batches > 1 else ''}"
+    return f"{ours.SYSTEM} {order}{count} ({'cold' if cold else 'warm'})"
 
 
 def ordered(table: pa.Table, order: str) -> pa.Table:
@@ -96,13 +104,12 @@ def run(data: DataSet, work_dir: Path, repetitions: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="order-warmup-", dir=work_dir) as tmp:
         for order in ORDERS:  # compiles (or loads) every kernel each order meets
             load_seconds(batches_of(ordered(warm_up, order), 3), Path(tmp) / order)
-    for order in ORDERS:
-        n_batches = SHUFFLED_BATCHES if order == "shuffled" else 1
+    for order, n_batches in CASES:
         table = ordered(data.table, order)
-        path = work_dir / f"order-{data.name}-{order}.parquet"
+        path = work_dir / f"order-{data.name}-{order}-{n_batches}.parquet"
         pq.write_table(table, path, compression="zstd")
         for cold in (False, True):
-            row = Row(system_name(order, cold), data.name, data.samples)
+            row = Row(system_name(order, cold, n_batches), data.name, data.samples)
             try:
                 if cold:
                     seconds = _cold(path, n_batches, work_dir, repetitions)
@@ -119,17 +126,18 @@ def run(data: DataSet, work_dir: Path, repetitions: int) -> list[Row]:
 
 
 def ratio_lines(rows: list[Row], vm: Row | None) -> list[str]:
-    """Each order's load rate against series-sorted (same warmth) and against VictoriaMetrics."""
+    """Each case's load rate against series-sorted (same warmth) and against VictoriaMetrics."""
     by_name = {r.system: r for r in rows}
+    base_order, base_batches = CASES[0]
     lines = []
     for cold in (False, True):
-        base = by_name.get(system_name("series-sorted", cold))
-        for order in ORDERS:
-            row = by_name.get(system_name(order, cold))
+        base = by_name.get(system_name(base_order, cold, base_batches))
+        for order, n_batches in CASES:
+            row = by_name.get(system_name(order, cold, n_batches))
             if row is None or row.load_sps is None:
                 continue
             parts = []
-            if order != "series-sorted" and base is not None and base.load_sps:
+            if row is not base and base is not None and base.load_sps:
                 parts.append(f"{row.load_sps / base.load_sps:.2f}x series-sorted")
             if vm is not None and vm.load_sps:
                 parts.append(f"{row.load_sps / vm.load_sps:.2f}x VictoriaMetrics' import")

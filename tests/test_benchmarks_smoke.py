@@ -181,16 +181,20 @@ def test_write_order_rows_load_every_order_warm_and_cold(tmp_path):
     data = DataSet("tiny", make_synthetic(30, 40), "test")
     rows = write_order.run(data, tmp_path, repetitions=1)
     assert [r.system for r in rows] == [
-        write_order.system_name(order, cold)
-        for order in write_order.ORDERS
+        write_order.system_name(order, cold, batches)
+        for order, batches in write_order.CASES
         for cold in (False, True)
+    ]
+    assert [r.system for r in rows][4:7:2] == [
+        "tsdb-arrow shuffled, 41 batches (warm)",
+        "tsdb-arrow shuffled, 1 batch (warm)",
     ]
     assert not any(r.failed for r in rows), [r.notes for r in rows]
     assert all(r.load_sps and r.load_sps > 0 for r in rows)
     vm = Row(victoriametrics.SYSTEM, "tiny", data.samples, load_sps=1e6)
     lines = write_order.ratio_lines(rows, vm)
-    assert len(lines) == 6
-    assert sum("x series-sorted" in line for line in lines) == 4
+    assert len(lines) == 8
+    assert sum("x series-sorted" in line for line in lines) == 6
     assert all("VictoriaMetrics' import" in line for line in lines)
     # Every order holds the same rows: the orders are permutations of the data set.
     want = pl.from_arrow(data.table)
