@@ -458,6 +458,7 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
 
 
 def _chunks(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
+    """The arrays of a label column, chunked or not."""
     return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
 
 
@@ -593,11 +594,11 @@ class KnownSeries:
             if not pa.types.is_large_string(column.type):
                 return None
             lo = 0
-            for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+            for chunk in _chunks(column):
                 hi = lo + len(chunk)
                 if chunk.null_count < len(chunk):
                     valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
-                    rows = np.empty(hi - lo, dtype=np.int64)
+                    rows = np.empty(len(chunk) - chunk.null_count, dtype=np.int64)
                     rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
                                               keys[lo:hi], rows)]  # fmt: skip
                     pieces.append((name_bytes, lo, hi, rows, offsets, base, data))
