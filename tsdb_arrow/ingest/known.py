@@ -7,7 +7,8 @@ name order, ``name 0xFF value 0xFF`` (the bytes its ref hashes). A later row is 
 its ref is remembered and its own labels equal those bytes exactly, label by label, with no
 0xFF inside a name or value (which valid UTF-8 never has: a value holding ``0xFF b 0xFF``
 cannot pass for two labels), so a hit stands for exactly the label set that passed every check
-before.
+before. A bulk load written in batches repeats its series too, over many rows in any order:
+its long batches are looked up column by column (``KnownSeries._search_columns``).
 
 Entries are added only after their write succeeded, and the index never forgets a series, so
 every remembered label set is in the index. The memory is bounded (``max_bytes``): when full it
