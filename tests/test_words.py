@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsdb_arrow.words import last_word, load_half, load_word
+from tsdb_arrow.words import last_word, load_half, load_word, mix_bytes, same_bytes
 
 
 @nb.njit(cache=False)
@@ -66,3 +66,30 @@ def test_only_contiguous_byte_arrays_are_accepted():
         _words(np.zeros(32, dtype=np.uint8)[::2], 0)
     with pytest.raises(nb.core.errors.TypingError):
         _words(np.zeros(4, dtype=np.int64), 0)
+
+
+@nb.njit(cache=False)
+def _same(a, i, b, j, n):
+    return same_bytes(a, i, b, j, n)
+
+
+@nb.njit(cache=False)
+def _mix(data, s, e):
+    return mix_bytes(np.uint64(7), data, s, e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.binary(max_size=40), b=st.binary(max_size=40), pad=st.integers(0, 9))
+def test_same_bytes_and_the_hash_follow_the_bytes(a, b, pad):
+    """Equal strings anywhere in their arrays: equal, and the same hash; a string and its
+    one-byte-shorter prefix hash differently (the length is mixed in)."""
+    if len(b) > len(a):
+        a, b = b, a
+    b = (b + a)[: len(a)]
+    left = np.frombuffer(a, dtype=np.uint8)
+    right = np.frombuffer(bytes(pad) + b, dtype=np.uint8)
+    assert _same(left, 0, right, pad, len(a)) == (a == b)
+    if a == b:
+        assert _mix(left, 0, len(a)) == _mix(right, pad, pad + len(b))
+    if a:
+        assert _mix(left, 0, len(a)) != _mix(left, 0, len(a) - 1)

@@ -24,10 +24,10 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from tsdb_arrow.ingest.labelsets import string_buffers
+from tsdb_arrow.ingest.labelsets import chunks_of, present_chunks, string_buffers
 from tsdb_arrow.model import REF, SEPARATOR
 from tsdb_arrow.prefetch import prefetch
-from tsdb_arrow.words import last_word, load_word
+from tsdb_arrow.words import last_word, load_word, mix_bytes, same_bytes
 
 MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
 # Rows are looked up one by one (``_find``) in batches of up to twice this many rows; longer
@@ -53,23 +53,6 @@ _NO_BYTES = np.zeros(0, dtype=np.uint8)
 _NO_VALID = np.ones((0, 0), dtype=np.bool_)
 _SEP = np.uint8(SEPARATOR)
 _KEY_SEED = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _mix_bytes(x, data, s, e):
-    """``x`` mixed with ``data[s:e]`` and its length, a word at a time (``tsdb_arrow.words``):
-    the memory's own key, much cheaper per byte than the byte-at-a-time FNV-1a of the series
-    ref."""
-    x = (x ^ np.uint64(e - s)) * _MIX2
-    k = s
-    while k + 8 < e:
-        x = (x ^ load_word(data, k)) * _MIX1
-        x ^= x >> np.uint64(29)
-        k += 8
-    x = (x ^ last_word(data, k, e)) * _MIX2
-    return x ^ (x >> np.uint64(32))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -77,7 +60,7 @@ def _name_keys(names, name_end):
     """Each label name's bytes mixed, once per call: a row's key mixes in its names' keys."""
     out = np.empty(name_end.shape[0] - 1, dtype=np.uint64)
     for c in range(out.shape[0]):
-        out[c] = _mix_bytes(_KEY_SEED, names, name_end[c], name_end[c + 1])
+        out[c] = mix_bytes(_KEY_SEED, names, name_end[c], name_end[c + 1])
     return out
 
 
@@ -90,7 +73,7 @@ def _row_key(offsets, data, has_valid, valid, name_keys, i):
         e = offsets[c, i + 1]
         if e == s or (has_valid and not valid[c, i]):
             continue
-        x = _mix_bytes(x ^ name_keys[c], data, s, e)
+        x = mix_bytes(x ^ name_keys[c], data, s, e)
     return x
 
 
@@ -111,7 +94,7 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
 
     Candidates, in order: the previous row's entry (the same series again), the entry after it
     (a feed sends its series in the order they were remembered), then the entries of the
-    row's key in the hash table (``_mix_bytes`` over its present names and values, as
+    row's key in the hash table (``mix_bytes`` over its present names and values, as
     ``_row_keys`` keys an entry). The first whose bytes match is the row's entry; the guesses
     save hashing the row. A row found gets its entry's series ref in ``refs`` (equal bytes:
     the same label set, so the same ref). ``stop_at_miss``: return ``_MISS`` at the first row
@@ -258,7 +241,7 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
             s = offsets[base + i]
             e = offsets[base + i + 1]
             if e > s:
-                keys[i] = _mix_bytes(keys[i] ^ name_key, data, s, e)
+                keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
                 rows[k] = i
                 k += 1
         return k
@@ -277,7 +260,7 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
             e = offsets[j + 1]
             if e > s:
                 i = j - base
-                keys[i] = _mix_bytes(keys[i] ^ name_key, data, s, e)
+                keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
                 rows[k] = i
                 k += 1
     return k
@@ -308,7 +291,9 @@ def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
     """Whether each row of ``rows`` has, at ``at[i]`` in its candidate's bytes, this label:
     ``name 0xFF value 0xFF`` with no 0xFF in the value; ``at`` moves past it. Compared a word
     at a time (``tsdb_arrow.words``); the remembered name and value hold no 0xFF, so equal
-    words and both separators in place mean this very name and value."""
+    words and both separators in place mean this very name and value. The value's loop looks
+    for 0xFF in the words it compares (``same_bytes`` and a second pass over the value ran
+    3-6x slower here)."""
     nlen = name.shape[0]
     for r in range(rows.shape[0]):
         i = rows[r]
@@ -320,12 +305,7 @@ def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
             return False
         if arena[q + length] != _SEP:
             return False
-        k = 0
-        while k + 8 < nlen:
-            if load_word(arena, p + k) != load_word(name, k):
-                return False
-            k += 8
-        if last_word(arena, p + k, p + nlen) != last_word(name, k, nlen):
+        if not same_bytes(arena, p, name, 0, nlen):
             return False
         k = 0
         while k + 8 < length:
@@ -458,11 +438,6 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
     return offsets, data, has_valid, valid if has_valid else _NO_VALID, name_bytes, name_end
 
 
-def _chunks(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
-    """The arrays of a label column, chunked or not."""
-    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-
-
 @dataclass(frozen=True)
 class Found:
     """A batch whose every label set is remembered: each row's ref, and (None when no two rows
@@ -567,7 +542,8 @@ class KnownSeries:
         rows = 2 * half
         ends = {
             name: pa.chunked_array(
-                [*_chunks(col.slice(0, half)), *_chunks(col.slice(n_rows - half, half))], col.type
+                chunks_of(col.slice(0, half)) + chunks_of(col.slice(n_rows - half, half)),
+                col.type,
             )
             for name, col in labels.items()
         }
@@ -594,16 +570,13 @@ class KnownSeries:
             column = labels[name]
             if not pa.types.is_large_string(column.type):
                 return None
-            lo = 0
-            for chunk in _chunks(column):
+            for lo, chunk in present_chunks(column):
                 hi = lo + len(chunk)
-                if chunk.null_count < len(chunk):
-                    valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
-                    rows = np.empty(len(chunk) - chunk.null_count, dtype=np.int64)
-                    rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
-                                              keys[lo:hi], rows)]  # fmt: skip
-                    pieces.append((name_bytes, lo, hi, rows, offsets, base, data))
-                lo = hi
+                valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
+                rows = np.empty(len(chunk) - chunk.null_count, dtype=np.int64)
+                rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
+                                          keys[lo:hi], rows)]  # fmt: skip
+                pieces.append((name_bytes, lo, hi, rows, offsets, base, data))
         entries = np.empty(n_rows, dtype=np.int64)
         at = np.empty(n_rows, dtype=np.int64)
         with self._lock:

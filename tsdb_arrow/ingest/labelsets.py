@@ -15,13 +15,14 @@ cost one hash lookup; absent values (most of a wide label set) cost a bit test.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from tsdb_arrow.words import last_word, load_word
+from tsdb_arrow.words import MIX1, MIX2, mix_bytes, same_bytes
 
 
 def readonly(arr: np.ndarray) -> np.ndarray:
@@ -37,8 +38,6 @@ def readonly(arr: np.ndarray) -> np.ndarray:
 _EMPTY_U8 = readonly(np.zeros(0, dtype=np.uint8))
 _EMPTY_I64 = readonly(np.zeros(0, dtype=np.int64))
 _ROOT = 0  # the id of the empty label set
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _MIN_TABLE = 1024
 
 
@@ -55,8 +54,9 @@ def _refine(
     when an array must grow first (``state``: ids in use, arena bytes in use, bytes needed).
     ``memo[g]`` is the id this column last gave to set g: rows in series order, and rows in
     time order with one value per set, cost one comparison instead of a hash lookup. The loop
-    calls no function and reassigns no array: numba would count references on every row.
-    Bytes are hashed and compared a word at a time (``tsdb_arrow.words``).
+    calls no function but the inlined word helpers and reassigns no array: numba would count
+    references on every row. Bytes are hashed and compared a word at a time
+    (``tsdb_arrow.words``).
     """
     n = ids.shape[0]
     mask = table.shape[0] - 1
@@ -97,30 +97,18 @@ def _refine(
             continue
         g = ids[i]
         e = memo[g]
-        if e > 0 and column[e] == col and arena_start[e + 1] - arena_start[e] == length:
-            a = arena_start[e]
-            same = True
-            k = 0
-            while k + 8 < length:
-                if load_word(arena, a + k) != load_word(src, s + k):
-                    same = False
-                    break
-                k += 8
-            if same:
-                same = last_word(arena, a + k, a + length) == last_word(src, s + k, s + length)
-            if same:
-                ids[i] = e
-                i += 1
-                continue
-        x = (np.uint64(g) * _MIX2 + np.uint64(col)) ^ np.uint64(length)
-        k = 0
-        while k + 8 < length:
-            x = (x ^ load_word(src, s + k)) * _MIX1
-            x ^= x >> np.uint64(29)
-            k += 8
-        x = (x ^ last_word(src, s + k, s + length)) * _MIX2
-        x = (x ^ (x >> np.uint64(30))) * _MIX1
-        x = (x ^ (x >> np.uint64(27))) * _MIX2
+        if (
+            e > 0
+            and column[e] == col
+            and arena_start[e + 1] - arena_start[e] == length
+            and same_bytes(arena, arena_start[e], src, s, length)
+        ):
+            ids[i] = e
+            i += 1
+            continue
+        x = mix_bytes(np.uint64(g) * MIX2 + np.uint64(col), src, s, s + length)
+        x = (x ^ (x >> np.uint64(30))) * MIX1
+        x = (x ^ (x >> np.uint64(27))) * MIX2
         x = x ^ (x >> np.uint64(31))
         slot = np.int64(x & np.uint64(mask))
         while True:
@@ -132,19 +120,9 @@ def _refine(
                 and parent[e] == g
                 and column[e] == col
                 and arena_start[e + 1] - arena_start[e] == length
+                and same_bytes(arena, arena_start[e], src, s, length)
             ):
-                a = arena_start[e]
-                same = True
-                k = 0
-                while k + 8 < length:
-                    if load_word(arena, a + k) != load_word(src, s + k):
-                        same = False
-                        break
-                    k += 8
-                if same and last_word(arena, a + k, a + length) == last_word(
-                    src, s + k, s + length
-                ):
-                    break
+                break
             slot = (slot + 1) & mask
         if e < 0:
             e = state[0]
@@ -265,6 +243,20 @@ def string_buffers(arr: pa.Array) -> tuple:
     return valid, has_valid, offsets_np, _EMPTY_U8, readonly(data), _EMPTY_I64, arr.offset, False
 
 
+def chunks_of(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
+    """The arrays of a label column, chunked or not."""
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def present_chunks(column: pa.ChunkedArray | pa.Array) -> Iterator[tuple[int, pa.Array]]:
+    """Each chunk of a label column that holds a value, with the row it starts at."""
+    lo = 0
+    for chunk in chunks_of(column):
+        if chunk.null_count < len(chunk):
+            yield lo, chunk
+        lo += len(chunk)
+
+
 @dataclass(frozen=True)
 class LabelSets:
     """The distinct label sets of a batch and which one each row holds."""
@@ -279,14 +271,8 @@ def distinct_label_sets(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Labe
     ids = np.zeros(n_rows, dtype=np.int64)
     arena = _Arena(capacity=min(n_rows, 4096))
     for col, name in enumerate(names):
-        column = labels[name]
-        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-        lo = 0
-        for chunk in chunks:
-            hi = lo + len(chunk)
-            if chunk.null_count < len(chunk):
-                arena.refine(col, chunk, ids[lo:hi])
-            lo = hi
+        for lo, chunk in present_chunks(labels[name]):
+            arena.refine(col, chunk, ids[lo : lo + len(chunk)])
     n_ids = int(arena.state[0])
     seen = np.zeros(n_ids, dtype=np.bool_)
     seen[ids] = True
