@@ -344,29 +344,23 @@ def cut(
         return []
     windows = _windows(timestamps, duration)
     groups = _groups(windows, refs, timestamps)
-    if groups is not None:
-        # Refs and windows are constant per group: repeated, not gathered row by row. Values
-        # move as their bits (every NaN payload kept).
+    if groups is None:
+        starts, edges = _row_edges(windows)
+    else:
+        # Refs are constant per group: repeated, not gathered row by row. Values move as their
+        # bits (every NaN payload kept).
         timestamps, bits = _scatter_columns(
             groups.ids, groups.rank, groups.bounds, timestamps, values.view(np.uint64)
         )
-        windows = np.repeat(groups.windows, groups.counts)
         refs = np.repeat(groups.refs, groups.counts)
         values = bits.view(np.float64)
         keep = keep_last(refs, timestamps)
-        if not keep.all():
-            windows, refs, timestamps, values = (
-                windows[keep],
-                refs[keep],
-                timestamps[keep],
-                values[keep],
-            )
-    bounds = np.flatnonzero(np.diff(windows)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(refs)]))
+        starts, edges = _group_edges(groups, keep)
+        if edges[-1] < len(refs):  # rows were dropped
+            refs, timestamps, values = refs[keep], timestamps[keep], values[keep]
     return [
-        Window(int(windows[s]), refs[s:e], timestamps[s:e], values[s:e])
-        for s, e in zip(starts, ends)
+        Window(int(w), refs[s:e], timestamps[s:e], values[s:e])
+        for w, s, e in zip(starts, edges[:-1], edges[1:])
     ]
 
 
@@ -384,13 +378,33 @@ def cut_rows(
     groups = _groups(windows, refs, timestamps)
     if groups is None:
         order = np.arange(len(refs))
+        starts, edges = _row_edges(windows)
     else:  # the row numbers travel as the payload of the samples' sort
         rows = np.arange(len(refs), dtype=np.int64).view(np.uint64)
-        _, rows = _scatter_columns(groups.ids, groups.rank, groups.bounds, timestamps, rows)
-        order = rows.view(np.int64)
-    order = order[keep_last(refs[order], timestamps[order])]
-    sorted_windows = windows[order]
-    bounds = np.flatnonzero(np.diff(sorted_windows)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(order)]))
-    return [(int(sorted_windows[s]), order[s:e]) for s, e in zip(starts, ends)]
+        sorted_ts, rows = _scatter_columns(groups.ids, groups.rank, groups.bounds, timestamps, rows)
+        keep = keep_last(np.repeat(groups.refs, groups.counts), sorted_ts)
+        order = rows.view(np.int64)[keep]
+        starts, edges = _group_edges(groups, keep)
+    return [(int(w), order[s:e]) for w, s, e in zip(starts, edges[:-1], edges[1:])]
+
+
+def _row_edges(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's start and the rows where windows begin and end (one more), for rows
+    sorted by window."""
+    bounds = np.flatnonzero(np.diff(windows)) + 1
+    starts = windows[np.concatenate(([0], bounds))]
+    return starts, np.concatenate(([0], bounds, [len(windows)]))
+
+
+def _group_edges(groups: _Groups, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_row_edges`` of the groups' sorted rows once those ``keep`` is False are dropped,
+    found among the groups (windows change only between two) rather than the rows."""
+    changes = np.flatnonzero(np.diff(groups.windows)) + 1
+    edges = groups.bounds[np.concatenate(([0], changes, [len(groups.windows)]))]
+    dropped = len(keep) - int(np.count_nonzero(keep))
+    if dropped:
+        # A group keeps its last row, so no window empties; each edge moves back by the rows
+        # dropped before it.
+        before = np.concatenate(([0], np.cumsum(~keep)))
+        edges = edges - before[edges]
+    return groups.windows[np.concatenate(([0], changes))], edges
