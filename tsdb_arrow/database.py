@@ -129,6 +129,8 @@ class Database:
             self._pool_threads = ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-arrow"
             )
+            # A write's known-series search splits a long batch across two cores, if there are.
+            self._search_pool = self._pool_threads if (os.cpu_count() or 1) > 1 else None
             # Free buffers kept for reuse: enough for the head and the one being flushed (the
             # background flush swaps a full head while writes fill the next).
             max_free = 2 * (self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows)) + 4
@@ -351,7 +353,7 @@ class Database:
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
-        found = self._known_series().lookup(batch.labels, batch.num_rows)
+        found = self._known_series().lookup(batch.labels, batch.num_rows, self._search_pool)
         if found is None:  # some row's label set may be new: the batch's sets are resolved
             return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
         if found.row_sets is None:  # every label set passed the checks, is in the index,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -47,13 +50,23 @@ def remembered(table_rows, names=NAMES):
 
 
 @settings(max_examples=150, deadline=None)
-@given(seen=rows, asked=rows, chunks=st.integers(1, 3), by_column=st.booleans())
-def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks, by_column):
-    """Row by row or column by column (a batch longer than twice ``probe_rows``), a hit is
-    exactly the resolver's refs, with the rows' series numbered as they first appear."""
+@given(
+    seen=rows,
+    asked=rows,
+    chunks=st.integers(1, 3),
+    by_column=st.booleans(),
+    split=st.booleans(),
+)
+def test_a_hit_gives_the_reference_refs_and_a_new_set_misses(seen, asked, chunks, by_column, split):
+    """Row by row or column by column (a batch longer than twice ``probe_rows``; in two halves
+    at once with ``split``), a hit is exactly the resolver's refs, with the rows' series
+    numbered as they first appear."""
+    from tsdb_arrow.ingest import known as known_mod
+
     known = remembered(seen)
     known.probe_rows = 1 if by_column else 10**6
-    found = known.lookup(labels_of(asked, chunks=chunks), len(asked))
+    with ThreadPoolExecutor(1) as pool, mock.patch.object(known_mod, "SPLIT_VALUES", 0):
+        found = known.lookup(labels_of(asked, chunks=chunks), len(asked), pool if split else None)
     seen_refs = {series_ref(r) for r in seen}
     want = [series_ref(r) for r in asked]
     if not set(want) <= seen_refs:
@@ -310,25 +323,18 @@ def _large_strings(values):
 
 
 def _columns_of(table_rows):
-    """The column lookup's first two steps over ``table_rows``: each row's key, and per
-    present column its name and (rows, offsets, base, data)."""
+    """The column lookup's first step over ``table_rows``: each row's key, and per column chunk
+    holding a value what ``_match_rows`` compares (``known._key_columns``)."""
     from tsdb_arrow.ingest import known as known_mod
-    from tsdb_arrow.ingest.labelsets import string_buffers
 
     n = len(table_rows)
     keys = np.full(n, known_mod._KEY_SEED, dtype=np.uint64)
-    pieces = []
+    columns = []
     for name in sorted({k for r in table_rows for k in r}):
-        arr = _large_strings([r.get(name) for r in table_rows])
-        if arr.null_count == len(arr):
-            continue
-        valid, has_valid, offsets, _, data, _, base, _ = string_buffers(arr)
         name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
         name_key = known_mod._name_keys(name_bytes, np.array([0, len(name_bytes)]))[0]
-        rows = np.empty(n, dtype=np.int64)
-        count = known_mod._key_column(valid, has_valid, offsets, base, data, name_key, keys, rows)
-        pieces.append((name_bytes, (rows[:count], offsets, base, data)))
-    return keys, pieces
+        columns.append((_large_strings([r.get(name) for r in table_rows]), name_bytes, name_key))
+    return keys, known_mod._key_columns(columns, keys, 0, n)
 
 
 def test_column_keys_are_the_row_keys_the_memory_keeps():
@@ -366,16 +372,17 @@ def test_a_candidate_whose_bytes_differ_is_no_match(asked):
         entries = np.array([entry], dtype=np.int64)
         at = known._start[entries].copy()
         matched = all(
-            known_mod._match_rows(*piece[:3], piece[3], name, entries, at, known._start,
-                                  known._arena)  # fmt: skip
-            for name, piece in pieces
+            known_mod._match_rows(
+                rows, offsets, base, data, name, entries, at, known._start, known._arena
+            )  # fmt: skip
+            for name, rows, _, _, offsets, base, data in pieces
         )
         assert not (matched and known_mod._ended(entries, at, known._start))
     right = {"__name__": "up", "a": "x", "b": "y"}
     _, pieces = _columns_of([right])
     entries = np.array([0], dtype=np.int64)
     at = known._start[entries].copy()
-    for name, (rows, offsets, base, data) in pieces:
+    for name, rows, _, _, offsets, base, data in pieces:
         assert known_mod._match_rows(rows, offsets, base, data, name, entries, at,
                                      known._start, known._arena)  # fmt: skip
     assert known_mod._ended(entries, at, known._start)
@@ -441,3 +448,50 @@ def test_a_bulk_batch_of_admitted_sets_skips_the_index(tmp_path, monkeypatch):
     want = frame.sort("__name__", "timestamp")
     assert got["value"].to_list() == want["value"].to_list()
     assert got["timestamp"].dt.epoch("ms").to_list() == want["timestamp"].to_list()
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_shuffled_bulk_batch_of_known_series_is_found_column_by_column(
+    tmp_path, monkeypatch, split
+):
+    """An Arrow batch (large strings, as a Parquet file gives them) of shuffled rows of known
+    series is looked up column by column, with ``split`` in two halves at once on the
+    database's pool: one hit, and every sample reads back under its own series."""
+    import polars as pl
+
+    import tsdb_arrow as ta
+    from tsdb_arrow.ingest import known as known_mod
+
+    monkeypatch.setattr(known_mod, "SPLIT_VALUES", 0 if split else 2**62)
+    halves = []
+    real_halves = known_mod._halves
+    monkeypatch.setattr(known_mod, "_halves", lambda n: halves.append(n) or real_halves(n))
+    rng = np.random.default_rng(11)
+    hosts = [f"host-{i:03d}" for i in range(200)]
+
+    def batch(first_ts: int, order: np.ndarray) -> pa.Table:
+        host = np.repeat(hosts, 25)[order]
+        name = np.where(np.char.endswith(host, "7"), "m7", "m")
+        ts = np.tile(np.arange(first_ts, first_ts + 25, dtype=np.int64), 200)[order]
+        return pa.table({
+            "timestamp": ts,
+            "value": rng.random(len(order)),
+            "__name__": pa.array(name, pa.large_string()),
+            "host": pa.array(host, pa.large_string()),
+            "dc": pa.array([None if h.endswith("3") else "eu" for h in host], pa.large_string()),
+        })  # fmt: skip
+
+    first = batch(0, np.arange(5000))
+    second = batch(1000, rng.permutation(5000))
+    with ta.open(tmp_path / "db") as db:
+        db.write(first)
+        assert db.write(second).replaced == 0
+        assert db._known.stats()["hits"] == 1
+        assert halves == ([5000] if split else [])
+        got = db.select('{__name__=~"m|m7"}').collect()
+    want = pl.concat([pl.from_arrow(first), pl.from_arrow(second)])
+    key = ["host", "timestamp"]
+    got = got.with_columns(pl.col("timestamp").dt.epoch("ms")).sort(key)
+    assert got.select("__name__", "host", "dc", "timestamp", "value").equals(
+        want.select("__name__", "host", "dc", "timestamp", "value").sort(key)
+    )

@@ -18,7 +18,11 @@ is emptied and refills from the writes that follow.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numba as nb
 import numpy as np
@@ -36,6 +40,10 @@ MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
 # (node-exporter rows of 38 label columns: 60 ns a row in series order, 110 shuffled, against
 # 200-300 one by one; 3 label columns: 50-75 against 105-155).
 PROBE_ROWS = 512
+#: Present label values from which a column-by-column search is split in two halves searched
+#: at once, when the caller gives a pool: a few milliseconds of work, against some tens of
+#: microseconds to hand a half to another thread.
+SPLIT_VALUES = 1 << 18
 # What ``_find`` answers.
 _MISS, _DISTINCT, _FOUND, _UNORDERED = 0, 1, 2, 3
 #: Rows in a row whose guesses (the previous row's entry and the one after it) missed, after
@@ -53,6 +61,7 @@ _NO_BYTES = np.zeros(0, dtype=np.uint8)
 _NO_VALID = np.ones((0, 0), dtype=np.bool_)
 _SEP = np.uint8(SEPARATOR)
 _KEY_SEED = np.uint64(0x9E3779B97F4A7C15)
+T = TypeVar("T")
 
 
 @nb.njit(cache=True, nogil=True)
@@ -438,6 +447,46 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
     return offsets, data, has_valid, valid if has_valid else _NO_VALID, name_bytes, name_end
 
 
+def _key_columns(
+    columns: list[tuple[pa.ChunkedArray, np.ndarray, np.uint64]], keys: np.ndarray, lo: int, hi: int
+) -> list[tuple]:
+    """Mix the label columns (column, name's bytes, name's key) of rows ``lo:hi`` into their
+    ``keys``; per column chunk, what ``_match_rows`` needs then: (name, present rows relative
+    to the chunk, the chunk's rows, its buffers)."""
+    pieces = []
+    whole = lo == 0 and hi == len(keys)
+    for column, name, name_key in columns:
+        part = column if whole else column.slice(lo, hi - lo)
+        for start, chunk in present_chunks(part):
+            a = lo + start
+            b = a + len(chunk)
+            valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
+            rows = np.empty(len(chunk) - chunk.null_count, dtype=np.int64)
+            rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
+                                      keys[a:b], rows)]  # fmt: skip
+            pieces.append((name, rows, a, b, offsets, base, data))
+    return pieces
+
+
+def _halves(n: int) -> list[tuple[int, int]]:
+    """Rows ``0:n`` in two parts."""
+    half = n // 2
+    return [(0, half), (half, n)]
+
+
+def _each(pool: Executor | None, calls: list[Callable[[], T]]) -> list[T]:
+    """Every call's result, in order: the first in this thread, the others in ``pool`` (the
+    kernels release the GIL), all finished before it returns."""
+    if pool is None:
+        return [call() for call in calls]
+    futures = [pool.submit(call) for call in calls[1:]]
+    try:
+        first = calls[0]()
+    finally:
+        wait(futures)
+    return [first] + [future.result() for future in futures]
+
+
 @dataclass(frozen=True)
 class Found:
     """A batch whose every label set is remembered: each row's ref, and (None when no two rows
@@ -485,25 +534,30 @@ class KnownSeries:
         return {"series": self._count, "bytes": self.nbytes, "hits": self.hits,
                 "misses": self.misses, "resets": self.resets}  # fmt: skip
 
-    def lookup(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> Found | None:
+    def lookup(
+        self, labels: dict[str, pa.ChunkedArray], n_rows: int, pool: Executor | None = None
+    ) -> Found | None:
         """The series ref of every row when every row's label set is remembered, else None.
 
         ``labels``: label name -> large_string column of ``n_rows`` rows ("" or null: absent),
         as ``convert.normalize`` gives them; other layouts answer None. A batch of up to
         ``2 * probe_rows`` rows is looked up row by row, guessing each from the row before,
         unless its first ``probe_rows`` rows mostly defeat the guesses (rows in no remembered
-        order); a longer one, or one in no order, column by column (``_search_columns``).
+        order); a longer one, or one in no order, column by column (``_search_columns``, in
+        two halves at once when ``pool`` is given and the batch is large).
         """
         if not self._count or not labels:
             self.misses += 1
             return None
         if n_rows > 2 * self.probe_rows:
-            found = self._search_columns(labels, n_rows) if self._probe(labels, n_rows) else None
+            found = (
+                self._search_columns(labels, n_rows, pool) if self._probe(labels, n_rows) else None
+            )
         else:
             packed = _pack(labels, n_rows)
             found = None if packed is None else self._search(packed, n_rows, self.probe_rows)
             if found == _UNORDERED:
-                found = self._search_columns(labels, n_rows)
+                found = self._search_columns(labels, n_rows, pool)
         with self._lock:
             if isinstance(found, Found):
                 self.hits += 1
@@ -553,43 +607,57 @@ class KnownSeries:
         found = self._search(packed, rows, rows)
         return isinstance(found, Found) or found == _UNORDERED
 
-    def _search_columns(self, labels: dict[str, pa.ChunkedArray], n_rows: int) -> Found | None:
+    def _search_columns(
+        self, labels: dict[str, pa.ChunkedArray], n_rows: int, pool: Executor | None = None
+    ) -> Found | None:
         """Every row's remembered label set found column by column: each row's key mixed one
         label column at a time (in name order, as ``_row_key`` mixes them), the entry of each
         key, then each column's values compared with the entries' bytes. A row of a bulk batch
-        then costs a few passes over its present values, not a walk over all its columns."""
+        then costs a few passes over its present values, not a walk over all its columns.
+        With a ``pool``, a batch of many present values is searched in two halves at once."""
         names = sorted(labels)
         encoded = [name.encode() for name in names]
         if any(_SEP in e for e in encoded):
             return None
+        if not all(pa.types.is_large_string(labels[name].type) for name in names):
+            return None
         name_end = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
         name_keys = _name_keys(np.frombuffer(b"".join(encoded), dtype=np.uint8), name_end)
+        columns = [
+            (labels[name], np.frombuffer(name_bytes, dtype=np.uint8), name_key)
+            for name, name_bytes, name_key in zip(names, encoded, name_keys)
+        ]
+        present = sum(len(labels[name]) - labels[name].null_count for name in names)
+        parts = _halves(n_rows) if pool is not None and present >= SPLIT_VALUES else [(0, n_rows)]
         keys = np.full(n_rows, _KEY_SEED, dtype=np.uint64)
-        pieces = []  # (name's bytes, the chunk's rows lo:hi, its present rows, its buffers)
-        for name, name_bytes, name_key in zip(names, encoded, name_keys):
-            column = labels[name]
-            if not pa.types.is_large_string(column.type):
-                return None
-            for lo, chunk in present_chunks(column):
-                hi = lo + len(chunk)
-                valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
-                rows = np.empty(len(chunk) - chunk.null_count, dtype=np.int64)
-                rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
-                                          keys[lo:hi], rows)]  # fmt: skip
-                pieces.append((name_bytes, lo, hi, rows, offsets, base, data))
+        pieces = _each(pool, [partial(_key_columns, columns, keys, lo, hi) for lo, hi in parts])
         entries = np.empty(n_rows, dtype=np.int64)
         at = np.empty(n_rows, dtype=np.int64)
         with self._lock:
-            if _entries_of(keys, self._table, self._keys, self._start, entries, at) < n_rows:
-                return None
-            for name_bytes, lo, hi, rows, offsets, base, data in pieces:
-                name_array = np.frombuffer(name_bytes, dtype=np.uint8)
-                if not _match_rows(rows, offsets, base, data, name_array, entries[lo:hi],
-                                   at[lo:hi], self._start, self._arena):  # fmt: skip
-                    return None
-            if not _ended(entries, at, self._start):
+            matched = _each(
+                pool,
+                [
+                    partial(self._match_part, part, keys, entries, at, lo, hi)
+                    for part, (lo, hi) in zip(pieces, parts)
+                ],
+            )
+            if not all(matched):
                 return None
             return self._found(self._refs[entries], entries)
+
+    def _match_part(self, pieces: list[tuple], keys: np.ndarray, entries: np.ndarray,
+                    at: np.ndarray, lo: int, hi: int) -> bool:  # fmt: skip
+        """Whether rows ``lo:hi`` (whose columns ``_key_columns`` gave as ``pieces``) are all
+        remembered: their entries in ``entries``, their labels compared with the entries'
+        bytes (caller holds the lock)."""
+        if _entries_of(keys[lo:hi], self._table, self._keys, self._start, entries[lo:hi],
+                       at[lo:hi]) < hi - lo:  # fmt: skip
+            return False
+        for name, rows, a, b, offsets, base, data in pieces:
+            if not _match_rows(rows, offsets, base, data, name, entries[a:b], at[a:b],
+                               self._start, self._arena):  # fmt: skip
+                return False
+        return _ended(entries[lo:hi], at[lo:hi], self._start)
 
     def _found(self, refs: np.ndarray, entries: np.ndarray) -> Found:
         """``Found`` for rows whose entries are known (caller holds the lock)."""
