@@ -129,8 +129,8 @@ class Database:
             self._pool_threads = ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-arrow"
             )
-            # A write's known-series search splits a long batch across two cores, if there are.
-            self._search_pool = self._pool_threads if (os.cpu_count() or 1) > 1 else None
+            # A write splits a long batch's label work across two cores, if there are.
+            self._label_pool = self._pool_threads if (os.cpu_count() or 1) > 1 else None
             # Free buffers kept for reuse: enough for the head and the one being flushed (the
             # background flush swaps a full head while writes fill the next).
             max_free = 2 * (self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows)) + 4
@@ -353,9 +353,10 @@ class Database:
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
-        found = self._known_series().lookup(batch.labels, batch.num_rows, self._search_pool)
+        found = self._known_series().lookup(batch.labels, batch.num_rows, self._label_pool)
         if found is None:  # some row's label set may be new: the batch's sets are resolved
-            return self._write_resolved(batch, resolve_series(batch.labels, batch.num_rows))
+            resolved = resolve_series(batch.labels, batch.num_rows, self._label_pool)
+            return self._write_resolved(batch, resolved)
         if found.row_sets is None:  # every label set passed the checks, is in the index,
             # and has one row here: nothing more to find out about them
             return self._append(batch, found.refs, np.arange(len(found.refs)), None, None)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
+
 import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tsdb_arrow.ingest import split as split_mod
 from tsdb_arrow.ingest.series import resolve_series
 from tsdb_arrow.model import series_ref
 
@@ -28,12 +32,18 @@ def labels_of(table_rows, chunks=1):
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=rows, chunks=st.integers(1, 4), repeat=st.integers(1, 3))
-def test_refs_match_the_reference_definition(rows, chunks, repeat):
+@given(rows=rows, chunks=st.integers(1, 4), repeat=st.integers(1, 3), split=st.booleans())
+def test_refs_match_the_reference_definition(rows, chunks, repeat, split):
+    """Each row's ref and number, and the distinct series, whether the rows are grouped at
+    once or (``split``) in two halves on a pool and then joined."""
     rows = [r for r in rows for _ in range(repeat)]  # runs of identical rows, as in real input
-    resolved = resolve_series(labels_of(rows, chunks), len(rows))
+    with ThreadPoolExecutor(1) as pool, mock.patch.object(split_mod, "SPLIT_VALUES", 0):
+        resolved = resolve_series(labels_of(rows, chunks), len(rows), pool if split else None)
     want = [series_ref(r) for r in rows]
     assert resolved.row_refs.tolist() == want
+    # the numbers are dense and name the same series as the refs do
+    assert sorted(set(resolved.row_sets.tolist())) == list(range(len(set(want))))
+    assert len(set(zip(resolved.row_sets.tolist(), want))) == len(set(want))
     assert sorted(resolved.series["series_ref"].to_pylist()) == sorted(set(want))
     for row in resolved.series.to_pylist():
         ref = row.pop("series_ref")
@@ -92,8 +102,8 @@ long_rows = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=long_rows, repeat=st.integers(1, 3), offset=st.integers(0, 3))
-def test_string_view_columns_give_the_same_refs(rows, repeat, offset):
+@given(rows=long_rows, repeat=st.integers(1, 3), offset=st.integers(0, 3), split=st.booleans())
+def test_string_view_columns_give_the_same_refs(rows, repeat, offset, split):
     # Polars hands over string_view arrays: inline (<= 12 bytes) and buffer-backed values,
     # sliced arrays and several data buffers must all resolve exactly as large_string does.
     rows = [r for r in rows for _ in range(repeat)]
@@ -103,7 +113,8 @@ def test_string_view_columns_give_the_same_refs(rows, repeat, offset):
         halves = [values[: len(values) // 2], values[len(values) // 2 :]]
         combined = pa.concat_arrays([pa.array(h, pa.string_view()) for h in halves])
         views[name] = pa.chunked_array([combined.slice(offset)])
-    got = resolve_series(views, len(rows))
+    with ThreadPoolExecutor(1) as pool, mock.patch.object(split_mod, "SPLIT_VALUES", 0):
+        got = resolve_series(views, len(rows), pool if split else None)
     assert got.row_refs.tolist() == [series_ref(r) for r in rows]
     assert got.series.equals(resolve_series(labels_of(rows), len(rows)).series)
 

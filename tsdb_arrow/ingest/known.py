@@ -18,16 +18,15 @@ is emptied and refills from the writes that follow.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import Executor, wait
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from tsdb_arrow.ingest import split
 from tsdb_arrow.ingest.labelsets import chunks_of, present_chunks, string_buffers
 from tsdb_arrow.model import REF, SEPARATOR
 from tsdb_arrow.prefetch import prefetch
@@ -40,10 +39,6 @@ MAX_BYTES = 64 * 2**20  # arena, entries and hash table together
 # (node-exporter rows of 38 label columns: 60 ns a row in series order, 110 shuffled, against
 # 200-300 one by one; 3 label columns: 50-75 against 105-155).
 PROBE_ROWS = 512
-#: Present label values from which a column-by-column search is split in two halves searched
-#: at once, when the caller gives a pool: a few milliseconds of work, against some tens of
-#: microseconds to hand a half to another thread.
-SPLIT_VALUES = 1 << 18
 # What ``_find`` answers.
 _MISS, _DISTINCT, _FOUND, _UNORDERED = 0, 1, 2, 3
 #: Rows in a row whose guesses (the previous row's entry and the one after it) missed, after
@@ -61,7 +56,6 @@ _NO_BYTES = np.zeros(0, dtype=np.uint8)
 _NO_VALID = np.ones((0, 0), dtype=np.bool_)
 _SEP = np.uint8(SEPARATOR)
 _KEY_SEED = np.uint64(0x9E3779B97F4A7C15)
-T = TypeVar("T")
 
 
 @nb.njit(cache=True, nogil=True)
@@ -468,25 +462,6 @@ def _key_columns(
     return pieces
 
 
-def _halves(n: int) -> list[tuple[int, int]]:
-    """Rows ``0:n`` in two parts."""
-    half = n // 2
-    return [(0, half), (half, n)]
-
-
-def _each(pool: Executor | None, calls: list[Callable[[], T]]) -> list[T]:
-    """Every call's result, in order: the first in this thread, the others in ``pool`` (the
-    kernels release the GIL), all finished before it returns."""
-    if pool is None:
-        return [call() for call in calls]
-    futures = [pool.submit(call) for call in calls[1:]]
-    try:
-        first = calls[0]()
-    finally:
-        wait(futures)
-    return [first] + [future.result() for future in futures]
-
-
 @dataclass(frozen=True)
 class Found:
     """A batch whose every label set is remembered: each row's ref, and (None when no two rows
@@ -627,14 +602,14 @@ class KnownSeries:
             (labels[name], np.frombuffer(name_bytes, dtype=np.uint8), name_key)
             for name, name_bytes, name_key in zip(names, encoded, name_keys)
         ]
-        present = sum(len(labels[name]) - labels[name].null_count for name in names)
-        parts = _halves(n_rows) if pool is not None and present >= SPLIT_VALUES else [(0, n_rows)]
+        parts = split.halves(n_rows) if split.worth_it(labels, pool) else [(0, n_rows)]
         keys = np.full(n_rows, _KEY_SEED, dtype=np.uint64)
-        pieces = _each(pool, [partial(_key_columns, columns, keys, lo, hi) for lo, hi in parts])
+        keyed = [partial(_key_columns, columns, keys, lo, hi) for lo, hi in parts]
+        pieces = split.each(pool, keyed)
         entries = np.empty(n_rows, dtype=np.int64)
         at = np.empty(n_rows, dtype=np.int64)
         with self._lock:
-            matched = _each(
+            matched = split.each(
                 pool,
                 [
                     partial(self._match_part, part, keys, entries, at, lo, hi)

@@ -16,12 +16,15 @@ cost one hash lookup; absent values (most of a wide label set) cost a bit test.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from tsdb_arrow.ingest import split
 from tsdb_arrow.words import MIX1, MIX2, mix_bytes, same_bytes
 
 
@@ -265,8 +268,34 @@ class LabelSets:
     sets: dict[str, pa.LargeStringArray]  # label name -> one value (null = absent) per set
 
 
-def distinct_label_sets(labels: dict[str, pa.ChunkedArray], n_rows: int) -> LabelSets:
-    """Find the distinct label sets of ``n_rows`` rows (columns large_string or string_view)."""
+def distinct_label_sets(
+    labels: dict[str, pa.ChunkedArray], n_rows: int, pool: Executor | None = None
+) -> LabelSets:
+    """Find the distinct label sets of ``n_rows`` rows (columns large_string or string_view).
+
+    With a ``pool``, a batch of many present values is grouped in two halves at once, whose
+    sets are then grouped once more to join them (the first half's sets first)."""
+    if not split.worth_it(labels, pool):
+        return _distinct(labels, n_rows)
+    parts = [
+        partial(_distinct, {name: col.slice(lo, hi - lo) for name, col in labels.items()}, hi - lo)
+        for lo, hi in split.halves(n_rows)
+    ]
+    first, second = split.each(pool, parts)
+    names = sorted(labels)
+    n_first = len(first.sets[names[0]])
+    both = _distinct(
+        {name: pa.chunked_array([first.sets[name], second.sets[name]]) for name in names},
+        n_first + len(second.sets[names[0]]),
+    )
+    row_set = np.concatenate(
+        (both.row_set[:n_first][first.row_set], both.row_set[n_first:][second.row_set])
+    )
+    return LabelSets(row_set, both.sets)
+
+
+def _distinct(labels: dict[str, pa.ChunkedArray], n_rows: int) -> LabelSets:
+    """``distinct_label_sets`` in this thread."""
     names = sorted(labels)
     ids = np.zeros(n_rows, dtype=np.int64)
     arena = _Arena(capacity=min(n_rows, 4096))

@@ -7,6 +7,7 @@ with the same ref are a 64-bit collision, which is refused.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numba as nb
@@ -60,13 +61,16 @@ class Resolved:
     series: pa.Table  # REF + one large_string column per label name; one row per distinct ref
 
 
-def resolve_series(labels: dict[str, pa.ChunkedArray], n_rows: int) -> Resolved:
+def resolve_series(
+    labels: dict[str, pa.ChunkedArray], n_rows: int, pool: Executor | None = None
+) -> Resolved:
     """Compute the ref of every row from its label columns (large_string or string_view).
 
     "" and null both mean "label absent" (stored as null). Columns may be chunked differently.
+    A long batch's rows are grouped in two halves at once on ``pool``, if given.
     """
     names = sorted(labels)
-    found = distinct_label_sets(labels, n_rows)
+    found = distinct_label_sets(labels, n_rows, pool)
     n_sets = len(next(iter(found.sets.values()))) if names else int(n_rows > 0)
     h = np.full(n_sets, FNV_OFFSET, dtype=np.uint64)
     for name in names:
