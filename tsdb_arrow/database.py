@@ -129,8 +129,9 @@ class Database:
             self._pool_threads = ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-arrow"
             )
-            # A write splits a long batch's label work across two cores, if there are.
-            self._label_pool = self._pool_threads if (os.cpu_count() or 1) > 1 else None
+            # A write splits a long batch's label lookups and its pair set probes across two
+            # cores, if there are.
+            self._split_pool = self._pool_threads if (os.cpu_count() or 1) > 1 else None
             # Free buffers kept for reuse: enough for the head and the one being flushed (the
             # background flush swaps a full head while writes fill the next).
             max_free = 2 * (self.config.head_max_bytes // (ROW_BYTES * self.config.buffer_rows)) + 4
@@ -353,9 +354,9 @@ class Database:
         batch = normalize(data, metric=metric)
         if batch.num_rows == 0:
             return WriteResult(rows=0, replaced=0)
-        found = self._known_series().lookup(batch.labels, batch.num_rows, self._label_pool)
+        found = self._known_series().lookup(batch.labels, batch.num_rows, self._split_pool)
         if found is None:  # some row's label set may be new: the batch's sets are resolved
-            resolved = resolve_series(batch.labels, batch.num_rows, self._label_pool)
+            resolved = resolve_series(batch.labels, batch.num_rows, self._split_pool)
             return self._write_resolved(batch, resolved)
         if found.row_sets is None:  # every label set passed the checks, is in the index,
             # and has one row here: nothing more to find out about them
@@ -540,7 +541,7 @@ class Database:
             or (known is not None and len(known) == 0)
         ):
             return repeats_within_batch(refs, ts, row_sets), False
-        new = ~self._head.repeats(refs, ts)
+        new = ~self._head.repeats(refs, ts, self._split_pool)
         replaced = len(refs) - int(np.count_nonzero(new))
         if self._flushing or self._blockset.blocks():
             replaced += stored_matches(

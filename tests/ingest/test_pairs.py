@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tsdb_arrow as ta
+from tsdb_arrow.ingest import pairs as pairs_mod
 from tsdb_arrow.ingest.pairs import PairSet
 
 T0 = 1_795_543_910_000
@@ -24,29 +28,42 @@ _pairs = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(_pairs, min_size=1, max_size=4), st.integers(0, 5000))
-def test_repeats_match_a_python_set(batches, capacity):
-    """Repeats within and across batches, the pair that marks an empty slot, tables that grow."""
+@given(st.lists(_pairs, min_size=1, max_size=4), st.integers(0, 5000), st.lists(st.booleans()))
+def test_repeats_match_a_python_set(batches, capacity, splits):
+    """Repeats within and across batches, the pair that marks an empty slot, tables that grow;
+    each batch inserted by one thread or (``splits``) by two, one per table."""
     pairs = PairSet(capacity)
     seen: set[tuple[int, int]] = set()
-    for batch in batches:
-        refs = np.array([r for r, _ in batch], dtype=np.uint64)
-        ts = np.array([t for _, t in batch], dtype=np.int64)
-        expected = []
-        for pair in batch:
-            expected.append(pair in seen)
-            seen.add(pair)
-        assert pairs.add(refs, ts).tolist() == expected
-        assert len(pairs) == len(seen)
+    with ThreadPoolExecutor(1) as pool, mock.patch.object(pairs_mod, "SPLIT_ROWS", 0):
+        for k, batch in enumerate(batches):
+            refs = np.array([r for r, _ in batch], dtype=np.uint64)
+            ts = np.array([t for _, t in batch], dtype=np.int64)
+            expected = []
+            for pair in batch:
+                expected.append(pair in seen)
+                seen.add(pair)
+            split = k < len(splits) and splits[k]
+            assert pairs.add(refs, ts, pool if split else None).tolist() == expected
+            assert len(pairs) == len(seen)
 
 
-def test_a_batch_larger_than_the_table_grows_it_once():
+@pytest.mark.parametrize("split", [False, True])
+def test_a_batch_larger_than_the_table_grows_it(split):
+    """A batch far larger than the tables, by one thread or two (each growing its own)."""
     pairs = PairSet()
     refs = np.repeat(np.arange(50, dtype=np.uint64), 2000)
     ts = np.tile(np.arange(2000, dtype=np.int64), 50)
-    assert not pairs.add(refs, ts).any()
-    assert pairs.add(refs[::7], ts[::7]).all()
-    assert len(pairs) == 100_000
+    with ThreadPoolExecutor(1) as pool:
+        first = pairs.add(refs, ts, pool if split else None)
+        again = pairs.add(refs[::7], ts[::7], pool if split else None)
+        # the second half of the batch repeats the first, shuffled
+        order = np.random.default_rng(2).permutation(len(refs))
+        both = np.concatenate((refs, refs[order])), np.concatenate((ts + 5000, ts[order] + 5000))
+        third = pairs.add(*both, pool if split else None)
+    assert not first.any()
+    assert again.all()
+    assert third.tolist() == [False] * len(refs) + [True] * len(refs)
+    assert len(pairs) == 200_000
 
 
 def _frame(ts, values, names):

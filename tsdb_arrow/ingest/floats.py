@@ -9,6 +9,8 @@ import numpy as np
 from tsdb_arrow.ingest.pool import ROW_BYTES, BufferPool, HeadBuffer
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from tsdb_arrow.ingest.pairs import PairSet
 
 
@@ -27,19 +29,21 @@ class FloatHead:
     def nbytes(self) -> int:
         return self.rows * ROW_BYTES
 
-    def repeats(self, refs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    def repeats(
+        self, refs: np.ndarray, timestamps: np.ndarray, pool: Executor | None = None
+    ) -> np.ndarray:
         """Which rows repeat a (ref, timestamp) pair of the head or of an earlier row.
 
         Records the rows' pairs: the caller appends these rows next, with ``noted=True`` (or
-        calls ``forget_pairs`` if it does not).
+        calls ``forget_pairs`` if it does not). ``pool``: see ``PairSet.add``.
         """
         if self._pairs is None:
             from tsdb_arrow.ingest.pairs import PairSet  # numba: only writes that reach back
 
             self._pairs = PairSet(self.rows + len(refs))
             for b in self.buffers:
-                self._pairs.add(b.refs[: b.size], b.timestamps[: b.size])
-        return self._pairs.add(refs, timestamps)
+                self._pairs.add(b.refs[: b.size], b.timestamps[: b.size], pool)
+        return self._pairs.add(refs, timestamps, pool)
 
     def forget_pairs(self) -> None:
         """Drop the pair set (rebuilt from the rows on next need)."""

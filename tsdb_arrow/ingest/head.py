@@ -7,6 +7,7 @@ writing them fails, puts what did not reach a block back in front of the newer h
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,9 +79,11 @@ class Head:
             assert values is not None
             self.floats.append(refs, timestamps, values, noted=noted)
 
-    def repeats(self, refs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    def repeats(
+        self, refs: np.ndarray, timestamps: np.ndarray, pool: Executor | None = None
+    ) -> np.ndarray:
         """Which float rows repeat a pair of the head or an earlier row (see FloatHead)."""
-        return self.floats.repeats(refs, timestamps)
+        return self.floats.repeats(refs, timestamps, pool)
 
     def forget_pairs(self) -> None:
         self.floats.forget_pairs()
