@@ -609,7 +609,7 @@ class Database:
             # Published with the head's removal, in one step: never both counted or read.
             written: list[Block] = []
             try:
-                windows = head.windows(self.config.block_duration)
+                windows = head.windows(self.config.block_duration, self._split_pool)
                 if due == "span":
                     keep = [w for w in windows[:-1] if held(w.start, recent)]
                     keep.append(windows[-1])  # the newest window is still filling

@@ -3,10 +3,14 @@ samples themselves by (window, ref, timestamp), on random rows with ties and dup
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tsdb_arrow.ingest import cut as cut_mod
 from tsdb_arrow.ingest.cut import _windows, count_repeats, cut, cut_rows, window_starts
 
 INT64 = np.iinfo(np.int64)
@@ -43,12 +47,13 @@ def _reference(refs, ts, values, duration):
     n_refs=st.integers(1, 40),
     span=st.sampled_from([0, 3, 5000, 7_200_000 * 3, 2**50]),
     duration=st.sampled_from([7_200_000, 2**62, 4096]),
+    split=st.booleans(),
 )
-def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration):
+def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split):
     """Random rows (groups long and short, in and out of order, equal timestamps of one series
     kept in write order): the cut's refs, timestamps and value bits (NaN payloads, -0.0) equal
     the reference window by window; ``cut_rows`` picks the same rows. A short ``duration``
-    puts repeated pairs in several windows."""
+    puts repeated pairs in several windows; ``split`` places the rows with two threads."""
     n = data.draw(st.integers(1, 3000))
     seed = data.draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -60,7 +65,8 @@ def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration):
     bits[rng.random(n) < 0.1] = np.uint64(0x7FF0000000000002)  # stale markers
     bits[rng.random(n) < 0.1] = np.uint64(1 << 63)  # -0.0
     values = bits.view(np.float64)
-    got = cut(refs, ts, values, duration)
+    with ThreadPoolExecutor(1) as pool, mock.patch.object(cut_mod, "SPLIT_ROWS", 0):
+        got = cut(refs, ts, values, duration, pool if split else None)
     w, r, t, v, rows = _reference(refs, ts, values, duration)
     assert [x.start for x in got] == np.unique(w).tolist()
     assert np.array_equal(np.concatenate([x.refs for x in got]), r)

@@ -5,11 +5,15 @@ A duplicate (series, timestamp) keeps the last write, so rows must arrive in wri
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 import numba as nb
 import numpy as np
 import polars as pl
+
+from tsdb_arrow.ingest import split
 
 
 @dataclass(frozen=True)
@@ -167,39 +171,69 @@ def _group_ids(windows, refs, table, group_w, group_r, ids):
     return n_groups
 
 
+def _scatter_columns(
+    ids: np.ndarray,
+    rank: np.ndarray,
+    bounds: np.ndarray,
+    ts: np.ndarray,
+    bits: np.ndarray,
+    pool: Executor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps and 64-bit payloads ``bits`` (value bits, or row numbers) sorted by (group
+    rank, timestamp), stable for equal timestamps (``_scatter``). With a ``pool``, a long
+    batch's groups are placed in two halves at once, each scanning every row for its own."""
+    out_ts = np.empty(len(ids), dtype=np.int64)
+    out_bits = np.empty(len(ids), dtype=np.uint64)
+    n_groups = len(bounds) - 1
+    parts = [(0, n_groups)]
+    if pool is not None and len(ids) >= SPLIT_ROWS and n_groups > 1:
+        # halves of the rows, not of the groups: the first group past the middle row
+        middle = int(np.searchsorted(bounds, len(ids) // 2, side="right"))
+        middle = min(max(middle, 1), n_groups - 1)
+        parts = [(0, middle), (middle, n_groups)]
+    calls = [partial(_scatter, ids, rank, bounds, ts, bits, out_ts, out_bits, lo, hi)
+             for lo, hi in parts]  # fmt: skip
+    split.each(pool if len(parts) > 1 else None, calls)
+    return out_ts, out_bits
+
+
+#: Rows from which a flush places a head's samples with two threads, when given a pool.
+SPLIT_ROWS = 1 << 16
+
+
 @nb.njit(cache=True, nogil=True)
-def _scatter_columns(ids, rank, bounds, ts, bits):
-    """Timestamps and value bits sorted by (group rank, timestamp), stable for equal timestamps.
+def _scatter(ids, rank, bounds, ts, bits, out_ts, out_bits, lo, hi):
+    """Place the rows of the groups ranked ``lo:hi`` in ``out_ts``/``out_bits``, sorted by
+    (group rank, timestamp), stable for equal timestamps.
 
     The samples themselves move: one sequential pass places them group by group, and a group
     out of time order is then sorted where it lies (stably: the later write of a duplicate
     stays last), so no pass gathers rows from all over the batch (shuffled rows would miss the
-    cache on every one). ``bits`` is any 64-bit payload: value bits, or row numbers.
+    cache on every one).
     """
     n = ids.shape[0]
     cursor = bounds[:-1].copy()
-    out_ts = np.empty(n, dtype=np.int64)
-    out_bits = np.empty(n, dtype=np.uint64)
     for i in range(n):
         k = rank[ids[i]]
+        if k < lo or k >= hi:
+            continue
         p = cursor[k]
         out_ts[p] = ts[i]
         out_bits[p] = bits[i]
         cursor[k] = p + 1
     longest = 0
-    for k in range(bounds.shape[0] - 1):
+    for k in range(lo, hi):
         longest = max(longest, bounds[k + 1] - bounds[k])
     tmp_ts = np.empty(longest, dtype=np.int64)
     tmp_bits = np.empty(longest, dtype=np.uint64)
     count = np.empty((1 << _RUN_MAX_WIDTH) + 1, dtype=np.int64)
-    for k in range(bounds.shape[0] - 1):
-        lo = bounds[k]
-        hi = bounds[k + 1]
-        for p in range(lo + 1, hi):
+    for k in range(lo, hi):
+        a = bounds[k]
+        b = bounds[k + 1]
+        for p in range(a + 1, b):
             if out_ts[p] < out_ts[p - 1]:
-                _sort_run(out_ts[lo:hi], out_bits[lo:hi], tmp_ts, tmp_bits, count)
+                _sort_run(out_ts[a:b], out_bits[a:b], tmp_ts, tmp_bits, count)
                 break
-    return out_ts, out_bits
 
 
 _RUN_INSERTION = 32  # runs this short: an insertion sort
@@ -337,9 +371,14 @@ def _windows(timestamps: np.ndarray, duration: int) -> np.ndarray:
 
 
 def cut(
-    refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray, duration: int
+    refs: np.ndarray,
+    timestamps: np.ndarray,
+    values: np.ndarray,
+    duration: int,
+    pool: Executor | None = None,
 ) -> list[Window]:
-    """Split samples given in write order into sorted, deduplicated aligned windows."""
+    """Split samples given in write order into sorted, deduplicated aligned windows (placing
+    them with two threads of ``pool``, if given)."""
     if len(refs) == 0:
         return []
     windows = _windows(timestamps, duration)
@@ -350,7 +389,7 @@ def cut(
         # Refs are constant per group: repeated, not gathered row by row. Values move as their
         # bits (every NaN payload kept).
         timestamps, bits = _scatter_columns(
-            groups.ids, groups.rank, groups.bounds, timestamps, values.view(np.uint64)
+            groups.ids, groups.rank, groups.bounds, timestamps, values.view(np.uint64), pool
         )
         refs = np.repeat(groups.refs, groups.counts)
         values = bits.view(np.float64)

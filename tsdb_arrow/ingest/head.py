@@ -88,12 +88,13 @@ class Head:
     def forget_pairs(self) -> None:
         self.floats.forget_pairs()
 
-    def windows(self, duration: int) -> list[HeadWindow]:
-        """Everything, cut into aligned windows of ``duration`` ms, oldest first."""
+    def windows(self, duration: int, pool: Executor | None = None) -> list[HeadWindow]:
+        """Everything, cut into aligned windows of ``duration`` ms, oldest first (``pool``:
+        see ``cut``)."""
         from tsdb_arrow.blocks.histograms import HistogramWindow
         from tsdb_arrow.ingest.cut import cut, cut_rows
 
-        floats = {w.start: w for w in cut(*self.floats.columns(), duration)}
+        floats = {w.start: w for w in cut(*self.floats.columns(), duration, pool)}
         refs, ts, fields = self.histograms.columns()
         hists = {
             start: HistogramWindow(start, refs[idx], ts[idx], fields.take(idx))
