@@ -1,10 +1,12 @@
-"""Splitting a long batch's label work in two halves done at once, on a caller's thread pool.
+"""A long batch's work done in two halves at once, on a caller's thread pool.
 
-The label kernels release the GIL, so the rows' two halves are searched or grouped on two
-cores; the caller then joins the halves' results. Worth it from some tens of thousands of
-present label values (about a millisecond of work) against tens of microseconds to hand a half
-over: the known-series search of 41 shuffled batches of 1 M synthetic samples (24,390 rows of
-4 labels each) took 0.072-0.084 s split from 65,536 values on, 0.086-0.088 in one thread.
+The kernels release the GIL, so two halves run on two cores: the rows' label sets searched
+(``known.py``) or grouped (``labelsets.py``), the head's two pair tables filled (``pairs.py``),
+a flush's samples placed (``cut.py``); the caller then joins the halves' results. For label
+work, worth it from some tens of thousands of present label values (about a millisecond of
+work) against tens of microseconds to hand a half over: the known-series search of 41
+shuffled batches of 1 M synthetic samples (24,390 rows of 4 labels each) took 0.072-0.084 s
+split from 65,536 values on, 0.086-0.088 in one thread.
 """
 
 from __future__ import annotations
