@@ -129,8 +129,8 @@ class Database:
             self._pool_threads = ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-arrow"
             )
-            # A write splits a long batch's label lookups and its pair set probes across two
-            # cores, if there are.
+            # Writes and flushes split a long batch's label work, pair set probes and sample
+            # placing across two cores, if there are (ingest/split.py).
             self._split_pool = self._pool_threads if (os.cpu_count() or 1) > 1 else None
             # Free buffers kept for reuse: enough for the head and the one being flushed (the
             # background flush swaps a full head while writes fill the next).
