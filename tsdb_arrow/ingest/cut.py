@@ -171,6 +171,10 @@ def _group_ids(windows, refs, table, group_w, group_r, ids):
     return n_groups
 
 
+#: Rows from which a flush places a head's samples with two threads, when given a pool.
+SPLIT_ROWS = 1 << 16
+
+
 def _scatter_columns(
     ids: np.ndarray,
     rank: np.ndarray,
@@ -195,10 +199,6 @@ def _scatter_columns(
              for lo, hi in parts]  # fmt: skip
     split.each(pool if len(parts) > 1 else None, calls)
     return out_ts, out_bits
-
-
-#: Rows from which a flush places a head's samples with two threads, when given a pool.
-SPLIT_ROWS = 1 << 16
 
 
 @nb.njit(cache=True, nogil=True)
