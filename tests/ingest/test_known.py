@@ -268,7 +268,8 @@ def test_in_row_order_lists_the_series_as_rows_first_bring_them():
 
 def test_a_long_batch_is_probed_at_both_ends_then_looked_up_by_column(monkeypatch):
     """A miss usually shows in the first or last ``probe_rows // 2`` rows, packing only those;
-    a batch passing the probe is looked up column by column, where a new set is a miss too."""
+    a batch passing the probe is looked up column by column, where a new set is a miss too.
+    After a long batch found whole, the next goes to the column pass unprobed."""
     from tsdb_arrow.ingest import known as known_mod
 
     packed_rows = []
@@ -278,18 +279,6 @@ def test_a_long_batch_is_probed_at_both_ends_then_looked_up_by_column(monkeypatc
         packed_rows.append(n_rows)
         return real_pack(labels, n_rows)
 
-    distinct = [{"__name__": "up", "a": str(i)} for i in range(60)]
-    known = remembered(distinct[:50])
-    monkeypatch.setattr(known_mod, "_pack", pack)
-    known.probe_rows = 20
-    repeating = [{"__name__": "up", "a": str(i % 5)} for i in range(60)]
-    assert lookup(known, labels_of(repeating), 60).tolist() == [series_ref(r) for r in repeating]
-    assert packed_rows == [20]  # the batch was not packed whole
-    unknown = [{"__name__": "up", "a": "new"}, *distinct[:59]]
-    assert known.lookup(labels_of(unknown), 60) is None
-    assert packed_rows == [20, 20]
-    assert known.lookup(labels_of(distinct), 60) is None  # rows 50-59 are new: a miss
-    assert packed_rows == [20, 20, 20]
     searched = []
     real_search = KnownSeries._search_columns
 
@@ -297,10 +286,22 @@ def test_a_long_batch_is_probed_at_both_ends_then_looked_up_by_column(monkeypatc
         searched.append(args[1])
         return real_search(self, *args)
 
+    distinct = [{"__name__": "up", "a": str(i)} for i in range(60)]
+    known = remembered(distinct[:50])
+    monkeypatch.setattr(known_mod, "_pack", pack)
     monkeypatch.setattr(KnownSeries, "_search_columns", search)
+    known.probe_rows = 20
+    repeating = [{"__name__": "up", "a": str(i % 5)} for i in range(60)]
+    assert lookup(known, labels_of(repeating), 60).tolist() == [series_ref(r) for r in repeating]
+    assert (packed_rows, searched) == ([20], [60])  # the batch was not packed whole
+    unknown = [{"__name__": "up", "a": "new"}, *distinct[:59]]
+    assert known.lookup(labels_of(unknown), 60) is None  # after a hit: no probe
+    assert (packed_rows, searched) == ([20], [60, 60])
+    assert known.lookup(labels_of(distinct), 60) is None  # rows 50-59 are new: a miss
+    assert (packed_rows, searched) == ([20, 20], [60, 60])  # probed again, and caught
     middle = [*distinct[:30], {"__name__": "up", "a": "new"}, *distinct[:29]]
     assert known.lookup(labels_of(middle), 60) is None  # past the probe, found by column
-    assert (packed_rows, searched) == ([20, 20, 20, 20], [60])
+    assert (packed_rows, searched) == ([20, 20, 20], [60, 60, 60])
     assert lookup(known, labels_of(distinct[:50]), 50).tolist() == [
         series_ref(r) for r in distinct[:50]
     ]

@@ -485,6 +485,9 @@ class KnownSeries:
         self.hits = 0  # batches resolved here
         self.misses = 0  # batches that were not (some row's label set was new)
         self.resets = 0  # times the memory filled up and was emptied
+        # Whether the last long batch was found whole, column by column: a bulk load of known
+        # series in no order, whose next batch goes straight to the column pass.
+        self._bulk = False
         self._reset(_MIN_SLOTS, _MIN_ARENA)
 
     def _reset(self, slots: int, arena_bytes: int) -> None:
@@ -519,15 +522,16 @@ class KnownSeries:
         ``2 * probe_rows`` rows is looked up row by row, guessing each from the row before,
         unless its first ``probe_rows`` rows mostly defeat the guesses (rows in no remembered
         order); a longer one, or one in no order, column by column (``_search_columns``, in
-        two halves at once when ``pool`` is given and the batch is large).
+        two halves at once when ``pool`` is given and the batch is large). A longer batch is
+        probed first (``_probe``) unless the long batch before it was found whole.
         """
         if not self._count or not labels:
             self.misses += 1
             return None
         if n_rows > 2 * self.probe_rows:
-            found = (
-                self._search_columns(labels, n_rows, pool) if self._probe(labels, n_rows) else None
-            )
+            probed = self._bulk or self._probe(labels, n_rows)
+            found = self._search_columns(labels, n_rows, pool) if probed else None
+            self._bulk = isinstance(found, Found)
         else:
             packed = _pack(labels, n_rows)
             found = None if packed is None else self._search(packed, n_rows, self.probe_rows)
