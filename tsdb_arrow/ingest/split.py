@@ -36,12 +36,21 @@ def halves(n: int) -> list[tuple[int, int]]:
 
 def each(pool: Executor | None, calls: list[Callable[[], T]]) -> list[T]:
     """Every call's result, in order: the first in this thread, the others in ``pool`` (in this
-    thread too without one); all have finished when it returns or raises."""
+    thread too without one); all have finished when it returns or raises.
+
+    A call still queued in the pool when the first is done (the pool busy with other work, a
+    query's reads say) is taken back and run here: never slower than one thread by more than
+    the hand-over."""
     if pool is None:
         return [call() for call in calls]
     futures = [pool.submit(call) for call in calls[1:]]
     try:
-        first = calls[0]()
-    finally:
+        results = [calls[0]()]
+        for call, future in zip(calls[1:], futures):
+            results.append(call() if future.cancel() else future.result())
+    except BaseException:
+        for future in futures:
+            future.cancel()
         wait(futures)
-    return [first] + [future.result() for future in futures]
+        raise
+    return results
