@@ -233,6 +233,23 @@ def test_sample_at_int64_min_does_not_pin_the_head(tmp_path):
         assert len(values_of(db)) == 11
 
 
+def test_a_pass_holding_windows_asks_for_another_once_they_are_quiet(tmp_path, monkeypatch):
+    """Every write lands before the background's first pass (a loaded machine): that pass holds
+    the window the writes just reached and writes nothing, and asks for a pass once it is
+    quiet, so the database settles with it written instead of waiting for the next write."""
+    with ta.open(tmp_path / "db") as db:
+        monkeypatch.setattr(db._background, "request", lambda: None)
+        db.write(frame([-(2**63)], [1]))
+        for i in range(10):
+            db.write(frame([10 * HOUR + i], [i]))
+        monkeypatch.undo()
+        db._background.request()
+        stats = settled(db)
+        assert stats["blocks"] == 1
+        assert stats["head_samples"] == 10
+        assert len(values_of(db)) == 11
+
+
 def test_close_closes_every_block_file(tmp_path):
     """Closing the database closes the chunk files of its blocks: no descriptor outlives it."""
     import psutil

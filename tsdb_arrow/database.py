@@ -636,8 +636,13 @@ class Database:
                 kept = [record for w in keep for record in self._logged_window(w)]
                 if self._journal is not None and (unblocked := self._unblocked(kept)):
                     kept.append(unblocked)
-                if due == "span" and not windows:  # every window with samples was held
-                    self._span_hold_until = self._recent.next_release(time.monotonic()) or 0.0
+                if due == "span" and len(keep) > 1:  # windows held besides the newest
+                    release = self._recent.next_release(time.monotonic())
+                    if not windows:  # every window with samples was held
+                        self._span_hold_until = release or 0.0
+                    if release is not None and self._background is not None:
+                        # a pass once they are quiet, not only at the next write
+                        self._background.request_at(release)
             if segment is not None and self._journal is not None:
                 # The blocks are durable: the segments before `segment` can go, once what the
                 # flush kept in the head is in a checkpoint.
