@@ -190,9 +190,9 @@ def _metric(metric, res_attrs, promote, scope_labels, identity, names_seen, limi
             value_bits = STALE_BITS if stale else bits(value)
             if summed:
                 key = _frozen(labels)
-                summed_rows.append(
-                    (len(out.floats), key, ms, np.uint64(value_bits).view(np.float64))
-                )
+                # a Python float: totals that overflow become inf, as the receiver's do
+                delta = float(np.uint64(value_bits).view(np.float64))
+                summed_rows.append((len(out.floats), key, ms, delta))
             out.floats.append((_frozen(labels), ms, value_bits))
 
 
