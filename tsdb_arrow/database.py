@@ -640,9 +640,7 @@ class Database:
                     release = self._recent.next_release(time.monotonic())
                     if not windows:  # every window with samples was held
                         self._span_hold_until = release or 0.0
-                    if release is not None and self._background is not None:
-                        # a pass once they are quiet, not only at the next write
-                        self._background.request_at(release)
+                    self._look_again_at(release)  # not only at the next write
             if segment is not None and self._journal is not None:
                 # The blocks are durable: the segments before `segment` can go, once what the
                 # flush kept in the head is in a checkpoint.
@@ -660,9 +658,14 @@ class Database:
         if now >= self._span_hold_until and not all_held(lo, newest - duration, duration, recent):
             return False
         release = max(self._span_hold_until, self._recent.next_release(now) or now)
-        if self._background is not None and release > now:
-            self._background.request_at(release)
+        self._look_again_at(release if release > now else None)
         return True
+
+    def _look_again_at(self, release: float | None) -> None:
+        """Ask the background thread for a pass at monotonic time ``release`` (when held
+        windows are quiet), if there is one."""
+        if release is not None and self._background is not None:
+            self._background.request_at(release)
 
     def _logged_window(self, window: HeadWindow) -> list[list[tuple[int, pa.Table]]]:
         """WAL records of a window's floats and histograms, each with its series (caller holds
