@@ -3,9 +3,10 @@ release them (bounded in bytes and in time), small ones from a pool without huge
 
 from __future__ import annotations
 
+import ctypes
 import io
 import mmap
-import os
+import sys
 import threading
 
 import numpy as np
@@ -147,20 +148,25 @@ def test_a_map_given_back_while_the_recycler_hands_one_out(monkeypatch: pytest.M
     assert r.reused == 1  # the map given back during the call served it
 
 
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * mmap.PAGESIZE
+def _resident_bytes(address: int, length: int) -> int:
+    """Bytes of the pages in ``[address, address + length)`` that are in memory (mincore):
+    the map's own pages, whatever the rest of the process does meanwhile."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pages = -(-length // mmap.PAGESIZE)
+    vec = (ctypes.c_ubyte * pages)()
+    if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(length), vec) != 0:
+        raise OSError(ctypes.get_errno(), "mincore")
+    return sum(v & 1 for v in vec) * mmap.PAGESIZE
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 def test_a_new_map_is_faulted_in_up_to_the_size_asked_for(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(buffers, "_can_populate", True)
     r = Recycler()
-    before = _resident_bytes()
     held = r.buffer(40 * MIB + 100)  # class 48 MiB: the last 8 MiB are not touched
-    grown = _resident_bytes() - before
-    # Process-wide RSS: other pages of the process may come and go meanwhile (a few hundred
-    # KiB were seen under xdist); without populate the map would add ~0, with it ~40 MiB.
+    # The map's resident pages: without populate ~0, with it ~40 MiB. (Process-wide RSS, used
+    # before, moved by several MiB when other threads of the worker freed memory meanwhile.)
+    grown = _resident_bytes(held.address, size_class(40 * MIB + 100))
     assert 38 * MIB <= grown < 44 * MIB, grown / MIB
     assert held.size == 40 * MIB + 100
 
