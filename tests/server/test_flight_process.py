@@ -88,8 +88,12 @@ def test_a_server_killed_mid_stream_is_a_clear_error_not_a_hang(tmp_path):
     proc = serve(tmp_path / "db", port)
     try:
         with ta.connect(f"grpc://127.0.0.1:{port}") as client:
-            for i in range(4):  # 4 M samples: 64 MB on the wire, more than any buffer
-                client.write(batch(i, 1_000_000))
+            # 4 M samples of random values: stored chunks go on the wire as they are, so about
+            # 32 MB that no codec shrinks, more than any buffer (constant values, used before,
+            # took a few kB, and the whole stream could arrive before the kill)
+            rng = np.random.default_rng(0)
+            for i in range(4):
+                client.write(batch(i, 1_000_000).with_columns(value=rng.random(1_000_000)))
             scan = client.select()
             outcome: dict[str, object] = {}
 
