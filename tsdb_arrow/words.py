@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
+
+from tsdb_arrow.jit import njit
 
 
 def _unaligned_load(bits: int, doc: str):

@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tsdb_arrow.datadir import TOMBSTONES_FILE
 from tsdb_arrow.errors import CorruptBlockError
+from tsdb_arrow.jit import njit
 
 SCHEMA = pa.schema(
     [
@@ -114,7 +114,7 @@ class Tombstones:
         return _hidden(self.refs, self.min_time, self.max_time, self.seq, refs, lo, hi, seq)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hidden(t_refs, t_min, t_max, t_seq, refs, lo, hi, seq):
     out = np.zeros(refs.shape[0], dtype=np.bool_)
     for i in range(refs.shape[0]):
@@ -127,7 +127,7 @@ def _hidden(t_refs, t_min, t_max, t_seq, refs, lo, hi, seq):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _deleted(t_refs, t_min, t_max, t_seq, refs, ts, seqs):
     out = np.zeros(refs.shape[0], dtype=np.bool_)
     for i in range(refs.shape[0]):
@@ -140,7 +140,7 @@ def _deleted(t_refs, t_min, t_max, t_seq, refs, ts, seqs):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _touches(t_refs, t_min, t_max, refs, lo, hi):
     for i in range(refs.shape[0]):
         k = np.searchsorted(t_refs, refs[i])

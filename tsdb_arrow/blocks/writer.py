@@ -12,7 +12,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -24,6 +23,7 @@ from tsdb_arrow.blocks.histograms import HISTOGRAMS_FILE, HistogramWindow, write
 from tsdb_arrow.blocks.meta import CHUNKS_FILE, META_FILE, SERIES_FILE, TMP_SUFFIX, BlockMeta
 from tsdb_arrow.errors import StorageError
 from tsdb_arrow.ingest.cut import Window
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import REF
 
 # Samples per Parquet row group of the chunk table: the unit that is decoded and cached at once.
@@ -43,7 +43,7 @@ CHUNK_SCHEMA = pa.schema(
 )
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def chunk_offsets(refs: np.ndarray, chunk_samples: int) -> np.ndarray:
     """Chunk boundaries: a new chunk at each series change and every ``chunk_samples`` samples."""
     n = refs.shape[0]

@@ -9,11 +9,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 
-import numba as nb
 import numpy as np
 import polars as pl
 
 from tsdb_arrow.ingest import split
+from tsdb_arrow.jit import njit
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Window:
         return self.refs[run_starts(self.refs)]
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _is_sorted_unique(windows, refs, ts) -> bool:
     for i in range(1, refs.shape[0]):
         if windows[i] != windows[i - 1]:
@@ -44,7 +44,7 @@ def _is_sorted_unique(windows, refs, ts) -> bool:
     return True
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def keep_last(refs, ts) -> np.ndarray:
     """The rows to keep of samples sorted by (ref, timestamp) with ties in write order: a
     duplicate (ref, timestamp) keeps its last write. keep[i] is False when row i+1 has the same
@@ -90,14 +90,14 @@ def window_starts(timestamps: np.ndarray, duration: int) -> np.ndarray:
 _FEW_WINDOWS = 16  # up to this many windows, a row finds its own by comparisons, not a division
 
 
-@nb.njit(inline="always")
+@njit(inline="always")
 def _wrapping_sub(a, b):
     """``a - b`` wrapping around (LLVM may assume that a signed ``a - b`` does not overflow and
     fold the overflow test away)."""
     return np.int64(np.uint64(a) - np.uint64(b))
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _window_starts(ts, duration, t_min, t_max):
     """``window_starts`` of ``ts`` (whose least and greatest are ``t_min``, ``t_max``): a few
     comparisons per row when the rows span few windows (a division costs tens of cycles)."""
@@ -129,7 +129,7 @@ def _window_starts(ts, duration, t_min, t_max):
 _MIN_GROUP_TABLE = 1 << 12
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _group_ids(windows, refs, table, group_w, group_r, ids):
     """Number each row's (window, ref) pair by first sight; -1 when ``table`` is too small.
 
@@ -201,7 +201,7 @@ def _scatter_columns(
     return out_ts, out_bits
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _scatter(ids, rank, bounds, ts, bits, out_ts, out_bits, lo, hi):
     """Place the rows of the groups ranked ``lo:hi`` in ``out_ts``/``out_bits``, sorted by
     (group rank, timestamp), stable for equal timestamps.
@@ -241,7 +241,7 @@ _RUN_MAX_WIDTH = 11  # radix digits of at most 11 bits: the counts stay in L1
 _RADIX_MAX_BITS = 48  # wider time spans (a rare series) take the comparison sort
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _sort_run(ts, bits, tmp_ts, tmp_bits, count):
     """Sort ``ts`` (carrying ``bits`` along) in place, stably: LSD radix on ``ts - min`` with
     digits about as wide as the run is long, an insertion sort for a short run."""

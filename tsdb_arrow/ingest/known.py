@@ -22,12 +22,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.ingest import split
 from tsdb_arrow.ingest.labelsets import chunks_of, present_chunks, string_buffers
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import REF, SEPARATOR
 from tsdb_arrow.prefetch import prefetch
 from tsdb_arrow.words import last_word, load_word, mix_bytes, same_bytes
@@ -58,7 +58,7 @@ _SEP = np.uint8(SEPARATOR)
 _KEY_SEED = np.uint64(0x9E3779B97F4A7C15)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _name_keys(names, name_end):
     """Each label name's bytes mixed, once per call: a row's key mixes in its names' keys."""
     out = np.empty(name_end.shape[0] - 1, dtype=np.uint64)
@@ -67,7 +67,7 @@ def _name_keys(names, name_end):
     return out
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _row_key(offsets, data, has_valid, valid, name_keys, i):
     """The memory's key of row ``i``: its present names' keys and values mixed in order."""
     x = _KEY_SEED
@@ -80,7 +80,7 @@ def _row_key(offsets, data, has_valid, valid, name_keys, i):
     return x
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _row_keys(offsets, data, has_valid, valid, names, name_end, rows):
     """The memory's key of each row of ``rows``, as ``_find`` computes it."""
     name_keys = _name_keys(names, name_end)
@@ -90,7 +90,7 @@ def _row_keys(offsets, data, has_valid, valid, names, name_end, rows):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, entry_refs,
           start, arena, count, refs, entries, stop_at_miss, stamp, batch, probe_rows):  # fmt: skip
     """Each row's entry (-1: its label set is not remembered) into ``entries``.
@@ -230,7 +230,7 @@ _BYTES = np.uint64(0x0101010101010101)
 _HIGH_BITS = np.uint64(0x8080808080808080)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
     """Mix one label (its name's key, then its value) into the key of each row of the column
     whose value is present and not empty: a column's share of ``_row_key``, so that keying
@@ -269,7 +269,7 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
     return k
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _entries_of(keys, table, entry_keys, start, entries, at):
     """Each row's candidate: the first entry with the row's key (``entries``), and where its
     bytes start (``at``). Returns the first row no entry has the key of, or ``len(keys)``."""
@@ -289,7 +289,7 @@ def _entries_of(keys, table, entry_keys, start, entries, at):
     return keys.shape[0]
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
     """Whether each row of ``rows`` has, at ``at[i]`` in its candidate's bytes, this label:
     ``name 0xFF value 0xFF`` with no 0xFF in the value; ``at`` moves past it. Compared a word
@@ -323,7 +323,7 @@ def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _ended(entries, at, start):
     """Whether every row's labels used up its candidate's bytes (no remembered label left)."""
     for i in range(entries.shape[0]):
@@ -332,7 +332,7 @@ def _ended(entries, at, start):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _number_sets(entries, stamp, code, batch, row_sets, firsts):
     """Number the rows' entries densely from 0 in order of first sight (``row_sets``, and each
     number's entry in ``firsts``); returns how many. ``stamp[e] == batch`` marks an entry met
@@ -349,7 +349,7 @@ def _number_sets(entries, stamp, code, batch, row_sets, firsts):
     return k
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _store(offsets, data, has_valid, valid, names, name_end, rows, pos, arena):
     """Write the label set of each row of ``rows`` as ``name 0xFF value 0xFF``... at its pos."""
     for r in range(rows.shape[0]):
@@ -369,7 +369,7 @@ def _store(offsets, data, has_valid, valid, names, name_end, rows, pos, arena):
             p += nlen + length + 2
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _insert(table, keys, first, count):
     """Put entries ``first .. first+count-1`` (their keys set) in the hash table."""
     mask = table.shape[0] - 1
@@ -380,7 +380,7 @@ def _insert(table, keys, first, count):
         table[slot] = e
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _first_rows(row_sets, n_sets):
     """The row where each set first appears, in row order (one pass, no sort)."""
     seen = np.zeros(n_sets, dtype=np.bool_)

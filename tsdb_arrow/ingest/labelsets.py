@@ -20,11 +20,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.ingest import split
+from tsdb_arrow.jit import njit
 from tsdb_arrow.words import MIX1, MIX2, mix_bytes, same_bytes
 
 
@@ -44,7 +44,7 @@ _ROOT = 0  # the id of the empty label set
 _MIN_TABLE = 1024
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _refine(
     col, valid, has_valid, offsets, views, data, starts, base, is_view, ids, i,
     table, parent, column, hashes, arena_start, arena, memo, scratch, state,
@@ -158,7 +158,7 @@ def _grown(arr: np.ndarray, size: int, fill: int = 0) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _rehash(hashes, n_ids, size):
     table = np.full(size, -1, dtype=np.int64)
     mask = np.uint64(size - 1)

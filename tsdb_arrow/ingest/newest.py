@@ -11,24 +11,24 @@ the caller's bound for everything stored (``floor``).
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from tsdb_arrow.ingest.labelsets import readonly
+from tsdb_arrow.jit import njit
 
 _MIN_SLOTS = 1 << 10
 #: The floor of a series that has no sample at all.
 NOTHING = np.iinfo(np.int64).min
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _home(ref, mask):
     x = ref * np.uint64(0x9E3779B97F4A7C15)
     x ^= x >> np.uint64(29)
     return np.int64(x & np.uint64(mask))
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _advance(table, keys, newest, refs, ts, floor, count, enter_only):
     """Raise each row's series entry to the row's time, in row order (a new entry starts at
     ``floor``); ``enter_only``: make the entries, raise nothing. Entries are kept in the order
@@ -68,7 +68,7 @@ def _advance(table, keys, newest, refs, ts, floor, count, enter_only):
     return refs.shape[0], count, forward
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _rehash(keys, count, slots):
     """A table of ``slots`` slots numbering the first ``count`` entries."""
     table = np.full(slots, -1, dtype=np.int64)

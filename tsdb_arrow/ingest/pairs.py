@@ -11,11 +11,11 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from functools import partial
 
-import numba as nb
 import numpy as np
 
 from tsdb_arrow.ingest import split
 from tsdb_arrow.ingest.labelsets import readonly
+from tsdb_arrow.jit import njit
 from tsdb_arrow.prefetch import prefetch
 
 _MIN_SLOTS = 1 << 12
@@ -33,18 +33,18 @@ _EMPTY_TS = np.uint64(1 << 63)  # INT64_MIN
 _AHEAD = 16
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _mixed(r, t):
     x = (r ^ (t * np.uint64(0x9E3779B97F4A7C15))) * np.uint64(0xBF58476D1CE4E5B9)
     return x ^ (x >> np.uint64(31))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _home(r, t, mask):
     return np.int64(_mixed(r, t) & np.uint64(mask))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _insert(keys, mask, r, t, x, room):
     """Probe ``keys`` for (r, t), whose hash is ``x``: 1 when there, else 0 once inserted
     (when ``room``), or -1."""
@@ -63,7 +63,7 @@ def _insert(keys, mask, r, t, x, room):
         slot = (slot + 1) & mask
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _add(keys0, keys1, refs, ts, repeated, state, limits, which):
     """Insert each row's (ref, ts) into its table (``keys0`` or ``keys1``: the top bit of its
     hash, which no slot number uses) when that is table ``which`` (or ``which`` is 2: both);
@@ -119,7 +119,7 @@ def _add(keys0, keys1, refs, ts, repeated, state, limits, which):
     return stop
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _rehash(keys, slots):
     """The pairs of ``keys`` in a new table of ``slots`` slots."""
     out = np.empty((slots, 2), dtype=np.uint64)

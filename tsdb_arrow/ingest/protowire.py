@@ -3,11 +3,12 @@ a varint, and one field's tag and value."""
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 
-@nb.njit(cache=True, nogil=True, inline="always")
+
+@njit(cache=True, nogil=True, inline="always")
 def varint(buf, pos, end):
     """(value, new position); position -1 on a truncated or over-long varint."""
     result = np.uint64(0)
@@ -23,7 +24,7 @@ def varint(buf, pos, end):
         shift += 7
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def next_field(buf, pos, end):
     """The field at ``buf[pos:end]``: (number, wire type, value of a varint or fixed64, start
     and end of a length-delimited payload, next position). The next position is -1 when the

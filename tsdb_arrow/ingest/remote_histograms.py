@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.ingest.protowire import next_field, varint
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import HISTOGRAM_TYPE
 
 # statuses
@@ -33,12 +33,12 @@ I_STATUS, I_COUNT, I_ZERO, I_SCHEMA, I_TIME, I_POS_OFF, I_POS_LEN, I_NEG_OFF, I_
 MIN_SCHEMA, MAX_SCHEMA = -4, 8
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _zigzag(v):
     return np.int64(v >> np.uint64(1)) ^ -np.int64(v & np.uint64(1))
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _span(buf, a, b):
     """(offset, length, ok) of a BucketSpan message in buf[a:b]."""
     offset = np.int64(0)
@@ -55,7 +55,7 @@ def _span(buf, a, b):
     return offset, length, True
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _parse(buf, a, b, sp_off, sp_len, deltas, ns, nd, ints, floats):  # noqa: C901
     """Parse one Histogram message into scalars, spans (``sp_*[side, k]``) and deltas
     (``deltas[side, k]``), side 0 positive, 1 negative; counts into ``ns``/``nd``. Returns
@@ -110,7 +110,7 @@ def _parse(buf, a, b, sp_off, sp_len, deltas, ns, nd, ints, floats):  # noqa: C9
     return status
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _histograms(buf, ranges, fill, ints, floats, pos_at, neg_at, pos_out, neg_out):  # noqa: C901
     """Every histogram ``buf[ranges[h, 0]:ranges[h, 1]]``: scalars into ``ints[h]`` and
     ``floats[h]`` (sum, zero threshold), dense bucket counts into ``pos_out``/``neg_out`` at

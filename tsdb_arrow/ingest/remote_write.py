@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import InputError
 from tsdb_arrow.ingest.protowire import next_field
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import HISTOGRAM, TIMESTAMP, VALUE
 
 OK, ERROR = 0, 1
@@ -31,7 +31,7 @@ N_S, N_E, V_S, V_E = range(4)
 TIMES = pa.timestamp("ms", tz="UTC")
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _walk(buf, fill, series, labels, ts, bits, meta, hists, cnt):  # noqa: C901 - one loop on purpose
     """Walk a WriteRequest; counts into ``cnt``, and fills the tables when ``fill``.
 
@@ -136,7 +136,7 @@ def _walk(buf, fill, series, labels, ts, bits, meta, hists, cnt):  # noqa: C901 
                         ts[cnt[C_SAMPLES] - 1] = np.int64(v)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _intern(buf, labels, table):
     """Number the distinct label names by first appearance: (id per label row, first row of
     each id). ``table`` is an open-addressing hash table (a power of two, filled with -1)."""
@@ -173,7 +173,7 @@ def _intern(buf, labels, table):
     return ids, first[:n_ids]
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _spread(labels, series, ids, starts, ends):
     """Each series' value range of each label name into ``starts``/``ends`` [name, series];
     returns the first series that has a name twice, or -1."""
@@ -189,7 +189,7 @@ def _spread(labels, series, ids, starts, ends):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _column(buf, starts, ends, counts, offsets, valid, data):
     """One label's column over the samples: series r's value repeated ``counts[r]`` times."""
     o = 0

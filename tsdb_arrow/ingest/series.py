@@ -10,19 +10,19 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from tsdb_arrow.errors import SeriesCollisionError
 from tsdb_arrow.ingest.labelsets import distinct_label_sets, string_buffers
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import FNV_OFFSET, FNV_PRIME, REF, SEPARATOR
 
 _PRIME = FNV_PRIME
 _SEP = np.uint64(SEPARATOR)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _hash_rows(valid, has_valid, offsets, data, base, name, h):
     """Fold ``name 0xFF value 0xFF`` into h[i] for each present value i of the column."""
     prime = _PRIME

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 import polars as pl
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql.annotations import info, warn
 from tsdb_arrow.promql.label_ops import drop_name, group_rows
 from tsdb_arrow.promql.values import InstantVector
@@ -24,7 +24,7 @@ SMALL_DELTA = 1e-12
 _MIN_NORMAL = 2.2250738585072014e-308
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def almost_equal(a, b, epsilon):
     """Prometheus' ``almost.Equal`` (relative tolerance, NaNs equal)."""
     if math.isnan(a) and math.isnan(b):
@@ -38,7 +38,7 @@ def almost_equal(a, b, epsilon):
     return diff / min(abs_sum, 1.7976931348623157e308) < epsilon
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gather(bounds, counts_in, present, a, b, j, ub, cnt):
     """Coalesced buckets of one group at step ``j`` into ``ub``/``cnt``; returns their number."""
     m = 0
@@ -54,7 +54,7 @@ def _gather(bounds, counts_in, present, a, b, j, ub, cnt):
     return m
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _monotonic(cnt, m):
     """Remove decreases (and relative noise up to 1e-12); True where a decrease was removed."""
     forced = False
@@ -74,7 +74,7 @@ def _monotonic(cnt, m):
     return forced
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def bucket_quantile(q, ub, cnt, m):
     """Prometheus' ``BucketQuantile`` of ``m`` sorted, coalesced buckets, and whether the
     counts had to be made monotonic."""
@@ -112,7 +112,7 @@ def bucket_quantile(q, ub, cnt, m):
     return start + (end - start) * (rank / count), forced
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def bucket_fraction(lower, upper, ub, cnt, m):
     """Prometheus' ``BucketFraction``: share of observations between ``lower`` and ``upper``."""
     if not (math.isinf(ub[m - 1]) and ub[m - 1] > 0):
@@ -166,7 +166,7 @@ def bucket_fraction(lower, upper, ub, cnt, m):
     return (upper_rank - lower_rank) / count
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def groups_kernel(bounds, counts, present, group_offsets, p1, p2, fraction):
     """Every group x step: quantile ``p1[j]`` or, with ``fraction``, share in ``(p1, p2]``;
     also whether any quantile needed its bucket counts made monotonic."""

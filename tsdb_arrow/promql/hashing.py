@@ -4,11 +4,12 @@ picks. One numba call hashes every series."""
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from tsdb_arrow.jit import njit
 
 _P1 = np.uint64(11400714785074694791)
 _P2 = np.uint64(14029467366897019727)
@@ -18,25 +19,25 @@ _P5 = np.uint64(2870177450012600261)
 _SEP = 0xFF
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _rotl(x, r):  # pragma: no cover - compiled
     return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _round(acc, lane):  # pragma: no cover - compiled
     acc = acc + lane * _P2
     acc = _rotl(acc, 31)
     return acc * _P1
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _merge(acc, val):  # pragma: no cover - compiled
     acc = acc ^ _round(np.uint64(0), val)
     return acc * _P1 + _P4
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _u64(b, i):  # pragma: no cover - compiled
     v = np.uint64(0)
     for k in range(8):
@@ -44,7 +45,7 @@ def _u64(b, i):  # pragma: no cover - compiled
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _u32(b, i):  # pragma: no cover - compiled
     v = np.uint64(0)
     for k in range(4):
@@ -52,7 +53,7 @@ def _u32(b, i):  # pragma: no cover - compiled
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def xxh64(b, n):  # pragma: no cover - compiled
     """xxHash64 (seed 0) of the first ``n`` bytes of ``b``."""
     i = 0
@@ -95,7 +96,7 @@ def xxh64(b, n):  # pragma: no cover - compiled
     return h
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hash_rows(names, name_offsets, data, offsets, valid, width):  # pragma: no cover - compiled
     n_cols, n_rows = valid.shape
     out = np.empty(n_rows, dtype=np.uint64)

@@ -3,15 +3,15 @@ top/bottom-k. Each walks all series and steps in one compiled call and releases 
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql.range_kernels import kahan_inc
 
 STALE_BITS = np.uint64(0x7FF0000000000002)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def instant_select(ts, vals, offsets, times, lookback):  # pragma: no cover - compiled
     """Latest sample of each series in ``(t - lookback, t]`` per time ``t``; a stale marker as
     the latest sample means absent. ``times`` need not be sorted."""
@@ -51,7 +51,7 @@ def instant_select(ts, vals, offsets, times, lookback):  # pragma: no cover - co
 SUM, AVG, COUNT, MIN, MAX, GROUP, STDDEV, STDVAR = range(8)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def grouped(op, group_ids, n_groups, vals, present):  # pragma: no cover - compiled
     """Aggregate ``vals[series, step]`` into ``[group, step]`` the way Prometheus does (Kahan
     sums, incremental mean on overflow, Welford variance, NaN-aware min/max)."""
@@ -130,7 +130,7 @@ def grouped(op, group_ids, n_groups, vals, present):  # pragma: no cover - compi
     return out, has
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _better(a, b, top):  # pragma: no cover - compiled
     """Whether value ``a`` ranks before ``b`` (NaN ranks last either way)."""
     if np.isnan(a):
@@ -140,7 +140,7 @@ def _better(a, b, top):  # pragma: no cover - compiled
     return a > b if top else a < b
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def top_k(by_group, group_starts, vals_t, present_t, ks, top):  # pragma: no cover - compiled
     """Which series topk/bottomk keep per step (``ks[step]`` per group) and each kept series'
     rank in its group (0 = first). ``by_group`` lists the series sorted by group, group g
@@ -176,7 +176,7 @@ def top_k(by_group, group_starts, vals_t, present_t, ks, top):  # pragma: no cov
     return keep, rank
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def group_presence(group_ids, n_groups, present):  # pragma: no cover - compiled
     """Per group and step: how many series are present, and the last such series (-1 if
     none)."""
@@ -192,7 +192,7 @@ def group_presence(group_ids, n_groups, present):  # pragma: no cover - compiled
     return counts, last
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def single_partner(match, kept):  # pragma: no cover - compiled
     """Per row, the one partner index it is kept with at every step (-1: none), and whether
     every row has at most one partner over all steps."""

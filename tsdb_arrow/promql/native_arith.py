@@ -20,14 +20,14 @@ depends on the order of its adds.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql.native import NativeHistograms
 from tsdb_arrow.promql.native_kernels import _upper
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def widen_threshold(r, t, scale, zc, zt, po, ps, pc, no, ns, nc):
     """Prometheus' ``zeroCountForLargerThreshold`` of row ``r``: the threshold ``t`` widened
     to the upper bound of a populated bucket it falls in (``t`` itself when none)."""
@@ -57,7 +57,7 @@ def widen_threshold(r, t, scale, zc, zt, po, ps, pc, no, ns, nc):
             return t
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _plan(k0, k1, rows, scale, zc, zt, po, ps, pc, no, ns, nc):
     """Lowest scale, reconciled zero threshold, and the bucket index ranges (at that scale,
     ``[lo, hi)``) of the output made of members ``k0..k1``."""
@@ -100,7 +100,7 @@ def _plan(k0, k1, rows, scale, zc, zt, po, ps, pc, no, ns, nc):
     return s_min, t, p_lo, p_hi, n_lo, n_hi
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _weighted_sums(starts, rows, weights, scale, count, hsum, zc, zt, po, ps, pc, no, ns, nc):
     n = starts.size - 1
     o_scale = np.zeros(n, np.int64)
@@ -172,7 +172,7 @@ def concat(a: NativeHistograms, b: NativeHistograms) -> NativeHistograms:
     )
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _equal_rows(a_rows, b_rows, scale, count, hsum, zc, zt, po, ps, pc, no, ns, nc):
     out = np.zeros(a_rows.size, np.bool_)
     for k in range(a_rows.size):

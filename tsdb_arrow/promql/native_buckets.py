@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql.native import NativeHistograms
 from tsdb_arrow.promql.native_kernels import _upper
 
@@ -32,7 +32,7 @@ class BucketList:
     count: np.ndarray
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _fill(rows, scale, zc, zt, po, ps, pc, no, ns, nc, starts, rule, lower, upper, count):
     """List the non-empty buckets of every row into the output arrays; returns how many."""
     m = 0

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql.native_bounds import FRACTIONS
 
 _FRACTIONS = FRACTIONS
 _MAX = np.finfo(np.float64).max
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _upper(i, scale):
     """Upper bound of OpenTelemetry bucket ``i`` (Prometheus bucket ``i + 1``) at ``scale``,
     as Prometheus' ``getBound`` computes it (``native_bounds.py``): the last finite bucket
@@ -43,7 +43,7 @@ def _upper(i, scale):
     return math.ldexp(frac, exp)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _buckets(r, scale, zc, zt, po, ps, pc, no, ns, nc, lower, upper, count):
     """Buckets of sample ``r`` in iteration order into the arrays; returns how many."""
     m = 0
@@ -72,7 +72,7 @@ def _buckets(r, scale, zc, zt, po, ps, pc, no, ns, nc, lower, upper, count):
     return m
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _interpolate(lo, hi, fraction):
     """The value ``fraction`` of the way through bucket ``(lo, hi]``."""
     if lo <= 0.0 and hi >= 0.0:
@@ -84,7 +84,7 @@ def _interpolate(lo, hi, fraction):
     return -math.exp2(log_hi + (log_lo - log_hi) * (1.0 - fraction))
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def quantiles(rows, qs, scale, total, hsum, zc, zt, po, ps, pc, no, ns, nc):
     """Prometheus' ``histogramQuantile`` of sample ``rows[c]`` at ``qs[c]``, for every cell."""
     out = np.empty(rows.size)
@@ -127,7 +127,7 @@ def quantiles(rows, qs, scale, total, hsum, zc, zt, po, ps, pc, no, ns, nc):
     return out
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _below(lo, hi, v):
     """Fraction of bucket ``(lo, hi]`` below ``v`` (``lo < v < hi``)."""
     if lo <= 0.0 and hi >= 0.0:
@@ -140,7 +140,7 @@ def _below(lo, hi, v):
     return (log_lo - log_v) / (log_lo - log_hi)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def fractions(rows, los, his, scale, total, zc, zt, po, ps, pc, no, ns, nc):
     """Prometheus' ``histogramFraction`` of sample ``rows[c]`` between ``los[c]`` and
     ``his[c]``, for every cell."""
@@ -182,7 +182,7 @@ def fractions(rows, los, his, scale, total, zc, zt, po, ps, pc, no, ns, nc):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def variances(rows, scale, total, hsum, zc, zt, po, ps, pc, no, ns, nc):
     """Prometheus' ``histogram_stdvar`` of sample ``rows[c]``: buckets at their geometric
     middle (0 for the zero bucket), Kahan-summed squared deviations from the mean."""

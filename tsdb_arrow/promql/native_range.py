@@ -12,9 +12,9 @@ count, a finer schema, a narrower zero bucket or any bucket going down).
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql import labels as lab
 from tsdb_arrow.promql import range_kernels as rk
 from tsdb_arrow.promql.annotations import warn
@@ -26,7 +26,7 @@ from tsdb_arrow.promql.values import InstantVector, RangeVector
 RATE, INCREASE, DELTA, IRATE, IDELTA, LAST, SUM, AVG, COUNT, PRESENT = range(10)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _reset(p, c, scale, count, zc, zt, po, ps, pc, no, ns, nc):
     """Prometheus' ``FloatHistogram.DetectReset`` of row ``c`` following row ``p``."""
     if count[c] < count[p] or scale[c] > scale[p] or zt[c] < zt[p]:
@@ -69,7 +69,7 @@ def _reset(p, c, scale, count, zc, zt, po, ps, pc, no, ns, nc):
     return False
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def resets(offsets, rows, scale, count, zc, zt, po, ps, pc, no, ns, nc):
     """Whether sample k is a counter reset after sample k-1 of its series (False at a
     series' first sample)."""
@@ -80,7 +80,7 @@ def resets(offsets, rows, scale, count, zc, zt, po, ps, pc, no, ns, nc):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _members(ts, rows, lo, hi, is_reset, count, ends, range_ms, kind, fill, starts, m_rows,
              m_weights, cells):
     """The members of every window's result; counts them when not ``fill``."""

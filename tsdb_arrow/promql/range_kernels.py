@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
+
+from tsdb_arrow.jit import njit
 
 # over_time kinds: one kernel, one branch per function (the window walk is shared).
 SUM, AVG, COUNT, MIN, MAX, LAST, FIRST, PRESENT = 0, 1, 2, 3, 4, 5, 6, 7
@@ -22,7 +23,7 @@ STDDEV, STDVAR, CHANGES, RESETS = 8, 9, 10, 11
 TS_FIRST, TS_LAST, TS_MIN, TS_MAX = 12, 13, 14, 15
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def window_bounds(timestamps, offsets, window_ends, range_ms):
     """Sample index bounds ``lo, hi`` ([series, step]) of every window ``(end - range, end]``."""
     n_series = offsets.shape[0] - 1
@@ -55,7 +56,7 @@ def window_bounds(timestamps, offsets, window_ends, range_ms):
     return lo, hi
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def kahan_inc(inc, total, c):
     """Prometheus' ``kahansum.Inc``: Neumaier-compensated ``total + inc``."""
     t = total + inc
@@ -68,7 +69,7 @@ def kahan_inc(inc, total, c):
     return t, c
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _avg(values, a, b):
     total = values[a]
     count = 1.0
@@ -93,7 +94,7 @@ def _avg(values, a, b):
     return total / count + c / count
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _variance(values, a, b):
     count = 0.0
     mean = 0.0
@@ -109,7 +110,7 @@ def _variance(values, a, b):
     return (aux + c_aux) / count
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _compare(values, timestamps, a, b, kind):
     best = values[a]
     best_t = timestamps[a]
@@ -131,7 +132,7 @@ def _compare(values, timestamps, a, b, kind):
     return best_t / 1000.0
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def over_time(timestamps, values, lo, hi, kind):
     """The ``*_over_time`` family, ``changes`` and ``resets``; no output for an empty window."""
     n_series, n_steps = lo.shape
@@ -187,13 +188,13 @@ def over_time(timestamps, values, lo, hi, kind):
     return out, ok
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def range_seconds(range_ms):
     """Go's ``time.Duration.Seconds()`` of a range in ms (whole seconds plus the fraction)."""
     return float(range_ms // 1000) + float((range_ms % 1000) * 1_000_000) / 1e9
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def extrapolated_rate(timestamps, values, lo, hi, window_ends, range_ms, is_counter, is_rate):
     """``rate`` / ``increase`` / ``delta``: Prometheus' extrapolation to the window edges."""
     n_series, n_steps = lo.shape
@@ -244,7 +245,7 @@ def extrapolated_rate(timestamps, values, lo, hi, window_ends, range_ms, is_coun
     return out, ok
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def instant_rate(timestamps, values, lo, hi, is_rate):
     """``irate`` / ``idelta``: the last two samples of each window."""
     n_series, n_steps = lo.shape
@@ -271,7 +272,7 @@ def instant_rate(timestamps, values, lo, hi, is_rate):
     return out, ok
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _regression(timestamps, values, a, b, intercept_time):
     n = 0.0
     sx = cx = sy = cy = sxy = cxy = sx2 = cx2 = 0.0
@@ -301,7 +302,7 @@ def _regression(timestamps, values, a, b, intercept_time):
     return slope, sy / n - slope * sx / n
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def linear(timestamps, values, lo, hi, eval_times, durations, predict):
     """``deriv`` (slope), or ``predict_linear`` (``durations[j]`` s after ``eval_times[j]``)."""
     n_series, n_steps = lo.shape
@@ -323,7 +324,7 @@ def linear(timestamps, values, lo, hi, eval_times, durations, predict):
     return out, ok
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def double_exponential_smoothing(values, lo, hi, sf, tf):
     """``double_exponential_smoothing`` (``holt_winters``) with factors ``sf[j]``, ``tf[j]``."""
     n_series, n_steps = lo.shape
@@ -350,7 +351,7 @@ def double_exponential_smoothing(values, lo, hi, sf, tf):
     return out, ok
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sort_nan_first(buf):
     """Sort in place with NaNs first (the order of Prometheus' ``vectorByValueHeap``)."""
     m = buf.shape[0]
@@ -375,7 +376,7 @@ def _sort_nan_first(buf):
         buf[p + 1] = x
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def quantile_sorted(q, buf):
     """Prometheus' ``quantile`` of already sorted values (linear between closest ranks)."""
     m = buf.shape[0]
@@ -393,7 +394,7 @@ def quantile_sorted(q, buf):
     return buf[int(lower)] * (1 - weight) + buf[int(upper)] * weight
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def quantile_over_time(values, lo, hi, qs, mad):
     """``quantile_over_time(qs[j])``, or ``mad_over_time`` (median absolute deviation)."""
     n_series, n_steps = lo.shape

@@ -9,11 +9,11 @@ Polars broadcasts, which costs nothing per row.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import REF, TIMESTAMP, VALUE
 from tsdb_arrow.query import streaming_stores
 from tsdb_arrow.query.buffers import pool_buffer
@@ -72,7 +72,7 @@ class LabelViews:
         )
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _expand(
     views: np.ndarray, labels: np.ndarray, pos: np.ndarray, lengths: np.ndarray, out: np.ndarray
 ) -> None:
@@ -89,7 +89,7 @@ def _expand(
                 k += 1
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _expand_streaming(
     views: np.ndarray, labels: np.ndarray, pos: np.ndarray, lengths: np.ndarray, out: np.ndarray
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
-import numba as nb
 import numpy as np
 import polars as pl
 
@@ -19,6 +18,7 @@ from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.tombstones import Tombstones
 from tsdb_arrow.ingest.cut import count_repeats
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
@@ -114,7 +114,7 @@ def _increasing_per_series(refs: np.ndarray, timestamps: np.ndarray, codes: np.n
     return _increasing_by_code(codes, timestamps, n_series)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _increasing_by_code(codes: np.ndarray, timestamps: np.ndarray, n_codes: int) -> bool:
     last = np.empty(n_codes, dtype=np.int64)
     seen = np.zeros(n_codes, dtype=np.bool_)

@@ -14,7 +14,6 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
@@ -24,6 +23,7 @@ from tsdb_arrow.blocks.tombstones import Tombstones
 from tsdb_arrow.errors import ClosedError
 from tsdb_arrow.ingest.cut import last_writes, run_starts
 from tsdb_arrow.ingest.pool import HeadBuffer
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import is_member
 from tsdb_arrow.query.buffers import pool_empty
 
@@ -80,7 +80,7 @@ class Samples:
         return Samples(ts, vals if has_values else None, self.run_refs[nonempty], lengths[nonempty])
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _compact(timestamps, values, run_lengths, keep, has_values):
     """The rows of ``keep`` (and of ``values`` when ``has_values``), and each run's count."""
     n = 0
@@ -367,7 +367,7 @@ def _plan_batches(
     return plans
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _cuts(refs, is_head, counts, min_t, max_t, batch_size) -> np.ndarray:
     """Unit positions where a new batch starts (greedy, about ``batch_size`` samples each)."""
     n = refs.shape[0]
@@ -534,7 +534,7 @@ def _assemble(block_seqs, cs, chunks, head, hs, out_ts, out_val, tombstones) -> 
     return Samples(ts, vals, *_runs(refs))
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _copy_ranges(src, src_starts, dst_starts, counts, out):
     for i in range(src_starts.shape[0]):
         s = src_starts[i]

@@ -10,11 +10,12 @@ while the interval still holds the shortened value. Python's ``repr`` gives the 
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+
+from tsdb_arrow.jit import njit
 
 _U64 = np.uint64
 _MANTISSA_BITS = 52
@@ -52,7 +53,7 @@ def _pow5_tables() -> tuple[np.ndarray, np.ndarray]:
 _POW5_SPLIT, _POW5_INV_SPLIT = _pow5_tables()
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _pow5_bits(e):
     """Bits of 5^e (e > 0; 1 for e == 0)."""
     return ((e * 1217359) >> 19) + 1
@@ -76,7 +77,7 @@ def _mul_shift(typingctx, m, lo, hi, shift):
     return sig, codegen
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _pow5_factor(v):
     count = 0
     while v > _U64(0):
@@ -87,7 +88,7 @@ def _pow5_factor(v):
     return 0
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def shortest(bits):
     """The shortest digits of a finite, non-zero float (its bits): ``(digits, exponent)``
     with value ``digits x 10^exponent``, digits without trailing zeros."""
@@ -187,7 +188,7 @@ def shortest(bits):
     return digits, exponent
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _length(v):
     """Decimal digits of v (at most 17 here)."""
     n = 1
@@ -196,7 +197,7 @@ def _length(v):
     return n
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def literal(out, o, lit, write):
     """The bytes ``lit`` at out[o] (when ``write``); the position after them."""
     if write:
@@ -205,7 +206,7 @@ def literal(out, o, lit, write):
     return o + lit.shape[0]
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put_digits(out, o, v, n):
     """The last n decimal digits of v at out[o:o+n], leading zeros included, two a time."""
     k = o + n
@@ -219,7 +220,7 @@ def _put_digits(out, o, v, n):
         out[o] = _ZERO + np.uint8(v % _U64(10))
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def write_float(bits, out, o, write):
     """Write Prometheus' text of the float with ``bits`` (its uint64 view) at out[o] (only
     measure it unless ``write``); returns the end. At most ``MAX_BYTES`` bytes."""
@@ -280,7 +281,7 @@ def write_float(bits, out, o, write):
     return o + n + 1
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def float_texts(bits, out_offsets, out, write):
     """The text of every float (``bits``: their uint64 view) one after another;
     ``out_offsets`` (len + 1) filled when ``write``. Returns the bytes written."""

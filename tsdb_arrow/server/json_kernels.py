@@ -7,9 +7,9 @@ False), once to fill it; ``step_matrix`` writes once into a buffer sized by an u
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.server.float_text import literal, write_float
 
 _DOT, _MINUS, _ZERO = ord("."), ord("-"), ord("0")
@@ -18,14 +18,14 @@ _VALUES = np.frombuffer(b',"values":[', dtype=np.uint8)
 _VALUE = np.frombuffer(b',"value":', dtype=np.uint8)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put(out, o, byte, write):
     if write:
         out[o] = byte
     return o + 1
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def copy_text(out, o, offsets, data, i, write):
     """Text ``i`` of ``data`` cut at ``offsets`` at out[o] (when ``write``); the position
     after it."""
@@ -36,7 +36,7 @@ def copy_text(out, o, offsets, data, i, write):
     return o
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _integer(out, o, x, write):
     """Decimal digits of a non-negative integer."""
     width = 1
@@ -51,7 +51,7 @@ def _integer(out, o, x, write):
     return o + width
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def timestamp(t, out, o, write):
     """Milliseconds as Prometheus writes them: seconds, and ``.ddd`` when not whole."""
     if t < 0:
@@ -67,7 +67,7 @@ def timestamp(t, out, o, write):
     return o
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def timestamps(ts, out_offsets, out, write):
     """Every timestamp formatted; ``out_offsets`` filled when ``write``."""
     o = 0
@@ -80,7 +80,7 @@ def timestamps(ts, out_offsets, out, write):
     return o
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def series_list(m_offsets, m_data, starts, ts, bits, many, out, write):
     """``[{"metric":M,"values":[[t,"v"],...]},...]`` (``"value":[t,"v"]`` unless ``many``):
     series i is metric object i with samples [starts[i], starts[i+1]) (values as uint64
@@ -108,7 +108,7 @@ def series_list(m_offsets, m_data, starts, ts, bits, many, out, write):
     return _put(out, o, ord("]"), write)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def step_matrix(m_offsets, m_data, rows, first, last, bits, present, p_offsets, p_data, out, o):
     """Series ``rows[first:last]`` of a range matrix at out[o], one pass, into a buffer sized
     by an upper bound: ``{"metric":M,"values":[[t,"v"],...]}`` joined by commas (and one

@@ -11,10 +11,10 @@ out when empty). Texts are built with Polars string expressions over all samples
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import polars as pl
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.promql.native import NativeHistograms
 from tsdb_arrow.server.float_text import literal
 from tsdb_arrow.server.json_kernels import copy_text
@@ -43,7 +43,7 @@ def _cat(*parts: str | pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _write_objects(n, starts, rule, t_idx, t_off, t_data, out_off, out, fill):
     """Write (``fill``) or measure the JSON object of each of ``n`` histograms: numbers
     ``0..n`` are the counts, ``n..2n`` the sums, then per bucket lower, upper, count (three
@@ -143,7 +143,7 @@ def instant_samples(
     return "[" + body + "]"
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _write_pairs(out, o, lo, hi, t_off, t_data, x_off, x_data, mid, end, fill):
     """Write (``fill``) or measure ``[[t<mid>x<end>,...]`` for texts ``lo..hi``: values
     (``,"`` ... ``"]``) and histogram objects (``,`` ... ``]``) alike."""
@@ -158,7 +158,7 @@ def _write_pairs(out, o, lo, hi, t_off, t_data, x_off, x_data, mid, end, fill):
     return literal(out, o, _CLOSE, fill)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _write_matrix(n, m_off, m_data, f_starts, ft_off, ft_data, fv_off, fv_data, h_starts,
                   ht_off, ht_data, ho_off, ho_data, out, fill):
     """Write (``fill``) or measure ``[{"metric":...,"values":[...],"histograms":[...]},...]``

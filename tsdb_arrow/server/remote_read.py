@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numba as nb
 import numpy as np
 import polars as pl
 
 from tsdb_arrow.errors import SelectorError
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import HISTOGRAM, TIMESTAMP, VALUE
 from tsdb_arrow.server.prom_api import Answer
 from tsdb_arrow.server.remote_write import _text, unsnappy
@@ -29,7 +29,7 @@ CONTENT = (
 )
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _vlen(v):
     n = 1
     while v >= 128:
@@ -38,7 +38,7 @@ def _vlen(v):
     return n
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put(out, o, v):
     while v >= 128:
         out[o] = (v & 127) | 128
@@ -48,7 +48,7 @@ def _put(out, o, v):
     return o + 1
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _labels_size(i, name_ranges, ranges):
     """Bytes of series ``i``'s Label messages, tags included."""
     body = 0
@@ -62,7 +62,7 @@ def _labels_size(i, name_ranges, ranges):
     return body
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_labels(i, names, name_ranges, data, ranges, out, o):
     for j in range(ranges.shape[1]):
         if ranges[i, j, 0] < 0:
@@ -85,7 +85,7 @@ def _write_labels(i, names, name_ranges, data, ranges, out, o):
     return o
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _encode(starts, names, name_ranges, data, ranges, ts, bits, out, fill):
     """Size (``fill`` False) or write the TimeSeries messages of a QueryResult's field 1.
 
@@ -117,12 +117,12 @@ def _encode(starts, names, name_ranges, data, ranges, ts, bits, out, fill):
     return o
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _zz(v):
     return np.uint64((v << 1) ^ (v >> 63))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _deltas_size(counts, lo, hi):
     """Bytes of the packed deltas of ``counts[lo:hi]`` (without tag and length)."""
     packed = 0
@@ -134,7 +134,7 @@ def _deltas_size(counts, lo, hi):
     return packed
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put_double(out, o, v):
     b = np.array([v]).view(np.uint64)[0]
     for s in range(8):
@@ -142,7 +142,7 @@ def _put_double(out, o, v):
     return o + 8
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _histogram_size(h, scale, count, zero, p_off, p_at, p_counts, n_off, n_at, n_counts, ts):
     """Bytes of histogram sample ``h``'s Histogram message (without its own tag and length)."""
     size = 1 + _vlen(np.uint64(count[h])) + 9 + 1 + _vlen(_zz(np.int64(scale[h]))) + 9
@@ -160,7 +160,7 @@ def _histogram_size(h, scale, count, zero, p_off, p_at, p_counts, n_off, n_at, n
     return size
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _encode_histograms(starts, names, name_ranges, data, ranges, ts, scale, count, zero, zt,
                        sums, p_off, p_at, p_counts, n_off, n_at, n_counts, out, fill):  # fmt: skip
     """As ``_encode``, with each series' histogram samples as Prometheus ``Histogram``

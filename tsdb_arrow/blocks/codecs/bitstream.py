@@ -9,7 +9,8 @@ LSB-first packed fields as Parquet and most bit-packing libraries do. Readers ne
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from tsdb_arrow.jit import njit
 
 U64 = np.uint64
 I64 = np.int64

@@ -14,10 +14,10 @@ Layout: u8 scale, then the integer packer payload of ``m`` (see intpack).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tsdb_arrow.blocks.codecs import intpack
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+from tsdb_arrow.jit import njit
 
 MAX_EXPONENT = 18
 POW10 = np.array([float(f"1e{k}") for k in range(MAX_EXPONENT + 1)], dtype=np.float64)

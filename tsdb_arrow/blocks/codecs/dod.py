@@ -8,10 +8,10 @@ delta counts as a delta-of-delta against 0) as ``0`` | ``10``+14 bits | ``110``+
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tsdb_arrow.blocks.codecs.bitstream import read_bits_msb, write_bits_msb
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+from tsdb_arrow.jit import njit
 
 U64 = np.uint64
 I64 = np.int64

@@ -10,7 +10,6 @@ when a zstd stage follows (bytes of equal significance together compress far bet
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tsdb_arrow.blocks.codecs.bitstream import (
     bit_width,
@@ -24,6 +23,7 @@ from tsdb_arrow.blocks.codecs.bitstream import (
     zigzag,
 )
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+from tsdb_arrow.jit import njit
 
 U64 = np.uint64
 I64 = np.int64

@@ -4,10 +4,10 @@ that always applies."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tsdb_arrow.blocks.codecs.bitstream import get_u64, put_u64
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+from tsdb_arrow.jit import njit
 
 
 @njit(cache=True, inline="always")

@@ -7,7 +7,6 @@ dozen bytes); values store runs of equal bit patterns (a constant chunk costs 9-
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from tsdb_arrow.blocks.codecs.bitstream import (
     get_u64,
@@ -19,6 +18,7 @@ from tsdb_arrow.blocks.codecs.bitstream import (
     zigzag,
 )
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+from tsdb_arrow.jit import njit
 
 
 @njit(cache=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from tsdb_arrow.blocks.codecs import dod, intpack, plain, rle, zstd_stage
 from tsdb_arrow.blocks.codecs.arrow_io import (
@@ -16,6 +15,7 @@ from tsdb_arrow.blocks.codecs.arrow_io import (
 from tsdb_arrow.blocks.codecs.decoding import decode_inputs
 from tsdb_arrow.blocks.codecs.ids import TimestampCodec
 from tsdb_arrow.blocks.codecs.status import OK, UNKNOWN, raise_for_status
+from tsdb_arrow.jit import njit
 
 _PLAIN = np.uint8(TimestampCodec.PLAIN)
 _DOD = np.uint8(TimestampCodec.DOD)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from tsdb_arrow.blocks.codecs import decimal, intpack, plain, rle, xor, zstd_stage
 from tsdb_arrow.blocks.codecs.arrow_io import (
@@ -17,6 +16,7 @@ from tsdb_arrow.blocks.codecs.decoding import decode_inputs
 from tsdb_arrow.blocks.codecs.ids import ValueCodec
 from tsdb_arrow.blocks.codecs.status import OK, UNKNOWN, raise_for_status
 from tsdb_arrow.errors import CodecError
+from tsdb_arrow.jit import njit
 
 _PLAIN = np.uint8(ValueCodec.PLAIN)
 _XOR = np.uint8(ValueCodec.XOR)

@@ -8,11 +8,11 @@ Layout: the first value's 64 bits, then per later value the XOR with the previou
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 from tsdb_arrow.blocks.codecs.bitstream import read_bits_msb, write_bits_msb
 from tsdb_arrow.blocks.codecs.status import CORRUPT, OK, TRUNCATED
+from tsdb_arrow.jit import njit
 
 U64 = np.uint64
 I64 = np.int64

@@ -23,8 +23,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
+
+from tsdb_arrow.jit import njit
 
 _EMPTY = np.uint64(0)
 _MIN_TABLE = 1024
@@ -39,7 +40,7 @@ class DeltaChange:
     amounts: np.ndarray  # float64, what was added to each
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _slot(keys, used, ref):
     mask = keys.shape[0] - 1
     h = ref * np.uint64(0x9E3779B97F4A7C15)
@@ -49,7 +50,7 @@ def _slot(keys, used, ref):
     return slot
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _accumulate(keys, used, sums, last, refs, timestamps, values, out, n_used, changed, amounts):
     """Add rows (sorted by ref, then time) to the totals; ``out`` gets each row's total.
 
@@ -84,7 +85,7 @@ def _accumulate(keys, used, sums, last, refs, timestamps, values, out, n_used, c
     return n_used, n_changed
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _subtract(keys, used, sums, refs, amounts):
     for i in range(refs.shape[0]):
         slot = _slot(keys, used, refs[i])
@@ -92,7 +93,7 @@ def _subtract(keys, used, sums, refs, amounts):
             sums[slot] -= amounts[i]
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _insert_all(keys, used, sums, last, old_keys, old_sums, old_last):
     for i in range(old_keys.shape[0]):
         slot = _slot(keys, used, old_keys[i])

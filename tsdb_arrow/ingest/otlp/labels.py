@@ -16,15 +16,16 @@ and null when none has it.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from tsdb_arrow.jit import njit
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _MEMO = 64  # attribute positions remembered by ``intern``
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _equal(buf, a, b, length):
     """Whether buf[a:a+length] == buf[b:b+length], compared eight bytes at a time (LLVM
     merges the byte loads of a word into one load)."""
@@ -46,7 +47,7 @@ def _equal(buf, a, b, length):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def intern(buf, rows, col_s, col_e, col_group, keep, table):
     """Number the distinct byte strings buf[rows[i, col_s]:rows[i, col_e]] by first appearance.
 
@@ -129,7 +130,7 @@ def intern_ranges(
     return intern(buf, rows, col_s, col_e, col_group, keep, table)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def group_attributes(a0, a1, ok, ent_key, key_label, key_rank, n_labels):
     """Find points with a repeated key, and list each label's entries of the other ok points.
 
@@ -186,7 +187,7 @@ C_LABEL, C_OVER, C_SRC, C_START, C_END = range(5)
 A_POINT, A_SRC, A_START, A_END = range(4)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def columns(wanted, own_slot, own, row_point, row_ctx, ctx_ptr, ctx, att_ptr, att, body, side):
     """The label columns ``wanted`` (label ids) over all rows, built in one call.
 

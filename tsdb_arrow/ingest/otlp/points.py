@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numba as nb
 import numpy as np
 
 from tsdb_arrow.ingest.otlp import rows, wire
@@ -50,6 +49,7 @@ from tsdb_arrow.ingest.otlp.wire import (
     V_KVLIST,
     V_STRING,
 )
+from tsdb_arrow.jit import njit
 
 if TYPE_CHECKING:
     from tsdb_arrow.ingest.otlp.convert import OtlpLimits
@@ -148,7 +148,7 @@ def describe_metrics(sc: wire.Scan, has_delta_state: bool) -> Metrics:
     )
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _point_reasons(pt, ent, metric_reason, metric_kind, max_attributes, max_key, max_value):
     """The first reason each point is refused for, from its fields and its entries."""
     n = pt.shape[0]

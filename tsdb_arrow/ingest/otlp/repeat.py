@@ -26,7 +26,6 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
@@ -56,6 +55,7 @@ from tsdb_arrow.ingest.otlp.wire import (
     V_KVLIST,
     V_STRING,
 )
+from tsdb_arrow.jit import njit
 from tsdb_arrow.model import METRIC_NAME, TIMESTAMP, VALUE
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Rows:
     points: int
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _identity_sizes(pt, ent):
     """Offsets of each point's identity bytes, each padded to whole 8-byte words (the bytes
     say where they end: the padding cannot make two identities equal)."""
@@ -101,14 +101,14 @@ def _identity_sizes(pt, ent):
     return offsets
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put(data, at, x, width):
     for k in range(width):
         data[at + k] = np.uint8((x >> (8 * k)) & 0xFF)
     return at + width
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _identities(body, pt, ent, metric_id, offsets):
     """Each point's identity bytes: metric id, attribute count, then per attribute its value
     type, key length and bytes, and its value (length and bytes, or the 8-byte number)."""
@@ -135,7 +135,7 @@ def _identities(body, pt, ent, metric_id, offsets):
     return data
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hashes(offsets, data):
     """A 64-bit hash of each identity, a word at a time."""
     words = data.view(np.uint64)
@@ -151,7 +151,7 @@ def _hashes(offsets, data):
     return out
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _same(arena, start, data, at, size):
     for k in range(size >> 3):
         if arena[(start >> 3) + k] != data[(at >> 3) + k]:
@@ -159,13 +159,13 @@ def _same(arena, start, data, at, size):
     return True
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _matches(ent, e, h, arena, data, at, size):
     return (ent[e, E_HASH] == h and np.int64(ent[e, E_SIZE]) == size
             and _same(arena, np.int64(ent[e, E_START]), data, at, size))  # fmt: skip
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _find(offsets, data, hashes, table, ent, count, arena, out):
     """Each identity's remembered ref into ``out``; returns the first one not remembered, or
     the count when all are. The entry after the previous point's comes first (a feed sends
@@ -194,7 +194,7 @@ def _find(offsets, data, hashes, table, ent, count, arena, out):
     return hashes.shape[0]
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _add(offsets, data, hashes, refs, table, ent, arena, count, used):
     """Remember the identities not remembered yet (a remembered one gets ``refs``' ref);
     returns the new (count, arena bytes used). The caller made room."""
@@ -225,7 +225,7 @@ def _add(offsets, data, hashes, refs, table, ent, arena, count, used):
     return count, used
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _rehash(table, ent, count):
     mask = table.shape[0] - 1
     table[:] = -1
@@ -236,7 +236,7 @@ def _rehash(table, ent, count):
         table[slot] = e
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _values(pt, stale):
     """Each gauge or sum point's value and its millisecond timestamp, as ``rows.float_rows``
     and the conversion give them."""

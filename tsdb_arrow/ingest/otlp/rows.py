@@ -9,7 +9,6 @@ NO_RECORDED_VALUE gives the same rows, every value the Prometheus stale marker.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from tsdb_arrow.ingest.otlp.wire import (
@@ -41,6 +40,7 @@ from tsdb_arrow.ingest.otlp.wire import (
     P_ZT,
     SUMMARY,
 )
+from tsdb_arrow.jit import njit
 
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 STALE_NAN = np.array([0x7FF0000000000002], dtype=np.uint64).view(np.float64)[0]
@@ -51,7 +51,7 @@ BAD_SCALE, BAD_ZERO_THRESHOLD, BAD_MIN_MAX, BAD_EXP_COUNT, BAD_INDEX = 4, 5, 6, 
 MIN_SCALE, MAX_SCALE = -10, 20
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def check_histograms(points, kinds, pt, ptf, counts, floats):
     """The reason code of each (not stale) histogram point of ``points`` that is refused."""
     out = np.zeros(points.shape[0], dtype=np.int64)
@@ -107,7 +107,7 @@ def check_histograms(points, kinds, pt, ptf, counts, floats):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _bucket_rows(pt, p, floats):
     """Finite-bound bucket rows of histogram point p (as Prometheus loops them)."""
     n = min(pt[p, P_B1] - pt[p, P_B0], pt[p, P_F1] - pt[p, P_F0])
@@ -118,7 +118,7 @@ def _bucket_rows(pt, p, floats):
     return rows
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def float_rows(points, kinds, pt, ptf, counts, floats, stale, names, bound_refs, inf_ref):
     """Expand float points into rows.
 
@@ -196,7 +196,7 @@ def float_rows(points, kinds, pt, ptf, counts, floats, stale, names, bound_refs,
     return row_point, row_value, name, extra
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _set(name, extra, r, names, m, suffix, which, ref):
     """Row r's name (metric m with a suffix) and its le (0) or quantile (1) value, if any."""
     name[1, r] = names[m, suffix, 0]
@@ -207,7 +207,7 @@ def _set(name, extra, r, names, m, suffix, which, ref):
         extra[which, 2, r] = ref[1]
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def gather_counts(counts, starts, ends):
     """The bucket count ranges of many points as one list column: (int64 offsets, values)."""
     n = starts.shape[0]
@@ -226,7 +226,7 @@ def gather_counts(counts, starts, ends):
     return offsets, values
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def group_range(groups, values, n_groups):
     """The smallest and largest value of each group (int64 max and -1 for an empty group)."""
     lo = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)

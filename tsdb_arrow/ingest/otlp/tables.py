@@ -11,7 +11,6 @@ import base64
 import math
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 from google.protobuf.message import DecodeError
@@ -38,6 +37,7 @@ from tsdb_arrow.ingest.otlp.wire import (
     V_KVLIST,
     V_STRING,
 )
+from tsdb_arrow.jit import njit
 
 BODY, SIDE = 0, 1
 
@@ -137,7 +137,7 @@ def attribute_keys(sc: wire.Scan, names: LabelNames, ok: np.ndarray) -> Keys:
     return Keys(entry_key=entry_key, label=label, rank=rank)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _entry_values(ent, chosen, true_ref, false_ref, side_at):
     """The point and the label value (source, start, end) of each chosen entry, for strings,
     booleans and integers (integers formatted into the returned bytes, which go to the side

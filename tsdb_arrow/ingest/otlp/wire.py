@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
+
+from tsdb_arrow.jit import njit
 
 OK, ERROR, BAIL, OVERFLOW = 0, 1, 2, 3
 
@@ -61,7 +62,7 @@ _WIDTHS = (2, 5, 10, P_COLS, 7)  # columns of the res, scope, met, pt, ent table
  T_ANY_VALUE, T_BUCKETS, T_QUANTILE) = range(10)  # fmt: skip
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _scan(buf, res, scope, met, pt, ent, u64, f64, cnt):  # noqa: C901 - one loop on purpose
     """Walk a whole ExportMetricsServiceRequest; returns OK, ERROR, BAIL or OVERFLOW.
 

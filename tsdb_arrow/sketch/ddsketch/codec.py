@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 
 from tsdb_arrow.errors import ConfigError, SketchError
+from tsdb_arrow.jit import njit
 from tsdb_arrow.sketch.ddsketch.arrays import SketchArrays, validate_arrays
 from tsdb_arrow.sketch.ddsketch.mapping import LogarithmicMapping
 
@@ -87,7 +87,7 @@ def decode_arrays(offsets: np.ndarray, data: np.ndarray) -> tuple[LogarithmicMap
     return mapping, arrays
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _uvarint_size(x: int) -> int:
     n = 1
     while x >= 0x80:
@@ -96,7 +96,7 @@ def _uvarint_size(x: int) -> int:
     return n
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _put_uvarint(buf: np.ndarray, pos: int, x: int) -> int:
     while x >= 0x80:
         buf[pos] = (x & 0x7F) | 0x80
@@ -106,12 +106,12 @@ def _put_uvarint(buf: np.ndarray, pos: int, x: int) -> int:
     return pos + 1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _zigzag(x: int) -> int:
     return (x << 1) ^ (x >> 63)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _integral(counts: np.ndarray, lo: int, hi: int) -> bool:
     for i in range(lo, hi):
         c = counts[i]
@@ -120,7 +120,7 @@ def _integral(counts: np.ndarray, lo: int, hi: int) -> bool:
     return True
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _side_size(keys: np.ndarray, counts: np.ndarray, lo: int, hi: int, integral: bool) -> int:
     size = 0
     for i in range(lo, hi):
@@ -129,7 +129,7 @@ def _side_size(keys: np.ndarray, counts: np.ndarray, lo: int, hi: int, integral:
     return size
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _put_side(buf, pos, keys, counts, lo, hi, integral, scratch, scratch_bytes) -> int:
     for i in range(lo, hi):
         pos = _put_uvarint(buf, pos, _zigzag(keys[i]) if i == lo else keys[i] - keys[i - 1])
@@ -143,7 +143,7 @@ def _put_side(buf, pos, keys, counts, lo, hi, integral, scratch, scratch_bytes) 
     return pos
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _encode_kernel(ra, offset, count, zero, sums, mins, maxs, po, pk, pc, no, nk, nc):
     groups = count.size
     flags = np.zeros(groups, np.uint8)
@@ -179,13 +179,13 @@ def _encode_kernel(ra, offset, count, zero, sums, mins, maxs, po, pk, pc, no, nk
     return sizes, data
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _get_f64(data: np.ndarray, pos: int, scratch: np.ndarray, scratch_bytes: np.ndarray):
     scratch_bytes[:] = data[pos : pos + 8]
     return scratch[0]
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _get_u32(data: np.ndarray, pos: int) -> int:
     return (
         np.int64(data[pos])
@@ -195,7 +195,7 @@ def _get_u32(data: np.ndarray, pos: int) -> int:
     )
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _decode_headers(offsets, data):
     groups = offsets.size - 1
     header = np.empty((groups, 7), np.float64)
@@ -221,7 +221,7 @@ def _decode_headers(offsets, data):
     return 0, 0, 0, header, sizes
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _get_uvarint(data: np.ndarray, pos: int, end: int):
     """(value, next position), or (-1, position) if truncated or longer than 9 bytes."""
     x = 0
@@ -236,7 +236,7 @@ def _get_uvarint(data: np.ndarray, pos: int, end: int):
     return -1, pos
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _get_side(data, pos, end, keys, counts, lo, n, integral, scratch, scratch_bytes):
     """Decode one side into keys/counts[lo:lo + n]; (error code, next position)."""
     key = 0
@@ -265,7 +265,7 @@ def _get_side(data, pos, end, keys, counts, lo, n, integral, scratch, scratch_by
     return 0, pos
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _decode_body(offsets, data, sizes):
     groups = offsets.size - 1
     po = np.zeros(groups + 1, np.int64)

@@ -18,11 +18,11 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-import numba as nb
 import numpy as np
 
 from tsdb_arrow.config import check_relative_accuracy
 from tsdb_arrow.errors import ConfigError, SketchError
+from tsdb_arrow.jit import njit
 
 # Keys are int64: |log2(v)| <= 1074 for every positive float, so |key| <= 1075 * multiplier.
 _KEY_LIMIT = float(2**62)
@@ -154,13 +154,13 @@ def _gamma_of(alpha: float) -> float:
     return 1 + 2 * alpha / (1 - alpha)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def exact_key(value: float, multiplier: float, offset: float) -> int:
     """``int(ceil(math.log(value, 2) * multiplier) + offset)`` with libm's ``log``."""
     return int(math.ceil(math.log(value) / math.log(2.0) * multiplier) + offset)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def fast_key(value: float, log_value: float, multiplier: float, offset: float) -> int:
     """The key from an approximate ``log(value)``, recomputed exactly near a key boundary."""
     x = log_value / _LN2 * multiplier
@@ -170,7 +170,7 @@ def fast_key(value: float, log_value: float, multiplier: float, offset: float) -
     return int(c + offset)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _keys_kernel(
     values: np.ndarray, logs: np.ndarray, multiplier: float, offset: float, out: np.ndarray
 ) -> int:

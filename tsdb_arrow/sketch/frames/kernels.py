@@ -3,16 +3,16 @@ and the DDSketch buckets of every group in one pass."""
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from tsdb_arrow.jit import njit
 from tsdb_arrow.sketch.ddsketch.mapping import fast_key
 
 # Dense per-group counting while the key range is at most this (and 4x the group's values).
 _DENSE_LIMIT = 1 << 20
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def dense_ids(hashes):
     """Group id per row, numbered by first appearance of each hash, each id's first row and
     its number of rows (open addressing, table grown to stay at most half full)."""
@@ -51,7 +51,7 @@ def dense_ids(hashes):
     return ids, firsts[:groups].copy(), rows[:groups].copy()
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def values_by_group(values, ids, rank, rows):
     """``values`` reordered by group ``rank[ids[row]]`` (a stable counting sort), and each
     group's start."""
@@ -70,7 +70,7 @@ def values_by_group(values, ids, rank, rows):
     return out, starts
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _emit(
     keys,
     signs,
@@ -137,7 +137,7 @@ def _emit(
     return w
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def sketch_kernel(
     values, logs, run_starts, run_order, group_runs, multiplier, offset, min_possible, with_stats
 ):
