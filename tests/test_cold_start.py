@@ -108,6 +108,28 @@ def test_query_loads_the_decode_kernels_only(data_dir):
     assert "numba" in out["heavy"]
 
 
+def test_cached_queries_and_writes_skip_numba_compiler_set_up(data_dir, tmp_path):
+    # numba's own cache loader installs every compiler registry first (0.15-0.2 s); kernels
+    # load through tsdb_arrow.jit without them. The first runs fill the cache (or compile).
+    code = (
+        "import tsdb_arrow as ta\n"
+        "import polars as pl\n"
+        f"db = ta.open({str(data_dir)!r}, read_only=True)\n"
+        "values = db.select('up').collect()['value'].to_list()\n"
+        "db.close()\n"
+        f"with ta.open({str(tmp_path / 'w')!r}) as db:\n"
+        "    db.write(pl.DataFrame({'timestamp': [5, 1, 3], 'value': [5.0, 1.0, 3.0],\n"
+        "                           '__name__': ['m', 'm', 'm'], 'job': ['a', 'b', 'a']}))\n"
+        "    db.flush()\n"
+        "    stored = db.select('m').collect()['value'].to_list()\n"
+        "from numba.core.registry import cpu_target\n"
+        "result = [values, sorted(stored), bool(cpu_target.target_context._registries)]\n"
+    )
+    loaded_after(code)
+    (tmp_path / "w").rename(tmp_path / "w0")
+    assert loaded_after(code)["result"] == [[1.0, 2.0, 3.0], [1.0, 3.0, 5.0], False]
+
+
 def test_cli_module_loads_no_heavy_module():
     assert loaded_after("import tsdb_arrow.cli")["heavy"] == []
 
