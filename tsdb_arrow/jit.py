@@ -17,6 +17,7 @@ from typing import Any
 
 import numba
 from numba.core.caching import FunctionCache
+from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import nrt
 
 # The numba internals the light load calls; with another numba lacking them, kernels use
@@ -48,7 +49,7 @@ def njit(function: Callable[..., Any] | None = None, **options: Any) -> Any:
 
     def decorate(py_func: Callable[..., Any]) -> Any:
         dispatcher = numba.njit(**options)(py_func)
-        if light:
+        if light and isinstance(dispatcher, Dispatcher):  # not under NUMBA_DISABLE_JIT
             dispatcher._cache = KernelCache(py_func)
         return dispatcher
 
