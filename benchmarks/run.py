@@ -35,6 +35,7 @@ import pyarrow as pa
 from benchmarks import baselines, ours, prometheus, table, victoriametrics, write_order
 from benchmarks.datasets import DataSet, load_real, load_synthetic, repo_root
 from benchmarks.measure import Row
+from tsdb_arrow.memory import numpy_huge_pages, own_process_default
 
 DATA_SETS = ("real", "synthetic", "synthetic-2m")
 SYSTEMS = ("parquet", "ours", "write-order", "prometheus", "victoriametrics")
@@ -130,6 +131,12 @@ def header(data_sets: Sequence[DataSet], quick: bool, reps: int) -> list[str]:
             f"data set {d.name}: {d.samples:,} samples, {d.series.height:,} series, "
             f"{len(d.labels)} label columns; {d.source}"
         )
+    huge = numpy_huge_pages(False)
+    numpy_huge_pages(bool(huge))
+    lines.append(
+        f"memory as the tsdb-arrow command allocates (tsdb_arrow.memory): Arrow pool "
+        f"{pa.default_memory_pool().backend_name}, numpy huge pages {'on' if huge else 'off'}"
+    )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines.append(
         f"OS page cache warm for every system; our cache off (cache_bytes=0); "
@@ -145,6 +152,7 @@ def _log(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table; return the exit status."""
     args = parse_args(argv)
+    own_process_default()  # the cold loads' child processes do the same
     names = args.data_sets or (["real"] if args.quick else list(DATA_SETS))
     reps = QUICK_REPETITIONS if args.quick else FULL_REPETITIONS
     work_dir: Path = args.work_dir.resolve()

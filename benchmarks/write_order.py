@@ -7,7 +7,8 @@ one write; shuffled then cut into ``SHUFFLED_BATCHES`` batches; and shuffled in 
 Warm = in this process after a warm-up (best of the repetitions); cold = a fresh Python process
 per load (``python -m benchmarks.write_order TABLE N DIR``), timed from after ``import
 tsdb_arrow`` and the Parquet read, so it counts what a first write pays: loading compiled
-kernels, first-call set-up.
+kernels, first-call set-up. Both allocate as the ``tsdb-arrow`` command does
+(``tsdb_arrow.memory.own_process_default``: no huge pages), unless the environment chooses.
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ def _child(argv: list[str]) -> int:
     """Cold load in this fresh process: ``TABLE N DIR``; prints ``{"seconds": ...}``."""
     path, n_batches, tmp = Path(argv[0]), int(argv[1]), Path(argv[2])
     import tsdb_arrow  # noqa: F401  (imported before the clock starts)
+    from tsdb_arrow.memory import own_process_default
+
+    own_process_default()  # as the tsdb-arrow command and benchmarks.run allocate
 
     table = pq.read_table(path)
     seconds = load_seconds(batches_of(table, n_batches), tmp / "db")
