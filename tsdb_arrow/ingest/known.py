@@ -225,7 +225,14 @@ def _find(offsets, data, has_valid, valid, names, name_end, table, entry_keys, e
     return _DISTINCT if repeats == 0 else _FOUND
 
 
-_LOWEST_BIT = np.array([0] + [(b & -b).bit_length() - 1 for b in range(1, 256)], dtype=np.int64)
+# For each validity byte: its set bits' positions (then zeros) and how many there are.
+_BIT_POSITIONS = np.array(
+    [[j for j in range(8) if b >> j & 1] + [0] * (8 - b.bit_count()) for b in range(256)],
+    dtype=np.int64,
+)
+_BIT_COUNT = np.array([b.bit_count() for b in range(256)], dtype=np.int64)
+#: Room ``_key_column`` needs in ``rows`` past the column's present values.
+ROWS_SLACK = 8
 _BYTES = np.uint64(0x0101010101010101)
 _HIGH_BITS = np.uint64(0x8080808080808080)
 
@@ -234,9 +241,13 @@ _HIGH_BITS = np.uint64(0x8080808080808080)
 def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
     """Mix one label (its name's key, then its value) into the key of each row of the column
     whose value is present and not empty: a column's share of ``_row_key``, so that keying
-    the columns in name order gives ``_row_key``. Those rows go into ``rows``; returns how many.
-    Validity is read a byte at a time and only its set bits are visited: a row-by-row test of a
-    sparse column in no order mispredicts a branch per row."""
+    the columns in name order gives ``_row_key``. Those rows go into ``rows`` (which has
+    ``ROWS_SLACK`` more slots than the column has valid values); returns how many.
+
+    A column with nulls first lists its valid rows a validity byte at a time without a
+    branch per bit (every byte writes eight slots, the count moves by its set bits): visiting
+    the set bits of a sparse column in no order mispredicted a branch on nearly every value
+    (keying 40 shuffled batches of the real file's columns: 0.225 s that way, 0.167 s this)."""
     n = keys.shape[0]
     k = 0
     if not has_valid:
@@ -256,17 +267,21 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
             bits &= 0xFF << (base - first)
         if first + 8 > end:
             bits &= (1 << (end - first)) - 1
-        while bits:
-            j = first + _LOWEST_BIT[bits]
-            bits &= bits - 1
-            s = offsets[j]
-            e = offsets[j + 1]
-            if e > s:
-                i = j - base
-                keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
-                rows[k] = i
-                k += 1
-    return k
+        if bits == 0:
+            continue
+        for t in range(8):
+            rows[k + t] = first - base + _BIT_POSITIONS[bits, t]
+        k += _BIT_COUNT[bits]
+    m = 0
+    for r in range(k):
+        i = rows[r]
+        s = offsets[base + i]
+        e = offsets[base + i + 1]
+        if e > s:
+            keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
+            rows[m] = i
+            m += 1
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -455,7 +470,7 @@ def _key_columns(
             a = lo + start
             b = a + len(chunk)
             valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
-            rows = np.empty(len(chunk) - chunk.null_count, dtype=np.int64)
+            rows = np.empty(len(chunk) - chunk.null_count + ROWS_SLACK, dtype=np.int64)
             rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
                                       keys[a:b], rows)]  # fmt: skip
             pieces.append((name, rows, a, b, offsets, base, data))
