@@ -373,17 +373,17 @@ def test_a_candidate_whose_bytes_differ_is_no_match(asked):
         at = known._start[entries].copy()
         matched = all(
             known_mod._match_rows(
-                rows, offsets, base, data, name, entries, at, known._start, known._arena
+                rows, spans, data, name, entries, at, known._start, known._arena
             )  # fmt: skip
-            for name, rows, _, _, offsets, base, data in pieces
+            for name, rows, _, _, spans, data in pieces
         )
         assert not (matched and known_mod._ended(entries, at, known._start))
     right = {"__name__": "up", "a": "x", "b": "y"}
     _, pieces = _columns_of([right])
     entries = np.array([0], dtype=np.int64)
     at = known._start[entries].copy()
-    for name, rows, _, _, offsets, base, data in pieces:
-        assert known_mod._match_rows(rows, offsets, base, data, name, entries, at,
+    for name, rows, _, _, spans, data in pieces:
+        assert known_mod._match_rows(rows, spans, data, name, entries, at,
                                      known._start, known._arena)  # fmt: skip
     assert known_mod._ended(entries, at, known._start)
 

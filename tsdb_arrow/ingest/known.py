@@ -238,11 +238,13 @@ _HIGH_BITS = np.uint64(0x8080808080808080)
 
 
 @njit(cache=True, nogil=True)
-def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
+def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows, spans):
     """Mix one label (its name's key, then its value) into the key of each row of the column
     whose value is present and not empty: a column's share of ``_row_key``, so that keying
     the columns in name order gives ``_row_key``. Those rows go into ``rows`` (which has
-    ``ROWS_SLACK`` more slots than the column has valid values); returns how many.
+    ``ROWS_SLACK`` more slots than the column has valid values) and their values' bounds in
+    ``data`` into ``spans`` (the comparison then reads them in order, not the offsets at
+    scattered rows again); returns how many.
 
     A column with nulls first lists its valid rows a validity byte at a time without a
     branch per bit (every byte writes eight slots, the count moves by its set bits): visiting
@@ -257,6 +259,8 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
             if e > s:
                 keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
                 rows[k] = i
+                spans[k, 0] = s
+                spans[k, 1] = e
                 k += 1
         return k
     end = base + n
@@ -280,6 +284,8 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows):
         if e > s:
             keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
             rows[m] = i
+            spans[m, 0] = s
+            spans[m, 1] = e
             m += 1
     return m
 
@@ -305,7 +311,7 @@ def _entries_of(keys, table, entry_keys, start, entries, at):
 
 
 @njit(cache=True, nogil=True)
-def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
+def _match_rows(rows, spans, data, name, entries, at, start, arena):
     """Whether each row of ``rows`` has, at ``at[i]`` in its candidate's bytes, this label:
     ``name 0xFF value 0xFF`` with no 0xFF in the value; ``at`` moves past it. Compared a word
     at a time (``tsdb_arrow.words``); the remembered name and value hold no 0xFF, so equal
@@ -315,8 +321,8 @@ def _match_rows(rows, offsets, base, data, name, entries, at, start, arena):
     nlen = name.shape[0]
     for r in range(rows.shape[0]):
         i = rows[r]
-        s = offsets[base + i]
-        length = offsets[base + i + 1] - s
+        s = spans[r, 0]
+        length = spans[r, 1] - s
         p = at[i]
         q = p + nlen + 1
         if q + length + 1 > start[entries[i] + 1] or arena[p + nlen] != _SEP:
@@ -461,7 +467,7 @@ def _key_columns(
 ) -> list[tuple]:
     """Mix the label columns (column, name's bytes, name's key) of rows ``lo:hi`` into their
     ``keys``; per column chunk, what ``_match_rows`` needs then: (name, present rows relative
-    to the chunk, the chunk's rows, its buffers)."""
+    to the chunk, the chunk's rows ``a:b``, their values' bounds in ``data``, ``data``)."""
     pieces = []
     whole = lo == 0 and hi == len(keys)
     for column, name, name_key in columns:
@@ -471,9 +477,10 @@ def _key_columns(
             b = a + len(chunk)
             valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
             rows = np.empty(len(chunk) - chunk.null_count + ROWS_SLACK, dtype=np.int64)
-            rows = rows[: _key_column(valid, has_valid, offsets, base, data, name_key,
-                                      keys[a:b], rows)]  # fmt: skip
-            pieces.append((name, rows, a, b, offsets, base, data))
+            spans = np.empty((len(rows), 2), dtype=np.int64)
+            k = _key_column(valid, has_valid, offsets, base, data, name_key, keys[a:b], rows,
+                            spans)  # fmt: skip
+            pieces.append((name, rows[:k], a, b, spans[:k], data))
     return pieces
 
 
@@ -647,8 +654,8 @@ class KnownSeries:
         if _entries_of(keys[lo:hi], self._table, self._keys, self._start, entries[lo:hi],
                        at[lo:hi]) < hi - lo:  # fmt: skip
             return False
-        for name, rows, a, b, offsets, base, data in pieces:
-            if not _match_rows(rows, offsets, base, data, name, entries[a:b], at[a:b],
+        for name, rows, a, b, spans, data in pieces:
+            if not _match_rows(rows, spans, data, name, entries[a:b], at[a:b],
                                self._start, self._arena):  # fmt: skip
                 return False
         return _ended(entries[lo:hi], at[lo:hi], self._start)
