@@ -249,36 +249,28 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows, spa
     A column with nulls first lists its valid rows a validity byte at a time without a
     branch per bit (every byte writes eight slots, the count moves by its set bits): visiting
     the set bits of a sparse column in no order mispredicted a branch on nearly every value
-    (keying 40 shuffled batches of the real file's columns: 0.225 s that way, 0.167 s this)."""
+    (keying 40 shuffled batches of the real file: 0.207-0.286 s that way, 0.176-0.187 s this)."""
     n = keys.shape[0]
     k = 0
-    if not has_valid:
-        for i in range(n):
-            s = offsets[base + i]
-            e = offsets[base + i + 1]
-            if e > s:
-                keys[i] = mix_bytes(keys[i] ^ name_key, data, s, e)
-                rows[k] = i
-                spans[k, 0] = s
-                spans[k, 1] = e
-                k += 1
-        return k
-    end = base + n
-    for byte in range(base >> 3, (end + 7) >> 3):
-        bits = np.int64(valid[byte])
-        first = byte << 3
-        if first < base:
-            bits &= 0xFF << (base - first)
-        if first + 8 > end:
-            bits &= (1 << (end - first)) - 1
-        if bits == 0:
-            continue
-        for t in range(8):
-            rows[k + t] = first - base + _BIT_POSITIONS[bits, t]
-        k += _BIT_COUNT[bits]
+    if has_valid:
+        end = base + n
+        for byte in range(base >> 3, (end + 7) >> 3):
+            bits = np.int64(valid[byte])
+            first = byte << 3
+            if first < base:
+                bits &= 0xFF << (base - first)
+            if first + 8 > end:
+                bits &= (1 << (end - first)) - 1
+            if bits == 0:
+                continue
+            for t in range(8):
+                rows[k + t] = first - base + _BIT_POSITIONS[bits, t]
+            k += _BIT_COUNT[bits]
+    else:
+        k = n  # every row: row r is r
     m = 0
     for r in range(k):
-        i = rows[r]
+        i = rows[r] if has_valid else r
         s = offsets[base + i]
         e = offsets[base + i + 1]
         if e > s:
