@@ -131,10 +131,7 @@ def header(data_sets: Sequence[DataSet], quick: bool, reps: int) -> list[str]:
             f"data set {d.name}: {d.samples:,} samples, {d.series.height:,} series, "
             f"{len(d.labels)} label columns; {d.source}"
         )
-    huge = numpy_huge_pages(False)  # read back by setting, then restored
-    if huge is not None:
-        numpy_huge_pages(huge)
-    pages = {True: "on", False: "off", None: "not switchable"}[huge]
+    pages = {True: "on", False: "off", None: "not switchable"}[numpy_huge_pages()]
     lines.append(
         f"memory as the tsdb-arrow command allocates (tsdb_arrow.memory): Arrow pool "
         f"{pa.default_memory_pool().backend_name}, numpy huge pages {pages}"

@@ -270,7 +270,7 @@ from tsdb_arrow import cli
 from tsdb_arrow.memory import numpy_huge_pages
 sys.argv = ["tsdb-arrow", "--version"]
 status = cli.console()
-print(pa.default_memory_pool().backend_name, numpy_huge_pages(True))
+print(pa.default_memory_pool().backend_name, numpy_huge_pages())
 sys.exit(status)
 """
 

@@ -42,10 +42,10 @@ def own_process_default() -> None:
         numpy_huge_pages(False)
 
 
-def numpy_huge_pages(enabled: bool) -> bool | None:
-    """Whether numpy asks for huge pages on its big arrays from now on (what
-    ``NUMPY_MADVISE_HUGEPAGE`` chooses at numpy's import); returns the setting before, or None
-    when this numpy has no such switch."""
+def numpy_huge_pages(enabled: bool | None = None) -> bool | None:
+    """Whether numpy asked for huge pages on its big arrays (what ``NUMPY_MADVISE_HUGEPAGE``
+    chooses at numpy's import), and with ``enabled`` the setting from now on; None when this
+    numpy has no such switch."""
     try:
         from numpy._core.multiarray import _set_madvise_hugepage
     except ImportError:
@@ -53,4 +53,8 @@ def numpy_huge_pages(enabled: bool) -> bool | None:
             from numpy.core.multiarray import _set_madvise_hugepage
         except ImportError:
             return None
-    return bool(_set_madvise_hugepage(enabled))
+    # numpy's switch only sets, returning the setting before: reading is setting back.
+    before = bool(_set_madvise_hugepage(bool(enabled)))
+    if enabled is None:
+        _set_madvise_hugepage(before)
+    return before
