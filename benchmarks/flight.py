@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,8 @@ GOAL = 0.7
 CALL_TIMEOUT = 300.0
 #: Seconds a server may take to start, and to stop after SIGTERM, before the run gives up on it.
 SERVER_TIMEOUT = 120.0
+#: Seconds a stuck server is given to write its stacks before it is killed.
+STACKS_WAIT = 2.0
 #: Rows per batch of the batched write (a loader's batches; ``tsdb-arrow load`` sends 1 M).
 BATCH_ROWS = 500_000
 
@@ -85,16 +88,19 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
 
 def _stop(proc: subprocess.Popen, timeout: float = SERVER_TIMEOUT) -> None:
     """SIGTERM the server (it flushes and exits) and close its pipe; a server still running
-    ``timeout`` s later is killed and the run fails, instead of waiting for it for ever."""
+    ``timeout`` s later writes its threads' stacks to stderr (SIGUSR1), is killed and the run
+    fails, instead of waiting for it for ever."""
     proc.terminate()
     try:
         proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(STACKS_WAIT)
         proc.kill()
         proc.communicate()
         raise RuntimeError(
             f"tsdb-arrow serve (pid {proc.pid}) did not exit within {timeout:.0f} s of SIGTERM; "
-            "killed it (run with PYTHONFAULTHANDLER=1 and send SIGABRT to see where it hangs)"
+            "killed it (its threads' stacks are on stderr above)"
         ) from None
 
 

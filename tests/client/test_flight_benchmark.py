@@ -59,11 +59,18 @@ def test_flight_benchmark_prints_both_ratios():
     assert re.search(r"goal: flight/local >= 0.7x: (met|NOT met)", out)
 
 
-def test_stop_kills_a_server_that_ignores_sigterm():
-    """A server that does not exit on SIGTERM fails the run within the timeout, killed."""
-    ignores = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \
+def test_stop_kills_a_server_that_ignores_sigterm(tmp_path):
+    """A server that does not exit on SIGTERM fails the run within the timeout, killed, after
+    it was asked for its stacks (SIGUSR1, as ``tsdb-arrow serve`` answers it)."""
+    ignores = "import faulthandler, signal, sys, time; " \
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); " \
+        "faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True); " \
         "print('up', flush=True); time.sleep(600)"  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", ignores], stdout=subprocess.PIPE, text=True)
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ignores], stdout=subprocess.PIPE, stderr=err, text=True
+        )
     assert proc.stdout is not None and proc.stdout.readline() == "up\n"
     failure: list[BaseException] = []
 
@@ -81,6 +88,7 @@ def test_stop_kills_a_server_that_ignores_sigterm():
         assert len(failure) == 1 and isinstance(failure[0], RuntimeError)
         assert f"(pid {proc.pid}) did not exit within 1 s of SIGTERM; killed it" in str(failure[0])
         assert proc.returncode == -signal.SIGKILL
+        assert "most recent call first" in stderr.read_text()
     finally:
         proc.kill()
         proc.wait()

@@ -102,6 +102,22 @@ def test_serve_says_where_it_listens_and_sigterm_flushes_and_exits_0(tmp_path):
     assert got == [float(v) for v in range(300)]
 
 
+def test_sigusr1_writes_every_threads_stack_and_serves_on(tmp_path):
+    """What to send a server that seems stuck: its stacks on stderr, and it keeps serving."""
+    port = free_port()
+    with start(tmp_path / "db", port) as proc:
+        wait_ready(proc)
+        proc.send_signal(signal.SIGUSR1)
+        export(port, 0)  # answered after the dump
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+    assert "Current thread" in err and "most recent call first" in err
+    assert "tsdb_arrow/server/process.py" in err  # the main thread, waiting in run()
+    with ta.open(tmp_path / "db") as db:
+        assert db.stats()["samples"] == 100
+
+
 def test_sigkill_after_acknowledged_exports_loses_nothing(tmp_path):
     port = free_port()
     with start(tmp_path / "db", port) as proc:

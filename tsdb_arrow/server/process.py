@@ -3,11 +3,14 @@
 Ready when it says so: one line per listener with its address on stderr (and stdout, for
 scripts that wait for it). SIGINT or SIGTERM stops accepting, lets requests in flight finish,
 flushes and closes the database, and exits 0. SIGKILL loses nothing acknowledged (the WAL).
+SIGUSR1 writes every thread's stack to stderr and serves on: what to send a server that seems
+stuck before killing it.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -117,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    # Written from the signal handler in C: it works while the main thread is stuck in a lock.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     promote = [a.strip() for a in args.promote_resource_attributes.split(",") if a.strip()]
     from tsdb_arrow.server.prom_api import QueryOptions
 
