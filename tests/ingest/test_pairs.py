@@ -31,9 +31,12 @@ _pairs = st.lists(
 @given(st.lists(_pairs, min_size=1, max_size=4), st.integers(0, 5000), st.lists(st.booleans()))
 def test_repeats_match_a_python_set(batches, capacity, splits):
     """Repeats within and across batches, the pair that marks an empty slot, tables that grow;
-    each batch inserted by one thread or (``splits``) by two, one per table."""
+    each batch inserted by one thread or (``splits``) by two, one per table. Pairs stay packed
+    while every timestamp lies within the span from the first batch's base, and are unpacked,
+    losing none, by the first batch reaching past it."""
     pairs = PairSet(capacity)
     seen: set[tuple[int, int]] = set()
+    base = None
     with ThreadPoolExecutor(1) as pool, mock.patch.object(pairs_mod, "SPLIT_ROWS", 0):
         for k, batch in enumerate(batches):
             refs = np.array([r for r, _ in batch], dtype=np.uint64)
@@ -45,6 +48,42 @@ def test_repeats_match_a_python_set(batches, capacity, splits):
             split = k < len(splits) and splits[k]
             assert pairs.add(refs, ts, pool if split else None).tolist() == expected
             assert len(pairs) == len(seen)
+            if base is None and batch:
+                base = max(min(ts.tolist()) - 2**40, INT64_MIN)
+            packs = base is None or all(0 <= t - base < 2**42 for _, t in seen)
+            assert pairs.packed == packs
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_many_series_in_no_order_are_numbered_and_packed(split):
+    """30,000 series (the series numbers' table grows several times), their pairs in shuffled
+    batches, then every pair again: all repeats, still packed."""
+    rng = np.random.default_rng(5)
+    refs = rng.integers(0, 2**64, size=30_000, dtype=np.uint64)
+    rows_refs = np.repeat(refs, 4)
+    rows_ts = np.tile(T0 + 1000 * np.arange(4, dtype=np.int64), len(refs))
+    order = rng.permutation(len(rows_refs))
+    pairs = PairSet()
+    with ThreadPoolExecutor(1) as pool:
+        for part in np.array_split(order, 7):
+            assert not pairs.add(rows_refs[part], rows_ts[part], pool if split else None).any()
+        again = pairs.add(rows_refs[order[::-1]], rows_ts[order[::-1]], pool if split else None)
+    assert again.all() and len(pairs) == 120_000 and pairs.packed
+
+
+def test_more_series_than_pack_are_unpacked_losing_none(monkeypatch):
+    """Past ``MAX_PACKED_SERIES`` series the pairs are unpacked; earlier pairs still repeat."""
+    monkeypatch.setattr(pairs_mod, "MAX_PACKED_SERIES", 100)
+    pairs = PairSet()
+    first = pairs.add(np.arange(80, dtype=np.uint64), np.full(80, T0, dtype=np.int64))
+    assert not first.any() and pairs.packed
+    refs = np.arange(40, 160, dtype=np.uint64)  # 40 repeat the first batch's series
+    second = pairs.add(refs, np.full(len(refs), T0, dtype=np.int64))
+    assert not pairs.packed
+    assert second.tolist() == [True] * 40 + [False] * 80
+    assert len(pairs) == 160
+    third = pairs.add(np.arange(160, dtype=np.uint64), np.full(160, T0 + 1, dtype=np.int64))
+    assert not third.any() and len(pairs) == 320
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -133,3 +172,18 @@ def test_a_refused_write_adds_no_series(tmp_path, monkeypatch):
         assert db.stats()["series"] == 1
         assert db.write(_frame([T0 + 1000], [3.0], ["b"])) == ta.WriteResult(rows=1, replaced=0)
         assert sorted(db.series()["__name__"].to_list()) == ["a", "b"]
+
+
+def test_the_pair_of_an_empty_slot_survives_unpacking():
+    """(0, INT64_MIN), packed like any pair, is kept aside once unpacked (where its bytes mark
+    an empty slot), and still repeats."""
+    pairs = PairSet()
+    assert not pairs.add(np.zeros(1, np.uint64), np.array([INT64_MIN])).any()
+    assert pairs.packed
+    assert not pairs.add(np.ones(1, np.uint64), np.array([2**62])).any()  # past the span
+    assert not pairs.packed and len(pairs) == 2
+    assert pairs.add(np.array([0, 1, 0], np.uint64), np.array([INT64_MIN, 2**62, 0])).tolist() == [
+        True,
+        True,
+        False,
+    ]
