@@ -70,15 +70,15 @@ extra = {
 """
 
 
-def run(directory: Path, after: str = "extra = {}") -> dict[str, object]:
-    """PROBE in a fresh interpreter, the kernel module and numba cache in ``directory``."""
+def run(directory: Path, after: str = "extra = {}", probe: str = PROBE) -> dict[str, object]:
+    """``probe`` in a fresh interpreter, the kernel module and numba cache in ``directory``."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(directory), str(Path(__file__).parents[1])]),
         "NUMBA_CACHE_DIR": str(directory / "numba-cache"),
     }
     done = subprocess.run(
-        [sys.executable, "-c", PROBE.format(after=after)],
+        [sys.executable, "-c", probe.format(after=after)],
         capture_output=True,
         text=True,
         env=env,
@@ -110,6 +110,36 @@ def test_a_kernel_compiles_after_a_light_load(tmp_path):
     assert out["set_up"] is False
     assert out["fresh"] == 35.0  # (1 + 2 + 0.5) * 10
     assert out["set_up_after"] is True
+
+
+# Count llvmlite's lock callbacks around a cached kernel's load; check they are all back after.
+LOCK_PROBE = """\
+import json
+import numpy as np
+from llvmlite.binding import ffi
+import kernels
+
+calls = []
+ffi.register_lock_callback(lambda: calls.append(1), lambda: None)
+before = len(ffi.lib._lock._cblist)
+kernels.spread(np.array([1.0]))
+loaded = len(calls)
+from llvmlite import binding
+binding.get_process_triple()  # one call into LLVM through the lock
+print(json.dumps({{"hits": sum(kernels.spread.stats.cache_hits.values()), "loaded": loaded,
+                  "after": len(calls) - loaded, "restored": len(ffi.lib._lock._cblist) == before}}))
+"""
+
+
+def test_a_light_load_takes_llvms_lock_once_and_puts_its_callbacks_back(tmp_path):
+    """The load's calls into LLVM (thousands: every symbol of the kernel's module) run under
+    one hold of llvmlite's lock, whose callbacks then fire a few times, not per call; they are
+    all in place after, and fire again on the next call."""
+    write_kernels(tmp_path, 0.5)
+    run(tmp_path)  # compiled and cached
+    got = run(tmp_path, probe=LOCK_PROBE)
+    assert got["hits"] == 1 and got["restored"] and got["after"] == 2  # the call, the string freed
+    assert 1 <= got["loaded"] <= 10, got
 
 
 def test_a_changed_kernel_is_compiled_again(tmp_path):

@@ -12,10 +12,12 @@ Importing this module imports numba: only kernel modules import it, on first use
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numba
+from llvmlite.binding import ffi
 from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import nrt
@@ -33,10 +35,30 @@ class KernelCache(FunctionCache):
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         """The cached compile result for ``sig``, or None when it must be compiled."""
         # numba's own load_overload calls target_context.refresh() here: the compiler set-up.
-        nrt.rtsys.initialize(target_context)
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        with _llvm_held():
+            nrt.rtsys.initialize(target_context)  # compiles NRT's helpers, once a process
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
         return None  # the guard swallowed an I/O error: compile instead
+
+
+@contextmanager
+def _llvm_held() -> Iterator[None]:
+    """Hold llvmlite's lock for a whole load, so that the callbacks numba hangs on it (its lock
+    events, timing compilations) run once, not around each of the load's thousands of calls
+    into LLVM (it lists every symbol of the kernel's module): 10-20 us a call, 2-3 ms a kernel.
+    Taken inside numba's compiler lock, as every call into LLVM of a compilation is."""
+    lock = getattr(ffi.lib, "_lock", None)
+    callbacks = getattr(lock, "_cblist", None)
+    if lock is None or not isinstance(callbacks, list):  # another llvmlite: as it comes
+        yield
+        return
+    with lock:
+        lock._cblist = []
+        try:
+            yield
+        finally:
+            lock._cblist = callbacks
 
 
 def njit(function: Callable[..., Any] | None = None, **options: Any) -> Any:
