@@ -118,7 +118,9 @@ def run_systems(data: DataSet, systems: Sequence[str], work_dir: Path, reps: int
     return rows
 
 
-def header(data_sets: Sequence[DataSet], quick: bool, reps: int) -> list[str]:
+def header(
+    data_sets: Sequence[DataSet], quick: bool, reps: int, keeps_freed: bool = False
+) -> list[str]:
     """Context lines printed above the table: machine, versions, data sets, mode."""
     lines = [
         f"tsdb-arrow benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, "
@@ -134,7 +136,8 @@ def header(data_sets: Sequence[DataSet], quick: bool, reps: int) -> list[str]:
     pages = {True: "on", False: "off", None: "not switchable"}[numpy_huge_pages()]
     lines.append(
         f"memory as the tsdb-arrow command allocates (tsdb_arrow.memory): Arrow pool "
-        f"{pa.default_memory_pool().backend_name}, numpy huge pages {pages}"
+        f"{pa.default_memory_pool().backend_name}, numpy huge pages {pages}, freed memory "
+        f"{'kept by malloc' if keeps_freed else 'as malloc was set'}"
     )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines.append(
@@ -151,7 +154,7 @@ def _log(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table; return the exit status."""
     args = parse_args(argv)
-    own_process_default()  # the cold loads' child processes do the same
+    keeps_freed = own_process_default()  # the cold loads' child processes do the same
     names = args.data_sets or (["real"] if args.quick else list(DATA_SETS))
     reps = QUICK_REPETITIONS if args.quick else FULL_REPETITIONS
     work_dir: Path = args.work_dir.resolve()
@@ -164,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_data_set(name, work_dir, args.quick)
         data_sets.append(data)
         rows += run_systems(data, args.systems, work_dir, reps)
-    head = header(data_sets, args.quick, reps)
+    head = header(data_sets, args.quick, reps, keeps_freed)
     ratio_lines = table.ratios(rows)
     elapsed = f"total run time {time.perf_counter() - start:.0f} s"
     print("\n".join([*head, "", table.fixed_width(rows), "", *ratio_lines, elapsed]))
