@@ -495,3 +495,31 @@ def test_a_shuffled_bulk_batch_of_known_series_is_found_column_by_column(
     assert got.select("__name__", "host", "dc", "timestamp", "value").equals(
         want.select("__name__", "host", "dc", "timestamp", "value").sort(key)
     )
+
+
+@pytest.mark.parametrize("offset", [0, 3, 64, 67])
+def test_a_sparse_columns_long_null_runs_are_passed_over_exactly(offset):
+    """A column with a value every few dozen rows (whole validity words without one, passed
+    over at once), sliced at any row: every present value is keyed, as row by row."""
+    from tsdb_arrow.ingest import known as known_mod
+
+    present = {0, 70, 71, 135, 200, 263, 264, 299, 300 + offset - 1}
+    table_rows = [
+        {"__name__": f"m{i % 3}", "s": f"v{i}" if i in present else None}
+        for i in range(300 + offset)
+    ]
+    n = len(table_rows) - offset
+    keys = np.full(n, known_mod._KEY_SEED, dtype=np.uint64)
+    columns = []
+    for name in ("__name__", "s"):
+        name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
+        name_key = known_mod._name_keys(name_bytes, np.array([0, len(name_bytes)]))[0]
+        column = _large_strings([r[name] for r in table_rows]).slice(offset)
+        columns.append((column, name_bytes, name_key))
+    pieces = known_mod._key_columns(columns, keys, 0, n)
+    assert pieces[1][1].tolist() == [i - offset for i in sorted(present) if i >= offset]
+    offsets, data, has_valid, valid, names, name_end = known_mod._pack(
+        labels_of(table_rows[offset:], names=["__name__", "s"]), n
+    )
+    want = known_mod._row_keys(offsets, data, has_valid, valid, names, name_end, np.arange(n))
+    assert keys.tolist() == want.tolist()

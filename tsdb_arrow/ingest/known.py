@@ -254,7 +254,15 @@ def _key_column(valid, has_valid, offsets, base, data, name_key, keys, rows, spa
     k = 0
     if has_valid:
         end = base + n
-        for byte in range(base >> 3, (end + 7) >> 3):
+        stop = (end + 7) >> 3
+        byte = (base >> 3) - 1
+        while byte + 1 < stop:
+            byte += 1
+            # Eight bytes without a valid row are passed over at once (a sparse column's
+            # bitmap is mostly such words).
+            if byte + 8 <= stop and load_word(valid, byte) == 0:
+                byte += 7
+                continue
             bits = np.int64(valid[byte])
             first = byte << 3
             if first < base:
