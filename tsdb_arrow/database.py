@@ -548,7 +548,7 @@ class Database:
             or (known is not None and len(known) == 0)
         ):
             return repeats_within_batch(refs, ts, row_sets), False
-        new = ~self._head.repeats(refs, ts, self._split_pool)
+        new = ~self._head.repeats(refs, ts, self._split_pool, row_sets)
         replaced = len(refs) - int(np.count_nonzero(new))
         if self._flushing or self._blockset.blocks():
             replaced += stored_matches(

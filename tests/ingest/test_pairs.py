@@ -187,3 +187,36 @@ def test_the_pair_of_an_empty_slot_survives_unpacking():
         True,
         False,
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.integers(0, 4) | st.just(2**64 - 1), st.integers(-20, 20)),
+                     max_size=60),  # fmt: skip
+            st.randoms(use_true_random=False),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_rows_given_their_series_numbers_repeat_as_without(batches):
+    """``add`` with the rows' series numbers (any dense numbering): the same repeats as a
+    Python set, rows of few series or of many."""
+    pairs = PairSet()
+    seen: set[tuple[int, int]] = set()
+    for rows, rnd in batches:
+        distinct = list(dict.fromkeys(r for r, _ in rows))
+        numbers = list(range(len(distinct)))
+        rnd.shuffle(numbers)
+        number = dict(zip(distinct, numbers))
+        expected = []
+        for pair in rows:
+            expected.append(pair in seen)
+            seen.add(pair)
+        refs = np.array([r for r, _ in rows], dtype=np.uint64)
+        ts = np.array([T0 + t for _, t in rows], dtype=np.int64)
+        row_sets = np.array([number[r] for r, _ in rows], dtype=np.int64)
+        assert pairs.add(refs, ts, None, row_sets).tolist() == expected
+        assert len(pairs) == len(seen) and pairs.packed

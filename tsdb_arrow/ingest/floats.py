@@ -30,12 +30,16 @@ class FloatHead:
         return self.rows * ROW_BYTES
 
     def repeats(
-        self, refs: np.ndarray, timestamps: np.ndarray, pool: Executor | None = None
+        self,
+        refs: np.ndarray,
+        timestamps: np.ndarray,
+        pool: Executor | None = None,
+        row_sets: np.ndarray | None = None,
     ) -> np.ndarray:
         """Which rows repeat a (ref, timestamp) pair of the head or of an earlier row.
 
         Records the rows' pairs: the caller appends these rows next, with ``noted=True`` (or
-        calls ``forget_pairs`` if it does not). ``pool``: see ``PairSet.add``.
+        calls ``forget_pairs`` if it does not). ``pool``, ``row_sets``: see ``PairSet.add``.
         """
         if self._pairs is None:
             from tsdb_arrow.ingest.pairs import PairSet  # numba: only writes that reach back
@@ -43,7 +47,7 @@ class FloatHead:
             self._pairs = PairSet(self.rows + len(refs))
             for b in self.buffers:
                 self._pairs.add(b.refs[: b.size], b.timestamps[: b.size], pool)
-        return self._pairs.add(refs, timestamps, pool)
+        return self._pairs.add(refs, timestamps, pool, row_sets)
 
     def forget_pairs(self) -> None:
         """Drop the pair set (rebuilt from the rows on next need)."""

@@ -80,10 +80,14 @@ class Head:
             self.floats.append(refs, timestamps, values, noted=noted)
 
     def repeats(
-        self, refs: np.ndarray, timestamps: np.ndarray, pool: Executor | None = None
+        self,
+        refs: np.ndarray,
+        timestamps: np.ndarray,
+        pool: Executor | None = None,
+        row_sets: np.ndarray | None = None,
     ) -> np.ndarray:
         """Which float rows repeat a pair of the head or an earlier row (see FloatHead)."""
-        return self.floats.repeats(refs, timestamps, pool)
+        return self.floats.repeats(refs, timestamps, pool, row_sets)
 
     def forget_pairs(self) -> None:
         self.floats.forget_pairs()
