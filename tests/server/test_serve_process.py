@@ -118,6 +118,53 @@ def test_sigusr1_writes_every_threads_stack_and_serves_on(tmp_path):
         assert db.stats()["samples"] == 100
 
 
+_TGKILL = {"x86_64": 234, "aarch64": 131}.get(os.uname().machine)
+
+
+def _threads_taking(pid: int, sig: int) -> list[int]:
+    """The process's threads that do not block ``sig`` (jemalloc's background threads block
+    every signal: one sent to them alone is never delivered)."""
+    out = []
+    for task in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        line = next(ln for ln in status.splitlines() if ln.startswith("SigBlk:"))
+        blocked = int(line.split()[1], 16)
+        if not blocked >> (sig - 1) & 1:
+            out.append(int(task))
+    return out
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or _TGKILL is None, reason="tgkill: Linux on x86_64 or aarch64"
+)
+def test_sigterm_received_by_another_thread_still_stops_the_server(tmp_path):
+    """The kernel may hand a process's SIGTERM to any of its threads; Python then runs the
+    handler only when the main thread runs. Sent to each thread but the main one in turn (the
+    listeners' and the database's), it stops the server all the same."""
+    import ctypes
+    import time
+
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    port = free_port()
+    with start(tmp_path / "db", port) as proc:
+        wait_ready(proc)
+        export(port, 0)
+        tasks = [t for t in _threads_taking(proc.pid, signal.SIGTERM) if t != proc.pid]
+        assert tasks, "the server runs threads besides its main one"
+        try:
+            assert syscall(_TGKILL, proc.pid, tasks[-1], signal.SIGTERM) == 0, ctypes.get_errno()
+            started = time.monotonic()
+            assert proc.wait(timeout=30) == 0
+            assert time.monotonic() - started < 10
+        finally:
+            if proc.poll() is None:  # it missed the signal: the test fails, the server goes
+                proc.kill()
+                proc.wait()
+        assert proc.stdout.read().strip().endswith("tsdb-arrow: stopped")
+    with ta.open(tmp_path / "db") as db:
+        assert db.stats()["samples"] == 100
+
+
 def test_sigkill_after_acknowledged_exports_loses_nothing(tmp_path):
     port = free_port()
     with start(tmp_path / "db", port) as proc:

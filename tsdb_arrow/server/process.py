@@ -27,6 +27,9 @@ from tsdb_arrow.server import (
 )
 from tsdb_arrow.server.auth import load_token
 
+#: How often the main thread wakes to run the handler of a signal another thread received.
+SIGNAL_POLL_SECONDS = 0.2
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -170,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
         if not server.addresses:
             print("tsdb-arrow: every listener is off; serving nothing until stopped", flush=True)
         print("tsdb-arrow: ready", flush=True)
-        stop.wait()
+        # The kernel may hand SIGTERM to any thread (gRPC's, Arrow's), and Python runs the
+        # handler only when the main thread runs again: a wait without end never saw it.
+        while not stop.is_set():
+            stop.wait(SIGNAL_POLL_SECONDS)
         print("tsdb-arrow: stopping: finishing requests in flight, flushing", flush=True)
     finally:
         server.stop()
