@@ -13,7 +13,7 @@ Such a process also keeps the memory it frees for its next allocations (:func:`k
 glibc's malloc otherwise hands every freed block of some megabytes back to the system, and each
 page of the next one is then faulted in again (about 1.3 us a page here). A load allocates and
 frees a batch's arrays again and again: 41 shuffled batches of 3.6 M samples faulted 87-100 k
-pages a load (350-400 MB) that way, 34-44 k with it, and loaded in 0.71-0.75 s instead of
+pages a load (350-400 MB) that way, 31-47 k with it, and loaded in 0.71-0.75 s instead of
 0.78-0.83.
 """
 

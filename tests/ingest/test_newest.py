@@ -49,7 +49,11 @@ def test_bounds_match_a_dict(steps):
         else:
             assert newest.advance(*arrays(rows), floor) == model_advance(model, rows, floor)
         assert len(newest) == len(model)
-    # Every bound, read back: a row at the bound is not newer, one past it is.
+    assert_bounds(newest, model)
+
+
+def assert_bounds(newest: SeriesNewest, model: dict[int, int]) -> None:
+    """Every bound, read back: a row at the bound is not newer, one past it is."""
     for r, bound in model.items():
         ref = np.array([r], dtype=np.uint64)
         if bound < I64_MAX:
@@ -121,11 +125,7 @@ def test_series_numbered_rows_give_the_row_by_row_answer_and_bounds(batches):
         expected = model_advance(model, rows, floor)
         assert newest.advance(*arrays(rows), floor, row_sets) == expected
         assert len(newest) == len(model)
-    for r, bound in model.items():
-        ref = np.array([r], dtype=np.uint64)
-        if bound < I64_MAX:
-            assert newest.advance(ref, np.array([bound + 1]), 0)
-            assert not newest.advance(ref, np.array([bound + 1]), 0)
+    assert_bounds(newest, model)
 
 
 def test_a_batch_of_few_series_is_looked_up_a_series_at_a_time(monkeypatch):

@@ -134,7 +134,7 @@ class SeriesNewest:
         ``row_sets`` (the rows' series numbered densely from 0, as a resolved batch has them)
         lets a batch of few series look each series up once instead of each row: its rows
         move forward if their times rise and its first is newer than its bound (the same
-        answer and bounds; 3.6 M shuffled rows of 512 series: 2-3 ms instead of 26)."""
+        answer and bounds; 3.6 M shuffled rows of 512 series in 41 batches: 10 ms instead of 26)."""
         if row_sets is None or len(row_sets) == 0:
             return self._run(refs, timestamps, floor, enter_only=False)
         n_sets = int(row_sets.max()) + 1

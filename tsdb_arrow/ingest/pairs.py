@@ -9,8 +9,7 @@ A pair is kept in 8 bytes while it can be: its series numbered densely in order 
 (a small table of its own) and its timestamp as an offset from a base, packed into one word.
 Half the bytes of the pair itself: half the memory to touch, rehash and miss the caches on
 (the pairs of 41 shuffled batches of the real file: 0.125 s instead of 0.170 in one thread,
-0.105 instead of 0.117 in two; 64 MB less memory that a fresh process pays to fault in, at
-several microseconds a page on this project's machine). A set holding
+0.105 instead of 0.117 in two, and 64 MB less for a fresh process to fault in). A set holding
 more than ``MAX_PACKED_SERIES`` series, or a timestamp outside ``PACKED_SPAN_MS`` of its base,
 keeps the pairs themselves from then on, 16 bytes each.
 """
