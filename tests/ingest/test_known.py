@@ -334,7 +334,7 @@ def _columns_of(table_rows):
         name_bytes = np.frombuffer(name.encode(), dtype=np.uint8)
         name_key = known_mod._name_keys(name_bytes, np.array([0, len(name_bytes)]))[0]
         columns.append((_large_strings([r.get(name) for r in table_rows]), name_bytes, name_key))
-    return keys, known_mod._key_columns(columns, keys, 0, n)
+    return keys, known_mod._key_columns(known_mod._column_chunks(columns), keys, 0, n)
 
 
 def test_column_keys_are_the_row_keys_the_memory_keeps():
@@ -516,7 +516,7 @@ def test_a_sparse_columns_long_null_runs_are_passed_over_exactly(offset):
         name_key = known_mod._name_keys(name_bytes, np.array([0, len(name_bytes)]))[0]
         column = _large_strings([r[name] for r in table_rows]).slice(offset)
         columns.append((column, name_bytes, name_key))
-    pieces = known_mod._key_columns(columns, keys, 0, n)
+    pieces = known_mod._key_columns(known_mod._column_chunks(columns), keys, 0, n)
     assert pieces[1][1].tolist() == [i - offset for i in sorted(present) if i >= offset]
     offsets, data, has_valid, valid, names, name_end = known_mod._pack(
         labels_of(table_rows[offset:], names=["__name__", "s"]), n

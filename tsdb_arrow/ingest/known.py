@@ -462,25 +462,33 @@ def _pack(labels: dict[str, pa.ChunkedArray | pa.Array], n_rows: int) -> tuple |
     return offsets, data, has_valid, valid if has_valid else _NO_VALID, name_bytes, name_end
 
 
-def _key_columns(
-    columns: list[tuple[pa.ChunkedArray, np.ndarray, np.uint64]], keys: np.ndarray, lo: int, hi: int
-) -> list[tuple]:
-    """Mix the label columns (column, name's bytes, name's key) of rows ``lo:hi`` into their
-    ``keys``; per column chunk, what ``_match_rows`` needs then: (name, present rows relative
-    to the chunk, the chunk's rows ``a:b``, their values' bounds in ``data``, ``data``)."""
-    pieces = []
-    whole = lo == 0 and hi == len(keys)
+def _column_chunks(columns: list[tuple[pa.ChunkedArray, np.ndarray, np.uint64]]) -> list[tuple]:
+    """The chunks holding a value of the label columns (column, name's bytes, name's key), as
+    ``_key_columns`` takes them: (name's bytes, name's key, first row, rows, valid values, the
+    chunk's buffers as ``string_buffers`` gives them). Read once, whatever rows are keyed."""
+    chunks = []
     for column, name, name_key in columns:
-        part = column if whole else column.slice(lo, hi - lo)
-        for start, chunk in present_chunks(part):
-            a = lo + start
-            b = a + len(chunk)
-            valid, has_valid, offsets, _, data, _, base, _ = string_buffers(chunk)
-            rows = np.empty(len(chunk) - chunk.null_count + ROWS_SLACK, dtype=np.int64)
-            spans = np.empty((len(rows), 2), dtype=np.int64)
-            k = _key_column(valid, has_valid, offsets, base, data, name_key, keys[a:b], rows,
-                            spans)  # fmt: skip
-            pieces.append((name, rows[:k], a, b, spans[:k], data))
+        for start, chunk in present_chunks(column):
+            n_valid = len(chunk) - chunk.null_count
+            chunks.append((name, name_key, start, len(chunk), n_valid, string_buffers(chunk)))
+    return chunks
+
+
+def _key_columns(chunks: list[tuple], keys: np.ndarray, lo: int, hi: int) -> list[tuple]:
+    """Mix the label columns' ``chunks`` (``_column_chunks``) of rows ``lo:hi`` into their
+    ``keys``; per chunk, what ``_match_rows`` needs then: (name, present rows relative to the
+    chunk's rows ``a:b``, ``a``, ``b``, their values' bounds in ``data``, ``data``)."""
+    pieces = []
+    for name, name_key, start, length, n_valid, buffers in chunks:
+        a, b = max(lo, start), min(hi, start + length)
+        if a >= b:
+            continue
+        valid, has_valid, offsets, _, data, _, base, _ = buffers
+        rows = np.empty(min(b - a, n_valid) + ROWS_SLACK, dtype=np.int64)
+        spans = np.empty((len(rows), 2), dtype=np.int64)
+        k = _key_column(valid, has_valid, offsets, base + a - start, data, name_key, keys[a:b],
+                        rows, spans)  # fmt: skip
+        pieces.append((name, rows[:k], a, b, spans[:k], data))
     return pieces
 
 
@@ -630,7 +638,8 @@ class KnownSeries:
         ]
         parts = split.halves(n_rows) if split.worth_it(labels, pool) else [(0, n_rows)]
         keys = np.full(n_rows, _KEY_SEED, dtype=np.uint64)
-        keyed = [partial(_key_columns, columns, keys, lo, hi) for lo, hi in parts]
+        chunks = _column_chunks(columns)
+        keyed = [partial(_key_columns, chunks, keys, lo, hi) for lo, hi in parts]
         pieces = split.each(pool, keyed)
         entries = np.empty(n_rows, dtype=np.int64)
         at = np.empty(n_rows, dtype=np.int64)
