@@ -113,12 +113,12 @@ def test_empty_batches_and_any_array_layout():
     )
 )
 def test_series_numbered_rows_give_the_row_by_row_answer_and_bounds(batches):
-    """``advance`` given the rows' series numbers (any dense numbering, as a resolved batch
+    """``advance`` given the rows' series numbers (any numbering, gaps too, as a resolved batch
     has them): the same answer and the same bounds as row by row, whichever path it takes."""
     newest, model = SeriesNewest(), {}
     for rows, floor, rnd in batches:
         distinct = list(dict.fromkeys(r for r, _ in rows))
-        numbers = list(range(len(distinct)))
+        numbers = list(range(len(distinct) + rnd.randrange(3)))  # numbers no row holds too
         rnd.shuffle(numbers)
         number = dict(zip(distinct, numbers))
         row_sets = np.array([number[r] for r, _ in rows], dtype=np.int64)

@@ -202,13 +202,13 @@ def test_the_pair_of_an_empty_slot_survives_unpacking():
     )
 )
 def test_rows_given_their_series_numbers_repeat_as_without(batches):
-    """``add`` with the rows' series numbers (any dense numbering): the same repeats as a
+    """``add`` with the rows' series numbers (any numbering, gaps too): the same repeats as a
     Python set, rows of few series or of many."""
     pairs = PairSet()
     seen: set[tuple[int, int]] = set()
     for rows, rnd in batches:
         distinct = list(dict.fromkeys(r for r, _ in rows))
-        numbers = list(range(len(distinct)))
+        numbers = list(range(len(distinct) + rnd.randrange(3)))  # numbers no row holds too
         rnd.shuffle(numbers)
         number = dict(zip(distinct, numbers))
         expected = []

@@ -131,10 +131,10 @@ class SeriesNewest:
         at ``floor`` (a bound of everything stored). True when every row was newer than its
         series' bound when reached: then no row replaces a stored sample or an earlier row.
 
-        ``row_sets`` (the rows' series numbered densely from 0, as a resolved batch has them)
-        lets a batch of few series look each series up once instead of each row: its rows
-        move forward if their times rise and its first is newer than its bound (the same
-        answer and bounds; 3.6 M shuffled rows of 512 series in 41 batches: 10 ms instead of 26)."""
+        ``row_sets`` (the rows' series numbered from 0, as a resolved batch has them) lets a
+        batch of few series look each series up once instead of each row: its rows move
+        forward if their times rise and its first is newer than its bound (the same answer and
+        bounds; 3.6 M shuffled rows of 512 series in 41 batches: 10 ms instead of 26)."""
         if row_sets is None or len(row_sets) == 0:
             return self._run(refs, timestamps, floor, enter_only=False)
         n_sets = int(row_sets.max()) + 1
@@ -144,6 +144,9 @@ class SeriesNewest:
         first, first_ts, newest, rising = _set_extents(
             readonly(np.ascontiguousarray(row_sets, dtype=np.int64).view()), timestamps, n_sets
         )
+        held = first >= 0
+        if not held.all():  # numbers no row holds (a Flight part's unused sets)
+            first, first_ts, newest = first[held], first_ts[held], newest[held]
         set_refs = refs[first]
         # In first-seen order (the order rows would make entries in): the first rows against
         # the bounds, then each series' bound raised to its newest row.

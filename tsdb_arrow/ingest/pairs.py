@@ -382,6 +382,7 @@ class PairSet:
                             int(row_sets.max()) + 1)  # fmt: skip
         if 4 * len(first) > len(refs):
             return self._series_of(refs)
+        first[first < 0] = 0  # a number no row holds (a Flight part's unused set): any ref
         return self._series_of(readonly(refs[first]))[row_sets]
 
     def _series_of(self, refs: np.ndarray) -> np.ndarray:
