@@ -305,8 +305,6 @@ def test_the_command_allocates_in_small_pages_unless_the_user_chose(chosen, expe
     numpy's huge pages off (fresh processes' big loads ran 1.4x and 2x faster) and keeps the
     memory it frees (a 24 MiB array allocated again faults nothing in); the user's
     ARROW_DEFAULT_MEMORY_POOL, NUMPY_MADVISE_HUGEPAGE and glibc malloc settings still win."""
-    if not _GLIBC:
-        pytest.skip("keeping freed memory is set through glibc's mallopt")
     names = ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE", "GLIBC_TUNABLES",
              "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in names}
@@ -315,5 +313,7 @@ def test_the_command_allocates_in_small_pages_unless_the_user_chose(chosen, expe
         [sys.executable, "-c", _POOL_SCRIPT], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-3:] == expected
+    # Freed memory is kept through glibc's mallopt; another C library keeps what it keeps.
+    got = done.stdout.split()[-3:]
+    assert got == expected if _GLIBC else got[:2] == expected[:2]
     assert ta_memory.small_pool().backend_name != "mimalloc"
