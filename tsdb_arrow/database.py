@@ -360,8 +360,9 @@ class Database:
             return self._write_resolved(batch, resolved)
         if found.row_sets is None:  # every label set passed the checks, is in the index,
             # and has one row here: nothing more to find out about them
-            return self._append(batch, found.refs, np.arange(len(found.refs)), None, None)
-        return self._append(batch, found.refs, found.row_sets, found.series, None)
+            rows = np.arange(len(found.refs))
+            return self._append(batch, found.refs, rows, found.refs, None, None)
+        return self._append(batch, found.refs, found.row_sets, found.set_refs, found.series, None)
 
     def write_refs(
         self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray
@@ -383,7 +384,7 @@ class Database:
             )
         batch = SampleBatch(np.asarray(timestamps, dtype=np.int64),
                             np.asarray(values, dtype=np.float64), {})  # fmt: skip
-        return self._append(batch, refs, None, None, None)
+        return self._append(batch, refs, None, None, None, None)
 
     def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
         """``write`` of a validated batch whose rows are resolved to series already (the
@@ -395,21 +396,27 @@ class Database:
         if self._known_series().admitted(resolved.series):
             # Every set was admitted before (a bulk load's later batches, a loader's later
             # frames over Flight): no check again, nothing new for the index or the memory.
-            return self._append(batch, resolved.row_refs, resolved.row_sets, series, None)
+            return self._append(
+                batch, resolved.row_refs, resolved.row_sets, resolved.set_refs, series, None
+            )
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
-        return self._append(batch, resolved.row_refs, resolved.row_sets, series, resolved)
+        return self._append(
+            batch, resolved.row_refs, resolved.row_sets, resolved.set_refs, series, resolved
+        )
 
     def _append(
         self,
         batch: SampleBatch,
         refs: np.ndarray,
         row_sets: np.ndarray | None,
+        set_refs: np.ndarray | None,
         series: np.ndarray | None,
         resolved: Resolved | None,
     ) -> WriteResult:
-        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely (None:
-        not worked out yet); ``resolved`` holds the batch's series when some may be new
+        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely and
+        ``set_refs`` gives each number's ref (None: not worked out yet); ``resolved`` holds the
+        batch's series when some may be new
         (``series``: their refs), None when every one is known (``series``: their refs sorted,
         or None when each has one row or ``row_sets`` is None)."""
         from tsdb_arrow.query.overlap import repeats_within_batch
@@ -427,16 +434,19 @@ class Database:
                 new_refs, series = series[~known], series[known]
             try:
                 noted = False
-                if self._moves_forward(refs, ts, new_refs, row_sets):
+                if self._moves_forward(refs, ts, new_refs, row_sets, set_refs):
                     replaced = 0
                 else:
                     if row_sets is None:
                         series, row_sets = np.unique(refs, return_inverse=True)
+                        set_refs = series
                     if batch.histograms is not None:
                         # Histogram samples: only rows repeating a pair of the batch count.
                         replaced = repeats_within_batch(refs, ts, row_sets)
                     else:
-                        replaced, noted = self._count_replaced(refs, ts, row_sets, series)
+                        replaced, noted = self._count_replaced(
+                            refs, ts, row_sets, set_refs, series
+                        )
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
                         journal.entries(
@@ -477,19 +487,21 @@ class Database:
         ts: np.ndarray,
         new_refs: np.ndarray | None,
         row_sets: np.ndarray | None = None,
+        set_refs: np.ndarray | None = None,
     ) -> bool:
         """Whether every row of a batch is newer than its series' newest sample and its earlier
         rows (``ingest/newest.py``; the bounds are raised to the batch on the way): then it
         replaces nothing. ``new_refs``: the batch's series that were not in the index before it
-        (they had no sample), None when all were; ``row_sets``: the rows' series numbered
-        densely, when known (caller holds the lock)."""
+        (they had no sample), None when all were; ``row_sets``, ``set_refs``: the rows' series
+        numbered densely and each number's ref, when known (caller holds the lock)."""
         from tsdb_arrow.ingest.newest import NOTHING
 
         newest = self._series_newest()
         if new_refs is not None and len(new_refs):
             newest.enter(new_refs, NOTHING)
         stored_max = self._stored_max()
-        return newest.advance(refs, ts, NOTHING if stored_max is None else stored_max, row_sets)
+        floor = NOTHING if stored_max is None else stored_max
+        return newest.advance(refs, ts, floor, row_sets, set_refs)
 
     def _known_series(self) -> KnownSeries:
         """The label sets writes admitted so far (``ingest/known.py``), made on first use."""
@@ -527,7 +539,12 @@ class Database:
             self._check_writable()
 
     def _count_replaced(
-        self, refs: np.ndarray, ts: np.ndarray, row_sets: np.ndarray, known: np.ndarray | None
+        self,
+        refs: np.ndarray,
+        ts: np.ndarray,
+        row_sets: np.ndarray,
+        set_refs: np.ndarray,
+        known: np.ndarray | None,
     ) -> tuple[int, bool]:
         """How many rows of a float batch replace an earlier sample, and whether the head's
         pair set already noted the batch's pairs (pass on to ``Head.append``).
@@ -535,7 +552,8 @@ class Database:
         A batch newer than everything stored (or of new series only) can only repeat its own
         rows. One that reaches back is checked against the head's pair set (one probe per row,
         which also finds the batch's own repeats), and the rows not found there against blocks
-        and flushing heads. ``row_sets`` numbers the rows' series densely from 0; ``known``:
+        and flushing heads. ``row_sets`` numbers the rows' series densely from 0, ``set_refs``
+        gives each number's ref; ``known``:
         the batch's series known before it, sorted, or None when all of them were and each has
         one row (caller holds the lock).
         """
@@ -548,7 +566,7 @@ class Database:
             or (known is not None and len(known) == 0)
         ):
             return repeats_within_batch(refs, ts, row_sets), False
-        new = ~self._head.repeats(refs, ts, self._split_pool, row_sets)
+        new = ~self._head.repeats(refs, ts, self._split_pool, row_sets, set_refs)
         replaced = len(refs) - int(np.count_nonzero(new))
         if self._flushing or self._blockset.blocks():
             replaced += stored_matches(

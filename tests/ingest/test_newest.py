@@ -105,7 +105,7 @@ def test_empty_batches_and_any_array_layout():
 @given(
     st.lists(
         st.tuples(
-            st.lists(st.tuples(st.integers(0, 5) | st.just(U64_MAX), _times), max_size=40),
+            st.lists(st.tuples(st.integers(0, 3) | st.just(U64_MAX), _times), max_size=120),
             _times,
             st.randoms(use_true_random=False),
         ),
@@ -122,10 +122,19 @@ def test_series_numbered_rows_give_the_row_by_row_answer_and_bounds(batches):
         rnd.shuffle(numbers)
         number = dict(zip(distinct, numbers))
         row_sets = np.array([number[r] for r, _ in rows], dtype=np.int64)
+        set_refs = numbered_refs(number, len(numbers))
         expected = model_advance(model, rows, floor)
-        assert newest.advance(*arrays(rows), floor, row_sets) == expected
+        assert newest.advance(*arrays(rows), floor, row_sets, set_refs) == expected
         assert len(newest) == len(model)
     assert_bounds(newest, model)
+
+
+def numbered_refs(number: dict[int, int], count: int) -> np.ndarray:
+    """Each number's ref; a number no row holds gets a ref no row has (1000 and up)."""
+    set_refs = np.arange(1000, 1000 + count, dtype=np.uint64)
+    for ref, k in number.items():
+        set_refs[k] = ref
+    return set_refs
 
 
 def test_a_batch_of_few_series_is_looked_up_a_series_at_a_time(monkeypatch):
@@ -143,6 +152,7 @@ def test_a_batch_of_few_series_is_looked_up_a_series_at_a_time(monkeypatch):
     refs = np.tile(np.array([7, 9, 11], dtype=np.uint64), 100)
     ts = np.repeat(np.arange(100, dtype=np.int64), 3)
     newest = SeriesNewest()
-    assert newest.advance(refs, ts, NOTHING, np.tile(np.array([2, 0, 1]), 100))
+    numbering = np.tile(np.array([2, 0, 1]), 100), np.array([9, 11, 7], dtype=np.uint64)
+    assert newest.advance(refs, ts, NOTHING, *numbering)
     assert looked_up == [3, 3]
     assert not newest.advance(refs[:1], np.array([99]), NOTHING)  # the bound is the newest

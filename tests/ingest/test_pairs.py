@@ -218,5 +218,8 @@ def test_rows_given_their_series_numbers_repeat_as_without(batches):
         refs = np.array([r for r, _ in rows], dtype=np.uint64)
         ts = np.array([T0 + t for _, t in rows], dtype=np.int64)
         row_sets = np.array([number[r] for r, _ in rows], dtype=np.int64)
-        assert pairs.add(refs, ts, None, row_sets).tolist() == expected
+        set_refs = np.arange(1000, 1000 + len(numbers), dtype=np.uint64)  # numbers no row holds
+        for ref, k in number.items():
+            set_refs[k] = ref
+        assert pairs.add(refs, ts, None, row_sets, set_refs).tolist() == expected
         assert len(pairs) == len(seen) and pairs.packed

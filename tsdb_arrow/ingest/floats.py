@@ -35,11 +35,13 @@ class FloatHead:
         timestamps: np.ndarray,
         pool: Executor | None = None,
         row_sets: np.ndarray | None = None,
+        set_refs: np.ndarray | None = None,
     ) -> np.ndarray:
         """Which rows repeat a (ref, timestamp) pair of the head or of an earlier row.
 
         Records the rows' pairs: the caller appends these rows next, with ``noted=True`` (or
-        calls ``forget_pairs`` if it does not). ``pool``, ``row_sets``: see ``PairSet.add``.
+        calls ``forget_pairs`` if it does not). ``pool``, ``row_sets``, ``set_refs``: see
+        ``PairSet.add``.
         """
         if self._pairs is None:
             from tsdb_arrow.ingest.pairs import PairSet  # numba: only writes that reach back
@@ -47,7 +49,7 @@ class FloatHead:
             self._pairs = PairSet(self.rows + len(refs))
             for b in self.buffers:
                 self._pairs.add(b.refs[: b.size], b.timestamps[: b.size], pool)
-        return self._pairs.add(refs, timestamps, pool, row_sets)
+        return self._pairs.add(refs, timestamps, pool, row_sets, set_refs)
 
     def forget_pairs(self) -> None:
         """Drop the pair set (rebuilt from the rows on next need)."""

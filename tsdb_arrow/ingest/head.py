@@ -85,9 +85,10 @@ class Head:
         timestamps: np.ndarray,
         pool: Executor | None = None,
         row_sets: np.ndarray | None = None,
+        set_refs: np.ndarray | None = None,
     ) -> np.ndarray:
         """Which float rows repeat a pair of the head or an earlier row (see FloatHead)."""
-        return self.floats.repeats(refs, timestamps, pool, row_sets)
+        return self.floats.repeats(refs, timestamps, pool, row_sets, set_refs)
 
     def forget_pairs(self) -> None:
         self.floats.forget_pairs()

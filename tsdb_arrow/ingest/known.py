@@ -495,12 +495,16 @@ def _key_columns(chunks: list[tuple], keys: np.ndarray, lo: int, hi: int) -> lis
 @dataclass(frozen=True)
 class Found:
     """A batch whose every label set is remembered: each row's ref, and (None when no two rows
-    share a series) each row's series numbered densely from 0 and the batch's series refs,
-    sorted."""
+    share a series) each row's series numbered densely from 0 and each number's ref."""
 
     refs: np.ndarray
     row_sets: np.ndarray | None
-    series: np.ndarray | None
+    set_refs: np.ndarray | None
+
+    @property
+    def series(self) -> np.ndarray | None:
+        """The batch's series refs, sorted (None when no two rows share a series)."""
+        return None if self.set_refs is None else np.sort(self.set_refs)
 
 
 class KnownSeries:
@@ -675,7 +679,7 @@ class KnownSeries:
         row_sets = np.empty(len(entries), dtype=np.int64)
         firsts = np.empty(len(entries), dtype=np.int64)
         k = _number_sets(entries, self._stamp, self._code, self._batch, row_sets, firsts)
-        return Found(refs, row_sets, np.sort(self._refs[firsts[:k]]))
+        return Found(refs, row_sets, self._refs[firsts[:k]])
 
     def admitted(self, series: pa.Table) -> bool:
         """Whether every label set of ``series`` (``REF`` and one large_string column per

@@ -290,16 +290,6 @@ def _unpack(keys, id_refs, base, wide0, wide1, state):
             state[1, 0] += 1 - _insert(wide1, mask1, r, t, x, True)
 
 
-@njit(cache=True, nogil=True)
-def _set_firsts(row_sets, n_sets):
-    """The first row of each series number (``row_sets`` numbers them densely from 0)."""
-    first = np.full(n_sets, -1, dtype=np.int64)
-    for i in range(row_sets.shape[0]):
-        if first[row_sets[i]] < 0:
-            first[row_sets[i]] = i
-    return first
-
-
 def _empty_words(slots: int) -> np.ndarray:
     # Zeroed here, in order: ``np.zeros`` would leave the pages to the first random probes,
     # and a page the system hands over on a random probe cost several times more.
@@ -347,11 +337,13 @@ class PairSet:
         timestamps: np.ndarray,
         pool: Executor | None = None,
         row_sets: np.ndarray | None = None,
+        set_refs: np.ndarray | None = None,
     ) -> np.ndarray:
         """Insert the rows' pairs; True for a row whose pair was in the set or on a row before.
         With a ``pool``, a batch of ``SPLIT_ROWS`` or more fills both tables at once.
-        ``row_sets`` (the rows' series numbered densely from 0, as a resolved batch has them):
-        each series is numbered here once, not each row."""
+        ``row_sets`` and ``set_refs`` (the rows' series numbered densely from 0 and each
+        number's ref, as a resolved batch has them): each series is numbered here once, not
+        each row."""
         # Read-only views: one compiled variant of each kernel whether the rows come from the
         # head's buffers or a batch's Arrow columns (a cold process loads one kernel, not two).
         refs, timestamps = readonly(refs.view()), readonly(timestamps.view())
@@ -359,7 +351,7 @@ class PairSet:
             return np.zeros(0, dtype=np.bool_)
         rows = refs
         if self._packed:
-            ids = self._row_series(refs, row_sets)
+            ids = self._row_series(refs, row_sets, set_refs)
             if self._packs(timestamps):
                 rows = readonly(ids)
             else:
@@ -374,16 +366,14 @@ class PairSet:
         split.each(pool, [partial(self._fill, h, rows, timestamps, answers[h]) for h in (0, 1)])
         return answers[0] | answers[1]
 
-    def _row_series(self, refs: np.ndarray, row_sets: np.ndarray | None) -> np.ndarray:
-        """Each row's series number: through ``row_sets`` when the rows are of a few series."""
-        if row_sets is None:
+    def _row_series(
+        self, refs: np.ndarray, row_sets: np.ndarray | None, set_refs: np.ndarray | None
+    ) -> np.ndarray:
+        """Each row's series number: through the batch's numbering when its rows are of a few
+        series."""
+        if row_sets is None or set_refs is None or 4 * len(set_refs) > len(refs):
             return self._series_of(refs)
-        first = _set_firsts(readonly(np.ascontiguousarray(row_sets, dtype=np.int64).view()),
-                            int(row_sets.max()) + 1)  # fmt: skip
-        if 4 * len(first) > len(refs):
-            return self._series_of(refs)
-        first[first < 0] = 0  # a number no row holds (a Flight part's unused set): any ref
-        return self._series_of(readonly(refs[first]))[row_sets]
+        return self._series_of(readonly(set_refs.view()))[row_sets]
 
     def _series_of(self, refs: np.ndarray) -> np.ndarray:
         """Each row's series number (new refs numbered as they come), growing the table."""

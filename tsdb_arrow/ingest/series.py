@@ -59,6 +59,7 @@ class Resolved:
     # int64, one per row: its label set's number, dense from 0 (not its row in ``series``)
     row_sets: np.ndarray
     series: pa.Table  # REF + one large_string column per label name; one row per distinct ref
+    set_refs: np.ndarray  # uint64, the ref of each label set's number
 
 
 def resolve_series(
@@ -89,7 +90,10 @@ def resolve_series(
     for name in names:
         series_cols[name] = found.sets[name].take(take)
     return Resolved(
-        row_refs=set_refs[found.row_set], row_sets=found.row_set, series=pa.table(series_cols)
+        row_refs=set_refs[found.row_set],
+        row_sets=found.row_set,
+        series=pa.table(series_cols),
+        set_refs=set_refs,
     )
 
 

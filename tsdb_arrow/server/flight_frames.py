@@ -152,10 +152,11 @@ class FrameParts:
                 f"the last part of a written frame came after {self.filled} of the {self.rows} "
                 "rows it announced; nothing of the frame was stored"
             )
-        series = self._series_so_far()
-        series = series.take(pa.array(np.argsort(series.column(REF).to_numpy())))
+        numbered = self._series_so_far()  # row i: the set numbered i
+        set_refs = numbered.column(REF).to_numpy()
+        series = numbered.take(pa.array(np.argsort(set_refs)))
         samples = SampleBatch(self.timestamps, self.values, {})
-        return samples, Resolved(self.row_refs, self.row_sets, series)
+        return samples, Resolved(self.row_refs, self.row_sets, series, set_refs)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
