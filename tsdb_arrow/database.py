@@ -45,6 +45,7 @@ from tsdb_arrow.model import (
     REF,
     TIMESTAMP,
     VALUE,
+    Numbered,
     is_member,
     numpy_of,
     present_labels,
@@ -360,9 +361,10 @@ class Database:
             return self._write_resolved(batch, resolved)
         if found.row_sets is None:  # every label set passed the checks, is in the index,
             # and has one row here: nothing more to find out about them
-            rows = np.arange(len(found.refs))
-            return self._append(batch, found.refs, rows, found.refs, None, None)
-        return self._append(batch, found.refs, found.row_sets, found.set_refs, found.series, None)
+            each = Numbered(np.arange(len(found.refs)), found.refs)
+            return self._append(batch, found.refs, each, None, None)
+        numbered = Numbered(found.row_sets, found.set_refs)
+        return self._append(batch, found.refs, numbered, found.series, None)
 
     def write_refs(
         self, refs: np.ndarray, timestamps: np.ndarray, values: np.ndarray
@@ -384,7 +386,7 @@ class Database:
             )
         batch = SampleBatch(np.asarray(timestamps, dtype=np.int64),
                             np.asarray(values, dtype=np.float64), {})  # fmt: skip
-        return self._append(batch, refs, None, None, None, None)
+        return self._append(batch, refs, None, None, None)
 
     def _write_resolved(self, batch: SampleBatch, resolved: Resolved) -> WriteResult:
         """``write`` of a validated batch whose rows are resolved to series already (the
@@ -393,35 +395,30 @@ class Database:
 
         self._check_writable()
         series = numpy_of(resolved.series.column(REF))
+        numbered = Numbered(resolved.row_sets, resolved.set_refs)
         if self._known_series().admitted(resolved.series):
             # Every set was admitted before (a bulk load's later batches, a loader's later
             # frames over Flight): no check again, nothing new for the index or the memory.
-            return self._append(
-                batch, resolved.row_refs, resolved.row_sets, resolved.set_refs, series, None
-            )
+            return self._append(batch, resolved.row_refs, numbered, series, None)
         check_utf8(resolved.series)
         check_metric_names(resolved.series, resolved.row_refs)
-        return self._append(
-            batch, resolved.row_refs, resolved.row_sets, resolved.set_refs, series, resolved
-        )
+        return self._append(batch, resolved.row_refs, numbered, series, resolved)
 
     def _append(
         self,
         batch: SampleBatch,
         refs: np.ndarray,
-        row_sets: np.ndarray | None,
-        set_refs: np.ndarray | None,
+        numbered: Numbered | None,
         series: np.ndarray | None,
         resolved: Resolved | None,
     ) -> WriteResult:
-        """Log and append a checked batch. ``row_sets`` numbers the rows' series densely and
-        ``set_refs`` gives each number's ref (None: not worked out yet); ``resolved`` holds the
-        batch's series when some may be new
+        """Log and append a checked batch. ``numbered``: the rows' series numbered densely
+        (None: not worked out yet); ``resolved`` holds the batch's series when some may be new
         (``series``: their refs), None when every one is known (``series``: their refs sorted,
-        or None when each has one row or ``row_sets`` is None)."""
+        or None when each has one row or ``numbered`` is None)."""
         from tsdb_arrow.query.overlap import repeats_within_batch
 
-        if row_sets is None:  # worked out below if the batch's rows need counting
+        if numbered is None:  # worked out below if the batch's rows need counting
             series = None
         ts = batch.timestamps
         with self._lock:
@@ -434,19 +431,17 @@ class Database:
                 new_refs, series = series[~known], series[known]
             try:
                 noted = False
-                if self._moves_forward(refs, ts, new_refs, row_sets, set_refs):
+                if self._moves_forward(refs, ts, new_refs, numbered):
                     replaced = 0
                 else:
-                    if row_sets is None:
+                    if numbered is None:
                         series, row_sets = np.unique(refs, return_inverse=True)
-                        set_refs = series
+                        numbered = Numbered(row_sets, series)
                     if batch.histograms is not None:
                         # Histogram samples: only rows repeating a pair of the batch count.
-                        replaced = repeats_within_batch(refs, ts, row_sets)
+                        replaced = repeats_within_batch(refs, ts, numbered.row_sets)
                     else:
-                        replaced, noted = self._count_replaced(
-                            refs, ts, row_sets, set_refs, series
-                        )
+                        replaced, noted = self._count_replaced(refs, ts, numbered, series)
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
                         journal.entries(
@@ -486,14 +481,13 @@ class Database:
         refs: np.ndarray,
         ts: np.ndarray,
         new_refs: np.ndarray | None,
-        row_sets: np.ndarray | None = None,
-        set_refs: np.ndarray | None = None,
+        numbered: Numbered | None = None,
     ) -> bool:
         """Whether every row of a batch is newer than its series' newest sample and its earlier
         rows (``ingest/newest.py``; the bounds are raised to the batch on the way): then it
         replaces nothing. ``new_refs``: the batch's series that were not in the index before it
-        (they had no sample), None when all were; ``row_sets``, ``set_refs``: the rows' series
-        numbered densely and each number's ref, when known (caller holds the lock)."""
+        (they had no sample), None when all were; ``numbered``: the rows' series numbered
+        densely, when known (caller holds the lock)."""
         from tsdb_arrow.ingest.newest import NOTHING
 
         newest = self._series_newest()
@@ -501,7 +495,7 @@ class Database:
             newest.enter(new_refs, NOTHING)
         stored_max = self._stored_max()
         floor = NOTHING if stored_max is None else stored_max
-        return newest.advance(refs, ts, floor, row_sets, set_refs)
+        return newest.advance(refs, ts, floor, numbered)
 
     def _known_series(self) -> KnownSeries:
         """The label sets writes admitted so far (``ingest/known.py``), made on first use."""
@@ -542,8 +536,7 @@ class Database:
         self,
         refs: np.ndarray,
         ts: np.ndarray,
-        row_sets: np.ndarray,
-        set_refs: np.ndarray,
+        numbered: Numbered,
         known: np.ndarray | None,
     ) -> tuple[int, bool]:
         """How many rows of a float batch replace an earlier sample, and whether the head's
@@ -552,8 +545,7 @@ class Database:
         A batch newer than everything stored (or of new series only) can only repeat its own
         rows. One that reaches back is checked against the head's pair set (one probe per row,
         which also finds the batch's own repeats), and the rows not found there against blocks
-        and flushing heads. ``row_sets`` numbers the rows' series densely from 0, ``set_refs``
-        gives each number's ref; ``known``:
+        and flushing heads. ``numbered``: the rows' series numbered densely from 0; ``known``:
         the batch's series known before it, sorted, or None when all of them were and each has
         one row (caller holds the lock).
         """
@@ -565,8 +557,8 @@ class Database:
             or int(ts.min()) > stored_max
             or (known is not None and len(known) == 0)
         ):
-            return repeats_within_batch(refs, ts, row_sets), False
-        new = ~self._head.repeats(refs, ts, self._split_pool, row_sets, set_refs)
+            return repeats_within_batch(refs, ts, numbered.row_sets), False
+        new = ~self._head.repeats(refs, ts, self._split_pool, numbered)
         replaced = len(refs) - int(np.count_nonzero(new))
         if self._flushing or self._blockset.blocks():
             replaced += stored_matches(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -18,6 +19,16 @@ METRIC_NAME = "__name__"
 TIMESTAMP = "timestamp"
 VALUE = "value"
 REF = "series_ref"
+
+@dataclass(frozen=True)
+class Numbered:
+    """A batch's series numbered densely from 0: each row's number (``row_sets``, int64) and
+    each number's ref (``set_refs``, uint64; a number may have no row). What a resolved batch
+    knows, so that what counts per series looks each one up once, not each row."""
+
+    row_sets: np.ndarray
+    set_refs: np.ndarray
+
 
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 #: File name extensions of long-format sample files (read by ``load``, written by ``export``)

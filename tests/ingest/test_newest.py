@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsdb_arrow.ingest.newest import NOTHING, SeriesNewest
+from tsdb_arrow.model import Numbered
 
 U64_MAX = 2**64 - 1
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -124,7 +125,7 @@ def test_series_numbered_rows_give_the_row_by_row_answer_and_bounds(batches):
         row_sets = np.array([number[r] for r, _ in rows], dtype=np.int64)
         set_refs = numbered_refs(number, len(numbers))
         expected = model_advance(model, rows, floor)
-        assert newest.advance(*arrays(rows), floor, row_sets, set_refs) == expected
+        assert newest.advance(*arrays(rows), floor, Numbered(row_sets, set_refs)) == expected
         assert len(newest) == len(model)
     assert_bounds(newest, model)
 
@@ -153,6 +154,6 @@ def test_a_batch_of_few_series_is_looked_up_a_series_at_a_time(monkeypatch):
     ts = np.repeat(np.arange(100, dtype=np.int64), 3)
     newest = SeriesNewest()
     numbering = np.tile(np.array([2, 0, 1]), 100), np.array([9, 11, 7], dtype=np.uint64)
-    assert newest.advance(refs, ts, NOTHING, *numbering)
+    assert newest.advance(refs, ts, NOTHING, Numbered(*numbering))
     assert looked_up == [3, 3]
     assert not newest.advance(refs[:1], np.array([99]), NOTHING)  # the bound is the newest

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import tsdb_arrow as ta
 from tsdb_arrow.ingest import pairs as pairs_mod
 from tsdb_arrow.ingest.pairs import PairSet
+from tsdb_arrow.model import Numbered
 
 T0 = 1_795_543_910_000
 INT64_MIN = np.iinfo(np.int64).min
@@ -221,5 +222,5 @@ def test_rows_given_their_series_numbers_repeat_as_without(batches):
         set_refs = np.arange(1000, 1000 + len(numbers), dtype=np.uint64)  # numbers no row holds
         for ref, k in number.items():
             set_refs[k] = ref
-        assert pairs.add(refs, ts, None, row_sets, set_refs).tolist() == expected
+        assert pairs.add(refs, ts, None, Numbered(row_sets, set_refs)).tolist() == expected
         assert len(pairs) == len(seen) and pairs.packed

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from tsdb_arrow.ingest.pairs import PairSet
+    from tsdb_arrow.model import Numbered
 
 
 class FloatHead:
@@ -34,14 +35,12 @@ class FloatHead:
         refs: np.ndarray,
         timestamps: np.ndarray,
         pool: Executor | None = None,
-        row_sets: np.ndarray | None = None,
-        set_refs: np.ndarray | None = None,
+        numbered: Numbered | None = None,
     ) -> np.ndarray:
         """Which rows repeat a (ref, timestamp) pair of the head or of an earlier row.
 
         Records the rows' pairs: the caller appends these rows next, with ``noted=True`` (or
-        calls ``forget_pairs`` if it does not). ``pool``, ``row_sets``, ``set_refs``: see
-        ``PairSet.add``.
+        calls ``forget_pairs`` if it does not). ``pool``, ``numbered``: see ``PairSet.add``.
         """
         if self._pairs is None:
             from tsdb_arrow.ingest.pairs import PairSet  # numba: only writes that reach back
@@ -49,7 +48,7 @@ class FloatHead:
             self._pairs = PairSet(self.rows + len(refs))
             for b in self.buffers:
                 self._pairs.add(b.refs[: b.size], b.timestamps[: b.size], pool)
-        return self._pairs.add(refs, timestamps, pool, row_sets, set_refs)
+        return self._pairs.add(refs, timestamps, pool, numbered)
 
     def forget_pairs(self) -> None:
         """Drop the pair set (rebuilt from the rows on next need)."""

@@ -21,6 +21,7 @@ from tsdb_arrow.ingest.pool import BufferPool, HeadBuffer
 if TYPE_CHECKING:
     from tsdb_arrow.blocks.histograms import HistogramWindow
     from tsdb_arrow.ingest.cut import Window
+    from tsdb_arrow.model import Numbered
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,10 @@ class Head:
         refs: np.ndarray,
         timestamps: np.ndarray,
         pool: Executor | None = None,
-        row_sets: np.ndarray | None = None,
-        set_refs: np.ndarray | None = None,
+        numbered: Numbered | None = None,
     ) -> np.ndarray:
         """Which float rows repeat a pair of the head or an earlier row (see FloatHead)."""
-        return self.floats.repeats(refs, timestamps, pool, row_sets, set_refs)
+        return self.floats.repeats(refs, timestamps, pool, numbered)
 
     def forget_pairs(self) -> None:
         self.floats.forget_pairs()

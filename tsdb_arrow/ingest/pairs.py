@@ -24,6 +24,7 @@ import numpy as np
 from tsdb_arrow.ingest import split
 from tsdb_arrow.ingest.labelsets import readonly
 from tsdb_arrow.jit import njit
+from tsdb_arrow.model import Numbered
 from tsdb_arrow.prefetch import prefetch
 
 _MIN_SLOTS = 1 << 12
@@ -336,14 +337,11 @@ class PairSet:
         refs: np.ndarray,
         timestamps: np.ndarray,
         pool: Executor | None = None,
-        row_sets: np.ndarray | None = None,
-        set_refs: np.ndarray | None = None,
+        numbered: Numbered | None = None,
     ) -> np.ndarray:
         """Insert the rows' pairs; True for a row whose pair was in the set or on a row before.
-        With a ``pool``, a batch of ``SPLIT_ROWS`` or more fills both tables at once.
-        ``row_sets`` and ``set_refs`` (the rows' series numbered densely from 0 and each
-        number's ref, as a resolved batch has them): each series is numbered here once, not
-        each row."""
+        With a ``pool``, a batch of ``SPLIT_ROWS`` or more fills both tables at once. Given the
+        batch's series ``numbered``, each series gets its number here once, not each row."""
         # Read-only views: one compiled variant of each kernel whether the rows come from the
         # head's buffers or a batch's Arrow columns (a cold process loads one kernel, not two).
         refs, timestamps = readonly(refs.view()), readonly(timestamps.view())
@@ -351,7 +349,7 @@ class PairSet:
             return np.zeros(0, dtype=np.bool_)
         rows = refs
         if self._packed:
-            ids = self._row_series(refs, row_sets, set_refs)
+            ids = self._row_series(refs, numbered)
             if self._packs(timestamps):
                 rows = readonly(ids)
             else:
@@ -366,14 +364,12 @@ class PairSet:
         split.each(pool, [partial(self._fill, h, rows, timestamps, answers[h]) for h in (0, 1)])
         return answers[0] | answers[1]
 
-    def _row_series(
-        self, refs: np.ndarray, row_sets: np.ndarray | None, set_refs: np.ndarray | None
-    ) -> np.ndarray:
+    def _row_series(self, refs: np.ndarray, numbered: Numbered | None) -> np.ndarray:
         """Each row's series number: through the batch's numbering when its rows are of a few
         series."""
-        if row_sets is None or set_refs is None or 4 * len(set_refs) > len(refs):
+        if numbered is None or 4 * len(numbered.set_refs) > len(refs):
             return self._series_of(refs)
-        return self._series_of(readonly(set_refs.view()))[row_sets]
+        return self._series_of(readonly(numbered.set_refs.view()))[numbered.row_sets]
 
     def _series_of(self, refs: np.ndarray) -> np.ndarray:
         """Each row's series number (new refs numbered as they come), growing the table."""
