@@ -403,7 +403,8 @@ class PairSet:
         slots = _slots_for(int(self._state[:, 0].sum()))
         wide = [_empty_table(slots), _empty_table(slots)]
         state = np.zeros((2, 2), dtype=np.int64)
-        base = np.int64(self._base if self._base is not None else 0)
+        assert self._base is not None  # set by the batch that did not pack
+        base = np.int64(self._base)
         for keys in self._keys:
             _unpack(keys, self._id_refs, base, wide[0], wide[1], state)
         self._keys, self._state, self._packed = wide, state, False
