@@ -39,10 +39,13 @@ import numpy as np
 
 import tsdb_arrow as ta
 from benchmarks.datasets import repo_root
+from benchmarks.workers import collect, stop_all, stop_server, wait_ready
 
 T0_NS = 1_795_392_000_000 * 1_000_000
 SERIES = 10_000
 PER_REQUEST = 1_000
+#: The longest a run's clients may take before the run fails.
+RUN_TIMEOUT_S = 1800
 QUERY_INTERVAL = 0.05  # the +queries row starts a query every 50 ms (or when the last ends)
 
 
@@ -202,30 +205,32 @@ def run(
                    str(port)]  # fmt: skip
     bodies = [_requests(c, requests) for c in range(clients)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=repo_root()) as server:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.strip() == "tsdb-arrow: ready":
-                break
-        queue: mp.Queue = mp.Queue()
-        go = mp.Event()
-        workers = [
-            mp.Process(target=_client, args=(transport, f"127.0.0.1:{port}", b, queue, go))
-            for b in bodies
-        ]
-        for w in workers:
-            w.start()
-        assert [queue.get(timeout=120) for _ in workers] == ["ready"] * len(workers)
-        cpu = _cpu_seconds(server.pid)
-        start = time.perf_counter()
-        go.set()
-        latencies = np.concatenate([queue.get() for _ in workers])
-        elapsed = time.perf_counter() - start
-        cpu = _cpu_seconds(server.pid) - cpu
-        for w in workers:
-            w.join()
-        rss = _peak_rss(server.pid)
-        server.send_signal(signal.SIGTERM)
-        rest = server.communicate(timeout=300)[0]
+        workers: list[mp.Process] = []
+        try:
+            wait_ready(server)
+            queue: mp.Queue = mp.Queue()
+            go = mp.Event()
+            workers = [
+                mp.Process(target=_client, args=(transport, f"127.0.0.1:{port}", b, queue, go))
+                for b in bodies
+            ]
+            for w in workers:
+                w.start()
+            assert collect(queue, workers, 120, "connection") == ["ready"] * len(workers)
+            cpu = _cpu_seconds(server.pid)
+            start = time.perf_counter()
+            go.set()
+            latencies = np.concatenate(collect(queue, workers, RUN_TIMEOUT_S, "latencies"))
+            elapsed = time.perf_counter() - start
+            cpu = _cpu_seconds(server.pid) - cpu
+            for w in workers:
+                w.join()
+            rss = _peak_rss(server.pid)
+            server.send_signal(signal.SIGTERM)
+            rest = server.communicate(timeout=300)[0]
+        finally:
+            stop_all(workers)
+            stop_server(server)
     query_stats = json.loads(rest.strip().splitlines()[-1]) if queries else {}
     acknowledged = clients * requests * PER_REQUEST
     with ta.open(data, read_only=True) as db:

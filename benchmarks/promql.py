@@ -48,6 +48,7 @@ import polars as pl
 import tsdb_arrow as ta
 from benchmarks import otlp
 from benchmarks.formats import openmetrics_lines
+from benchmarks.workers import collect, stop_all
 
 SCRAPE = 15_000
 #: 2026-11-21 00:00 UTC, on a 2 h block boundary, well before the OTLP benchmark's points.
@@ -348,12 +349,15 @@ def ingest_rate(address: str, bodies: list[list[bytes]]) -> float:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     workers = [ctx.Process(target=otlp._client, args=("grpc", address, b, queue)) for b in bodies]
-    for w in workers:
-        w.start()
-    # a client's busy time is the sum of its request latencies (process start-up left out)
-    busy = max(sum(queue.get(timeout=1800)) for _ in workers)
-    for w in workers:
-        w.join()
+    try:
+        for w in workers:
+            w.start()
+        # a client's busy time is the sum of its request latencies (process start-up left out)
+        busy = max(sum(latencies) for latencies in collect(queue, workers, 1800, "latencies"))
+        for w in workers:
+            w.join()
+    finally:
+        stop_all(workers)
     return sum(len(b) for b in bodies) * otlp.PER_REQUEST / busy
 
 
@@ -393,10 +397,12 @@ def ingest_while_querying(
             bodies = [otlp._requests(first + c, requests) for c in range(clients)]
             first += clients
             busy = ingest_rate(grpc, bodies)
+            stop.set()
+            queries += collect(answered, [querier], 1800, "query count")[0]
+            querier.join()
         finally:
             stop.set()
-        queries += answered.get(timeout=1800)
-        querier.join()
+            stop_all([querier])
         pairs.append((idle, busy))
     return IngestResult(max(i for i, _ in pairs), max(b for _, b in pairs), queries, pairs)
 

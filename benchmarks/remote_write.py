@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import tsdb_arrow as ta
+from benchmarks.workers import collect, stop_all, stop_server, wait_ready
 
 T0 = 1_795_392_000_000
 SERIES = 10_000
@@ -70,6 +71,10 @@ def requests(client: int, count: int, per_request: int) -> list[bytes]:
             ts.samples.add(timestamp=t, value=float(i * 7 + s) * 0.5)
         out.append(cramjam.snappy.compress_raw(request.SerializeToString()).read())
     return out
+
+
+#: The longest a run's clients may take before the run fails.
+RUN_TIMEOUT_S = 1800
 
 
 def _client(address: str, bodies: list[bytes], queue: mp.Queue) -> None:
@@ -152,33 +157,36 @@ def run(
     command = [str(cli), "serve", "--data", str(data), "--otlp-grpc", "off", "--otlp-http", "off",
                "--http", f"127.0.0.1:{port}", "--flight", "off"]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.strip() == "tsdb-arrow: ready":
-                break
-        queue: mp.Queue = mp.Queue()
-        address = f"127.0.0.1:{port}"
-        workers = [mp.Process(target=_client, args=(address, b, queue)) for b in bodies]
-        stop, answers = mp.Event(), mp.Queue()
-        readers = [
-            mp.Process(target=_querier, args=(address, stop, answers)) for _ in range(queriers)
-        ]
-        if queriers:  # some data to query first: client 0's first request (sent again later)
-            _client(address, bodies[0][:1], mp.Queue())
-        for r in readers:
-            r.start()
-        start = time.perf_counter()
-        for w in workers:
-            w.start()
-        latencies = np.concatenate([queue.get() for _ in workers])
-        elapsed = time.perf_counter() - start
-        stop.set()
-        queries = sum(answers.get() for _ in readers)
-        for w in [*workers, *readers]:
-            w.join()
-        rss = _peak_rss(server.pid)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=300)
+        workers: list[mp.Process] = []
+        readers: list[mp.Process] = []
+        try:
+            wait_ready(server)
+            queue: mp.Queue = mp.Queue()
+            address = f"127.0.0.1:{port}"
+            workers = [mp.Process(target=_client, args=(address, b, queue)) for b in bodies]
+            stop, answers = mp.Event(), mp.Queue()
+            readers = [
+                mp.Process(target=_querier, args=(address, stop, answers)) for _ in range(queriers)
+            ]
+            if queriers:  # some data to query first: client 0's first request (sent again later)
+                _client(address, bodies[0][:1], mp.Queue())
+            for r in readers:
+                r.start()
+            start = time.perf_counter()
+            for w in workers:
+                w.start()
+            latencies = np.concatenate(collect(queue, workers, RUN_TIMEOUT_S, "latencies"))
+            elapsed = time.perf_counter() - start
+            stop.set()
+            queries = sum(collect(answers, readers, RUN_TIMEOUT_S, "query count"))
+            for w in [*workers, *readers]:
+                w.join()
+            rss = _peak_rss(server.pid)
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=300)
+        finally:
+            stop_all([*workers, *readers])
+            stop_server(server)
     acknowledged = clients * count * per_request  # the first request, sent twice, replaces
     with ta.open(data, read_only=True) as db:
         stored = db.stats()["samples"]
