@@ -53,14 +53,24 @@ def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split):
     """Random rows (groups long and short, in and out of order, equal timestamps of one series
     kept in write order): the cut's refs, timestamps and value bits (NaN payloads, -0.0) equal
     the reference window by window; ``cut_rows`` picks the same rows. A short ``duration``
-    puts repeated pairs in several windows; ``split`` places the rows with two threads."""
+    puts repeated pairs in several windows; ``split`` places the rows with two threads. Rows
+    come as written, in time order, or series after series (with repeats or without)."""
     n = data.draw(st.integers(1, 3000))
     seed = data.draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     refs = rng.integers(0, n_refs, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     ts = 1_700_000_000_000 + rng.integers(0, span, n, endpoint=True)
-    if data.draw(st.booleans()):  # some series in time order, as appended
+    order = data.draw(st.sampled_from(["written", "time", "series"]))
+    if order == "time":  # some series in time order, as appended
         ts = np.sort(ts)
+    elif order == "series":  # series after series, each in time order (as most exports)
+        by = np.lexsort((ts, refs))
+        refs, ts = refs[by], ts[by]
+        if data.draw(st.booleans()):  # unique pairs
+            first = np.ones(n, dtype=bool)
+            first[1:] = (refs[1:] != refs[:-1]) | (ts[1:] != ts[:-1])
+            refs, ts = refs[first], ts[first]
+            n = len(refs)
     bits = rng.integers(0, 2**64, n, dtype=np.uint64)
     bits[rng.random(n) < 0.1] = np.uint64(0x7FF0000000000002)  # stale markers
     bits[rng.random(n) < 0.1] = np.uint64(1 << 63)  # -0.0
