@@ -204,3 +204,28 @@ def test_the_make_run_demo_serves_a_live_sdk_feed_and_stops(tmp_path, capsys):
         orders = db.select("orders_total").collect()
         newest = orders.sort("timestamp").group_by("region").last()
         assert newest["value"].sum() == 60.0  # 20 orders a round, 3 rounds
+
+
+def test_the_demo_kills_a_server_that_does_not_stop_and_says_so(tmp_path, monkeypatch):
+    """``make run`` must end: a server that does not stop after SIGTERM (here: stopped with
+    SIGSTOP, so the SIGTERM stays pending) is killed after ``STOP_SECONDS``, and the demo fails
+    saying why."""
+    from tsdb_arrow.server import demo
+
+    started: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs) -> subprocess.Popen:
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    def freeze(url: str, rounds: int) -> int:
+        os.kill(started[0].pid, signal.SIGSTOP)
+        return 0
+
+    monkeypatch.setattr(demo.subprocess, "Popen", recorded)
+    monkeypatch.setattr(demo, "_feed", freeze)
+    monkeypatch.setattr(demo, "STOP_SECONDS", 1)
+    with pytest.raises(RuntimeError, match="did not stop within 1 s of SIGTERM"):
+        demo.main(["--data", str(tmp_path / "db"), "--rounds", "1"])
+    assert started[0].poll() == -signal.SIGKILL

@@ -13,10 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import tsdb_arrow as ta
 from tsdb_arrow.errors import MissingDependencyError
+
+#: How long the demo's server may take to stop after SIGTERM before it is killed.
+STOP_SECONDS = 60
 
 
 def _free_port() -> int:
@@ -109,9 +113,17 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             server.send_signal(signal.SIGTERM)
-            for line in server.stdout:
-                print(line.rstrip(), flush=True)
-            if server.wait(timeout=60) != 0:
+            killer = threading.Timer(STOP_SECONDS, server.kill)  # one that does not stop
+            killer.start()
+            try:
+                for line in server.stdout:
+                    print(line.rstrip(), flush=True)
+                server.wait()
+            finally:
+                killer.cancel()
+            if server.returncode == -signal.SIGKILL:
+                raise RuntimeError(f"the server did not stop within {STOP_SECONDS} s of SIGTERM")
+            if server.returncode != 0:
                 raise RuntimeError(f"the server exited with {server.returncode}")
         finally:
             if server.poll() is None:
