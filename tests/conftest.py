@@ -86,12 +86,12 @@ def canonical(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(*labels, "timestamp", "value").sort([*labels, "timestamp"], nulls_last=True)
 
 
+_HANGS = pytest.StashKey[Path]()  # where the hung tests' stacks are written
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller, or a run without workers
         config.stash[_HANGS] = Path(tempfile.mkdtemp(prefix="tsdb-arrow-hangs-"))
-
-
-_HANGS = pytest.StashKey[Path]()
 
 
 @pytest.hookimpl(optionalhook=True)

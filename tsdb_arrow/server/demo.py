@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             server.send_signal(signal.SIGTERM)
-            killer = threading.Timer(STOP_SECONDS, server.kill)  # one that does not stop
+            killer = threading.Timer(STOP_SECONDS, server.kill)  # if it does not stop
             killer.start()
             try:
                 for line in server.stdout:
