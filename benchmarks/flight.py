@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import pyarrow.compute as pc
 import tsdb_arrow as ta
 from benchmarks.datasets import load_real, repo_root
 from benchmarks.measure import best_of
+from benchmarks.workers import wait_ready
 
 GOAL = 0.7
 #: Seconds any one Flight call may take: a stuck call fails the run instead of hanging it.
@@ -63,27 +63,8 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    # The pipe is read on a thread so that a server that never gets ready fails the run.
-    ready = threading.Event()
-
-    def watch() -> None:
-        for line in proc.stdout:
-            if line.strip() == "tsdb-arrow: ready":
-                ready.set()
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    watcher.join(SERVER_TIMEOUT)
-    if ready.is_set():
-        return proc, f"grpc://127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
-    watcher.join(SERVER_TIMEOUT)
-    proc.stdout.close()
-    state = "exited" if not watcher.is_alive() else f"was not ready within {SERVER_TIMEOUT:.0f} s"
-    raise RuntimeError(f"tsdb-arrow serve (pid {proc.pid}) {state}; see its stderr above")
+    wait_ready(proc, SERVER_TIMEOUT)  # raises, the server killed, if it never gets ready
+    return proc, f"grpc://127.0.0.1:{port}"
 
 
 def _stop(proc: subprocess.Popen, timeout: float = SERVER_TIMEOUT) -> None:

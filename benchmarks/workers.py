@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import queue as queues
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 POLL_SECONDS = 0.5
+#: The longest a server may take to say it is ready.
+READY_TIMEOUT_S = 120.0
 
 
 class Worker(Protocol):
@@ -79,14 +82,34 @@ def stop_all(workers: Iterable[Worker], grace: float = 10.0) -> None:
             w.join(grace)
 
 
-def wait_ready(server: subprocess.Popen, line: str = "tsdb-arrow: ready") -> None:
-    """Read the server's stdout up to ``line``; raises `WorkerFailed` if it exits first."""
+def wait_ready(
+    server: subprocess.Popen, timeout: float = READY_TIMEOUT_S, line: str = "tsdb-arrow: ready"
+) -> None:
+    """Read the server's stdout up to ``line``, on a thread so that a server that neither gets
+    ready nor exits fails too: raises `WorkerFailed`, the server killed, if it exits first or
+    is not ready within ``timeout`` seconds."""
     assert server.stdout is not None
-    for got in server.stdout:
-        if got.strip() == line:
-            return
-    server.wait(timeout=60)
-    raise WorkerFailed(f"the server exited with {server.returncode} before saying {line!r}")
+    stdout = server.stdout
+    ready = threading.Event()
+
+    def watch() -> None:
+        for got in stdout:
+            if got.strip() == line:
+                ready.set()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    watcher.join(timeout)
+    if ready.is_set():
+        return
+    exited = not watcher.is_alive()
+    stop_server(server)
+    watcher.join(timeout)  # at the end of the output of a process gone
+    stdout.close()
+    state = "exited" if exited else f"was not ready within {timeout:g} s"
+    raise WorkerFailed(f"tsdb-arrow serve (pid {server.pid}) {state}; see its stderr above "
+                       f"(exit code {server.returncode}, waiting for {line!r})")  # fmt: skip
 
 
 def stop_server(server: subprocess.Popen, grace: float = 30.0) -> None:

@@ -96,5 +96,16 @@ def test_unstarted_workers_are_left_alone(ctx) -> None:
 def test_a_server_that_exits_before_ready_is_an_error() -> None:
     with subprocess.Popen([sys.executable, "-c", "print('starting')"], stdout=subprocess.PIPE,
                           text=True) as server:  # fmt: skip
-        with pytest.raises(WorkerFailed, match="exited with 0 before saying 'tsdb-arrow: ready'"):
+        exited = r"exited; see its stderr above \(exit code 0, waiting for 'tsdb-arrow: ready'\)"
+        with pytest.raises(WorkerFailed, match=exited):
             wait_ready(server)
+
+
+def test_a_server_that_never_gets_ready_is_killed_and_an_error() -> None:
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                          stdout=subprocess.PIPE, text=True) as server:  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(WorkerFailed, match="was not ready within 1 s"):
+            wait_ready(server, timeout=1)
+        assert time.monotonic() - started < 30
+        assert server.returncode == -9  # killed, not left running
