@@ -367,7 +367,7 @@ class PairSet:
     def _row_series(self, refs: np.ndarray, numbered: Numbered | None) -> np.ndarray:
         """Each row's series number: through the batch's numbering when its rows are of a few
         series."""
-        if numbered is None or 4 * len(numbered.set_refs) > len(refs):
+        if numbered is None or not numbered.few_series:
             return self._series_of(refs)
         return self._series_of(readonly(numbered.set_refs.view()))[numbered.row_sets]
 
