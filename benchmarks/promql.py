@@ -353,7 +353,7 @@ def ingest_rate(address: str, bodies: list[list[bytes]]) -> float:
         for w in workers:
             w.start()
         # a client's busy time is the sum of its request latencies (process start-up left out)
-        busy = max(sum(latencies) for latencies in collect(queue, workers, 1800, "latencies"))
+        busy = max(sum(latencies) for latencies in collect(queue, workers, "latencies"))
         for w in workers:
             w.join()
     finally:
@@ -398,7 +398,7 @@ def ingest_while_querying(
             first += clients
             busy = ingest_rate(grpc, bodies)
             stop.set()
-            queries += collect(answered, [querier], 1800, "query count")[0]
+            queries += collect(answered, [querier], "query count")[0]
             querier.join()
         finally:
             stop.set()

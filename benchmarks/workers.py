@@ -18,6 +18,8 @@ from typing import Any, Protocol
 POLL_SECONDS = 0.5
 #: The longest a server may take to say it is ready.
 READY_TIMEOUT_S = 120.0
+#: The longest a benchmark's clients may take for their results before the run fails.
+RUN_TIMEOUT_S = 1800.0
 
 
 class Worker(Protocol):
@@ -37,7 +39,9 @@ class WorkerFailed(RuntimeError):
     """A child process of a benchmark ended without its result, or took too long."""
 
 
-def collect(results: Any, workers: Sequence[Worker], timeout: float, what: str = "result") -> list:
+def collect(
+    results: Any, workers: Sequence[Worker], what: str = "result", timeout: float = RUN_TIMEOUT_S
+) -> list:
     """One item from ``results`` (a multiprocessing queue) per worker, in arrival order.
 
     Raises `WorkerFailed` as soon as a worker has exited with an error, when every worker has

@@ -37,7 +37,7 @@ def test_every_result_comes_back(ctx) -> None:
     for p in procs:
         p.start()
     try:
-        assert sorted(collect(out, procs, 60)) == [0, 1, 2]
+        assert sorted(collect(out, procs, timeout=60)) == [0, 1, 2]
         for p in procs:
             p.join(60)
     finally:
@@ -53,7 +53,7 @@ def test_a_client_that_raises_fails_the_run_at_once(ctx, capfd) -> None:
     started = time.monotonic()
     try:
         with pytest.raises(WorkerFailed, match=r"failed before its latencies \(.* exit code 1\)"):
-            collect(out, procs, 600, "latencies")
+            collect(out, procs, "latencies", timeout=600)
     finally:
         stop_all(procs)
     assert time.monotonic() - started < 30  # not the 600 s timeout
@@ -65,7 +65,7 @@ def test_a_client_that_hangs_times_out_and_is_stopped(ctx) -> None:
     procs = [ctx.Process(target=_sleep, args=(out,))]
     procs[0].start()
     with pytest.raises(WorkerFailed, match="no result from 1 child process"):
-        collect(out, procs, 1)
+        collect(out, procs, timeout=1)
     stop_all(procs, grace=5)
     assert not procs[0].is_alive() and procs[0].exitcode == -15  # SIGTERM
 
@@ -86,7 +86,7 @@ def test_clients_that_exit_without_their_results_fail_the_run(monkeypatch) -> No
     results: queue.Queue = queue.Queue()
     results.put("one")
     with pytest.raises(WorkerFailed, match="every child process exited, 1 without its result"):
-        collect(results, [_Exited(), _Exited()], 600)
+        collect(results, [_Exited(), _Exited()], timeout=600)
 
 
 def test_unstarted_workers_are_left_alone(ctx) -> None:
