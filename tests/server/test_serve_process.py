@@ -30,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(data: Path, http_port: int) -> subprocess.Popen:
+def start(data: Path, http_port: int, stderr=subprocess.PIPE) -> subprocess.Popen:  # noqa: ANN001
     cli = Path(sys.executable).with_name("tsdb-arrow")
     return subprocess.Popen(
         [
@@ -48,7 +48,7 @@ def start(data: Path, http_port: int) -> subprocess.Popen:
             "off",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
 
@@ -57,7 +57,7 @@ def wait_ready(proc: subprocess.Popen) -> list[str]:
     lines = []
     while True:
         line = proc.stdout.readline()
-        assert line, f"the server exited: {proc.stderr.read()}"
+        assert line, f"the server exited: {proc.stderr.read() if proc.stderr else ''}"
         lines.append(line.strip())
         if line.strip() == "tsdb-arrow: ready":
             return lines
@@ -126,17 +126,10 @@ def test_a_busy_server_survives_many_stack_dumps(tmp_path):
     import time
 
     port = free_port()
-    cli = Path(sys.executable).with_name("tsdb-arrow")
-    err_path = tmp_path / "stderr.txt"
-    with err_path.open("w") as err, subprocess.Popen(
-        [str(cli), "serve", "--data", str(tmp_path / "db"), "--otlp-grpc", "off",
-         "--otlp-http", f"127.0.0.1:{port}", "--http", "off", "--flight", "off"],
-        stdout=subprocess.PIPE, stderr=err, text=True,
-    ) as proc:  # fmt: skip
+    err_path = tmp_path / "stderr.txt"  # a file: sixty dumps would fill a pipe nobody reads
+    with err_path.open("w") as err, start(tmp_path / "db", port, stderr=err) as proc:
         try:
-            for line in proc.stdout:
-                if line.strip() == "tsdb-arrow: ready":
-                    break
+            wait_ready(proc)
             sent, failures, done = [0], [], threading.Event()
 
             def feed() -> None:
