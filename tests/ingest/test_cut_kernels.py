@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsdb_arrow.ingest import cut as cut_mod
-from tsdb_arrow.ingest.cut import _windows, count_repeats, cut, cut_rows, window_starts
+from tsdb_arrow.ingest.cut import (
+    _windows,
+    count_repeats,
+    cut,
+    cut_parts,
+    cut_rows,
+    window_starts,
+)
 
 INT64 = np.iinfo(np.int64)
 _times = st.one_of(
@@ -48,13 +55,15 @@ def _reference(refs, ts, values, duration):
     span=st.sampled_from([0, 3, 5000, 7_200_000 * 3, 2**50]),
     duration=st.sampled_from([7_200_000, 2**62, 4096]),
     split=st.booleans(),
+    n_parts=st.integers(1, 4),
 )
-def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split):
+def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split, n_parts):
     """Random rows (groups long and short, in and out of order, equal timestamps of one series
     kept in write order): the cut's refs, timestamps and value bits (NaN payloads, -0.0) equal
     the reference window by window; ``cut_rows`` picks the same rows. A short ``duration``
     puts repeated pairs in several windows; ``split`` places the rows with two threads. Rows
-    come as written, in time order, or series after series (with repeats or without)."""
+    come as written, in time order, or series after series (with repeats or without), in one
+    array or in ``n_parts`` consecutive parts (some maybe empty) as the head's buffers hold them."""
     n = data.draw(st.integers(1, 3000))
     seed = data.draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -76,7 +85,14 @@ def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split):
     bits[rng.random(n) < 0.1] = np.uint64(1 << 63)  # -0.0
     values = bits.view(np.float64)
     with ThreadPoolExecutor(1) as pool, mock.patch.object(cut_mod, "SPLIT_ROWS", 0):
-        got = cut(refs, ts, values, duration, pool if split else None)
+        if n_parts == 1:
+            got = cut(refs, ts, values, duration, pool if split else None)
+        else:
+            cuts = sorted(data.draw(st.lists(st.integers(0, n), min_size=n_parts - 1,
+                                             max_size=n_parts - 1)))  # fmt: skip
+            bounds = [0, *cuts, n]
+            parts = [(refs[a:b], ts[a:b], values[a:b]) for a, b in zip(bounds, bounds[1:])]
+            got = cut_parts(parts, duration, pool if split else None)
     w, r, t, v, rows = _reference(refs, ts, values, duration)
     assert [x.start for x in got] == np.unique(w).tolist()
     assert np.array_equal(np.concatenate([x.refs for x in got]), r)
@@ -91,6 +107,25 @@ def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split):
     assert [start for start, _ in picked] == np.unique(w).tolist()
     for start, idx in picked:
         assert np.array_equal(idx, rows[w == start])
+
+
+def test_parts_each_sorted_whose_join_repeats_a_pair_keep_the_later_write():
+    """Each part is sorted and unique, but the second starts with the first's last pair (or
+    goes back in time): the cut sorts across parts, and the later write of the pair wins."""
+    ref = np.uint64(7)
+    first = (np.array([ref, ref]), np.array([1, 2]), np.array([1.0, 2.0]))
+    again = (np.array([ref, ref]), np.array([2, 3]), np.array([20.0, 30.0]))
+    (window,) = cut_parts([first, again], 7_200_000)
+    assert window.timestamps.tolist() == [1, 2, 3]
+    assert window.values.tolist() == [1.0, 20.0, 30.0]
+    back = (np.array([ref]), np.array([0]), np.array([-1.0]))
+    (window,) = cut_parts([first, back], 7_200_000)
+    assert window.timestamps.tolist() == [0, 1, 2]
+    assert window.values.tolist() == [-1.0, 1.0, 2.0]
+    (window,) = cut_parts([first, (np.array([ref]), np.array([3]), np.array([3.0]))], 7_200_000)
+    assert window.timestamps.tolist() == [1, 2, 3]
+    assert cut_parts([], 7_200_000) == []
+    assert cut_parts([(first[0][:0], first[1][:0], first[2][:0])], 7_200_000) == []
 
 
 @settings(max_examples=300, deadline=None)

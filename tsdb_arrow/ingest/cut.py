@@ -130,15 +130,16 @@ _MIN_GROUP_TABLE = 1 << 12
 
 
 @njit(cache=True, nogil=True)
-def _group_ids(windows, refs, table, group_w, group_r, ids):
-    """Number each row's (window, ref) pair by first sight; -1 when ``table`` is too small.
+def _group_ids(windows, refs, table, group_w, group_r, ids, n_groups):
+    """Number each row's (window, ref) pair by first sight, after the ``n_groups`` pairs
+    numbered already (earlier parts of the rows); returns how many pairs are numbered then,
+    or -1 when ``table`` is too small.
 
     ``table`` is open addressing (-1 = empty) and may be at most half full. Rows of one
     series in a row cost one comparison with the row before.
     """
     n = refs.shape[0]
     mask = table.shape[0] - 1
-    n_groups = 0
     last_w = np.int64(0)
     last_r = np.uint64(0)
     last = -1
@@ -184,36 +185,57 @@ def _scatter_columns(
     pool: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps and 64-bit payloads ``bits`` (value bits, or row numbers) sorted by (group
-    rank, timestamp), stable for equal timestamps (``_scatter``). With a ``pool``, a long
-    batch's groups are placed in two halves at once, each scanning every row for its own."""
+    rank, timestamp), stable for equal timestamps (``_place`` and ``_sort_groups``)."""
+    return _scatter_parts(ids, rank, bounds, [(ts, bits)], pool)
+
+
+def _scatter_parts(
+    ids: np.ndarray,
+    rank: np.ndarray,
+    bounds: np.ndarray,
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    pool: Executor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_scatter_columns`` of rows given in consecutive parts of (timestamps, bits), whose
+    group ids ``ids`` are numbered over all of them. With a ``pool``, a long batch's groups
+    are placed in two halves at once, each scanning every row for its own."""
     out_ts = np.empty(len(ids), dtype=np.int64)
     out_bits = np.empty(len(ids), dtype=np.uint64)
     n_groups = len(bounds) - 1
-    parts = [(0, n_groups)]
+    halves = [(0, n_groups)]
     if pool is not None and len(ids) >= SPLIT_ROWS and n_groups > 1:
         # halves of the rows, not of the groups: the first group past the middle row
         middle = int(np.searchsorted(bounds, len(ids) // 2, side="right"))
         middle = min(max(middle, 1), n_groups - 1)
-        parts = [(0, middle), (middle, n_groups)]
-    calls = [partial(_scatter, ids, rank, bounds, ts, bits, out_ts, out_bits, lo, hi)
-             for lo, hi in parts]  # fmt: skip
-    split.each(pool if len(parts) > 1 else None, calls)
+        halves = [(0, middle), (middle, n_groups)]
+    calls = [partial(_scatter_half, ids, rank, bounds, parts, out_ts, out_bits, lo, hi)
+             for lo, hi in halves]  # fmt: skip
+    split.each(pool if len(halves) > 1 else None, calls)
     return out_ts, out_bits
 
 
+def _scatter_half(ids: np.ndarray, rank: np.ndarray, bounds: np.ndarray,
+                  parts: list[tuple[np.ndarray, np.ndarray]], out_ts: np.ndarray,
+                  out_bits: np.ndarray, lo: int, hi: int) -> None:  # fmt: skip
+    """Place and sort the rows of the groups ranked ``lo:hi``, part after part."""
+    cursor = bounds[:-1].copy()
+    at = 0
+    for ts, bits in parts:
+        _place(ids[at : at + len(ts)], rank, ts, bits, out_ts, out_bits, cursor, lo, hi)
+        at += len(ts)
+    _sort_groups(bounds, out_ts, out_bits, lo, hi)
+
+
 @njit(cache=True, nogil=True)
-def _scatter(ids, rank, bounds, ts, bits, out_ts, out_bits, lo, hi):
-    """Place the rows of the groups ranked ``lo:hi`` in ``out_ts``/``out_bits``, sorted by
-    (group rank, timestamp), stable for equal timestamps.
+def _place(ids, rank, ts, bits, out_ts, out_bits, cursor, lo, hi):
+    """Place the rows of the groups ranked ``lo:hi`` at their group's ``cursor`` in
+    ``out_ts``/``out_bits`` (which moves on), in row order.
 
     The samples themselves move: one sequential pass places them group by group, and a group
-    out of time order is then sorted where it lies (stably: the later write of a duplicate
-    stays last), so no pass gathers rows from all over the batch (shuffled rows would miss the
-    cache on every one).
+    out of time order is then sorted where it lies (``_sort_groups``), so no pass gathers rows
+    from all over the batch (shuffled rows would miss the cache on every one).
     """
-    n = ids.shape[0]
-    cursor = bounds[:-1].copy()
-    for i in range(n):
+    for i in range(ids.shape[0]):
         k = rank[ids[i]]
         if k < lo or k >= hi:
             continue
@@ -221,6 +243,12 @@ def _scatter(ids, rank, bounds, ts, bits, out_ts, out_bits, lo, hi):
         out_ts[p] = ts[i]
         out_bits[p] = bits[i]
         cursor[k] = p + 1
+
+
+@njit(cache=True, nogil=True)
+def _sort_groups(bounds, out_ts, out_bits, lo, hi):
+    """Sort each placed group ranked ``lo:hi`` by timestamp where it lies, stably for equal
+    timestamps (the later write of a duplicate stays last)."""
     longest = 0
     for k in range(lo, hi):
         longest = max(longest, bounds[k + 1] - bounds[k])
@@ -318,24 +346,39 @@ class _Groups:
     bounds: np.ndarray
 
 
-def _groups(windows: np.ndarray, refs: np.ndarray, ts: np.ndarray) -> _Groups | None:
-    """The rows' (window, ref) groups; None when rows are sorted by (window, ref, ts) and unique.
+def _groups(parts: list[tuple[np.ndarray, np.ndarray]], duration: int) -> _Groups | None:
+    """The (window, ref) groups of rows given as consecutive non-empty parts of (refs,
+    timestamps); None when the rows are sorted by (window, ref, ts) and unique.
 
     Whatever the row order (series runs, time order, shuffled), rows are grouped by
-    (window, series) with a hash table and the few groups sorted: linear in the rows.
+    (window, series) with a hash table and the few groups sorted: linear in the rows. Each
+    part's windows are worked out where it lies and dropped (no array of them all).
     """
-    if _is_sorted_unique(windows, refs, ts):
+    last = None
+    for refs, ts in parts:  # rows out of order show within the first part, as a rule
+        windows = _windows(ts, duration)
+        first = (int(windows[0]), int(refs[0]), int(ts[0]))
+        if (last is not None and first <= last) or not _is_sorted_unique(windows, refs, ts):
+            break
+        last = (int(windows[-1]), int(refs[-1]), int(ts[-1]))
+    else:
         return None
-    n = len(refs)
+    n = sum(len(refs) for refs, _ in parts)
+    ids = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
     size = _MIN_GROUP_TABLE
-    while True:
+    n_groups = -1
+    while n_groups < 0:
         table = np.full(size, -1, dtype=np.int64)
         group_w = np.empty(size // 2, dtype=np.int64)
         group_r = np.empty(size // 2, dtype=np.uint64)
-        ids = np.empty(n, dtype=np.int64)
-        n_groups = _group_ids(windows, refs, table, group_w, group_r, ids)
-        if n_groups >= 0:
-            break
+        n_groups, at = 0, 0
+        for refs, ts in parts:
+            part_ids = ids[at : at + len(refs)]
+            windows = _windows(ts, duration)
+            n_groups = _group_ids(windows, refs, table, group_w, group_r, part_ids, n_groups)
+            if n_groups < 0:
+                break
+            at += len(refs)
         size *= 8  # more (window, series) pairs than expected: start again with room
     by_key = np.lexsort((group_r[:n_groups], group_w[:n_groups]))
     rank = np.empty(n_groups, dtype=np.int64)
@@ -378,18 +421,34 @@ def cut(
     pool: Executor | None = None,
 ) -> list[Window]:
     """Split samples given in write order into sorted, deduplicated aligned windows (placing
-    them with two threads of ``pool``, if given)."""
-    if len(refs) == 0:
+    them with two threads of ``pool``, if given). The windows hold new arrays."""
+    return cut_parts([(refs, timestamps, values)], duration, pool)
+
+
+def cut_parts(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    duration: int,
+    pool: Executor | None = None,
+) -> list[Window]:
+    """``cut`` of samples given in write order as consecutive parts of (refs, timestamps,
+    values), such as the head's buffers: read where they lie, with no copy of them all first
+    (a cold flush faults in every page it writes to for the first time)."""
+    parts = [part for part in parts if len(part[0])]
+    if not parts:
         return []
-    windows = _windows(timestamps, duration)
-    groups = _groups(windows, refs, timestamps)
+    groups = _groups([(refs, ts) for refs, ts, _ in parts], duration)
     if groups is None:
-        starts, edges = _row_edges(windows)
+        refs, timestamps, values = (np.concatenate([part[i] for part in parts]) for i in range(3))
+        starts, edges = _row_edges(_windows(timestamps, duration))
     else:
         # Refs are constant per group: repeated, not gathered row by row. Values move as their
         # bits (every NaN payload kept).
-        timestamps, bits = _scatter_columns(
-            groups.ids, groups.rank, groups.bounds, timestamps, values.view(np.uint64), pool
+        timestamps, bits = _scatter_parts(
+            groups.ids,
+            groups.rank,
+            groups.bounds,
+            [(ts, values.view(np.uint64)) for _, ts, values in parts],
+            pool,
         )
         refs = np.repeat(groups.refs, groups.counts)
         values = bits.view(np.float64)
@@ -413,11 +472,10 @@ def cut_rows(
     """
     if len(refs) == 0:
         return []
-    windows = _windows(timestamps, duration)
-    groups = _groups(windows, refs, timestamps)
+    groups = _groups([(refs, timestamps)], duration)
     if groups is None:
         order = np.arange(len(refs))
-        starts, edges = _row_edges(windows)
+        starts, edges = _row_edges(_windows(timestamps, duration))
     else:  # the row numbers travel as the payload of the samples' sort
         rows = np.arange(len(refs), dtype=np.int64).view(np.uint64)
         sorted_ts, rows = _scatter_columns(groups.ids, groups.rank, groups.bounds, timestamps, rows)

@@ -75,13 +75,18 @@ class FloatHead:
         self.min_time = min(self.min_time, int(timestamps.min()))
         self.max_time = max(self.max_time, int(timestamps.max()))
 
+    def parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each buffer's samples, in write order, as (refs, timestamps, values) views: valid
+        while this head holds its buffers."""
+        return [
+            (b.refs[: b.size], b.timestamps[: b.size], b.values[: b.size]) for b in self.buffers
+        ]
+
     def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All samples, in write order, as (refs, timestamps, values) copies."""
         if not self.buffers:
             return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.float64)
-        parts = [
-            (b.refs[: b.size], b.timestamps[: b.size], b.values[: b.size]) for b in self.buffers
-        ]
+        parts = self.parts()
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
     def followed_by(self, newer: FloatHead) -> FloatHead:

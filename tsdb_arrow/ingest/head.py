@@ -97,9 +97,9 @@ class Head:
         """Everything, cut into aligned windows of ``duration`` ms, oldest first (``pool``:
         see ``cut``)."""
         from tsdb_arrow.blocks.histograms import HistogramWindow
-        from tsdb_arrow.ingest.cut import cut, cut_rows
+        from tsdb_arrow.ingest.cut import cut_parts, cut_rows
 
-        floats = {w.start: w for w in cut(*self.floats.columns(), duration, pool)}
+        floats = {w.start: w for w in cut_parts(self.floats.parts(), duration, pool)}
         refs, ts, fields = self.histograms.columns()
         hists = {
             start: HistogramWindow(start, refs[idx], ts[idx], fields.take(idx))
