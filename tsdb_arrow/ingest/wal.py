@@ -21,9 +21,10 @@ import re
 import struct
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import crc32c
 import pyarrow as pa
@@ -61,6 +62,8 @@ _MAX_KIND = 2**32 - 1
 _SEGMENT_NAME = re.compile(r"^(\d{8,})\.wal$")
 _ANY_SEGMENT_NAME = re.compile(r"^(\d{8,})\.wal(?:\.corrupt)?$")
 _ZEROS = bytes(_ALIGN)
+#: Pieces of a streamed record shorter than this are gathered before they are written.
+_GATHER_BYTES = 64 * 2**10
 
 Entry = tuple[int, "pa.RecordBatch | pa.Table"]
 
@@ -136,13 +139,32 @@ def _padded(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
-    """One WAL record (header and payload) holding ``entries``, in one buffer ready to write.
+#: Records from this many bytes on are written to the segment stream by stream, straight from
+#: the batch's own buffers, not copied into a record first: a write of millions of rows then
+#: allocates no record (in a fresh process, one page fault per 4 KiB of it) and copies nothing.
+STREAM_RECORD_BYTES = 8 * 2**20
 
-    The streams are sized first and then written straight into the record: one allocation
-    (in small pages, see ``tsdb_arrow.memory``) and one copy of the samples, where growing a
-    buffer per stream and joining them cost a fresh process more than the rest of its write.
-    """
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a record of some entries holds: each entry's kind and IPC stream size."""
+
+    kinds: list[int]
+    sizes: list[int]
+
+    @property
+    def directory(self) -> bytes:
+        """The payload's start: the entry count and a (kind, length) slot per entry."""
+        slots = (_SLOT.pack(kind, 0, size) for kind, size in zip(self.kinds, self.sizes))
+        return _COUNT.pack(len(self.sizes), 0) + b"".join(slots)
+
+    @property
+    def payload_bytes(self) -> int:
+        return _COUNT.size + _SLOT.size * len(self.sizes) + sum(map(_padded, self.sizes))
+
+
+def _layout(entries: Sequence[Entry]) -> _Layout:
+    """Check ``entries`` and size their streams (counted, not written anywhere)."""
     kinds, sizes = [], []
     for kind, table in entries:
         if not isinstance(kind, int) or not 0 <= kind <= _MAX_KIND:
@@ -153,25 +175,91 @@ def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
             )
         kinds.append(kind)
         sizes.append(_stream_size(table))
-    directory_bytes = _COUNT.size + _SLOT.size * len(sizes)
-    payload_bytes = directory_bytes + sum(_padded(size) for size in sizes)
+    return _Layout(kinds, sizes)
+
+
+def _header(payload_bytes: int, payload_crc: int) -> bytes:
+    """A record's header: magic, version, payload length and CRC, then the CRC of those."""
+    header = bytearray(HEADER_BYTES)
+    _HEADER.pack_into(header, 0, MAGIC, VERSION, payload_bytes, payload_crc, 0)
+    struct.pack_into("<I", header, _HEADER_CRC_COVERS, crc32c.crc32c(header[:_HEADER_CRC_COVERS]))
+    return bytes(header)
+
+
+def encode_record(entries: Sequence[Entry]) -> pa.Buffer:
+    """One WAL record (header and payload) holding ``entries``, in one buffer ready to write."""
+    return _encode(entries, _layout(entries))
+
+
+def _encode(entries: Sequence[Entry], layout: _Layout) -> pa.Buffer:
+    """The record of ``entries``, whose streams are sized already, in one buffer.
+
+    The streams are written straight into the record: one allocation (in small pages, see
+    ``tsdb_arrow.memory``) and one copy of the samples, where growing a buffer per stream and
+    joining them cost a fresh process more than the rest of its write.
+    """
+    payload_bytes = layout.payload_bytes
     record = pa.allocate_buffer(HEADER_BYTES + payload_bytes, memory_pool=small_pool())
     sink = pa.FixedSizeBufferWriter(record)
     sink.write(bytes(HEADER_BYTES))  # filled in below, once the payload's CRC is known
-    sink.write(_COUNT.pack(len(sizes), 0))
-    for kind, size in zip(kinds, sizes):
-        sink.write(_SLOT.pack(kind, 0, size))
-    for (_, table), size in zip(entries, sizes):
+    sink.write(layout.directory)
+    for (_, table), size in zip(entries, layout.sizes):
         start = sink.tell()
         _write_stream(sink, table)
         assert sink.tell() - start == size, "an IPC stream's size changed between two writes"
         sink.write(_ZEROS[: _padded(size) - size])
-    view = memoryview(record)
-    payload_crc = crc32c.crc32c(view[HEADER_BYTES:])
-    _HEADER.pack_into(view, 0, MAGIC, VERSION, payload_bytes, payload_crc, 0)
-    header_crc = crc32c.crc32c(view[:_HEADER_CRC_COVERS])
-    struct.pack_into("<I", view, _HEADER_CRC_COVERS, header_crc)
+    view = memoryview(record).cast("B")
+    view[:HEADER_BYTES] = _header(payload_bytes, crc32c.crc32c(view[HEADER_BYTES:]))
     return record
+
+
+class _Sink:
+    """A Python file for ``pa.PythonFile`` handing each piece of the streams written to it to
+    ``emit`` as it comes (Arrow passes the column buffers themselves: nothing is copied), and
+    counting the bytes. Closing it closes nothing."""
+
+    def __init__(self, emit: Callable[[memoryview], None]) -> None:
+        self.emit = emit
+        self.bytes = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.emit(view)
+        self.bytes += len(view)
+        return len(view)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _streamed(entries: Sequence[Entry], layout: _Layout, emit: Callable[[memoryview], None]
+              ) -> None:  # fmt: skip
+    """Hand the payload of ``entries``' record to ``emit`` piece by piece, in order."""
+    emit(memoryview(layout.directory))
+    sink = _Sink(emit)
+    out = pa.PythonFile(sink, mode="w")
+    for (_, table), size in zip(entries, layout.sizes):
+        start = sink.bytes
+        _write_stream(out, table)
+        assert sink.bytes - start == size, "an IPC stream's size changed between two writes"
+        emit(memoryview(_ZEROS[: _padded(size) - size]))
+
+
+def _payload_crc(entries: Sequence[Entry], layout: _Layout) -> int:
+    """The CRC32C of the payload of ``entries``' record, run over the streams as they are
+    written, without a copy of them."""
+    crc = 0
+
+    def run(piece: memoryview) -> None:
+        nonlocal crc
+        crc = crc32c.crc32c(piece, crc)
+
+    _streamed(entries, layout, run)
+    return crc
 
 
 def _check_options(fsync: str, fsync_interval: float, segment_bytes: int) -> None:
@@ -243,14 +331,25 @@ class WriteAheadLog:
     # -- appending -------------------------------------------------------------------------
 
     def append(self, entries: Sequence[Entry]) -> int:
-        """Write ``entries`` as one atomic record; return its position (see :meth:`sync_to`)."""
-        record = encode_record(entries)
-        size = record.size
+        """Write ``entries`` as one atomic record; return its position (see :meth:`sync_to`).
+
+        A record of ``STREAM_RECORD_BYTES`` or more is written from the batch's buffers (its
+        CRC run over them first); a smaller one is built in one buffer and written at once."""
+        layout = _layout(entries)
+        size = HEADER_BYTES + layout.payload_bytes
+        streamed = size >= STREAM_RECORD_BYTES
+        if streamed:
+            header = _header(layout.payload_bytes, _payload_crc(entries, layout))
+        else:
+            record = _encode(entries, layout)
         with self._lock:
             self._check_usable()
             if self._offset > 0 and self._offset + size > self.segment_bytes:
                 self._start_segment(self._segment + 1)
-            self._write(record)
+            if streamed:
+                self._write_streamed(header, entries, layout)
+            else:
+                self._write(record)
             self._offset += size
             self._written += size
             position = self._written
@@ -260,11 +359,8 @@ class WriteAheadLog:
 
     def _write(self, record: pa.Buffer) -> None:
         """Hand ``record`` to the OS whole, or leave the segment as it was and raise."""
-        view = memoryview(record)
-        done = 0
         try:
-            while done < len(view):
-                done += os.write(self._fd, view[done:])
+            self._write_all(memoryview(record))
         except OSError as exc:
             self._undo_partial_write(exc)
             raise WalError(
@@ -272,7 +368,40 @@ class WriteAheadLog:
                 "batch was not stored. Free disk space (or fix the permission) and retry."
             ) from exc
 
-    def _undo_partial_write(self, exc: OSError) -> None:
+    def _write_streamed(self, header: bytes, entries: Sequence[Entry], layout: _Layout) -> None:
+        """``_write`` of a record given as its header and entries: the pieces Arrow hands over
+        go to the OS as they come, the small ones gathered first (one system call for the
+        dozens of bytes between two column buffers)."""
+        pending = bytearray(header)
+
+        def emit(piece: memoryview) -> None:
+            if len(piece) < _GATHER_BYTES:
+                pending.extend(piece)
+                return
+            self._write_all(memoryview(pending))
+            pending.clear()
+            self._write_all(piece)
+
+        try:
+            _streamed(entries, layout, emit)
+            self._write_all(memoryview(pending))
+        except BaseException as exc:
+            # Arrow raises what the sink raised (an OSError) or wraps it; either way the
+            # segment is cut back to where the record began.
+            self._undo_partial_write(exc)
+            if isinstance(exc, OSError):
+                raise WalError(
+                    f"could not append to WAL segment {self._path(self._segment)}: {exc}; the "
+                    "batch was not stored. Free disk space (or fix the permission) and retry."
+                ) from exc
+            raise
+
+    def _write_all(self, view: memoryview) -> None:
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])
+
+    def _undo_partial_write(self, exc: BaseException) -> None:
         try:
             os.ftruncate(self._fd, self._offset)
             os.lseek(self._fd, self._offset, os.SEEK_SET)
