@@ -180,25 +180,14 @@ def _scatter_columns(
     ids: np.ndarray,
     rank: np.ndarray,
     bounds: np.ndarray,
-    ts: np.ndarray,
-    bits: np.ndarray,
-    pool: Executor | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Timestamps and 64-bit payloads ``bits`` (value bits, or row numbers) sorted by (group
-    rank, timestamp), stable for equal timestamps (``_place`` and ``_sort_groups``)."""
-    return _scatter_parts(ids, rank, bounds, [(ts, bits)], pool)
-
-
-def _scatter_parts(
-    ids: np.ndarray,
-    rank: np.ndarray,
-    bounds: np.ndarray,
     parts: list[tuple[np.ndarray, np.ndarray]],
     pool: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``_scatter_columns`` of rows given in consecutive parts of (timestamps, bits), whose
-    group ids ``ids`` are numbered over all of them. With a ``pool``, a long batch's groups
-    are placed in two halves at once, each scanning every row for its own."""
+    """Timestamps and 64-bit payloads ``bits`` (value bits, or row numbers), given in
+    consecutive parts of (timestamps, bits) whose group ids ``ids`` are numbered over all of
+    them, sorted by (group rank, timestamp), stable for equal timestamps (``_place`` and
+    ``_sort_groups``). With a ``pool``, a long batch's groups are placed in two halves at once,
+    each scanning every row for its own."""
     out_ts = np.empty(len(ids), dtype=np.int64)
     out_bits = np.empty(len(ids), dtype=np.uint64)
     n_groups = len(bounds) - 1
@@ -377,9 +366,9 @@ def _groups(parts: list[tuple[np.ndarray, np.ndarray]], duration: int) -> _Group
             windows = _windows(ts, duration)
             n_groups = _group_ids(windows, refs, table, group_w, group_r, part_ids, n_groups)
             if n_groups < 0:
+                size *= 8  # more (window, series) pairs than expected: start again with room
                 break
             at += len(refs)
-        size *= 8  # more (window, series) pairs than expected: start again with room
     by_key = np.lexsort((group_r[:n_groups], group_w[:n_groups]))
     rank = np.empty(n_groups, dtype=np.int64)
     rank[by_key] = np.arange(n_groups)
@@ -401,7 +390,7 @@ def count_repeats(groups: np.ndarray, timestamps: np.ndarray) -> int:
     counts = np.bincount(groups)
     bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     rank = np.arange(len(counts), dtype=np.int64)
-    ts, _ = _scatter_columns(groups, rank, bounds, timestamps, timestamps.view(np.uint64))
+    ts, _ = _scatter_columns(groups, rank, bounds, [(timestamps, timestamps.view(np.uint64))])
     same = ts[1:] == ts[:-1]
     starts = bounds[1:-1]
     same[starts[(starts > 0) & (starts < n)] - 1] = False  # across groups: no repeat
@@ -443,7 +432,7 @@ def cut_parts(
     else:
         # Refs are constant per group: repeated, not gathered row by row. Values move as their
         # bits (every NaN payload kept).
-        timestamps, bits = _scatter_parts(
+        timestamps, bits = _scatter_columns(
             groups.ids,
             groups.rank,
             groups.bounds,
@@ -478,7 +467,9 @@ def cut_rows(
         starts, edges = _row_edges(_windows(timestamps, duration))
     else:  # the row numbers travel as the payload of the samples' sort
         rows = np.arange(len(refs), dtype=np.int64).view(np.uint64)
-        sorted_ts, rows = _scatter_columns(groups.ids, groups.rank, groups.bounds, timestamps, rows)
+        sorted_ts, rows = _scatter_columns(
+            groups.ids, groups.rank, groups.bounds, [(timestamps, rows)]
+        )
         keep = keep_last(np.repeat(groups.refs, groups.counts), sorted_ts)
         order = rows.view(np.int64)[keep]
         starts, edges = _group_edges(groups, keep)

@@ -23,6 +23,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -236,10 +237,11 @@ class _Sink:
         self.closed = True
 
 
-def _streamed(entries: Sequence[Entry], layout: _Layout, emit: Callable[[memoryview], None]
-              ) -> None:  # fmt: skip
-    """Hand the payload of ``entries``' record to ``emit`` piece by piece, in order."""
-    emit(memoryview(layout.directory))
+def _streamed(entries: Sequence[Entry], layout: _Layout, emit: Callable[[memoryview], None],
+              header: bytes = b"") -> None:  # fmt: skip
+    """Hand ``header`` and then the payload of ``entries``' record to ``emit`` piece by piece,
+    in order."""
+    emit(memoryview(header + layout.directory))
     sink = _Sink(emit)
     out = pa.PythonFile(sink, mode="w")
     for (_, table), size in zip(entries, layout.sizes):
@@ -337,19 +339,20 @@ class WriteAheadLog:
         CRC run over them first); a smaller one is built in one buffer and written at once."""
         layout = _layout(entries)
         size = HEADER_BYTES + layout.payload_bytes
-        streamed = size >= STREAM_RECORD_BYTES
-        if streamed:
+        if size >= STREAM_RECORD_BYTES:
             header = _header(layout.payload_bytes, _payload_crc(entries, layout))
+            hand_over = partial(_streamed, entries, layout, header=header)
         else:
-            record = _encode(entries, layout)
+            record = memoryview(_encode(entries, layout)).cast("B")
+
+            def hand_over(emit: Callable[[memoryview], None]) -> None:
+                emit(record)
+
         with self._lock:
             self._check_usable()
             if self._offset > 0 and self._offset + size > self.segment_bytes:
                 self._start_segment(self._segment + 1)
-            if streamed:
-                self._write_streamed(header, entries, layout)
-            else:
-                self._write(record)
+            self._write(hand_over)
             self._offset += size
             self._written += size
             position = self._written
@@ -357,22 +360,12 @@ class WriteAheadLog:
             self.sync_to(position)
         return position
 
-    def _write(self, record: pa.Buffer) -> None:
-        """Hand ``record`` to the OS whole, or leave the segment as it was and raise."""
-        try:
-            self._write_all(memoryview(record))
-        except OSError as exc:
-            self._undo_partial_write(exc)
-            raise WalError(
-                f"could not append to WAL segment {self._path(self._segment)}: {exc}; the "
-                "batch was not stored. Free disk space (or fix the permission) and retry."
-            ) from exc
-
-    def _write_streamed(self, header: bytes, entries: Sequence[Entry], layout: _Layout) -> None:
-        """``_write`` of a record given as its header and entries: the pieces Arrow hands over
-        go to the OS as they come, the small ones gathered first (one system call for the
-        dozens of bytes between two column buffers)."""
-        pending = bytearray(header)
+    def _write(self, hand_over: Callable[[Callable[[memoryview], None]], None]) -> None:
+        """Hand a record to the OS, or leave the segment as it was and raise: ``hand_over``
+        gives it piece by piece to the function it is called with. Pieces go to the OS as they
+        come, the small ones gathered first (one system call for the dozens of bytes between
+        two column buffers of a streamed record)."""
+        pending = bytearray()
 
         def emit(piece: memoryview) -> None:
             if len(piece) < _GATHER_BYTES:
@@ -383,11 +376,11 @@ class WriteAheadLog:
             self._write_all(piece)
 
         try:
-            _streamed(entries, layout, emit)
+            hand_over(emit)
             self._write_all(memoryview(pending))
         except BaseException as exc:
-            # Arrow raises what the sink raised (an OSError) or wraps it; either way the
-            # segment is cut back to where the record began.
+            # Arrow raises what a streamed record's sink raised (an OSError) or wraps it;
+            # either way the segment is cut back to where the record began.
             self._undo_partial_write(exc)
             if isinstance(exc, OSError):
                 raise WalError(
