@@ -186,39 +186,72 @@ def _scatter_columns(
     """Timestamps and 64-bit payloads ``bits`` (value bits, or row numbers), given in
     consecutive parts of (timestamps, bits) whose group ids ``ids`` are numbered over all of
     them, sorted by (group rank, timestamp), stable for equal timestamps (``_place`` and
-    ``_sort_groups``). With a ``pool``, a long batch's groups are placed in two halves at once,
-    each scanning every row for its own."""
+    ``_sort_groups``). With a ``pool``, a long batch is placed in two halves of its rows at
+    once (the second half's rows of a group after the first's), then sorted in two halves of
+    its groups."""
     out_ts = np.empty(len(ids), dtype=np.int64)
     out_bits = np.empty(len(ids), dtype=np.uint64)
     n_groups = len(bounds) - 1
-    halves = [(0, n_groups)]
-    if pool is not None and len(ids) >= SPLIT_ROWS and n_groups > 1:
-        # halves of the rows, not of the groups: the first group past the middle row
-        middle = int(np.searchsorted(bounds, len(ids) // 2, side="right"))
-        middle = min(max(middle, 1), n_groups - 1)
-        halves = [(0, middle), (middle, n_groups)]
-    calls = [partial(_scatter_half, ids, rank, bounds, parts, out_ts, out_bits, lo, hi)
-             for lo, hi in halves]  # fmt: skip
-    split.each(pool if len(halves) > 1 else None, calls)
+    if pool is None or len(ids) < SPLIT_ROWS or n_groups < 2:
+        _place_parts(ids, rank, parts, out_ts, out_bits, bounds[:-1].copy())
+        _sort_groups(bounds, out_ts, out_bits, 0, n_groups)
+        return out_ts, out_bits
+    half = len(ids) // 2
+    first, second = _split_parts(parts, half)
+    # the first half fills each group from its start, the second from its end backwards:
+    # they meet where the group's first-half rows end, with no count of them needed
+    split.each(pool, [
+        partial(_place_parts, ids[:half], rank, first, out_ts, out_bits, bounds[:-1].copy()),
+        partial(_place_parts, ids[half:], rank, second, out_ts, out_bits, bounds[1:].copy(),
+                backwards=True),
+    ])  # fmt: skip
+    # halves of the rows, not of the groups: the first group past the middle row
+    middle = int(np.searchsorted(bounds, half, side="right"))
+    middle = min(max(middle, 1), n_groups - 1)
+    split.each(pool, [partial(_sort_groups, bounds, out_ts, out_bits, lo, hi)
+                      for lo, hi in ((0, middle), (middle, n_groups))])  # fmt: skip
     return out_ts, out_bits
 
 
-def _scatter_half(ids: np.ndarray, rank: np.ndarray, bounds: np.ndarray,
-                  parts: list[tuple[np.ndarray, np.ndarray]], out_ts: np.ndarray,
-                  out_bits: np.ndarray, lo: int, hi: int) -> None:  # fmt: skip
-    """Place and sort the rows of the groups ranked ``lo:hi``, part after part."""
-    cursor = bounds[:-1].copy()
-    at = 0
+def _split_parts(
+    parts: list[tuple[np.ndarray, np.ndarray]], at: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+    """Consecutive parts cut into the first ``at`` rows and the rest (views)."""
+    first: list[tuple[np.ndarray, np.ndarray]] = []
+    second: list[tuple[np.ndarray, np.ndarray]] = []
+    lo = 0
     for ts, bits in parts:
-        _place(ids[at : at + len(ts)], rank, ts, bits, out_ts, out_bits, cursor, lo, hi)
+        hi = lo + len(ts)
+        if hi <= at:
+            first.append((ts, bits))
+        elif lo >= at:
+            second.append((ts, bits))
+        else:
+            first.append((ts[: at - lo], bits[: at - lo]))
+            second.append((ts[at - lo :], bits[at - lo :]))
+        lo = hi
+    return first, second
+
+
+def _place_parts(ids: np.ndarray, rank: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray]],
+                 out_ts: np.ndarray, out_bits: np.ndarray, cursor: np.ndarray,
+                 backwards: bool = False) -> None:  # fmt: skip
+    """Place consecutive parts' rows (group ids ``ids``) at their group's ``cursor``: from
+    there on, or (``backwards``) from the last row back, each before its group's ``cursor``."""
+    at = 0
+    spans = []
+    for ts, bits in parts:
+        spans.append((ids[at : at + len(ts)], ts, bits))
         at += len(ts)
-    _sort_groups(bounds, out_ts, out_bits, lo, hi)
+    for part_ids, ts, bits in reversed(spans) if backwards else spans:
+        place = _place_back if backwards else _place
+        place(part_ids, rank, ts, bits, out_ts, out_bits, cursor)
 
 
 @njit(cache=True, nogil=True)
-def _place(ids, rank, ts, bits, out_ts, out_bits, cursor, lo, hi):
-    """Place the rows of the groups ranked ``lo:hi`` at their group's ``cursor`` in
-    ``out_ts``/``out_bits`` (which moves on), in row order.
+def _place(ids, rank, ts, bits, out_ts, out_bits, cursor):
+    """Place each row at its group's ``cursor`` in ``out_ts``/``out_bits`` (which moves on),
+    in row order.
 
     The samples themselves move: one sequential pass places them group by group, and a group
     out of time order is then sorted where it lies (``_sort_groups``), so no pass gathers rows
@@ -226,12 +259,22 @@ def _place(ids, rank, ts, bits, out_ts, out_bits, cursor, lo, hi):
     """
     for i in range(ids.shape[0]):
         k = rank[ids[i]]
-        if k < lo or k >= hi:
-            continue
         p = cursor[k]
         out_ts[p] = ts[i]
         out_bits[p] = bits[i]
         cursor[k] = p + 1
+
+
+@njit(cache=True, nogil=True)
+def _place_back(ids, rank, ts, bits, out_ts, out_bits, cursor):
+    """``_place`` from the last row to the first, each row just before its group's
+    ``cursor`` (which moves back): the rows keep their order within the group."""
+    for i in range(ids.shape[0] - 1, -1, -1):
+        k = rank[ids[i]]
+        p = cursor[k] - 1
+        out_ts[p] = ts[i]
+        out_bits[p] = bits[i]
+        cursor[k] = p
 
 
 @njit(cache=True, nogil=True)
@@ -378,20 +421,41 @@ def _groups(parts: list[tuple[np.ndarray, np.ndarray]], duration: int) -> _Group
                    counts, bounds)  # fmt: skip
 
 
-def count_repeats(groups: np.ndarray, timestamps: np.ndarray) -> int:
+def count_repeats(groups: np.ndarray, timestamps: np.ndarray, pool: Executor | None = None) -> int:
     """How many rows repeat the (group, timestamp) of another row (all but one of each pair's
     rows: what a flush drops). ``groups`` numbers each row's group (its series) from 0,
-    densely for the least work. The timestamps are placed group by group and each group
-    sorted where it lies, as a flush sorts them: linear in the rows, where sorting the whole
-    batch is not."""
-    n = len(groups)
-    if n == 0:
+    densely for the least work."""
+    if len(groups) == 0:
         return 0
-    counts = np.bincount(groups)
+    ts, _, bounds = group_sorted(groups, timestamps, timestamps.view(np.uint64), pool)
+    return sorted_repeats(ts, bounds)
+
+
+def group_sorted(
+    groups: np.ndarray,
+    timestamps: np.ndarray,
+    bits: np.ndarray,
+    pool: Executor | None = None,
+    n_groups: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Timestamps and 64-bit payloads ``bits`` of rows sorted by (group, timestamp), stably
+    (a repeated pair's later row stays last), and each group's bounds in them. ``groups``
+    numbers each row's group densely from 0 (``n_groups`` at least, some maybe without rows).
+    The rows are placed group by group and each group sorted where it lies, as a flush sorts
+    them: linear in the rows, where sorting the whole batch is not (``pool``: see
+    ``_scatter_columns``)."""
+    counts = np.bincount(groups, minlength=n_groups)
     bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     rank = np.arange(len(counts), dtype=np.int64)
-    ts, _ = _scatter_columns(groups, rank, bounds, [(timestamps, timestamps.view(np.uint64))])
-    same = ts[1:] == ts[:-1]
+    ts, out = _scatter_columns(groups, rank, bounds, [(timestamps, bits)], pool)
+    return ts, out, bounds
+
+
+def sorted_repeats(timestamps: np.ndarray, bounds: np.ndarray) -> int:
+    """Rows of ``group_sorted`` output that repeat the timestamp of the row before in their
+    group."""
+    n = len(timestamps)
+    same = timestamps[1:] == timestamps[:-1]
     starts = bounds[1:-1]
     same[starts[(starts > 0) & (starts < n)] - 1] = False  # across groups: no repeat
     return int(np.count_nonzero(same))
