@@ -38,7 +38,9 @@ CHILD = textwrap.dedent(
 
 
 def batches() -> list[pl.DataFrame]:
-    """Five writes: new series, repeats, samples reaching back, odd NaNs, a second metric."""
+    """Five writes: new series, repeats, samples reaching back, odd NaNs, and a second
+    metric's new series shuffled with repeated pairs (the head and the log hold that batch
+    sorted by series: its later rows of a pair must still win)."""
     rng = np.random.default_rng(7)
     out = []
     for i in range(5):
@@ -47,7 +49,11 @@ def batches() -> list[pl.DataFrame]:
         values[::97] = STALE
         values[5] = PAYLOAD_NAN
         values[6] = -0.0
-        ts = rng.integers(0, 6 * HOUR, n) if i == 3 else i * HOUR + np.arange(n) * 1000
+        ts = i * HOUR + np.arange(n) * 1000
+        if i == 3:
+            ts = rng.integers(0, 6 * HOUR, n)
+        elif i == 4:
+            ts = i * HOUR + rng.integers(0, 150, n) * 1000
         out.append(
             pl.DataFrame(
                 {

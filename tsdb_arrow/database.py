@@ -416,11 +416,11 @@ class Database:
         (None: not worked out yet); ``resolved`` holds the batch's series when some may be new
         (``series``: their refs), None when every one is known (``series``: their refs sorted,
         or None when each has one row or ``numbered`` is None)."""
-        from tsdb_arrow.query.overlap import repeats_within_batch
+        from tsdb_arrow.query.overlap import in_series_order, repeats_within_batch
 
         if numbered is None:  # worked out below if the batch's rows need counting
             series = None
-        ts = batch.timestamps
+        ts, values = batch.timestamps, batch.values
         with self._lock:
             self._wait_for_room(batch.num_rows)
             before = self._index.state()
@@ -439,17 +439,22 @@ class Database:
                         numbered = Numbered(row_sets, series)
                     if batch.histograms is not None:
                         # Histogram samples: only rows repeating a pair of the batch count.
-                        replaced = repeats_within_batch(refs, ts, numbered.row_sets)
-                    else:
+                        replaced = repeats_within_batch(
+                            refs, ts, numbered.row_sets, self._split_pool
+                        )
+                    elif self._reaches_back(ts, series):
                         replaced, noted = self._count_replaced(refs, ts, numbered, series)
+                    else:  # only its own rows can repeat: sorted to count them, kept sorted
+                        ordered = in_series_order(refs, ts, values, numbered, self._split_pool)
+                        replaced = 0 if ordered is None else ordered.repeats
+                        if ordered is not None:
+                            refs, ts, values = ordered.refs, ordered.timestamps, ordered.values
                 if self._journal is not None:  # logged before the head has it: all or nothing
                     self._journal.append(
-                        journal.entries(
-                            new, refs, ts, values=batch.values, histograms=batch.histograms
-                        )
+                        journal.entries(new, refs, ts, values=values, histograms=batch.histograms)
                     )
                 self._head.append(
-                    refs, ts, values=batch.values, histograms=batch.histograms, noted=noted
+                    refs, ts, values=values, histograms=batch.histograms, noted=noted
                 )
                 self._recent.note(int(ts.min()), int(ts.max()), time.monotonic())
             except BaseException:
@@ -532,6 +537,15 @@ class Database:
             self._room.wait(deadline - now)
             self._check_writable()
 
+    def _reaches_back(self, ts: np.ndarray, known: np.ndarray | None) -> bool:
+        """Whether a float batch may repeat a stored pair: some of its series were stored
+        before (``known``: those series, sorted, or None when all were) and it reaches into
+        the stored times. Otherwise it can only repeat its own rows (caller holds the lock)."""
+        stored_max = self._stored_max()
+        if stored_max is None or int(ts.min()) > stored_max:
+            return False
+        return known is None or len(known) > 0
+
     def _count_replaced(
         self,
         refs: np.ndarray,
@@ -539,25 +553,18 @@ class Database:
         numbered: Numbered,
         known: np.ndarray | None,
     ) -> tuple[int, bool]:
-        """How many rows of a float batch replace an earlier sample, and whether the head's
-        pair set already noted the batch's pairs (pass on to ``Head.append``).
+        """How many rows of a float batch that reaches back (``_reaches_back``) replace an
+        earlier sample, and whether the head's pair set noted the batch's pairs (pass on to
+        ``Head.append``).
 
-        A batch newer than everything stored (or of new series only) can only repeat its own
-        rows. One that reaches back is checked against the head's pair set (one probe per row,
-        which also finds the batch's own repeats), and the rows not found there against blocks
-        and flushing heads. ``numbered``: the rows' series numbered densely from 0; ``known``:
-        the batch's series known before it, sorted, or None when all of them were and each has
-        one row (caller holds the lock).
+        The rows are checked against the head's pair set (one probe per row, which also finds
+        the batch's own repeats), and the rows not found there against blocks and flushing
+        heads. ``numbered``: the rows' series numbered densely from 0; ``known``: the batch's
+        series known before it, sorted, or None when all of them were and each has one row
+        (caller holds the lock).
         """
-        from tsdb_arrow.query.overlap import repeats_within_batch, stored_matches
+        from tsdb_arrow.query.overlap import stored_matches
 
-        stored_max = self._stored_max()
-        if (
-            stored_max is None
-            or int(ts.min()) > stored_max
-            or (known is not None and len(known) == 0)
-        ):
-            return repeats_within_batch(refs, ts, numbered.row_sets), False
         new = ~self._head.repeats(refs, ts, self._split_pool, numbered)
         replaced = len(refs) - int(np.count_nonzero(new))
         if self._flushing or self._blockset.blocks():

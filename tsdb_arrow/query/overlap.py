@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -17,12 +18,18 @@ import polars as pl
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.tombstones import Tombstones
-from tsdb_arrow.ingest.cut import count_repeats
+from tsdb_arrow.ingest.cut import count_repeats, group_sorted, sorted_repeats
 from tsdb_arrow.jit import njit
-from tsdb_arrow.model import is_member
+from tsdb_arrow.model import Numbered, is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
 
-__all__ = ["distinct_block_samples", "repeats_within_batch", "stored_matches"]
+__all__ = [
+    "SeriesOrdered",
+    "distinct_block_samples",
+    "in_series_order",
+    "repeats_within_batch",
+    "stored_matches",
+]
 
 _BATCH = 1 << 20
 
@@ -50,7 +57,9 @@ def distinct_block_samples(
     return sum(len(batch) for batch in samples)
 
 
-def repeats_within_batch(refs: np.ndarray, timestamps: np.ndarray, codes: np.ndarray) -> int:
+def repeats_within_batch(
+    refs: np.ndarray, timestamps: np.ndarray, codes: np.ndarray, pool: Executor | None = None
+) -> int:
     """Rows of a batch that repeat the (series, timestamp) of an earlier row of the same batch.
 
     ``codes`` numbers each row's series densely from 0 (``Resolved.row_sets``). When each
@@ -60,7 +69,41 @@ def repeats_within_batch(refs: np.ndarray, timestamps: np.ndarray, codes: np.nda
     """
     if len(refs) == 0 or _increasing_per_series(refs, timestamps, codes):
         return 0
-    return count_repeats(codes, timestamps)
+    return count_repeats(codes, timestamps, pool)
+
+
+@dataclass(frozen=True)
+class SeriesOrdered:
+    """A float batch's rows sorted by (series number, timestamp), stably, and how many of
+    them repeat the pair of the row before (the rows a flush drops)."""
+
+    refs: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+    repeats: int
+
+
+def in_series_order(
+    refs: np.ndarray,
+    timestamps: np.ndarray,
+    values: np.ndarray,
+    numbered: Numbered,
+    pool: Executor | None = None,
+) -> SeriesOrdered | None:
+    """The rows of a float batch sorted by series and time, with their repeats counted; None
+    when each series' times increase row by row already (no repeat, nothing to sort).
+
+    Counting a batch's repeats sorts it (``cut.group_sorted``); carrying the values along
+    costs the same, and the head then holds the batch in the order a flush wants, so the flush
+    need not sort it again: writing shuffled rows sorts them once, not twice.
+    """
+    if len(refs) == 0 or _increasing_per_series(refs, timestamps, numbered.row_sets):
+        return None
+    ts, bits, bounds = group_sorted(
+        numbered.row_sets, timestamps, values.view(np.uint64), pool, len(numbered.set_refs)
+    )
+    refs = np.repeat(numbered.set_refs, np.diff(bounds))
+    return SeriesOrdered(refs, ts, bits.view(np.float64), sorted_repeats(ts, bounds))
 
 
 def stored_matches(
@@ -106,12 +149,16 @@ def stored_matches(
 
 
 def _increasing_per_series(refs: np.ndarray, timestamps: np.ndarray, codes: np.ndarray) -> bool:
-    """Whether each series' timestamps strictly increase in row order (no repeated pair)."""
-    n_series = int(codes.max()) + 1
+    """Whether each series' timestamps strictly increase in row order (no repeated pair).
+    ``codes`` may leave numbers without a row."""
+    n_codes = int(codes.max()) + 1
     same = refs[1:] == refs[:-1]
-    if len(refs) - int(np.count_nonzero(same)) == n_series:  # one run per series
-        return bool((timestamps[1:][same] > timestamps[:-1][same]).all())
-    return _increasing_by_code(codes, timestamps, n_series)
+    runs = len(refs) - int(np.count_nonzero(same))
+    if runs <= n_codes:  # maybe one run per series: then each run's times are checked
+        starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+        if len(np.unique(codes[starts])) == runs:
+            return bool((timestamps[1:][same] > timestamps[:-1][same]).all())
+    return _increasing_by_code(codes, timestamps, n_codes)
 
 
 @njit(cache=True, nogil=True)
