@@ -290,13 +290,17 @@ def test_bad_quantile(q: float) -> None:
     + [(-1.0, 1.1128334950037746)],
     alpha=0.01,
 )
+# The same on the negative side: rank 1/3 against negatives of weight 1/3 rounds to just below
+# it, and the package's reversed rank + 1 to 0, which its dense store's first (empty) bucket
+# meets (-0.275 for -1.0); ours is the negative bucket nearest zero.
+@example(pairs=[(0.0, 1 / 3), (0.0, 1 / 3), (0.0, 1 / 3), (-1.0, 1 / 3)], alpha=0.01)
 def test_weighted_package_sketch_quantiles(pairs: list[tuple[float, float]], alpha: float) -> None:
     """Fractional counts (weighted adds) read from the package give its quantiles (for a total
     weight of at least 1; below, the package's rank is negative and we clamp it to 0).
 
-    Where float rounding leaves the package a negative rank into its positive store, it answers
-    with whichever empty bucket its dense store starts at; ours is the lowest positive bucket's
-    value, the one the exact rank (0) selects.
+    Where float rounding leaves the package a negative rank into one of its stores, it answers
+    with whichever empty bucket its dense store starts at; ours is the bucket the exact rank
+    selects: the lowest positive bucket, or the negative bucket nearest zero.
     """
     package = DDSketch(alpha)
     for v, w in pairs:
@@ -304,13 +308,19 @@ def test_weighted_package_sketch_quantiles(pairs: list[tuple[float, float]], alp
     ours = Sketch.from_ddsketch(package)
     if package.count >= 1:
         got, want = ours.quantiles(QS), _package_quantiles(package, QS)
-        below = package._zero_count + package._negative_store.count
-        residual = QS * (package.count - 1) - package._zero_count - package._negative_store.count
-        rounded = (QS * (package.count - 1) >= below) & (residual < 0)
-        np.testing.assert_array_equal(got[~rounded], want[~rounded])
+        negatives = package._negative_store.count
+        below = package._zero_count + negatives
+        ranks = QS * (package.count - 1)
+        rounded = (ranks >= below) & (ranks - package._zero_count - negatives < 0)
+        rounded_negative = (ranks < negatives) & ((negatives - ranks - 1) + 1 <= 0)
+        exact = ~rounded & ~rounded_negative
+        np.testing.assert_array_equal(got[exact], want[exact])
         if rounded.any():
             lowest = ours.mapping.values(ours.positive_keys[:1])[0]
             np.testing.assert_array_equal(got[rounded], lowest)
+        if rounded_negative.any():
+            nearest = -ours.mapping.values(ours.negative_keys[:1])[0]
+            np.testing.assert_array_equal(got[rounded_negative], nearest)
     elif package.count > 0:
         lowest = np.sort([v for v, _ in pairs])[0]
         assert ours.quantile(0.7) == ours.quantile(0.0)
