@@ -445,7 +445,10 @@ class Database:
                     elif self._reaches_back(ts, series):
                         replaced, noted = self._count_replaced(refs, ts, numbered, series)
                     else:  # only its own rows can repeat: sorted to count them, kept sorted
-                        ordered = in_series_order(refs, ts, values, numbered, self._split_pool)
+                        ordered = in_series_order(
+                            refs, ts, values, numbered, self.config.block_duration,
+                            self._split_pool,
+                        )
                         replaced = 0 if ordered is None else ordered.repeats
                         if ordered is not None:
                             refs, ts, values = ordered.refs, ordered.timestamps, ordered.values

@@ -62,18 +62,20 @@ def test_cut_equals_a_stable_lexsort(data, n_refs, span, duration, split, n_part
     kept in write order): the cut's refs, timestamps and value bits (NaN payloads, -0.0) equal
     the reference window by window; ``cut_rows`` picks the same rows. A short ``duration``
     puts repeated pairs in several windows; ``split`` places the rows with two threads. Rows
-    come as written, in time order, or series after series (with repeats or without), in one
+    come as written, in time order, series after series or in block order (with repeats or
+    without: the cut keeps rows already in block order where they are), in one
     array or in ``n_parts`` consecutive parts (some maybe empty) as the head's buffers hold them."""
     n = data.draw(st.integers(1, 3000))
     seed = data.draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     refs = rng.integers(0, n_refs, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     ts = 1_700_000_000_000 + rng.integers(0, span, n, endpoint=True)
-    order = data.draw(st.sampled_from(["written", "time", "series"]))
+    order = data.draw(st.sampled_from(["written", "time", "series", "block"]))
     if order == "time":  # some series in time order, as appended
         ts = np.sort(ts)
-    elif order == "series":  # series after series, each in time order (as most exports)
-        by = np.lexsort((ts, refs))
+    elif order in ("series", "block"):  # series after series, each in time order (as most
+        # exports), or window after window so (as a shuffled batch is written to the head)
+        by = np.lexsort((ts, refs, window_starts(ts, duration) if order == "block" else 0 * ts))
         refs, ts = refs[by], ts[by]
         if data.draw(st.booleans()):  # unique pairs
             first = np.ones(n, dtype=bool)

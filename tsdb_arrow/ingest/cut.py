@@ -31,7 +31,9 @@ class Window:
 
 
 @njit(cache=True)
-def _is_sorted_unique(windows, refs, ts) -> bool:
+def _is_block_sorted(windows, refs, ts) -> bool:
+    """Whether rows are sorted by (window, ref, timestamp), repeated pairs allowed (in write
+    order, the stable sort leaves them as they are)."""
     for i in range(1, refs.shape[0]):
         if windows[i] != windows[i - 1]:
             if windows[i] < windows[i - 1]:
@@ -39,7 +41,7 @@ def _is_sorted_unique(windows, refs, ts) -> bool:
         elif refs[i] != refs[i - 1]:
             if refs[i] < refs[i - 1]:
                 return False
-        elif ts[i] <= ts[i - 1]:
+        elif ts[i] < ts[i - 1]:
             return False
     return True
 
@@ -380,7 +382,8 @@ class _Groups:
 
 def _groups(parts: list[tuple[np.ndarray, np.ndarray]], duration: int) -> _Groups | None:
     """The (window, ref) groups of rows given as consecutive non-empty parts of (refs,
-    timestamps); None when the rows are sorted by (window, ref, ts) and unique.
+    timestamps); None when the rows are sorted by (window, ref, ts) already (repeated pairs
+    in write order, as the sort leaves them).
 
     Whatever the row order (series runs, time order, shuffled), rows are grouped by
     (window, series) with a hash table and the few groups sorted: linear in the rows. Each
@@ -390,7 +393,7 @@ def _groups(parts: list[tuple[np.ndarray, np.ndarray]], duration: int) -> _Group
     for refs, ts in parts:  # rows out of order show within the first part, as a rule
         windows = _windows(ts, duration)
         first = (int(windows[0]), int(refs[0]), int(ts[0]))
-        if (last is not None and first <= last) or not _is_sorted_unique(windows, refs, ts):
+        if (last is not None and first < last) or not _is_block_sorted(windows, refs, ts):
             break
         last = (int(windows[-1]), int(refs[-1]), int(ts[-1]))
     else:
@@ -451,6 +454,84 @@ def group_sorted(
     return ts, out, bounds
 
 
+#: The most (window, series) groups ``block_sorted`` numbers densely, per row of the batch
+#: (and at least ``_DENSE_MIN``): past that the rows span so many windows that most groups
+#: would be empty.
+_DENSE_PER_ROW = 2
+_DENSE_MIN = 1 << 16
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class BlockSorted:
+    """Rows sorted as a flush cuts them: by (aligned window, ref, timestamp), stably (a
+    repeated pair's later row stays last). ``bounds``: where each (window, series) group's
+    rows start, groups in that order (one more at the end)."""
+
+    refs: np.ndarray
+    timestamps: np.ndarray
+    bits: np.ndarray
+    bounds: np.ndarray
+
+
+def block_sorted(
+    sets: np.ndarray,
+    set_refs: np.ndarray,
+    timestamps: np.ndarray,
+    bits: np.ndarray,
+    duration: int,
+    pool: Executor | None = None,
+) -> BlockSorted | None:
+    """The rows (``sets``: each row's series numbered densely from 0, ``set_refs``: each
+    number's ref; ``bits``: 64-bit payloads carried along) sorted as a flush cuts them, so
+    that a head holding them is cut without sorting again; None when they span too many
+    windows to number the (window, series) groups densely (``_DENSE_PER_ROW``).
+
+    Each row's group is its window's number times the series count plus its series' rank by
+    ref, worked out in one pass; the rows are then placed and sorted as ``_scatter_columns``
+    does (``pool``: see there).
+    """
+    n = len(timestamps)
+    n_sets = len(set_refs)
+    t_min, t_max = int(timestamps.min()), int(timestamps.max())
+    first = t_min - t_min % duration  # floor, as window_starts
+    if first < _INT64_MIN or t_max - first > _INT64_MAX:
+        return None
+    n_windows = (t_max - first) // duration + 1
+    n_groups = n_windows * n_sets
+    if n_groups > max(_DENSE_PER_ROW * n, _DENSE_MIN):
+        return None
+    by_ref = np.argsort(set_refs, kind="stable")
+    ref_rank = np.empty(n_sets, dtype=np.int64)
+    ref_rank[by_ref] = np.arange(n_sets)
+    groups = np.empty(n, dtype=np.int32 if n_groups < 2**31 else np.int64)
+    _window_groups(sets, ref_rank, timestamps, first, duration, n_sets,
+                   n_windows <= _FEW_WINDOWS, groups)  # fmt: skip
+    counts = np.bincount(groups, minlength=n_groups)
+    bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    rank = np.arange(n_groups, dtype=np.int64)
+    ts, out = _scatter_columns(groups, rank, bounds, [(timestamps, bits)], pool)
+    refs = np.repeat(np.tile(set_refs[by_ref], n_windows), counts)
+    return BlockSorted(refs, ts, out, bounds)
+
+
+@njit(cache=True, nogil=True)
+def _window_groups(sets, ref_rank, ts, first, duration, n_sets, few, out):
+    """Each row's (window, series) group: its window's number from ``first`` times
+    ``n_sets``, plus its series' rank. Few windows are found by subtraction (a division costs
+    tens of cycles); ``ts - first`` fits in int64 (the caller checks)."""
+    for i in range(ts.shape[0]):
+        d = ts[i] - first
+        if few:
+            w = 0
+            while d >= duration:
+                d -= duration
+                w += 1
+        else:
+            w = d // duration
+        out[i] = w * n_sets + ref_rank[sets[i]]
+
+
 def sorted_repeats(timestamps: np.ndarray, bounds: np.ndarray) -> int:
     """Rows of ``group_sorted`` output that repeat the timestamp of the row before in their
     group."""
@@ -492,6 +573,9 @@ def cut_parts(
     groups = _groups([(refs, ts) for refs, ts, _ in parts], duration)
     if groups is None:
         refs, timestamps, values = (np.concatenate([part[i] for part in parts]) for i in range(3))
+        keep = keep_last(refs, timestamps)
+        if not keep.all():  # repeated pairs, in write order: the last stays
+            refs, timestamps, values = refs[keep], timestamps[keep], values[keep]
         starts, edges = _row_edges(_windows(timestamps, duration))
     else:
         # Refs are constant per group: repeated, not gathered row by row. Values move as their
@@ -527,8 +611,8 @@ def cut_rows(
         return []
     groups = _groups([(refs, timestamps)], duration)
     if groups is None:
-        order = np.arange(len(refs))
-        starts, edges = _row_edges(_windows(timestamps, duration))
+        order = np.flatnonzero(keep_last(refs, timestamps))  # repeats: the last write stays
+        starts, edges = _row_edges(_windows(timestamps[order], duration))
     else:  # the row numbers travel as the payload of the samples' sort
         rows = np.arange(len(refs), dtype=np.int64).view(np.uint64)
         sorted_ts, rows = _scatter_columns(

@@ -18,7 +18,7 @@ import polars as pl
 from tsdb_arrow.blocks.cache import ChunkCache
 from tsdb_arrow.blocks.reader import Block
 from tsdb_arrow.blocks.tombstones import Tombstones
-from tsdb_arrow.ingest.cut import count_repeats, group_sorted, sorted_repeats
+from tsdb_arrow.ingest.cut import block_sorted, count_repeats, group_sorted, sorted_repeats
 from tsdb_arrow.jit import njit
 from tsdb_arrow.model import Numbered, is_member
 from tsdb_arrow.query.read import Snapshot, iter_samples
@@ -74,8 +74,8 @@ def repeats_within_batch(
 
 @dataclass(frozen=True)
 class SeriesOrdered:
-    """A float batch's rows sorted by (series number, timestamp), stably, and how many of
-    them repeat the pair of the row before (the rows a flush drops)."""
+    """A float batch's rows sorted by series and time, stably, and how many of them repeat
+    the pair of the row before (the rows a flush drops)."""
 
     refs: np.ndarray
     timestamps: np.ndarray
@@ -88,21 +88,31 @@ def in_series_order(
     timestamps: np.ndarray,
     values: np.ndarray,
     numbered: Numbered,
+    duration: int,
     pool: Executor | None = None,
 ) -> SeriesOrdered | None:
-    """The rows of a float batch sorted by series and time, with their repeats counted; None
-    when each series' times increase row by row already (no repeat, nothing to sort).
+    """The rows of a float batch sorted as a flush cuts them into windows of ``duration``
+    ms (by window, ref and time: ``cut.block_sorted``), or by series and time when they span
+    too many windows, with their repeats counted; None when each series' times increase row
+    by row already (no repeat, nothing to sort).
 
-    Counting a batch's repeats sorts it (``cut.group_sorted``); carrying the values along
-    costs the same, and the head then holds the batch in the order a flush wants, so the flush
-    need not sort it again: writing shuffled rows sorts them once, not twice.
+    Counting a batch's repeats sorts it; carrying the values along costs the same, and the
+    head then holds the batch in the order a flush wants, so the flush need not sort it
+    again: writing shuffled rows sorts them once, not twice.
     """
     if len(refs) == 0 or _increasing_per_series(refs, timestamps, numbered.row_sets):
         return None
-    ts, bits, bounds = group_sorted(
-        numbered.row_sets, timestamps, values.view(np.uint64), pool, len(numbered.set_refs)
+    bits = values.view(np.uint64)
+    ordered = block_sorted(
+        numbered.row_sets, numbered.set_refs, timestamps, bits, duration, pool
     )
-    refs = np.repeat(numbered.set_refs, np.diff(bounds))
+    if ordered is not None:
+        refs, ts, bits, bounds = ordered.refs, ordered.timestamps, ordered.bits, ordered.bounds
+    else:
+        ts, bits, bounds = group_sorted(
+            numbered.row_sets, timestamps, bits, pool, len(numbered.set_refs)
+        )
+        refs = np.repeat(numbered.set_refs, np.diff(bounds))
     return SeriesOrdered(refs, ts, bits.view(np.float64), sorted_repeats(ts, bounds))
 
 
